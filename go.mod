@@ -1,0 +1,3 @@
+module github.com/gatelog/gatelog
+
+go 1.26
