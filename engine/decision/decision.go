@@ -66,8 +66,8 @@ type History struct {
 // Context is the circumstance of the request.
 type Context struct {
 	// Time is the decision time (RFC 3339); the daemon sets it when empty.
-	Time     string `json:"time,omitempty"`
-	SourceIP string `json:"source_ip,omitempty"`
+	Time     string  `json:"time,omitempty"`
+	SourceIP string  `json:"source_ip,omitempty"`
 	Change   *Change `json:"change,omitempty"`
 	// BreakGlassReason is the reason given for an emergency override.
 	BreakGlassReason string   `json:"break_glass_reason,omitempty"`
