@@ -1,0 +1,196 @@
+// Package receipt builds and checks the signed decision record: an in-toto
+// Statement v1 whose predicate (type PredicateType) is the decision.Record
+// and whose subject is the SHA-256 of the canonical request, wrapped in a
+// DSSE envelope (payload type PayloadType) signed by the daemon's key.
+//
+// Signing and verification go through sigstore/sigstore's signature and
+// DSSE packages; nothing here invents a signature format.
+package receipt
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+
+	"github.com/gatelog/gatelog/engine/decision"
+)
+
+const (
+	// PredicateType names the gatelog decision record.
+	PredicateType = "https://gatelog.dev/decision/v1"
+	// PayloadType is the DSSE payload type of an in-toto statement.
+	PayloadType = "application/vnd.in-toto+json"
+	// StatementType is the in-toto Statement v1 type.
+	StatementType = "https://in-toto.io/Statement/v1"
+)
+
+// ErrInvalid marks envelopes that fail verification or do not hold a
+// well-formed gatelog decision record.
+var ErrInvalid = errors.New("invalid decision record")
+
+// Statement is an in-toto Statement v1 carrying a decision record.
+type Statement struct {
+	Type          string            `json:"_type"`
+	Subject       []StatementSubject `json:"subject"`
+	PredicateType string            `json:"predicateType"`
+	Predicate     decision.Record   `json:"predicate"`
+}
+
+// StatementSubject is an in-toto resource descriptor.
+type StatementSubject struct {
+	Name   string            `json:"name"`
+	Digest map[string]string `json:"digest"`
+}
+
+// Signer signs decision records with one key.
+type Signer struct {
+	dsse  signature.Signer
+	keyID string
+}
+
+// NewSigner wraps s, which must sign with SHA-256 (e.g. an ECDSA P-256
+// signer from signature.LoadECDSASigner or a KMS signer).
+func NewSigner(s signature.Signer) (*Signer, error) {
+	pub, err := s.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("signer public key: %w", err)
+	}
+	id, err := KeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{dsse: sigdsse.WrapSigner(s, PayloadType), keyID: id}, nil
+}
+
+// KeyID is the hex SHA-256 of the key's PKIX DER encoding.
+func (s *Signer) KeyID() string { return s.keyID }
+
+// KeyID computes the identifier gatelog uses for a public key: the hex
+// SHA-256 of its PKIX DER encoding (the same as Rekor's log ID).
+func KeyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("marshal public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// RequestDigest is the hex SHA-256 of the request in RFC 8785 (JCS)
+// canonical JSON: the in-toto subject of the record.
+func RequestDigest(req decision.Request) (string, error) {
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	canon, err := jsoncanonicalizer.Transform(raw)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Sign builds the statement for rec, stamps the signer's key ID into
+// rec.Daemon.KeyID and returns the DSSE envelope bytes exactly as they
+// will be logged.
+func (s *Signer) Sign(rec decision.Record) ([]byte, error) {
+	rec.Daemon.KeyID = s.keyID
+	digest, err := RequestDigest(rec.Request)
+	if err != nil {
+		return nil, fmt.Errorf("digest request: %w", err)
+	}
+	st := Statement{
+		Type:          StatementType,
+		Subject:       []StatementSubject{{Name: "decision:" + rec.DecisionID, Digest: map[string]string{"sha256": digest}}},
+		PredicateType: PredicateType,
+		Predicate:     rec,
+	}
+	payload, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("marshal statement: %w", err)
+	}
+	env, err := s.dsse.SignMessage(bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
+	}
+	return env, nil
+}
+
+// Envelope is the DSSE envelope as JSON.
+type Envelope struct {
+	PayloadType string              `json:"payloadType"`
+	Payload     string              `json:"payload"`
+	Signatures  []EnvelopeSignature `json:"signatures"`
+}
+
+// EnvelopeSignature is one DSSE signature.
+type EnvelopeSignature struct {
+	KeyID string `json:"keyid,omitempty"`
+	Sig   string `json:"sig"`
+}
+
+// ParseEnvelope decodes envelope JSON without verifying it.
+func ParseEnvelope(envelope []byte) (Envelope, error) {
+	var env Envelope
+	if err := json.Unmarshal(envelope, &env); err != nil {
+		return env, fmt.Errorf("%w: envelope is not DSSE JSON: %v", ErrInvalid, err)
+	}
+	if env.PayloadType != PayloadType {
+		return env, fmt.Errorf("%w: envelope payloadType is %q, want %q", ErrInvalid, env.PayloadType, PayloadType)
+	}
+	if len(env.Signatures) == 0 {
+		return env, fmt.Errorf("%w: envelope has no signatures", ErrInvalid)
+	}
+	return env, nil
+}
+
+// Open verifies the envelope's signature with v and returns the statement
+// it carries, after checking it is a gatelog decision record whose subject
+// digest matches its request.
+func Open(envelope []byte, v signature.Verifier) (Statement, error) {
+	env, err := ParseEnvelope(envelope)
+	if err != nil {
+		return Statement{}, err
+	}
+	if err := sigdsse.WrapVerifier(v).VerifySignature(bytes.NewReader(envelope), nil); err != nil {
+		return Statement{}, fmt.Errorf("%w: envelope signature does not verify with the signer key: %v", ErrInvalid, err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return Statement{}, fmt.Errorf("%w: payload is not base64: %v", ErrInvalid, err)
+	}
+	return ParseStatement(payload)
+}
+
+// ParseStatement decodes and checks a statement without any signature check.
+func ParseStatement(payload []byte) (Statement, error) {
+	var st Statement
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return st, fmt.Errorf("%w: payload is not an in-toto statement: %v", ErrInvalid, err)
+	}
+	if st.Type != StatementType || st.PredicateType != PredicateType {
+		return st, fmt.Errorf("%w: statement type %q / predicate %q is not a gatelog decision", ErrInvalid, st.Type, st.PredicateType)
+	}
+	if len(st.Subject) != 1 {
+		return st, fmt.Errorf("%w: statement has %d subjects, want 1", ErrInvalid, len(st.Subject))
+	}
+	digest, err := RequestDigest(st.Predicate.Request)
+	if err != nil {
+		return st, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if st.Subject[0].Digest["sha256"] != digest {
+		return st, fmt.Errorf("%w: statement subject digest does not match the recorded request", ErrInvalid)
+	}
+	return st, nil
+}

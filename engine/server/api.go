@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/translog"
+)
+
+// Handler is the daemon's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/decide", s.handleDecide)
+	mux.HandleFunc("GET /v1/decisions/{id}", s.handleGetDecision)
+	mux.Handle("GET /checkpoint", s.log.TilesHandler())
+	mux.Handle("GET /tile/", s.log.TilesHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	return mux
+}
+
+// apiError is the JSON error body, shaped like Rekor's.
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, apiError{Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// authenticate reads "Authorization: Bearer <key>". On failure it writes
+// the 401 and returns false.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(token) == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatelog"`)
+		writeError(w, http.StatusUnauthorized, "missing credentials: send Authorization: Bearer <API key>")
+		return identity.Caller{}, false
+	}
+	c, err := s.keys.Authenticate(strings.TrimSpace(token), s.cfg.Now())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatelog", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "%v", err)
+		return identity.Caller{}, false
+	}
+	return c, true
+}
+
+func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermDecide) && !caller.Has(identity.PermVouch) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the decide permission", caller.ID)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, decision.MaxRequestBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusBadRequest, "body is larger than %d bytes", decision.MaxRequestBytes)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "reading body: %v", err)
+		return
+	}
+	req, err := decision.ParseRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if err := s.bindSubject(&req, caller); err != nil {
+		writeError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	rc, err := s.Decide(r.Context(), req, caller.Caller, r.URL.Query().Get("wait") == "checkpoint")
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rc)
+}
+
+// bindSubject replaces whatever the request claims about identity with what
+// the daemon verified: the caller itself, or a subject the caller vouches for.
+func (s *Server) bindSubject(req *decision.Request, caller identity.Caller) error {
+	now := s.cfg.Now()
+	if req.Subject.ID != "" || len(req.Subject.Groups) > 0 {
+		if !caller.Has(identity.PermVouch) {
+			return fmt.Errorf("caller %s may not vouch for a subject (field \"subject\"): it needs the vouch permission", caller.ID)
+		}
+		if req.Subject.ID == "" {
+			return fmt.Errorf("%w: field \"subject.id\" is required when vouching", decision.ErrBadRequest)
+		}
+		req.Subject.Verified = true
+		req.Subject.AssertedBy = caller.ID
+	} else {
+		req.Subject = decision.Subject{
+			ID: caller.ID, Kind: caller.Kind, Verified: true,
+			TokenAgeS: int64(now.Sub(caller.Created).Seconds()),
+		}
+		if !caller.Expires.IsZero() {
+			req.Subject.CredentialExpiresAt = caller.Expires.Format(time.RFC3339)
+		}
+	}
+	// The daemon's clock is the decision time; a time in the payload is
+	// kept, but only as unverified context.
+	if req.Context.Time != "" {
+		if req.Context.Unverified == nil {
+			req.Context.Unverified = map[string]any{}
+		}
+		req.Context.Unverified["requested_time"] = req.Context.Time
+	}
+	req.Context.Time = now.UTC().Format(time.RFC3339)
+	return nil
+}
+
+// ErrNotLogged means a decision could not be signed or logged; the caller
+// must treat it as a deny.
+var ErrNotLogged = errors.New("decision not logged, so denied")
+
+// Decide evaluates req, signs the record, appends it to the log and returns
+// the receipt. It returns a receipt only once the entry is durably
+// sequenced; with wait, also an inclusion proof. Any error means deny.
+func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
+	d, pol := s.engine.Decide(ctx, req)
+	rec := decision.Record{
+		DecisionID: uuid.NewString(),
+		Request:    req,
+		Caller:     caller,
+		Decision:   d,
+		Policy:     pol,
+		Time:       s.cfg.Now().UTC().Format(time.RFC3339Nano),
+		Daemon:     decision.Daemon{Version: s.cfg.Version},
+	}
+	env, err := s.signer.Sign(rec)
+	if err != nil {
+		s.logger.Error("signing failed; denying", "decision_id", rec.DecisionID, "err", err)
+		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+	defer cancel()
+	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
+	if err != nil {
+		s.logger.Error("append failed; denying", "decision_id", rec.DecisionID, "err", err)
+		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
+	}
+	rc := s.receiptFor(e, rec.Decision, rec.DecisionID)
+	if wait {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+		defer cancel()
+		p, err := s.log.InclusionProof(pctx, e.Index, true)
+		if err != nil {
+			// The decision is logged; only the proof is late. Say so.
+			s.logger.Warn("no inclusion proof yet", "decision_id", rec.DecisionID, "err", err)
+		} else {
+			rc.InclusionProof = proofJSON(p)
+		}
+	}
+	return rc, nil
+}
+
+func (s *Server) receiptFor(e translog.Entry, d decision.Decision, id string) decision.Receipt {
+	return decision.Receipt{
+		DecisionID: id, Allow: d.Allow, Reasons: d.Reasons, Alerts: d.Alerts,
+		LogIndex: e.Index, UUID: e.UUID, IntegratedTime: e.IntegratedTime, LogID: s.log.LogID(),
+		SignedEntryTimestamp: e.SignedEntryTimestamp, Envelope: e.Envelope,
+	}
+}
+
+func proofJSON(p translog.Proof) *decision.InclusionProof {
+	hashes := make([]string, len(p.Hashes))
+	for i, h := range p.Hashes {
+		hashes[i] = hex.EncodeToString(h)
+	}
+	return &decision.InclusionProof{
+		LogIndex: p.Index, TreeSize: p.TreeSize, RootHash: hex.EncodeToString(p.RootHash),
+		Hashes: hashes, Checkpoint: string(p.Checkpoint),
+	}
+}
+
+func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermRead) && !caller.Has(identity.PermDecide) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		writeError(w, http.StatusBadRequest, "decision id %q is not a UUID", id)
+		return
+	}
+	e, err := s.log.Lookup(id)
+	if errors.Is(err, translog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no decision %s", id)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading decision %s: %v", id, err)
+		return
+	}
+	env, err := receipt.ParseEnvelope(e.Envelope)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "stored envelope for %s: %v", id, err)
+		return
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "stored envelope for %s: %v", id, err)
+		return
+	}
+	st, err := receipt.ParseStatement(payload)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "stored record for %s: %v", id, err)
+		return
+	}
+	rc := s.receiptFor(e, st.Predicate.Decision, id)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AppendTimeout)
+	defer cancel()
+	p, err := s.log.InclusionProof(ctx, e.Index, true)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "inclusion proof for %s: %v", id, err)
+		return
+	}
+	rc.InclusionProof = proofJSON(p)
+	writeJSON(w, http.StatusOK, rc)
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.log.Checkpoint(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "log not ready: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ready")
+}

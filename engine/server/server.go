@@ -1,0 +1,211 @@
+// Package server is the gatelog daemon: it owns the data directory, joins
+// the policy engine, the signer and the transparency log, and serves the
+// HTTP API. It is the only package that imports both engine and translog.
+//
+// The decide path fails closed: an allow is written to the wire only after
+// its signed record is durably sequenced in the log; any failure on the
+// way answers 503 and never an allow.
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/formats/log"
+
+	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/entry"
+)
+
+// Config configures the daemon. DataDir and Policies are required.
+type Config struct {
+	// DataDir holds keys, the API key store and the log.
+	DataDir string
+	// Policies is the policy tree (a directory or the embedded library).
+	Policies fs.FS
+	// Host names the log in its origin line "<host>/<tree id>".
+	Host string
+	// CheckpointInterval is how often the log publishes a checkpoint.
+	CheckpointInterval time.Duration
+	// AppendTimeout bounds how long a decide call waits for the log.
+	AppendTimeout time.Duration
+	// Version is the daemon version recorded in every decision.
+	Version string
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now. Tests pin it.
+	Now func() time.Time
+}
+
+// Decider evaluates requests (engine.Engine).
+type Decider interface {
+	Decide(ctx context.Context, req decision.Request) (decision.Decision, decision.Policy)
+}
+
+// Log is what the daemon needs of the transparency log (translog.Log).
+type Log interface {
+	Append(ctx context.Context, key string, envelope, signerPEM []byte) (translog.Entry, error)
+	Lookup(key string) (translog.Entry, error)
+	InclusionProof(ctx context.Context, index int64, wait bool) (translog.Proof, error)
+	Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error)
+	TilesHandler() http.Handler
+	LogID() string
+	Origin() string
+	Close(ctx context.Context) error
+}
+
+// Server is a running daemon's state.
+type Server struct {
+	cfg       Config
+	engine    Decider
+	log       Log
+	keys      *identity.KeyStore
+	signer    *receipt.Signer
+	signerPEM []byte
+	logger    *slog.Logger
+}
+
+// Paths inside the data directory.
+const (
+	DecisionKeyFile  = "keys/decision.key"
+	LogKeyFile       = "keys/log.key"
+	APIKeysFile      = "apikeys.json"
+	BootstrapKeyFile = "bootstrap-api-key"
+	LogDir           = "log"
+)
+
+// Open prepares the data directory (creating keys and a bootstrap API key
+// on first start), compiles the policies and opens the log.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" || cfg.Policies == nil {
+		return nil, errors.New("server: DataDir and Policies are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AppendTimeout == 0 {
+		cfg.AppendTimeout = 10 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	decKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, DecisionKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("decision signing key: %w", err)
+	}
+	logKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, LogKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
+	}
+	keys, err := identity.OpenKeyStore(filepath.Join(cfg.DataDir, APIKeysFile))
+	if err != nil {
+		return nil, err
+	}
+	if err := bootstrap(keys, cfg); err != nil {
+		return nil, err
+	}
+	eng, err := engine.New(ctx, cfg.Policies)
+	if err != nil {
+		return nil, err
+	}
+	signer, signerPEM, err := newSigner(decKey)
+	if err != nil {
+		return nil, err
+	}
+	lg, err := translog.Open(ctx, translog.Config{
+		Dir: filepath.Join(cfg.DataDir, LogDir), Key: logKey, Host: cfg.Host,
+		CheckpointInterval: cfg.CheckpointInterval, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, engine: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger}, nil
+}
+
+func newSigner(k *ecdsa.PrivateKey) (*receipt.Signer, []byte, error) {
+	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := receipt.NewSigner(sv)
+	if err != nil {
+		return nil, nil, err
+	}
+	pem, err := entry.PublicKeyPEM(k.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, pem, nil
+}
+
+// bootstrap creates the first API key on an empty key store and writes its
+// secret, once, to DATA/bootstrap-api-key (0600). Only its hash is kept.
+func bootstrap(keys *identity.KeyStore, cfg Config) error {
+	if keys.Len() > 0 {
+		return nil
+	}
+	secret, _, err := keys.Create("bootstrap", []string{identity.PermDecide, identity.PermVouch, identity.PermAdmin, identity.PermRead}, 0, cfg.Now())
+	if err != nil {
+		return fmt.Errorf("create bootstrap API key: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, BootstrapKeyFile)
+	if err := writeNew(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", BootstrapKeyFile, err)
+	}
+	cfg.Logger.Info("created bootstrap API key", "file", path)
+	return nil
+}
+
+// Origin is the log's origin line.
+func (s *Server) Origin() string { return s.log.Origin() }
+
+// Serve answers HTTP on ln until ctx ends, then shuts down gracefully:
+// in-flight requests (and so their appends) finish, and the log publishes
+// a checkpoint covering every acknowledged entry before Serve returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.logger.Info("gatelog listening", "addr", ln.Addr().String(), "origin", s.log.Origin())
+	select {
+	case err := <-errc:
+		_ = s.log.Close(context.WithoutCancel(ctx))
+		return err
+	case <-ctx.Done():
+	}
+	s.logger.Info("shutting down: finishing in-flight decisions")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	herr := srv.Shutdown(sctx)
+	lerr := s.log.Close(sctx)
+	return errors.Join(herr, lerr)
+}
+
+// Close stops the log without serving (for callers that used Handler).
+func (s *Server) Close(ctx context.Context) error { return s.log.Close(ctx) }

@@ -1,0 +1,201 @@
+// Package entry is the format of one gatelog log entry, as Rekor v1 writes
+// it: the leaf is the canonical Rekor "dsse" v0.0.1 entry body for a DSSE
+// envelope, the leaf hash is RFC 6962's SHA-256(0x00 ‖ body), the entry
+// UUID is the 16-hex-digit tree ID followed by the leaf hash, and the
+// Signed Entry Timestamp signs the canonical JSON of
+// {body, integratedTime, logID, logIndex}.
+//
+// Both the log (to write entries) and offline verifiers (to recompute them)
+// use this package, so the two can never disagree on the bytes.
+package entry
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// Kind and APIVersion of the Rekor entry type gatelog writes.
+const (
+	Kind       = "dsse"
+	APIVersion = "0.0.1"
+)
+
+// ErrMalformed marks entry bodies and UUIDs that cannot be parsed.
+var ErrMalformed = errors.New("malformed log entry")
+
+// Body is the canonical Rekor dsse v0.0.1 entry. Its JSON encoding, with
+// fields in this order, is already RFC 8785 canonical.
+type Body struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Spec       BodySpec `json:"spec"`
+}
+
+// BodySpec is the spec of a dsse v0.0.1 entry.
+type BodySpec struct {
+	EnvelopeHash Hash        `json:"envelopeHash"`
+	PayloadHash  Hash        `json:"payloadHash"`
+	Signatures   []Signature `json:"signatures"`
+}
+
+// Hash is an algorithm and a hex value.
+type Hash struct {
+	Algorithm string `json:"algorithm"`
+	Value     string `json:"value"`
+}
+
+// Signature pairs a DSSE signature (base64, as in the envelope) with the
+// PEM public key that verifies it (base64 of the PEM, as Rekor stores it).
+type Signature struct {
+	Signature string `json:"signature"`
+	Verifier  string `json:"verifier"`
+}
+
+type envelope struct {
+	PayloadType string `json:"payloadType"`
+	Payload     string `json:"payload"`
+	Signatures  []struct {
+		Sig string `json:"sig"`
+	} `json:"signatures"`
+}
+
+// PublicKeyPEM returns the PEM encoding Rekor uses for a verifier key.
+func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
+	return cryptoutils.MarshalPublicKeyToPEM(pub)
+}
+
+// DSSEBody returns the canonical Rekor dsse v0.0.1 body for the exact
+// envelope bytes, whose every signature is attributed to signerPEM. It does
+// not verify the signatures; the log verifies them before appending and
+// auditors verify them separately.
+func DSSEBody(envelopeJSON, signerPEM []byte) ([]byte, error) {
+	var env envelope
+	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope is not JSON: %v", ErrMalformed, err)
+	}
+	if len(env.Signatures) == 0 {
+		return nil, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: envelope payload is not base64: %v", ErrMalformed, err)
+	}
+	ph := sha256.Sum256(payload)
+	eh := sha256.Sum256(envelopeJSON)
+	verifier := base64.StdEncoding.EncodeToString(signerPEM)
+	sigs := make([]Signature, 0, len(env.Signatures))
+	for _, s := range env.Signatures {
+		sigs = append(sigs, Signature{Signature: s.Sig, Verifier: verifier})
+	}
+	sort.Slice(sigs, func(i, j int) bool { return sigs[i].Signature < sigs[j].Signature })
+	b := Body{
+		APIVersion: APIVersion,
+		Kind:       Kind,
+		Spec: BodySpec{
+			EnvelopeHash: Hash{Algorithm: "sha256", Value: hex.EncodeToString(eh[:])},
+			PayloadHash:  Hash{Algorithm: "sha256", Value: hex.EncodeToString(ph[:])},
+			Signatures:   sigs,
+		},
+	}
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	// Belt and braces: the struct order is canonical, but run JCS so a
+	// future field can't silently break byte equality with Rekor.
+	return jsoncanonicalizer.Transform(raw)
+}
+
+// ParseBody decodes a dsse v0.0.1 body.
+func ParseBody(body []byte) (Body, error) {
+	var b Body
+	if err := json.Unmarshal(body, &b); err != nil {
+		return b, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if b.Kind != Kind || b.APIVersion != APIVersion {
+		return b, fmt.Errorf("%w: kind %q version %q, want %s %s", ErrMalformed, b.Kind, b.APIVersion, Kind, APIVersion)
+	}
+	return b, nil
+}
+
+// LeafHash is the RFC 6962 leaf hash of a body.
+func LeafHash(body []byte) []byte {
+	return rfc6962.DefaultHasher.HashLeaf(body)
+}
+
+// LogID is the hex SHA-256 of the log key's PKIX DER encoding.
+func LogID(logKey crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(logKey)
+	if err != nil {
+		return "", fmt.Errorf("marshal log key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// TreeID derives the log's tree ID from its key: the first eight bytes of
+// the key's SHA-256 as a positive int64. Deriving it from the key means a
+// verifier holding only the public key can check an entry's UUID.
+func TreeID(logKey crypto.PublicKey) (int64, error) {
+	der, err := x509.MarshalPKIXPublicKey(logKey)
+	if err != nil {
+		return 0, fmt.Errorf("marshal log key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return int64(binary.BigEndian.Uint64(sum[:8]) & 0x7fffffffffffffff), nil
+}
+
+// UUID is the Rekor entry UUID: tree ID as 16 hex digits, then the leaf hash.
+func UUID(treeID int64, leafHash []byte) string {
+	return fmt.Sprintf("%016x%s", treeID, hex.EncodeToString(leafHash))
+}
+
+// ParseUUID splits a UUID into tree ID and leaf hash. A bare 64-hex-digit
+// leaf hash is accepted too (tree ID 0), as Rekor does.
+func ParseUUID(uuid string) (treeID int64, leafHash []byte, err error) {
+	switch len(uuid) {
+	case 80:
+		var t uint64
+		if _, err := fmt.Sscanf(uuid[:16], "%016x", &t); err != nil {
+			return 0, nil, fmt.Errorf("%w: tree ID %q is not hex", ErrMalformed, uuid[:16])
+		}
+		treeID = int64(t)
+		uuid = uuid[16:]
+	case 64:
+	default:
+		return 0, nil, fmt.Errorf("%w: UUID must be 64 or 80 hex digits, got %d characters", ErrMalformed, len(uuid))
+	}
+	leafHash, err = hex.DecodeString(uuid)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: leaf hash is not hex", ErrMalformed)
+	}
+	return treeID, leafHash, nil
+}
+
+// SETPayload is the canonical JSON the Signed Entry Timestamp signs, exactly
+// as Rekor's pkg/verify reconstructs it.
+func SETPayload(body []byte, integratedTime int64, logID string, logIndex int64) ([]byte, error) {
+	p := struct {
+		Body           string `json:"body"`
+		IntegratedTime int64  `json:"integratedTime"`
+		LogIndex       int64  `json:"logIndex"`
+		LogID          string `json:"logID"`
+	}{base64.StdEncoding.EncodeToString(body), integratedTime, logIndex, logID}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return jsoncanonicalizer.Transform(raw)
+}

@@ -1,0 +1,418 @@
+// Package translog is gatelog's transparency log: a Tessera log (POSIX
+// driver) whose leaves are canonical Rekor dsse entries (package entry),
+// with an envelope store beside it that keeps the full DSSE envelope of
+// every leaf.
+//
+// Append stores the envelope durably, appends the leaf and returns only once
+// Tessera has durably assigned its index. Checkpoints are C2SP signed notes
+// signed with the log key the way Rekor signs them. Proofs are built from
+// the log's own tiles with Tessera's client.
+package translog
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/tessera/storage/posix"
+
+	"github.com/gatelog/gatelog/translog/entry"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrUnavailable means the log cannot append right now; callers must
+	// fail closed.
+	ErrUnavailable = errors.New("log unavailable")
+	// ErrNotFound means no entry matches.
+	ErrNotFound = errors.New("entry not found")
+)
+
+// Config configures a Log. Dir and Key are required.
+type Config struct {
+	// Dir holds the log: Dir/tlog is the tlog-tiles tree (Tessera POSIX),
+	// Dir/envelopes, Dir/keys and Dir/index the envelope store.
+	Dir string
+	// Key is the log's ECDSA P-256 key; it signs checkpoints and SETs.
+	Key crypto.Signer
+	// Host is the first part of the origin line "<host>/<tree id>".
+	Host string
+	// BatchMaxSize and BatchMaxAge bound a sequencing batch (group commit).
+	BatchMaxSize uint
+	BatchMaxAge  time.Duration
+	// CheckpointInterval is how often a new checkpoint is published.
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+}
+
+// Entry is one logged envelope and where it is.
+type Entry struct {
+	Index          int64
+	LeafHash       []byte
+	UUID           string
+	IntegratedTime int64
+	Body           []byte
+	Envelope       []byte
+	// SignedEntryTimestamp is the log key's signature over SETPayload.
+	SignedEntryTimestamp []byte
+}
+
+// Proof is an inclusion proof against a signed checkpoint.
+type Proof struct {
+	Index      int64
+	TreeSize   int64
+	RootHash   []byte
+	Hashes     [][]byte
+	Checkpoint []byte
+}
+
+// Log is an open transparency log.
+type Log struct {
+	cfg      Config
+	tlogDir  string
+	origin   string
+	treeID   int64
+	logID    string
+	add      tessera.AddFn
+	reader   tessera.LogReader
+	shutdown func(context.Context) error
+	cancel   context.CancelFunc
+	verifier *checkpointVerifier
+}
+
+// storedEntry is what the envelope store keeps for a leaf.
+type storedEntry struct {
+	Key            string `json:"key"`
+	IntegratedTime int64  `json:"integrated_time"`
+	Envelope       []byte `json:"envelope"`
+	SignerPEM      []byte `json:"signer_pem"`
+}
+
+// Open opens (or creates) the log in cfg.Dir.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Dir == "" || cfg.Key == nil {
+		return nil, errors.New("translog: Dir and Key are required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "gatelog.local"
+	}
+	if strings.ContainsAny(cfg.Host, " \t\n+") {
+		return nil, fmt.Errorf("translog: host %q must not contain spaces or '+'", cfg.Host)
+	}
+	if cfg.BatchMaxSize == 0 {
+		cfg.BatchMaxSize = 256
+	}
+	if cfg.BatchMaxAge == 0 {
+		cfg.BatchMaxAge = 3 * time.Millisecond
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	treeID, err := entry.TreeID(cfg.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	logID, err := entry.LogID(cfg.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	origin := fmt.Sprintf("%s/%d", cfg.Host, treeID)
+	signer, err := newNoteSigner(origin, cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := newCheckpointVerifier(origin, cfg.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	tlogDir := filepath.Join(cfg.Dir, "tlog")
+	for _, d := range []string{tlogDir, filepath.Join(cfg.Dir, "envelopes"), filepath.Join(cfg.Dir, "keys"), filepath.Join(cfg.Dir, "index")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("%w: create %s: %v", ErrUnavailable, d, err)
+		}
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: tlogDir})
+	if err != nil {
+		return nil, fmt.Errorf("open tessera storage: %w", err)
+	}
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(signer).
+		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithCheckpointInterval(cfg.CheckpointInterval)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open tessera appender: %w", err)
+	}
+	l := &Log{
+		cfg: cfg, tlogDir: tlogDir, origin: origin, treeID: treeID, logID: logID,
+		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier,
+	}
+	return l, nil
+}
+
+// Origin is the checkpoint origin line, "<host>/<tree id>".
+func (l *Log) Origin() string { return l.origin }
+
+// TreeID is the log's tree ID (derived from its key).
+func (l *Log) TreeID() int64 { return l.treeID }
+
+// LogID is the hex SHA-256 of the log key's PKIX DER.
+func (l *Log) LogID() string { return l.logID }
+
+// PublicKey is the log's public key.
+func (l *Log) PublicKey() crypto.PublicKey { return l.cfg.Key.Public() }
+
+// Close waits for acknowledged appends to be integrated and a checkpoint
+// that covers them to be published, then stops the log.
+func (l *Log) Close(ctx context.Context) error {
+	err := l.shutdown(ctx)
+	l.cancel()
+	return err
+}
+
+func (l *Log) envelopePath(leafHex string) string {
+	return filepath.Join(l.cfg.Dir, "envelopes", leafHex[:2], leafHex+".json")
+}
+
+func (l *Log) indexPath(leafHex string) string {
+	return filepath.Join(l.cfg.Dir, "index", leafHex[:2], leafHex)
+}
+
+func (l *Log) keyPath(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(l.cfg.Dir, "keys", h[:2], h)
+}
+
+// Append logs envelope, whose signatures verify with the PEM public key
+// signerPEM, under key (e.g. a decision ID). It returns once the entry's
+// index is durably assigned. Any failure wraps ErrUnavailable.
+func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte) (Entry, error) {
+	body, err := entry.DSSEBody(envelope, signerPEM)
+	if err != nil {
+		return Entry{}, err
+	}
+	leaf := entry.LeafHash(body)
+	leafHex := hex.EncodeToString(leaf)
+	integrated := time.Now().Unix()
+	rec, err := json.Marshal(storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM})
+	if err != nil {
+		return Entry{}, err
+	}
+	// The envelope and its key are on disk before the leaf is sequenced, so
+	// every leaf in the log has its envelope.
+	if err := writeDurable(l.envelopePath(leafHex), rec); err != nil {
+		return Entry{}, fmt.Errorf("%w: store envelope: %v", ErrUnavailable, err)
+	}
+	if err := writeDurable(l.keyPath(key), []byte(leafHex)); err != nil {
+		return Entry{}, fmt.Errorf("%w: store key: %v", ErrUnavailable, err)
+	}
+	idx, err := l.await(ctx, l.add(ctx, tessera.NewEntry(body)))
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
+	}
+	if err := writeDurable(l.indexPath(leafHex), []byte(strconv.FormatUint(idx, 10))); err != nil {
+		return Entry{}, fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
+	}
+	e := Entry{
+		Index: int64(idx), LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
+		IntegratedTime: integrated, Body: body, Envelope: envelope,
+	}
+	if e.SignedEntryTimestamp, err = l.signSET(e); err != nil {
+		return Entry{}, fmt.Errorf("%w: sign entry timestamp: %v", ErrUnavailable, err)
+	}
+	return e, nil
+}
+
+// await resolves a Tessera future, giving up (but not undoing the append)
+// when ctx ends.
+func (l *Log) await(ctx context.Context, f tessera.IndexFuture) (uint64, error) {
+	type result struct {
+		idx tessera.Index
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		i, err := f()
+		ch <- result{i, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.idx.Index, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (l *Log) signSET(e Entry) ([]byte, error) {
+	payload, err := entry.SETPayload(e.Body, e.IntegratedTime, l.logID, e.Index)
+	if err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256(payload)
+	return l.cfg.Key.Sign(rand.Reader, digest[:], crypto.SHA256)
+}
+
+// Lookup returns the entry appended under key.
+func (l *Log) Lookup(key string) (Entry, error) {
+	leafHex, err := os.ReadFile(l.keyPath(key))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Entry{}, fmt.Errorf("%w: no entry for key %q", ErrNotFound, key)
+		}
+		return Entry{}, err
+	}
+	leaf, err := hex.DecodeString(string(leafHex))
+	if err != nil {
+		return Entry{}, fmt.Errorf("key file for %q is corrupt: %v", key, err)
+	}
+	return l.ByLeafHash(leaf)
+}
+
+// ByLeafHash returns the entry with the given leaf hash.
+func (l *Log) ByLeafHash(leaf []byte) (Entry, error) {
+	if len(leaf) != sha256.Size {
+		return Entry{}, fmt.Errorf("%w: leaf hash must be 32 bytes", ErrNotFound)
+	}
+	leafHex := hex.EncodeToString(leaf)
+	raw, err := os.ReadFile(l.envelopePath(leafHex))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Entry{}, fmt.Errorf("%w: no envelope for leaf %s", ErrNotFound, leafHex)
+		}
+		return Entry{}, err
+	}
+	var rec storedEntry
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return Entry{}, fmt.Errorf("envelope store record %s is corrupt: %v", leafHex, err)
+	}
+	idxRaw, err := os.ReadFile(l.indexPath(leafHex))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Entry{}, fmt.Errorf("%w: leaf %s is not sequenced", ErrNotFound, leafHex)
+		}
+		return Entry{}, err
+	}
+	idx, err := strconv.ParseInt(string(idxRaw), 10, 64)
+	if err != nil {
+		return Entry{}, fmt.Errorf("index record %s is corrupt: %v", leafHex, err)
+	}
+	body, err := entry.DSSEBody(rec.Envelope, rec.SignerPEM)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{
+		Index: idx, LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
+		IntegratedTime: rec.IntegratedTime, Body: body, Envelope: rec.Envelope,
+	}
+	if e.SignedEntryTimestamp, err = l.signSET(e); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Checkpoint returns the latest published checkpoint, verified with the
+// log's own key, and its parsed form.
+func (l *Log) Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error) {
+	raw, err := l.reader.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: read checkpoint: %v", ErrUnavailable, err)
+	}
+	cp, err := l.verifier.parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: published checkpoint does not verify: %v", ErrUnavailable, err)
+	}
+	return raw, cp, nil
+}
+
+// InclusionProof proves entry index is in the tree of the latest
+// checkpoint. With wait, it waits (until ctx ends) for a checkpoint that
+// covers index; without, an uncovered index returns ErrNotFound.
+func (l *Log) InclusionProof(ctx context.Context, index int64, wait bool) (Proof, error) {
+	for {
+		raw, cp, err := l.Checkpoint(ctx)
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !wait {
+			return Proof{}, err
+		}
+		if err == nil && uint64(index) < cp.Size {
+			pb, err := client.NewProofBuilder(ctx, cp.Size, l.reader.ReadTile)
+			if err != nil {
+				return Proof{}, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+			}
+			hashes, err := pb.InclusionProof(ctx, uint64(index))
+			if err != nil {
+				return Proof{}, fmt.Errorf("%w: inclusion proof: %v", ErrUnavailable, err)
+			}
+			return Proof{Index: index, TreeSize: int64(cp.Size), RootHash: cp.Hash, Hashes: hashes, Checkpoint: raw}, nil
+		}
+		if !wait {
+			return Proof{}, fmt.Errorf("%w: entry %d is not yet covered by a checkpoint", ErrNotFound, index)
+		}
+		select {
+		case <-ctx.Done():
+			return Proof{}, fmt.Errorf("waiting for a checkpoint covering entry %d: %w", index, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// ConsistencyProof proves the tree of size from is a prefix of the tree of
+// size to, both at most the latest checkpoint's size.
+func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	_, cp, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if from > to || to > cp.Size {
+		return nil, fmt.Errorf("%w: sizes %d..%d are outside the published tree of size %d", ErrNotFound, from, to, cp.Size)
+	}
+	pb, err := client.NewProofBuilder(ctx, to, l.reader.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+	}
+	return pb.ConsistencyProof(ctx, from, to)
+}
+
+// TilesHandler serves the log's tlog-tiles resources (/checkpoint and
+// /tile/...) read-only, straight from the POSIX layout Tessera writes.
+func (l *Log) TilesHandler() http.Handler {
+	fs := http.FileServer(http.Dir(l.tlogDir))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p != "/checkpoint" && !strings.HasPrefix(p, "/tile/") {
+			http.NotFound(w, r)
+			return
+		}
+		if strings.HasSuffix(p, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		if p == "/checkpoint" {
+			w.Header().Set("Cache-Control", "no-cache")
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		} else {
+			w.Header().Set("Content-Type", "application/octet-stream")
+		}
+		fs.ServeHTTP(w, r)
+	})
+}

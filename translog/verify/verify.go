@@ -1,0 +1,219 @@
+// Package verify checks, offline, what a gatelog log says: that a
+// checkpoint is signed by the log key, that an entry is included in the
+// tree a checkpoint commits to, that its Signed Entry Timestamp is the
+// log's, and that the decision record inside is signed by the daemon.
+//
+// It needs nothing but the receipt and the two public keys; proofs are
+// checked with transparency-dev/merkle, checkpoints with the C2SP
+// signed-note code, envelopes with sigstore's DSSE verifier.
+package verify
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/translog/entry"
+)
+
+// ErrFailed wraps every verification failure; the message names the check.
+var ErrFailed = errors.New("verification failed")
+
+func fail(check, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrFailed, check, fmt.Sprintf(format, args...))
+}
+
+// CheckpointVerifier returns a signed-note verifier for checkpoints signed
+// Rekor-style (ECDSA P-256 over SHA-256, key hint = first 4 bytes of the
+// SHA-256 of the PKIX DER) under the signer name origin.
+func CheckpointVerifier(origin string, pub crypto.PublicKey) (note.Verifier, error) {
+	if _, ok := pub.(*ecdsa.PublicKey); !ok {
+		return nil, fmt.Errorf("log key must be ECDSA, got %T", pub)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	vkey := fmt.Sprintf("%s+%08x+%s", origin, binary.BigEndian.Uint32(sum[:4]), base64.StdEncoding.EncodeToString(append([]byte{0x02}, der...)))
+	return fnote.NewECDSAVerifier(vkey)
+}
+
+// Checkpoint verifies a signed checkpoint against the log key and returns
+// it parsed. The origin is taken from the checkpoint's first line; callers
+// that know the expected origin should compare it.
+func Checkpoint(raw []byte, logKey crypto.PublicKey) (*log.Checkpoint, error) {
+	origin, _, ok := strings.Cut(string(raw), "\n")
+	if !ok || origin == "" {
+		return nil, fail("checkpoint", "no origin line")
+	}
+	v, err := CheckpointVerifier(origin, logKey)
+	if err != nil {
+		return nil, fail("checkpoint", "origin %q: %v", origin, err)
+	}
+	cp, _, _, err := log.ParseCheckpoint(raw, origin, v)
+	if err != nil {
+		return nil, fail("checkpoint signature", "%v", err)
+	}
+	return cp, nil
+}
+
+// Inclusion checks that leafHash is at index in the tree whose root the
+// signed checkpoint commits to.
+func Inclusion(checkpoint []byte, logKey crypto.PublicKey, index, treeSize uint64, rootHash, leafHash []byte, hashes [][]byte) (*log.Checkpoint, error) {
+	cp, err := Checkpoint(checkpoint, logKey)
+	if err != nil {
+		return nil, err
+	}
+	if cp.Size != treeSize {
+		return nil, fail("inclusion proof", "proof is for tree size %d but the checkpoint is for %d", treeSize, cp.Size)
+	}
+	if !bytes.Equal(cp.Hash, rootHash) {
+		return nil, fail("inclusion proof", "proof root hash does not match the checkpoint root")
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, treeSize, leafHash, hashes, rootHash); err != nil {
+		return nil, fail("inclusion proof", "%v", err)
+	}
+	return cp, nil
+}
+
+// Consistency checks that the tree of the older checkpoint is a prefix of
+// the tree of the newer one, both signed by the log key.
+func Consistency(older, newer []byte, logKey crypto.PublicKey, hashes [][]byte) error {
+	a, err := Checkpoint(older, logKey)
+	if err != nil {
+		return err
+	}
+	b, err := Checkpoint(newer, logKey)
+	if err != nil {
+		return err
+	}
+	if a.Origin != b.Origin {
+		return fail("consistency", "checkpoints are from different logs (%q, %q)", a.Origin, b.Origin)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, a.Size, b.Size, hashes, a.Hash, b.Hash); err != nil {
+		return fail("consistency", "%v", err)
+	}
+	return nil
+}
+
+// SET checks a Signed Entry Timestamp with the log key.
+func SET(set, body []byte, integratedTime int64, logID string, logIndex int64, logKey crypto.PublicKey) error {
+	payload, err := entry.SETPayload(body, integratedTime, logID, logIndex)
+	if err != nil {
+		return fail("signed entry timestamp", "%v", err)
+	}
+	v, err := signature.LoadVerifier(logKey, crypto.SHA256)
+	if err != nil {
+		return fail("signed entry timestamp", "%v", err)
+	}
+	if err := v.VerifySignature(bytes.NewReader(set), bytes.NewReader(payload)); err != nil {
+		return fail("signed entry timestamp", "does not verify with the log key (integrated time, log index, log ID or entry changed?)")
+	}
+	return nil
+}
+
+// Result is what a verified receipt proves.
+type Result struct {
+	Statement  receipt.Statement
+	Checkpoint *log.Checkpoint
+}
+
+// Receipt verifies a decision receipt offline: the envelope signature with
+// signerKey, every summary field against the signed record, the leaf and
+// UUID recomputed from the envelope, the log ID, the SET, and the
+// inclusion proof up to a checkpoint signed by logKey.
+func Receipt(r decision.Receipt, logKey, signerKey crypto.PublicKey) (Result, error) {
+	v, err := signature.LoadVerifier(signerKey, crypto.SHA256)
+	if err != nil {
+		return Result{}, fail("signer key", "%v", err)
+	}
+	st, err := receipt.Open(r.Envelope, v)
+	if err != nil {
+		return Result{}, fail("envelope", "%v", err)
+	}
+	rec := st.Predicate
+	switch {
+	case r.DecisionID != rec.DecisionID:
+		return Result{}, fail("decision_id", "receipt says %q, signed record says %q", r.DecisionID, rec.DecisionID)
+	case r.Allow != rec.Decision.Allow:
+		return Result{}, fail("allow", "receipt says %v, signed record says %v", r.Allow, rec.Decision.Allow)
+	case !slices.Equal(r.Reasons, rec.Decision.Reasons):
+		return Result{}, fail("reasons", "receipt reasons differ from the signed record")
+	case !slices.Equal(r.Alerts, rec.Decision.Alerts):
+		return Result{}, fail("alerts", "receipt alerts differ from the signed record")
+	}
+	signerPEM, err := entry.PublicKeyPEM(signerKey)
+	if err != nil {
+		return Result{}, fail("signer key", "%v", err)
+	}
+	body, err := entry.DSSEBody(r.Envelope, signerPEM)
+	if err != nil {
+		return Result{}, fail("log entry", "%v", err)
+	}
+	leaf := entry.LeafHash(body)
+	treeID, err := entry.TreeID(logKey)
+	if err != nil {
+		return Result{}, fail("log key", "%v", err)
+	}
+	if want := entry.UUID(treeID, leaf); r.UUID != want {
+		return Result{}, fail("uuid", "receipt says %q, recomputed from the envelope and log key %q", r.UUID, want)
+	}
+	logID, err := entry.LogID(logKey)
+	if err != nil {
+		return Result{}, fail("log key", "%v", err)
+	}
+	if r.LogID != logID {
+		return Result{}, fail("log_id", "receipt says %q, the log key's ID is %q", r.LogID, logID)
+	}
+	if err := SET(r.SignedEntryTimestamp, body, r.IntegratedTime, r.LogID, r.LogIndex, logKey); err != nil {
+		return Result{}, err
+	}
+	p := r.InclusionProof
+	if p == nil {
+		return Result{}, fail("inclusion proof", "receipt has none (fetch it with gatelog decide --out or GET /v1/decisions/{id})")
+	}
+	if p.LogIndex != r.LogIndex {
+		return Result{}, fail("inclusion proof", "proof is for index %d, receipt for %d", p.LogIndex, r.LogIndex)
+	}
+	if p.LogIndex < 0 || p.TreeSize <= p.LogIndex {
+		return Result{}, fail("inclusion proof", "index %d is outside tree size %d", p.LogIndex, p.TreeSize)
+	}
+	root, err := hex.DecodeString(p.RootHash)
+	if err != nil {
+		return Result{}, fail("inclusion proof", "root hash is not hex")
+	}
+	hashes := make([][]byte, len(p.Hashes))
+	for i, h := range p.Hashes {
+		if hashes[i], err = hex.DecodeString(h); err != nil {
+			return Result{}, fail("inclusion proof", "hash %d is not hex", i)
+		}
+	}
+	cp, err := Inclusion([]byte(p.Checkpoint), logKey, uint64(p.LogIndex), uint64(p.TreeSize), root, leaf, hashes)
+	if err != nil {
+		return Result{}, err
+	}
+	if want := fmt.Sprintf("/%d", treeID); !strings.HasSuffix(cp.Origin, want) {
+		return Result{}, fail("checkpoint", "origin %q is not this log's (tree ID %d)", cp.Origin, treeID)
+	}
+	return Result{Statement: st, Checkpoint: cp}, nil
+}
