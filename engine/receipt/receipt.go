@@ -40,10 +40,10 @@ var ErrInvalid = errors.New("invalid decision record")
 
 // Statement is an in-toto Statement v1 carrying a decision record.
 type Statement struct {
-	Type          string            `json:"_type"`
+	Type          string             `json:"_type"`
 	Subject       []StatementSubject `json:"subject"`
-	PredicateType string            `json:"predicateType"`
-	Predicate     decision.Record   `json:"predicate"`
+	PredicateType string             `json:"predicateType"`
+	Predicate     decision.Record    `json:"predicate"`
 }
 
 // StatementSubject is an in-toto resource descriptor.

@@ -22,8 +22,8 @@ import (
 	"slices"
 	"strings"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/formats/log"
+	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
