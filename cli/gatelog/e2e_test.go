@@ -1,0 +1,180 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildGatelog compiles the real binary once per test run.
+func buildGatelog(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gatelog")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type daemonProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+}
+
+func startServe(t *testing.T, bin, data string, extra ...string) *daemonProc {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"serve", "--addr", addr, "--data", data, "--checkpoint-interval", "200ms"}, extra...)
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemonProc{cmd: cmd, addr: addr, stderr: &stderr}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not ready: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("daemon did not exit cleanly on SIGTERM: %v\n%s", err, d.stderr.String())
+	}
+}
+
+// run runs the CLI and returns its exit code and combined output.
+func run(t *testing.T, bin string, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return 0, string(out)
+}
+
+// TestReadmeWalkthrough does what the README tells a new user to do:
+// serve, decide an allow and a deny with receipts, verify both offline with
+// the two public keys, and see a tampered receipt fail.
+func TestReadmeWalkthrough(t *testing.T) {
+	bin := buildGatelog(t)
+	data := filepath.Join(t.TempDir(), "gatelog-data")
+	d := startServe(t, bin, data)
+	if !strings.Contains(d.stderr.String(), "origin=") {
+		t.Errorf("serve did not log its origin line:\n%s", d.stderr.String())
+	}
+	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
+	server := "http://" + d.addr
+	examples := filepath.Join("..", "..", "examples", "requests")
+	dir := t.TempDir()
+
+	for _, tc := range []struct {
+		input string
+		code  int
+		word  string
+	}{
+		{"deploy-prod.json", 0, "ALLOWED"},
+		{"deploy-prod-denied.json", 2, "DENIED"},
+		{"pipeline-trigger.json", 0, "ALLOWED"},
+	} {
+		t.Run(tc.input, func(t *testing.T) {
+			out := filepath.Join(dir, tc.input+".receipt.json")
+			code, text := run(t, bin, env, "decide", "--server", server, "--input", filepath.Join(examples, tc.input), "--out", out)
+			if code != tc.code || !strings.Contains(text, tc.word) {
+				t.Fatalf("decide exit %d (want %d): %s", code, tc.code, text)
+			}
+			code, text = run(t, bin, nil, "verify", "--receipt", out,
+				"--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
+			if code != 0 || !strings.Contains(text, "VERIFIED") {
+				t.Fatalf("verify exit %d: %s", code, text)
+			}
+			// One changed byte in the receipt and verify says which check failed.
+			raw, _ := os.ReadFile(out)
+			var rc map[string]any
+			_ = json.Unmarshal(raw, &rc)
+			rc["log_index"] = rc["log_index"].(float64) + 1
+			bad, _ := json.Marshal(rc)
+			badPath := out + ".bad"
+			_ = os.WriteFile(badPath, bad, 0o644)
+			code, text = run(t, bin, nil, "verify", "--receipt", badPath,
+				"--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
+			if code != 1 || !strings.Contains(text, "NOT VERIFIED") {
+				t.Fatalf("tampered receipt: verify exit %d: %s", code, text)
+			}
+		})
+	}
+
+	// Errors are exit 1, never 0: no key, and a daemon that is gone.
+	if code, text := run(t, bin, []string{"GATELOG_API_KEY="}, "decide", "--server", server, "--input", filepath.Join(examples, "deploy-prod.json")); code != 1 {
+		t.Errorf("decide without a key: exit %d: %s", code, text)
+	}
+	d.stop(t)
+	if code, text := run(t, bin, env, "decide", "--server", server, "--input", filepath.Join(examples, "deploy-prod.json")); code != 1 {
+		t.Errorf("decide with the daemon down: exit %d: %s", code, text)
+	}
+}
+
+func TestServeRejectsBadFlags(t *testing.T) {
+	bin := buildGatelog(t)
+	code, text := run(t, bin, nil, "serve", "--data", t.TempDir(), "--policies", "/nonexistent-policy-dir", "--addr", freeAddr(t))
+	if code != 1 || !strings.Contains(text, "--policies") {
+		t.Errorf("exit %d: %s", code, text)
+	}
+	code, text = run(t, bin, nil, "verify", "--receipt", "x.json", "--log-key", "nope.pub", "--signer-key", "nope.pub")
+	if code != 1 || !strings.Contains(text, "--log-key") {
+		t.Errorf("exit %d: %s", code, text)
+	}
+}

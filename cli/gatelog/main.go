@@ -1,0 +1,45 @@
+// Command gatelog is the gatelog daemon and its command-line client.
+//
+//	gatelog serve                        run the daemon
+//	gatelog decide --input req.json      ask for a decision (exit 0 allow, 2 deny, 1 error)
+//	gatelog verify --receipt r.json ...  verify a receipt offline
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitDenied is the exit status of a decide that was answered with a deny.
+const exitDenied = 2
+
+func main() {
+	app := &cli.App{
+		Name:    "gatelog",
+		Usage:   "signed, transparency-logged policy decisions for CI/CD",
+		Version: version,
+		Commands: []*cli.Command{
+			serveCommand(),
+			decideCommand(),
+			verifyCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "gatelog:", msg)
+			}
+			os.Exit(ec.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "gatelog:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/translog/verify"
+)
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "verify a decision receipt offline with the log's and the daemon's public keys",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "receipt", Required: true, Usage: "receipt JSON written by gatelog decide --out"},
+			&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)"},
+			&cli.StringFlag{Name: "signer-key", Required: true, Usage: "the daemon's decision-signing public key (PEM)"},
+		},
+		Action: func(c *cli.Context) error {
+			logKey, err := readPublicKey(c.String("log-key"))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+			}
+			signerKey, err := readPublicKey(c.String("signer-key"))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("--signer-key: %v", err), 1)
+			}
+			rc, err := readReceipt(c.String("receipt"))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("--receipt: %v", err), 1)
+			}
+			res, err := verify.Receipt(rc, logKey, signerKey)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("NOT VERIFIED: %v", err), 1)
+			}
+			rec := res.Statement.Predicate
+			outcome := "allow"
+			if !rec.Decision.Allow {
+				outcome = "deny"
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
+			fmt.Fprintf(w, "  signed by the daemon key, at %s\n", rec.Time)
+			fmt.Fprintf(w, "  policy sha256 %s\n", rec.Policy.SHA256)
+			fmt.Fprintf(w, "  in log %q at index %d of %d (inclusion proof and checkpoint signature OK, SET OK)\n",
+				res.Checkpoint.Origin, rc.LogIndex, res.Checkpoint.Size)
+			return nil
+		},
+	}
+}
+
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return cryptoutils.UnmarshalPEMToPublicKey(raw)
+}
+
+// readReceipt decodes strictly: a renamed or unknown field is an error.
+func readReceipt(path string) (decision.Receipt, error) {
+	var rc decision.Receipt
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return rc, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rc); err != nil {
+		return rc, fmt.Errorf("not a gatelog receipt: %v", err)
+	}
+	if dec.More() {
+		return rc, fmt.Errorf("not a gatelog receipt: trailing data")
+	}
+	return rc, nil
+}
