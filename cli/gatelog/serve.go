@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/klog/v2"
 
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
@@ -29,6 +30,8 @@ func serveCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			// Tessera logs through klog; send it to the same place.
+			klog.SetSlogLogger(logger.With("component", "tessera"))
 			var pol fs.FS = policies.FS()
 			if dir := c.String("policies"); dir != "" {
 				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
