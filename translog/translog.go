@@ -10,6 +10,7 @@
 package translog
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -24,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/transparency-dev/formats/log"
@@ -93,6 +95,10 @@ type Log struct {
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
 	verifier *checkpointVerifier
+	// bg lives as long as the log; it bounds reads made for callers that
+	// pass no context (Lookup).
+	bg        context.Context
+	catchUpMu sync.Mutex
 }
 
 // storedEntry is what the envelope store keeps for a leaf.
@@ -165,7 +171,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg: cfg, tlogDir: tlogDir, origin: origin, treeID: treeID, logID: logID,
-		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier,
+		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
+	}
+	// Entries sequenced just before a crash may lack their index records.
+	if err := l.CatchUp(ctx); err != nil {
+		_ = shutdown(ctx)
+		cancel()
+		return nil, fmt.Errorf("recover index records: %w", err)
 	}
 	return l, nil
 }
@@ -286,47 +298,25 @@ func (l *Log) Lookup(key string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("key file for %q is corrupt: %v", key, err)
 	}
-	return l.ByLeafHash(leaf)
+	return l.ByLeafHash(l.bg, leaf)
 }
 
-// ByLeafHash returns the entry with the given leaf hash.
-func (l *Log) ByLeafHash(leaf []byte) (Entry, error) {
+// ByLeafHash returns the entry with the given leaf hash (see ByIndex).
+func (l *Log) ByLeafHash(ctx context.Context, leaf []byte) (Entry, error) {
 	if len(leaf) != sha256.Size {
 		return Entry{}, fmt.Errorf("%w: leaf hash must be 32 bytes", ErrNotFound)
 	}
 	leafHex := hex.EncodeToString(leaf)
-	raw, err := os.ReadFile(l.envelopePath(leafHex))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Entry{}, fmt.Errorf("%w: no envelope for leaf %s", ErrNotFound, leafHex)
-		}
-		return Entry{}, err
-	}
-	var rec storedEntry
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return Entry{}, fmt.Errorf("envelope store record %s is corrupt: %v", leafHex, err)
-	}
-	idxRaw, err := os.ReadFile(l.indexPath(leafHex))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Entry{}, fmt.Errorf("%w: leaf %s is not sequenced", ErrNotFound, leafHex)
-		}
-		return Entry{}, err
-	}
-	idx, err := strconv.ParseInt(string(idxRaw), 10, 64)
-	if err != nil {
-		return Entry{}, fmt.Errorf("index record %s is corrupt: %v", leafHex, err)
-	}
-	body, err := entry.DSSEBody(rec.Envelope, rec.SignerPEM)
+	idx, err := l.indexOf(ctx, leafHex)
 	if err != nil {
 		return Entry{}, err
 	}
-	e := Entry{
-		Index: idx, LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
-		IntegratedTime: rec.IntegratedTime, Body: body, Envelope: rec.Envelope,
-	}
-	if e.SignedEntryTimestamp, err = l.signSET(e); err != nil {
+	e, err := l.ByIndex(ctx, idx)
+	if err != nil {
 		return Entry{}, err
+	}
+	if !bytes.Equal(e.LeafHash, leaf) {
+		return Entry{}, fmt.Errorf("%w: index record says leaf %s is entry %d, which holds leaf %x", ErrCorrupt, leafHex, idx, e.LeafHash)
 	}
 	return e, nil
 }

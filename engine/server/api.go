@@ -18,6 +18,7 @@ import (
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/rekorapi"
 )
 
 // Handler is the daemon's HTTP API.
@@ -27,6 +28,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/decisions/{id}", s.handleGetDecision)
 	mux.Handle("GET /checkpoint", s.log.TilesHandler())
 	mux.Handle("GET /tile/", s.log.TilesHandler())
+	if rl, ok := s.log.(rekorapi.Log); ok {
+		mux.Handle("/api/v1/", rekorapi.Handler(rl)) // Rekor v1 API, public like the tiles
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")

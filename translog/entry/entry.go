@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
@@ -99,8 +100,7 @@ func DSSEBody(envelopeJSON, signerPEM []byte) ([]byte, error) {
 	for _, s := range env.Signatures {
 		sigs = append(sigs, Signature{Signature: s.Sig, Verifier: verifier})
 	}
-	sort.Slice(sigs, func(i, j int) bool { return sigs[i].Signature < sigs[j].Signature })
-	b := Body{
+	return Canonical(Body{
 		APIVersion: APIVersion,
 		Kind:       Kind,
 		Spec: BodySpec{
@@ -108,7 +108,14 @@ func DSSEBody(envelopeJSON, signerPEM []byte) ([]byte, error) {
 			PayloadHash:  Hash{Algorithm: "sha256", Value: hex.EncodeToString(ph[:])},
 			Signatures:   sigs,
 		},
-	}
+	})
+}
+
+// Canonical encodes a body the way Rekor canonicalizes it: signatures
+// sorted by signature, RFC 8785 JSON.
+func Canonical(b Body) ([]byte, error) {
+	b.Spec.Signatures = slices.Clone(b.Spec.Signatures)
+	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
 	raw, err := json.Marshal(b)
 	if err != nil {
 		return nil, err
