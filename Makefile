@@ -11,7 +11,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 ADDR        ?= 127.0.0.1:8080
 DATA        ?= ./gatelog-data
 
-.PHONY: all build run test test-go fmt-check vet lint policy-test bench soak clean
+.PHONY: all build run test test-go fmt-check vet lint policy-test bench soak clean ui-verify-test
 
 all: build
 
@@ -24,7 +24,7 @@ run: build
 	$(GATELOG) serve --addr $(ADDR) --data $(DATA)
 
 ## test: everything CI runs
-test: fmt-check vet test-go policy-test lint
+test: fmt-check vet test-go policy-test lint ui-verify-test
 
 test-go:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -51,6 +51,10 @@ $(OPA):
 policy-test: $(OPA)
 	$(OPA) check --strict policies/
 	$(OPA) test policies/
+
+## ui-verify-test: the console's in-browser verifier (ui/web/verify.js) over the Go-made vectors, in Node
+ui-verify-test:
+	node --test ui/test/verify.test.mjs
 
 ## bench: benchmarks (not part of make test)
 bench:
