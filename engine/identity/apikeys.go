@@ -1,7 +1,7 @@
-// Package identity turns what a caller presents (an API key today) into a
-// verified Caller with permissions. Secrets never leave this package: the
-// key store keeps only a salted SHA-256 of each key, and a presented key is
-// compared in constant time.
+// Package identity turns what a caller presents — an API key, an OIDC token
+// or a TLS client certificate — into a verified Caller with permissions, and
+// binds that caller (or the subject it vouches for) into a decision Request.
+// Secrets never leave this package: API keys are kept as salted hashes only.
 package identity
 
 import (
@@ -22,26 +22,18 @@ import (
 	"github.com/gatelog/gatelog/engine/decision"
 )
 
-// Permissions an API key may carry.
-const (
-	PermDecide = "decide" // ask for decisions about itself
-	PermVouch  = "vouch"  // assert a subject on someone else's behalf
-	PermAdmin  = "admin"
-	PermRead   = "read"
-)
-
-var validPerms = []string{PermDecide, PermVouch, PermAdmin, PermRead}
-
-// Sentinel errors.
-var (
-	// ErrUnauthenticated means no valid credential was presented.
-	ErrUnauthenticated = errors.New("unauthenticated")
-	// ErrForbidden means the caller lacks a permission.
-	ErrForbidden = errors.New("forbidden")
-)
-
 // tokenPrefix starts every gatelog API key, so leaked keys are easy to spot.
 const tokenPrefix = "glk_"
+
+// MaxActiveKeysPerName is how many unrevoked, unexpired keys one name may
+// have at once: two, so a key can be rotated without downtime.
+const MaxActiveKeysPerName = 2
+
+// ErrTooManyKeys means a name already has MaxActiveKeysPerName active keys.
+var ErrTooManyKeys = errors.New("too many active keys")
+
+// ErrNoSuchKey means no active key matches a name or ID.
+var ErrNoSuchKey = errors.New("no such active key")
 
 // APIKey is a stored key: its secret is kept only as a salted hash.
 type APIKey struct {
@@ -53,33 +45,51 @@ type APIKey struct {
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires,omitzero"`
 	Revoked     bool      `json:"revoked,omitempty"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
 }
 
-// Caller is an authenticated caller.
-type Caller struct {
-	decision.Caller
-	Permissions []string
-	// Created is when the credential was issued; Expires when it lapses.
-	Created time.Time
-	Expires time.Time
+// Info is what may be shown about a key: everything but salt and hash.
+type Info struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Permissions []string  `json:"permissions"`
+	Created     time.Time `json:"created"`
+	Expires     time.Time `json:"expires,omitzero"`
+	Revoked     bool      `json:"revoked,omitempty"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
 }
 
-// Has reports whether the caller holds perm (admin holds all).
-func (c Caller) Has(perm string) bool {
-	return slices.Contains(c.Permissions, perm) || slices.Contains(c.Permissions, PermAdmin)
+// Info drops the secret material.
+func (k APIKey) Info() Info {
+	return Info{ID: k.ID, Name: k.Name, Permissions: k.Permissions, Created: k.Created, Expires: k.Expires,
+		Revoked: k.Revoked, RevokedAt: k.RevokedAt, LastUsed: k.LastUsed}
+}
+
+// active reports whether the key can still authenticate at now.
+func (k APIKey) active(now time.Time) bool {
+	return !k.Revoked && (k.Expires.IsZero() || now.Before(k.Expires))
 }
 
 // KeyStore is a file of API keys (0600). It is safe for concurrent use.
+// The daemon is its only writer: key administration goes through the
+// daemon's API, so a revocation takes effect on the next request.
 type KeyStore struct {
 	path string
 	mu   sync.RWMutex
 	keys []APIKey
+
+	// lastUsed is updated on every use and written with the next save
+	// (or Flush), so authentication never waits for a file write.
+	useMu    sync.Mutex
+	lastUsed map[string]time.Time
 }
 
 // OpenKeyStore reads the key file at path, creating an empty store if it
 // does not exist.
 func OpenKeyStore(path string) (*KeyStore, error) {
-	s := &KeyStore{path: path}
+	s := &KeyStore{path: path, lastUsed: map[string]time.Time{}}
 	raw, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -100,16 +110,39 @@ func (s *KeyStore) Len() int {
 	return len(s.keys)
 }
 
-// Create makes a new key and returns its secret, which is shown once and
-// never stored. A zero ttl means the key does not expire.
+// Create makes a new key, stores its hash and returns its secret, which is
+// shown once and never stored. A zero ttl means the key does not expire.
 func (s *KeyStore) Create(name string, perms []string, ttl time.Duration, now time.Time) (string, APIKey, error) {
-	if name == "" || strings.ContainsAny(name, " \t\n_") {
-		return "", APIKey{}, fmt.Errorf("key name %q must be non-empty without spaces or underscores", name)
+	secret, k, err := s.NewKey(name, perms, ttl, now)
+	if err != nil {
+		return "", APIKey{}, err
+	}
+	if err := s.Add(k, now); err != nil {
+		return "", APIKey{}, err
+	}
+	return secret, k, nil
+}
+
+// NewKey generates a key without storing it, after checking that the name
+// may have another key. Add stores it; the split lets the daemon log the
+// creation before the key can be used.
+func (s *KeyStore) NewKey(name string, perms []string, ttl time.Duration, now time.Time) (string, APIKey, error) {
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, " \t\n_/") {
+		return "", APIKey{}, fmt.Errorf("key name %q must be 1-64 characters without spaces, '/' or '_'", name)
+	}
+	if len(perms) == 0 {
+		return "", APIKey{}, fmt.Errorf("key %q needs at least one permission (%s)", name, strings.Join(validPerms, ", "))
 	}
 	for _, p := range perms {
 		if !slices.Contains(validPerms, p) {
 			return "", APIKey{}, fmt.Errorf("unknown permission %q (want one of %s)", p, strings.Join(validPerms, ", "))
 		}
+	}
+	if ttl < 0 {
+		return "", APIKey{}, fmt.Errorf("key %q: expiry must be in the future", name)
+	}
+	if err := s.checkRoom(name, now); err != nil {
+		return "", APIKey{}, err
 	}
 	id, err := randomHex(8)
 	if err != nil {
@@ -123,53 +156,167 @@ func (s *KeyStore) Create(name string, perms []string, ttl time.Duration, now ti
 	if err != nil {
 		return "", APIKey{}, err
 	}
-	k := APIKey{ID: id, Name: name, Salt: salt, Hash: hashSecret(salt, secret), Permissions: perms, Created: now.UTC()}
+	k := APIKey{ID: id, Name: name, Salt: salt, Hash: hashSecret(salt, secret), Permissions: slices.Clone(perms), Created: now.UTC()}
 	if ttl > 0 {
 		k.Expires = now.Add(ttl).UTC()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keys := append(slices.Clone(s.keys), k)
-	if err := s.save(keys); err != nil {
-		return "", APIKey{}, err
-	}
-	s.keys = keys
 	return tokenPrefix + id + "_" + secret, k, nil
 }
 
-func (s *KeyStore) save(keys []APIKey) error {
+func (s *KeyStore) checkRoom(name string, now time.Time) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.checkRoomLocked(name, now)
+}
+
+func (s *KeyStore) checkRoomLocked(name string, now time.Time) error {
+	n := 0
+	for _, k := range s.keys {
+		if k.Name == name && k.active(now) {
+			n++
+		}
+	}
+	if n >= MaxActiveKeysPerName {
+		return fmt.Errorf("%w: %q already has %d active keys; revoke one (gatelog keys revoke ID) before creating another", ErrTooManyKeys, name, n)
+	}
+	return nil
+}
+
+// Add stores a key made by NewKey, checking the two-keys-per-name rule again.
+func (s *KeyStore) Add(k APIKey, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkRoomLocked(k.Name, now); err != nil {
+		return err
+	}
+	keys := append(slices.Clone(s.keys), k)
+	if err := s.saveLocked(keys); err != nil {
+		return err
+	}
+	s.keys = keys
+	return nil
+}
+
+// Match returns the active keys that ref names, by ID or by name.
+func (s *KeyStore) Match(ref string, now time.Time) []Info {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Info
+	for _, k := range s.keys {
+		if (k.ID == ref || k.Name == ref) && k.active(now) {
+			out = append(out, k.Info())
+		}
+	}
+	return out
+}
+
+// Revoke revokes every active key whose ID or name is ref, at once: the
+// next request with any of them is refused.
+func (s *KeyStore) Revoke(ref string, now time.Time) ([]Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := slices.Clone(s.keys)
+	var revoked []Info
+	for i, k := range keys {
+		if (k.ID == ref || k.Name == ref) && k.active(now) {
+			keys[i].Revoked = true
+			keys[i].RevokedAt = now.UTC()
+			revoked = append(revoked, keys[i].Info())
+		}
+	}
+	if len(revoked) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchKey, ref)
+	}
+	if err := s.saveLocked(keys); err != nil {
+		return nil, err
+	}
+	s.keys = keys
+	return revoked, nil
+}
+
+// List returns every key (revoked and expired ones too) without secrets,
+// oldest first, with its last use.
+func (s *KeyStore) List() []Info {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.useMu.Lock()
+	defer s.useMu.Unlock()
+	out := make([]Info, len(s.keys))
+	for i, k := range s.keys {
+		out[i] = k.Info()
+		if t, ok := s.lastUsed[k.ID]; ok && t.After(out[i].LastUsed) {
+			out[i].LastUsed = t
+		}
+	}
+	return out
+}
+
+// Flush writes pending last-use times to the file.
+func (s *KeyStore) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.useMu.Lock()
+	pending := len(s.lastUsed)
+	s.useMu.Unlock()
+	if pending == 0 {
+		return nil
+	}
+	return s.saveLocked(slices.Clone(s.keys))
+}
+
+// saveLocked merges pending last-use times into keys and writes them.
+func (s *KeyStore) saveLocked(keys []APIKey) error {
+	s.useMu.Lock()
+	for i := range keys {
+		if t, ok := s.lastUsed[keys[i].ID]; ok && t.After(keys[i].LastUsed) {
+			keys[i].LastUsed = t
+		}
+	}
+	s.useMu.Unlock()
 	raw, err := json.MarshalIndent(keys, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := writeFileAtomic(s.path, raw, 0o600); err != nil {
 		return fmt.Errorf("write API key store: %w", err)
 	}
-	if _, err := f.Write(raw); err != nil {
+	s.useMu.Lock()
+	clear(s.lastUsed)
+	s.useMu.Unlock()
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file, syncs it and renames it
+// over path, so a crash leaves either the old or the new content.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("write API key store: %w", err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("write API key store: %w", err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write API key store: %w", err)
+		return err
 	}
-	return os.Rename(tmp, s.path)
+	return os.Rename(tmp, path)
 }
 
 // Authenticate checks a presented API key.
 func (s *KeyStore) Authenticate(token string, now time.Time) (Caller, error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	if !ok {
-		return Caller{}, fmt.Errorf("%w: not a gatelog API key", ErrUnauthenticated)
+		return Caller{}, authError(KindAPIKey, ReasonMalformed, "not a gatelog API key")
 	}
 	id, secret, ok := strings.Cut(rest, "_")
 	if !ok || id == "" || secret == "" {
-		return Caller{}, fmt.Errorf("%w: malformed API key", ErrUnauthenticated)
+		return Caller{}, authError(KindAPIKey, ReasonMalformed, "malformed API key")
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -178,22 +325,27 @@ func (s *KeyStore) Authenticate(token string, now time.Time) (Caller, error) {
 			continue
 		}
 		if subtle.ConstantTimeCompare([]byte(hashSecret(k.Salt, secret)), []byte(k.Hash)) != 1 {
-			return Caller{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+			return Caller{}, authError(KindAPIKey, ReasonInvalid, "invalid API key")
 		}
 		if k.Revoked {
-			return Caller{}, fmt.Errorf("%w: API key %q is revoked", ErrUnauthenticated, k.Name)
+			return Caller{}, authError(KindAPIKey, ReasonRevoked, "API key %q (%s) is revoked", k.Name, k.ID)
 		}
-		if !k.Expires.IsZero() && now.After(k.Expires) {
-			return Caller{}, fmt.Errorf("%w: API key %q expired at %s", ErrUnauthenticated, k.Name, k.Expires.Format(time.RFC3339))
+		if !k.Expires.IsZero() && !now.Before(k.Expires) {
+			return Caller{}, authError(KindAPIKey, ReasonExpired, "API key %q (%s) expired at %s", k.Name, k.ID, k.Expires.Format(time.RFC3339))
 		}
-		return Caller{
-			Caller:      decision.Caller{ID: "apikey:" + k.Name, Kind: "api_key"},
-			Permissions: k.Permissions,
+		s.useMu.Lock()
+		s.lastUsed[k.ID] = now.UTC().Truncate(time.Second)
+		s.useMu.Unlock()
+		c := Caller{
+			Caller:      decision.Caller{ID: "apikey:" + k.Name, Kind: KindAPIKey},
+			Permissions: slices.Clone(k.Permissions),
 			Created:     k.Created,
 			Expires:     k.Expires,
-		}, nil
+		}
+		c.Subject = decision.Subject{ID: c.ID, Kind: KindAPIKey}
+		return c, nil
 	}
-	return Caller{}, fmt.Errorf("%w: invalid API key", ErrUnauthenticated)
+	return Caller{}, authError(KindAPIKey, ReasonInvalid, "invalid API key")
 }
 
 func hashSecret(salt, secret string) string {
