@@ -28,6 +28,7 @@ func main() {
 			serveCommand(),
 			decideCommand(),
 			verifyCommand(),
+			policyCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

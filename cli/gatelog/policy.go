@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/policies"
+)
+
+func policyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "write, test and roll out policies: test, eval, build, replay",
+		Subcommands: []*cli.Command{
+			policyTestCommand(),
+			policyEvalCommand(),
+			policyBuildCommand(),
+		},
+	}
+}
+
+var bundleKeyFlag = &cli.StringFlag{
+	Name:    "bundle-verification-key",
+	Usage:   "ECDSA P-256 public key (PEM) a bundle's .signatures.json must verify with (ES256)",
+	EnvVars: []string{"GATELOG_BUNDLE_VERIFICATION_KEY"},
+}
+
+// loadPolicySource resolves the policy flags: a directory, a bundle file,
+// or (neither) the bundled library.
+func loadPolicySource(dir, bundleFile, keyFile string) (engine.Source, error) {
+	var v *engine.BundleVerification
+	if keyFile != "" {
+		var err error
+		if v, err = engine.LoadBundleVerificationKey(keyFile); err != nil {
+			return engine.Source{}, err
+		}
+	}
+	switch {
+	case dir != "" && bundleFile != "":
+		return engine.Source{}, fmt.Errorf("give either a policy directory or a bundle, not both")
+	case bundleFile != "":
+		return engine.LoadBundleFile(bundleFile, v)
+	case v != nil:
+		return engine.Source{}, fmt.Errorf("--bundle-verification-key is given but no bundle to verify")
+	case dir != "":
+		return engine.LoadDir(dir)
+	}
+	return engine.Embedded(policies.FS()), nil
+}
+
+// loadPolicyArg treats a path as a directory or, if it is a file, a bundle.
+func loadPolicyArg(arg, keyFile string) (engine.Source, error) {
+	if arg == "" {
+		return loadPolicySource("", "", keyFile)
+	}
+	fi, err := os.Stat(arg)
+	if err != nil {
+		return engine.Source{}, err
+	}
+	if fi.IsDir() {
+		return loadPolicySource(arg, "", keyFile)
+	}
+	return loadPolicySource("", arg, keyFile)
+}
+
+// checkArgs allows at most max positional arguments and explains the
+// usual mistake: urfave/cli stops reading flags at the first argument.
+func checkArgs(c *cli.Context, max int) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") {
+			return fmt.Errorf("flag %s after the argument: put flags before DIR", a)
+		}
+	}
+	if c.NArg() > max {
+		return fmt.Errorf("give at most %d directory or bundle, got %d", max, c.NArg())
+	}
+	return nil
+}
+
+// withDataFiles replaces src's data files with the named files.
+func withDataFiles(src engine.Source, files []string) (engine.Source, error) {
+	data := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return src, fmt.Errorf("--policy-data: %v", err)
+		}
+		if _, dup := data[filepath.Base(f)]; dup {
+			return src, fmt.Errorf("--policy-data: two files named %s", filepath.Base(f))
+		}
+		data[filepath.Base(f)] = b
+	}
+	return src.WithData(data)
+}
+
+func describePolicy(p decision.Policy) string {
+	s := "sha256 " + p.SHA256
+	if p.Revision != "" {
+		s = "revision " + p.Revision + ", " + s
+	}
+	return s
+}
+
+func policyTestCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "test",
+		Usage:     "run the Rego tests of a policy directory or bundle (default: the bundled library); exit 0 pass, 2 fail, 1 error",
+		ArgsUsage: "[DIR|BUNDLE]",
+		Flags: []cli.Flag{
+			&cli.Float64Flag{Name: "coverage-threshold", Usage: "fail when the tests evaluate less than `PCT` percent of the policy lines (test files excluded)"},
+			&cli.BoolFlag{Name: "coverage", Usage: "print the coverage of each policy file and the lines not covered"},
+			bundleKeyFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1); err != nil {
+				return cli.Exit("policy test: "+err.Error(), 1)
+			}
+			src, err := loadPolicyArg(c.Args().First(), c.String(bundleKeyFlag.Name))
+			if err != nil {
+				return cli.Exit("policy test: "+err.Error(), 1)
+			}
+			rep, err := engine.RunTests(c.Context, src.FS, engine.TestOptions{Coverage: true, Trace: true})
+			if err != nil {
+				return cli.Exit("policy test: "+err.Error(), 1)
+			}
+			w := c.App.Writer
+			if _, err := rep.WriteTo(w); err != nil {
+				return cli.Exit("policy test: "+err.Error(), 1)
+			}
+			total, files := rep.PolicyCoverage()
+			if c.Bool("coverage") {
+				for _, f := range files {
+					fmt.Fprintf(w, "coverage %-28s %5.1f%%", f.File, f.Percent)
+					if len(f.NotCovered) > 0 {
+						var rows []string
+						for _, r := range f.NotCovered {
+							rows = append(rows, fmt.Sprintf("%d-%d", r.Start.Row, r.End.Row))
+						}
+						fmt.Fprintf(w, "  not covered: lines %s", strings.Join(rows, ", "))
+					}
+					fmt.Fprintln(w)
+				}
+			}
+			fmt.Fprintf(w, "Coverage: %.1f%% of policy lines (%s)\n", total, src.Origin)
+			if rep.Total() == 0 {
+				return cli.Exit("policy test: no tests found (rules named test_* in *_test.rego)", 2)
+			}
+			if !rep.OK() {
+				return cli.Exit("", 2)
+			}
+			if th := c.Float64("coverage-threshold"); th > 0 && total < th {
+				return cli.Exit(fmt.Sprintf("policy test: coverage %.1f%% is below the threshold %.1f%%", total, th), 2)
+			}
+			return nil
+		},
+	}
+}
+
+func policyEvalCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "eval",
+		Usage:     "evaluate a request against a policy without the daemon or the log; exit 0 allow, 2 deny, 1 error",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Required: true, Usage: "request JSON file (- for stdin)"},
+			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)"},
+			&cli.StringFlag{Name: "bundle", Usage: "policy bundle (tar.gz)"},
+			bundleKeyFlag,
+			&cli.StringSliceFlag{Name: "policy-data", Usage: "data `FILE` (JSON/YAML) that replaces the policy's own data files, e.g. an organisation's configuration; repeatable"},
+			&cli.BoolFlag{Name: "explain", Usage: "list the rules that fired"},
+			&cli.BoolFlag{Name: "trace", Usage: "print OPA's full evaluation trace"},
+			&cli.BoolFlag{Name: "json", Usage: "print the decision, policy and fired rules as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			src, err := loadPolicySource(c.String("policies"), c.String("bundle"), c.String(bundleKeyFlag.Name))
+			if err != nil {
+				return cli.Exit("policy eval: "+err.Error(), 1)
+			}
+			if files := c.StringSlice("policy-data"); len(files) > 0 {
+				if src, err = withDataFiles(src, files); err != nil {
+					return cli.Exit("policy eval: "+err.Error(), 1)
+				}
+			}
+			raw, err := readInput(c.String("input"))
+			if err != nil {
+				return cli.Exit("policy eval: "+err.Error(), 1)
+			}
+			req, err := decision.ParseRequest(raw)
+			if err != nil {
+				return cli.Exit("policy eval: "+err.Error(), 1)
+			}
+			if req.Context.Time == "" {
+				// The daemon always sets the decision time; do the same.
+				req.Context.Time = time.Now().UTC().Format(time.RFC3339)
+				fmt.Fprintf(c.App.ErrWriter, "note: the request has no context.time; using now (%s)\n", req.Context.Time)
+			}
+			eng, err := engine.NewFromSource(c.Context, src)
+			if err != nil {
+				return cli.Exit("policy eval: "+err.Error(), 1)
+			}
+			d, pol, ex := eng.Explain(c.Context, req)
+			w := c.App.Writer
+			if c.Bool("json") {
+				out := struct {
+					Decision decision.Decision  `json:"decision"`
+					Policy   decision.Policy    `json:"policy"`
+					Fired    []engine.FiredRule `json:"fired,omitempty"`
+				}{d, pol, nil}
+				if c.Bool("explain") {
+					out.Fired = ex.Fired
+				}
+				b, _ := json.MarshalIndent(out, "", "  ")
+				fmt.Fprintln(w, string(b))
+			} else {
+				outcome := "ALLOWED"
+				if !d.Allow {
+					outcome = "DENIED"
+				}
+				fmt.Fprintf(w, "%s  %s by %s\n", outcome, req.Action, req.Subject.ID)
+				for _, r := range d.Reasons {
+					fmt.Fprintf(w, "  reason: %s\n", r)
+				}
+				for _, a := range d.Alerts {
+					fmt.Fprintf(w, "  alert [%s] %s: %s\n", a.Severity, a.Code, a.Message)
+				}
+				fmt.Fprintf(w, "  policy: %s (%s)\n", describePolicy(pol), src.Origin)
+				if c.Bool("explain") {
+					fmt.Fprintln(w, "rules that fired:")
+					for _, f := range ex.Fired {
+						fmt.Fprintf(w, "  %s\n", f)
+					}
+				}
+			}
+			if c.Bool("trace") {
+				fmt.Fprint(w, ex.Trace)
+			}
+			if !d.Allow {
+				return cli.Exit("", exitDenied)
+			}
+			return nil
+		},
+	}
+}
+
+func policyBuildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "build a (signed) OPA bundle from a policy directory, as `opa build` does",
+		ArgsUsage: "DIR",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "bundle.tar.gz", Usage: "bundle file to write"},
+			&cli.StringFlag{Name: "signing-key", Usage: "ECDSA P-256 private key (PEM) to sign the bundle with (ES256)"},
+			&cli.StringFlag{Name: "signing-key-id", Value: engine.DefaultBundleKeyID, Usage: "key ID recorded in the signature"},
+			&cli.StringFlag{Name: "revision", Usage: "revision for the manifest (default: a timestamp)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := checkArgs(c, 1); err != nil || c.NArg() != 1 {
+				return cli.Exit("policy build: give the policy directory (flags go before it)", 1)
+			}
+			src, err := engine.LoadDir(c.Args().First())
+			if err != nil {
+				return cli.Exit("policy build: "+err.Error(), 1)
+			}
+			rev := c.String("revision")
+			if rev == "" {
+				rev = time.Now().UTC().Format("20060102T150405Z")
+			}
+			opts := engine.BuildOptions{Revision: rev, KeyID: c.String("signing-key-id")}
+			if kf := c.String("signing-key"); kf != "" {
+				if opts.SigningKeyPEM, err = os.ReadFile(kf); err != nil {
+					return cli.Exit("policy build: --signing-key: "+err.Error(), 1)
+				}
+			}
+			var buf bytes.Buffer
+			if err := engine.BuildBundle(c.Context, &buf, src.FS, opts); err != nil {
+				return cli.Exit("policy build: "+err.Error(), 1)
+			}
+			out := c.String("out")
+			if err := writeFileAtomic(out, buf.Bytes()); err != nil {
+				return cli.Exit("policy build: "+err.Error(), 1)
+			}
+			signed := "unsigned"
+			if opts.SigningKeyPEM != nil {
+				signed = "signed (ES256, key id " + opts.KeyID + ")"
+			}
+			fmt.Fprintf(c.App.Writer, "wrote %s: revision %s, %s\n", out, rev, signed)
+			return nil
+		},
+	}
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it, so a daemon watching or serving path never reads half a bundle.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, werr := io.Copy(f, bytes.NewReader(data))
+	serr := f.Sync()
+	cerr := f.Close()
+	if werr != nil || serr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %v", path, firstErr(werr, serr, cerr))
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
