@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +35,7 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mountIdentity(mux) // API keys and signing keys: /v1/apikeys, /v1/keys
 	return mux
 }
 
@@ -55,25 +55,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-// authenticate reads "Authorization: Bearer <key>". On failure it writes
-// the 401 and returns false.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || strings.TrimSpace(token) == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gatelog"`)
-		writeError(w, http.StatusUnauthorized, "missing credentials: send Authorization: Bearer <API key>")
-		return identity.Caller{}, false
-	}
-	c, err := s.keys.Authenticate(strings.TrimSpace(token), s.cfg.Now())
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gatelog", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "%v", err)
-		return identity.Caller{}, false
-	}
-	return c, true
 }
 
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
@@ -110,40 +91,6 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rc)
-}
-
-// bindSubject replaces whatever the request claims about identity with what
-// the daemon verified: the caller itself, or a subject the caller vouches for.
-func (s *Server) bindSubject(req *decision.Request, caller identity.Caller) error {
-	now := s.cfg.Now()
-	if req.Subject.ID != "" || len(req.Subject.Groups) > 0 {
-		if !caller.Has(identity.PermVouch) {
-			return fmt.Errorf("caller %s may not vouch for a subject (field \"subject\"): it needs the vouch permission", caller.ID)
-		}
-		if req.Subject.ID == "" {
-			return fmt.Errorf("%w: field \"subject.id\" is required when vouching", decision.ErrBadRequest)
-		}
-		req.Subject.Verified = true
-		req.Subject.AssertedBy = caller.ID
-	} else {
-		req.Subject = decision.Subject{
-			ID: caller.ID, Kind: caller.Kind, Verified: true,
-			TokenAgeS: int64(now.Sub(caller.Created).Seconds()),
-		}
-		if !caller.Expires.IsZero() {
-			req.Subject.CredentialExpiresAt = caller.Expires.Format(time.RFC3339)
-		}
-	}
-	// The daemon's clock is the decision time; a time in the payload is
-	// kept, but only as unverified context.
-	if req.Context.Time != "" {
-		if req.Context.Unverified == nil {
-			req.Context.Unverified = map[string]any{}
-		}
-		req.Context.Unverified["requested_time"] = req.Context.Time
-	}
-	req.Context.Time = now.UTC().Format(time.RFC3339)
-	return nil
 }
 
 // ErrNotLogged means a decision could not be signed or logged; the caller

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,6 +50,19 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now. Tests pin it.
 	Now func() time.Time
+
+	// Identity lists trusted OIDC issuers and mTLS clients (API keys are
+	// always accepted); see identity.LoadConfig.
+	Identity identity.Config
+	// TLSCertFile and TLSKeyFile make Serve speak TLS; they are required
+	// for mTLS clients. The key file must be 0600.
+	TLSCertFile, TLSKeyFile string
+	// RateLimit is each caller's average requests per second (0: the
+	// default, negative: no limit), RateBurst its burst.
+	RateLimit float64
+	RateBurst int
+	// AuthObserver, if set, is told every authentication outcome (metrics).
+	AuthObserver identity.Observer
 }
 
 // Decider evaluates requests (engine.Engine).
@@ -77,6 +91,7 @@ type Server struct {
 	signer    *receipt.Signer
 	signerPEM []byte
 	logger    *slog.Logger
+	door      *authState
 }
 
 // Paths inside the data directory.
@@ -124,8 +139,13 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := bootstrap(keys, cfg); err != nil {
 		return nil, err
 	}
+	door, err := openIdentity(ctx, cfg, keys)
+	if err != nil {
+		return nil, err
+	}
 	eng, err := engine.New(ctx, cfg.Policies)
 	if err != nil {
+		door.auth.Close()
 		return nil, err
 	}
 	signer, signerPEM, err := newSigner(decKey)
@@ -137,9 +157,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		CheckpointInterval: cfg.CheckpointInterval, Logger: cfg.Logger,
 	})
 	if err != nil {
+		door.auth.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, engine: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger}, nil
+	return &Server{cfg: cfg, engine: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door}, nil
 }
 
 func newSigner(k *ecdsa.PrivateKey) (*receipt.Signer, []byte, error) {
@@ -190,6 +211,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      60 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	defer s.closeIdentity()
+	if s.door.tls != nil {
+		ln = tls.NewListener(ln, s.door.tls)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.logger.Info("gatelog listening", "addr", ln.Addr().String(), "origin", s.log.Origin())
@@ -208,4 +233,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close stops the log without serving (for callers that used Handler).
-func (s *Server) Close(ctx context.Context) error { return s.log.Close(ctx) }
+func (s *Server) Close(ctx context.Context) error {
+	return errors.Join(s.closeIdentity(), s.log.Close(ctx))
+}

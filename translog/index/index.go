@@ -1,0 +1,228 @@
+// Package index is gatelog's audit search index: a SQL table of every log
+// entry's searchable fields, derived from the log alone and rebuilt from it
+// at will. Each result carries the entry's log index and UUID, so clients
+// check the entry and its inclusion proof instead of trusting the index.
+package index
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	_ "modernc.org/sqlite" // the embedded default database
+)
+
+// ErrOtherLog means the index was built from a different log (another tree
+// ID) than the one it is asked to follow; rebuild it.
+var ErrOtherLog = errors.New("index belongs to another log")
+
+// Index is an open audit index. It is safe for concurrent use; writes are
+// serialised.
+type Index struct {
+	db *sql.DB
+	d  Dialect
+	mu sync.Mutex
+}
+
+// OpenSQLite opens (or creates) the SQLite index at path.
+func OpenSQLite(ctx context.Context, path string) (*Index, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	// One connection: SQLite serialises writers anyway, and per-connection
+	// pragmas then hold for every statement.
+	db.SetMaxOpenConns(1)
+	ix, err := Open(ctx, db, SQLite{})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	return ix, nil
+}
+
+// Open prepares db (of dialect d) as an index, creating the tables if
+// needed. The index owns db from now on.
+func Open(ctx context.Context, db *sql.DB, d Dialect) (*Index, error) {
+	for _, s := range d.Setup() {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return nil, fmt.Errorf("%s setup %q: %w", d.Name(), s, err)
+		}
+	}
+	for _, s := range schema {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			return nil, fmt.Errorf("%s schema: %w", d.Name(), err)
+		}
+	}
+	return &Index{db: db, d: d}, nil
+}
+
+// Close closes the database.
+func (ix *Index) Close() error { return ix.db.Close() }
+
+const (
+	metaNext   = "next_index"
+	metaTreeID = "tree_id"
+)
+
+// Next is the log index of the first entry not yet indexed.
+func (ix *Index) Next(ctx context.Context) (int64, error) {
+	v, err := ix.meta(ctx, ix.db, metaNext)
+	if err != nil || v == "" {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("index meta %s is corrupt: %q", metaNext, v)
+	}
+	return n, nil
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (ix *Index) meta(ctx context.Context, q queryer, name string) (string, error) {
+	b := &sqlBuilder{d: ix.d}
+	b.write("SELECT value FROM gatelog_meta WHERE name = ", b.arg(name))
+	var v string
+	err := q.QueryRowContext(ctx, b.String(), b.args...).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+func (ix *Index) setMeta(ctx context.Context, tx *sql.Tx, name, value string) error {
+	b := &sqlBuilder{d: ix.d}
+	b.write("INSERT INTO gatelog_meta (name, value) VALUES (", b.arg(name), ", ", b.arg(value),
+		") ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+	_, err := tx.ExecContext(ctx, b.String(), b.args...)
+	return err
+}
+
+// checkTree records treeID on first use and refuses a different one later.
+func (ix *Index) checkTree(ctx context.Context, treeID int64) error {
+	v, err := ix.meta(ctx, ix.db, metaTreeID)
+	if err != nil {
+		return err
+	}
+	want := strconv.FormatInt(treeID, 10)
+	if v != "" && v != want {
+		return fmt.Errorf("%w: built from tree %s, asked to follow tree %s", ErrOtherLog, v, want)
+	}
+	return nil
+}
+
+// Add indexes rows, which must be the consecutive entries starting at
+// Next(), and advances Next past them in the same transaction. Adding an
+// entry that is already indexed changes nothing, so a crash between the
+// log and the index is repaired by adding again.
+func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if err := ix.checkTree(ctx, treeID); err != nil {
+		return err
+	}
+	tx, err := ix.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	next, err := ix.meta(ctx, tx, metaNext)
+	if err != nil {
+		return err
+	}
+	n := int64(0)
+	if next != "" {
+		if n, err = strconv.ParseInt(next, 10, 64); err != nil {
+			return fmt.Errorf("index meta %s is corrupt: %q", metaNext, next)
+		}
+	}
+	for _, r := range rows {
+		if r.LogIndex > n {
+			return fmt.Errorf("index: entry %d would leave a gap after %d", r.LogIndex, n-1)
+		}
+		if err := ix.insert(ctx, tx, r); err != nil {
+			return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
+		}
+		n = max(n, r.LogIndex+1)
+	}
+	if err := ix.setMeta(ctx, tx, metaNext, strconv.FormatInt(n, 10)); err != nil {
+		return err
+	}
+	if err := ix.setMeta(ctx, tx, metaTreeID, strconv.FormatInt(treeID, 10)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (ix *Index) insert(ctx context.Context, tx *sql.Tx, r Row) error {
+	reasons, err := json.Marshal(r.Reasons)
+	if err != nil {
+		return err
+	}
+	t := r.Time.UTC()
+	allow := 0
+	if r.Allow {
+		allow = 1
+	}
+	b := &sqlBuilder{d: ix.d}
+	b.write(`INSERT INTO gatelog_entries (log_index, uuid, kind, record_id, time_ms, time_day, time_hour,
+		time_weekday, integrated_time, subject, subject_kind, caller, action, res_system, res_kind,
+		res_name, res_namespace, res_environment, res_repository, res_ref, adapter, allow,
+		policy_sha256, policy_revision, reasons) VALUES (`)
+	vals := []any{r.LogIndex, r.UUID, r.Kind, r.ID, t.UnixMilli(), t.Format("2006-01-02"), t.Hour(),
+		int(t.Weekday()), r.IntegratedTime, r.Subject, r.SubjectKind, r.Caller, r.Action,
+		r.Resource.System, r.Resource.Kind, r.Resource.Name, r.Resource.Namespace,
+		r.Resource.Environment, r.Resource.Repository, r.Resource.Ref, r.Adapter, allow,
+		r.PolicySHA256, r.PolicyRevision, string(reasons)}
+	for i, v := range vals {
+		if i > 0 {
+			b.write(", ")
+		}
+		b.write(b.arg(v))
+	}
+	b.write(") ON CONFLICT (log_index) DO NOTHING")
+	res, err := tx.ExecContext(ctx, b.String(), b.args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nil // already indexed, alerts with it
+	}
+	for i, a := range r.Alerts {
+		b := &sqlBuilder{d: ix.d}
+		b.write("INSERT INTO gatelog_alerts (log_index, seq, code, severity, message) VALUES (",
+			b.arg(r.LogIndex), ", ", b.arg(i), ", ", b.arg(a.Code), ", ", b.arg(a.Severity), ", ", b.arg(a.Message),
+			") ON CONFLICT (log_index, seq) DO NOTHING")
+		if _, err := tx.ExecContext(ctx, b.String(), b.args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reset empties the index; following the log then rebuilds it.
+func (ix *Index) Reset(ctx context.Context) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	tx, err := ix.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for _, t := range []string{"gatelog_alerts", "gatelog_entries", "gatelog_meta"} {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,139 @@
+package translog
+
+import (
+	"context"
+	"crypto"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+
+	"github.com/gatelog/gatelog/translog/entry"
+	"github.com/gatelog/gatelog/translog/verify"
+)
+
+// Reader reads a log's published checkpoint and its entries straight from
+// the log directory (the tiles and the envelope store) without appending,
+// so it works on a running log and on a stopped one alike.
+type Reader struct {
+	dir    string
+	fetch  client.FileFetcher
+	logKey crypto.PublicKey
+	treeID int64
+}
+
+// OpenReader reads the log in dir (the Dir of its Config), whose
+// checkpoints must verify with logKey.
+func OpenReader(dir string, logKey crypto.PublicKey) (*Reader, error) {
+	treeID, err := entry.TreeID(logKey)
+	if err != nil {
+		return nil, err
+	}
+	tlog := filepath.Join(dir, "tlog")
+	if fi, err := os.Stat(tlog); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s holds no log (no tlog directory)", ErrNotFound, dir)
+	}
+	return &Reader{dir: dir, fetch: client.FileFetcher{Root: tlog}, logKey: logKey, treeID: treeID}, nil
+}
+
+// Reader returns a reader over this log's files.
+func (l *Log) Reader() *Reader {
+	return &Reader{dir: l.cfg.Dir, fetch: client.FileFetcher{Root: l.tlogDir}, logKey: l.cfg.Key.Public(), treeID: l.treeID}
+}
+
+// TreeID is the log's tree ID (derived from its key).
+func (r *Reader) TreeID() int64 { return r.treeID }
+
+// Checkpoint returns the latest published checkpoint after checking its
+// signature with the log key and that its origin names this log's tree.
+func (r *Reader) Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error) {
+	raw, err := r.fetch.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: read checkpoint: %v", ErrUnavailable, err)
+	}
+	cp, err := verify.Checkpoint(raw, r.logKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !strings.HasSuffix(cp.Origin, fmt.Sprintf("/%d", r.treeID)) {
+		return nil, nil, fmt.Errorf("%w: checkpoint origin %q is not this log's (tree ID %d)", ErrUnavailable, cp.Origin, r.treeID)
+	}
+	return raw, cp, nil
+}
+
+// CheckpointTime is when the published checkpoint was last written.
+func (r *Reader) CheckpointTime() (time.Time, error) {
+	fi, err := os.Stat(filepath.Join(r.fetch.Root, layout.CheckpointPath))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return fi.ModTime(), nil
+}
+
+// Entries yields the entries with indexes from (inclusive) to to
+// (exclusive), in log order, reading the leaves from the entry bundles and
+// each envelope from the envelope store. to must not exceed the size of a
+// published checkpoint. Entries carry no Signed Entry Timestamp (that
+// needs the private key); everything else is filled in. An entry whose
+// envelope is missing or corrupt is yielded with an error and its Index,
+// LeafHash, UUID and Body set, and iteration goes on; an error reading the
+// tiles ends it.
+func (r *Reader) Entries(ctx context.Context, from, to uint64) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		if to <= from {
+			return
+		}
+		size := func(context.Context) (uint64, error) { return to, nil }
+		idx := from
+		for b, err := range client.EntryBundles(ctx, 2, size, r.fetch.ReadEntryBundle, from, to-from) {
+			if err != nil {
+				yield(Entry{}, fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err))
+				return
+			}
+			var eb api.EntryBundle
+			if err := eb.UnmarshalText(b.Data); err != nil {
+				yield(Entry{}, fmt.Errorf("entry bundle %d is corrupt: %v", b.RangeInfo.Index, err))
+				return
+			}
+			if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
+				yield(Entry{}, fmt.Errorf("entry bundle %d holds %d entries, want at least %d", b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N))
+				return
+			}
+			for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
+				if !yield(r.entryFor(idx, body)) {
+					return
+				}
+				idx++
+			}
+		}
+	}
+}
+
+func (r *Reader) entryFor(idx uint64, body []byte) (Entry, error) {
+	leaf := entry.LeafHash(body)
+	leafHex := hex.EncodeToString(leaf)
+	e := Entry{Index: int64(idx), LeafHash: leaf, UUID: entry.UUID(r.treeID, leaf), Body: body}
+	raw, err := os.ReadFile(filepath.Join(r.dir, "envelopes", leafHex[:2], leafHex+".json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return e, fmt.Errorf("%w: no envelope for entry %d (leaf %s)", ErrNotFound, idx, leafHex)
+		}
+		return e, fmt.Errorf("%w: read envelope for entry %d: %v", ErrUnavailable, idx, err)
+	}
+	var rec storedEntry
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return e, fmt.Errorf("envelope store record %s is corrupt: %v", leafHex, err)
+	}
+	e.Envelope, e.IntegratedTime = rec.Envelope, rec.IntegratedTime
+	return e, nil
+}
