@@ -11,7 +11,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 ADDR        ?= 127.0.0.1:8080
 DATA        ?= ./gatelog-data
 
-.PHONY: all build run test test-go fmt-check vet lint policy-test bench soak clean ui-verify-test
+.PHONY: all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test
 
 all: build
 
@@ -26,7 +26,8 @@ run: build
 ## test: everything CI runs
 test: fmt-check vet test-go policy-test lint ui-verify-test
 
-test-go:
+# The bench smoke test runs the real opa; build it first.
+test-go: $(OPA)
 	$(GO) test -count=1 -timeout 15m ./...
 
 fmt-check:
@@ -56,9 +57,22 @@ policy-test: $(OPA)
 ui-verify-test:
 	node --test ui/test/verify.test.mjs
 
-## bench: benchmarks (not part of make test)
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: gatelog vs opa run --server (3 runs, medians), the append path alone, start-up;
+## prints tables and writes bench/results.json (a few minutes; not part of make test)
+BENCH := $(GO) run ./bench/cmd/gatelog-bench
+bench: build $(OPA)
+	$(BENCH) startup -gatelog $(GATELOG) -out bench/results.json
+	$(BENCH) append -duration 5s -out bench/results.json
+	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -out bench/results.json
+
+## bench-quick: one short run of the comparison (under a minute), results not saved
+bench-quick: build $(OPA)
+	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 1 -duration 2s -warmup 500ms
+
+## bench-long: grow a daemon's log to 10^5 entries (GROWTH_POINTS=...,1000000 for more)
+GROWTH_POINTS ?= 1000,10000,100000
+bench-long: build
+	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
 
 clean:
 	rm -rf $(BIN)

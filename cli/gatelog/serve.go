@@ -6,9 +6,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/klog/v2"
@@ -27,6 +30,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)", EnvVars: []string{"GATELOG_POLICIES"}},
 			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line"},
 			&cli.DurationFlag{Name: "checkpoint-interval", Value: 0, Usage: "how often to publish a checkpoint (default 1s)"},
+			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
 		},
 		Action: func(c *cli.Context) error {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -53,7 +57,36 @@ func serveCommand() *cli.Command {
 				_ = srv.Close(context.WithoutCancel(ctx))
 				return err
 			}
+			if addr := c.String("pprof"); addr != "" {
+				if err := servePprof(ctx, addr, logger); err != nil {
+					_ = srv.Close(context.WithoutCancel(ctx))
+					return err
+				}
+			}
 			return srv.Serve(ctx, ln)
 		},
 	}
+}
+
+// servePprof serves the runtime profiles on their own listener, apart from
+// the API, until ctx ends. Profiles reveal internals, so it is opt-in.
+func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() { _ = srv.Serve(ln) }()
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	return nil
 }

@@ -1,0 +1,200 @@
+// Command gatelog-bench runs gatelog's benchmarks and writes results.json:
+//
+//	gatelog-bench compare   gatelog serve vs opa run --server, 1/4/16/64 clients
+//	gatelog-bench append    Tessera raw appends vs translog.Log.Append
+//	gatelog-bench growth    the log grown to 10^5 or more entries
+//	gatelog-bench startup   time to first decision and policy reload
+//	gatelog-bench load      drive an already running daemon (for profiling)
+//
+// Run it from the repository root (make bench, bench-quick, bench-long).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/gatelog/gatelog/bench"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|load [flags]")
+		os.Exit(2)
+	}
+	// Tessera, run in-process by the append mode, logs through klog.
+	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var err error
+	switch os.Args[1] {
+	case "compare":
+		err = compare(ctx, os.Args[2:])
+	case "append":
+		err = appendCmd(ctx, os.Args[2:])
+	case "growth":
+		err = growth(ctx, os.Args[2:])
+	case "startup":
+		err = startup(ctx, os.Args[2:])
+	case "load":
+		err = load(ctx, os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gatelog-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// common flags
+type common struct {
+	out     string
+	note    string
+	workDir string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.out, "out", "", "update this results.json (empty: print only)")
+	fs.StringVar(&c.note, "note", "", "note recorded with the machine description")
+	fs.StringVar(&c.workDir, "work", "", "scratch directory (default: a new temporary one, removed after)")
+}
+
+func (c *common) scratch() (string, func(), error) {
+	if c.workDir != "" {
+		return c.workDir, func() {}, os.MkdirAll(c.workDir, 0o755)
+	}
+	d, err := os.MkdirTemp("", "gatelog-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
+
+// save updates the results file with f's section and the machine.
+func (c *common) save(m bench.Machine, f func(*bench.Report)) error {
+	if c.out == "" {
+		return nil
+	}
+	r, err := bench.LoadReport(c.out)
+	if err != nil {
+		return err
+	}
+	if c.note != "" {
+		m.Note = strings.TrimSpace(c.note + " " + m.Note)
+	}
+	r.Machine = m
+	f(r)
+	if err := r.Save(c.out); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s\n", c.out)
+	return nil
+}
+
+func parseLevels(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("levels: %q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func compare(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("compare", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
+	opaBin := fs.String("opa", "bin/opa-v1.22.2", "opa binary")
+	policyDir := fs.String("policies", "policies", "policy directory given to opa (gatelog serves its bundled copy)")
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
+	levels := fs.String("levels", "1,4,16,64", "concurrent clients per level")
+	duration := fs.Duration("duration", 5*time.Second, "measured time per level and server")
+	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement")
+	runs := fs.Int("runs", 3, "runs (medians are reported)")
+	half := fs.Bool("half-peak", true, "also pace gatelog at half its peak and report latency")
+	_ = fs.Parse(args)
+	lv, err := parseLevels(*levels)
+	if err != nil {
+		return err
+	}
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	work, cleanup, err := c.scratch()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m := bench.DescribeMachine()
+	bench.PrintMachine(os.Stdout, m)
+	cmp, err := bench.Compare(ctx, bench.CompareConfig{
+		GatelogBin: *gatelogBin, OPABin: *opaBin, PolicyDir: *policyDir, Requests: reqs,
+		Levels: lv, Warmup: *warmup, Duration: *duration, Runs: *runs, HalfPeak: *half,
+		WorkDir: work, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range cmp.Answers {
+		fmt.Printf("request %-22s opa allow=%-5v gatelog allow=%v\n", a.Request, a.OPAAllow, a.GatelogAllow)
+	}
+	bench.PrintComparison(os.Stdout, cmp)
+	if err := c.save(m, func(r *bench.Report) { r.Compare = cmp }); err != nil {
+		return err
+	}
+	for _, l := range cmp.Levels {
+		if l.Clients == 16 {
+			fmt.Printf("ratio gatelog/opa at 16 clients: %.2f\n", l.Ratio)
+		}
+	}
+	return nil
+}
+
+// load drives a running gatelog daemon, e.g. while taking a CPU profile
+// from its --pprof listener.
+func load(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("load", flag.ExitOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "daemon URL")
+	keyFile := fs.String("api-key-file", "gatelog-data/bootstrap-api-key", "file holding an API key with decide and vouch")
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
+	clients := fs.Int("clients", 16, "concurrent clients")
+	duration := fs.Duration("duration", 10*time.Second, "how long")
+	rate := fs.Float64("rate", 0, "pace to this many requests/s in total (0: as fast as answered)")
+	_ = fs.Parse(args)
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	t := bench.Target{Name: "gatelog", URL: strings.TrimRight(*server, "/") + "/v1/decide", Header: http.Header{
+		"Authorization": {"Bearer " + strings.TrimSpace(string(key))}, "Content-Type": {"application/json"},
+	}}
+	for _, r := range reqs {
+		t.Bodies = append(t.Bodies, r.Body)
+	}
+	st, err := bench.Run(ctx, t, bench.Options{Clients: *clients, Duration: *duration, Rate: *rate})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d clients: %.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d %s\n",
+		st.Clients, st.RPS, st.P50Ms, st.P99Ms, st.P999Ms, st.Errors, st.FirstError)
+	return nil
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatelog/gatelog/bench"
+	"github.com/gatelog/gatelog/policies"
+)
+
+func appendCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("append", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	clients := fs.String("clients", "1,16,64", "concurrent appenders; the results file keeps the last level")
+	duration := fs.Duration("duration", 5*time.Second, "time per side and level")
+	_ = fs.Parse(args)
+	levels, err := parseLevels(*clients)
+	if err != nil {
+		return err
+	}
+	work, cleanup, err := c.scratch()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m := bench.DescribeMachine()
+	bench.PrintMachine(os.Stdout, m)
+	fmt.Printf("\nappend path alone, %s per side: raw Tessera POSIX (await index) vs translog.Log.Append (envelope store + leaf + SET)\n", *duration)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\ttessera/s\tp50 ms\tp99 ms\ttranslog/s\tp50 ms\tp99 ms\toverhead\t")
+	var last *bench.AppendReport
+	for _, n := range levels {
+		r, err := bench.CompareAppends(ctx, filepath.Join(work, "append-"+strconv.Itoa(n)), n, *duration)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2fx\t\n", n,
+			r.Tessera.PerSec, r.Tessera.P50Ms, r.Tessera.P99Ms, r.Translog.PerSec, r.Translog.P50Ms, r.Translog.P99Ms, r.Overhead)
+		tw.Flush()
+		last = r
+	}
+	return c.save(m, func(r *bench.Report) { r.Append = last })
+}
+
+func growth(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("growth", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
+	clients := fs.Int("clients", 64, "concurrent clients while growing")
+	points := fs.String("points", "1000,10000,100000", "log sizes to measure at")
+	_ = fs.Parse(args)
+	var pts []int64
+	for f := range strings.SplitSeq(*points, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("points: %q is not a positive number", f)
+		}
+		pts = append(pts, n)
+	}
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	work, cleanup, err := c.scratch()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m := bench.DescribeMachine()
+	bench.PrintMachine(os.Stdout, m)
+	g, err := bench.Growth(ctx, bench.GrowthConfig{
+		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), Requests: reqs,
+		Clients: *clients, Points: pts, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nlog growth through the daemon (%d clients)\n", g.Clients)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "entries\tappends/s\tGET receipt+proof ms\tverify.Receipt µs\tRSS MB\tdisk B/entry\tfiles/entry\t")
+	for _, p := range g.Points {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t\n", p.Entries, p.AppendPerSec, p.ProofMs, p.VerifyUs, p.RSSMB, p.DiskBytesPerEntry, p.FilesPerEntry)
+	}
+	tw.Flush()
+	if r := g.Restart; r != nil {
+		fmt.Printf("restart at %d entries: ready in %.0f ms, first decision in %.0f ms\n", r.Entries, r.ReadyMs, r.FirstDecisionMs)
+	}
+	return c.save(m, func(r *bench.Report) { r.Growth = g })
+}
+
+func startup(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("startup", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the first is used)")
+	runs := fs.Int("runs", 5, "runs (medians are reported)")
+	_ = fs.Parse(args)
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	work, cleanup, err := c.scratch()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	m := bench.DescribeMachine()
+	bench.PrintMachine(os.Stdout, m)
+	s, err := bench.Startup(ctx, *gatelogBin, policies.FS(), reqs[0], work, *runs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nstart-up, medians of %d: compile bundled policies %.0f ms, hot reload %.0f ms; fresh daemon ready %.0f ms, first decision %.0f ms\n",
+		*runs, s.CompileMs, s.ReloadMs, s.FreshReadyMs, s.FreshFirstDecisionMs)
+	return c.save(m, func(r *bench.Report) { r.Startup = s })
+}

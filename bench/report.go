@@ -1,0 +1,221 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is bench/results.json. Each harness mode fills its own section
+// and leaves the others as they were.
+type Report struct {
+	Generated string          `json:"generated"`
+	Machine   Machine         `json:"machine"`
+	Compare   *Comparison     `json:"compare,omitempty"`
+	Append    *AppendReport   `json:"append,omitempty"`
+	Growth    *GrowthReport   `json:"growth,omitempty"`
+	Startup   *StartupReport  `json:"startup,omitempty"`
+	Profile   *ProfileSummary `json:"profile,omitempty"`
+}
+
+// Machine describes where the numbers were taken.
+type Machine struct {
+	Cores    int        `json:"cores"`
+	CPU      string     `json:"cpu"`
+	MemoryMB int64      `json:"memory_mb"`
+	OS       string     `json:"os"`
+	Go       string     `json:"go"`
+	LoadAvg  [3]float64 `json:"load_avg_at_start"`
+	Loaded   bool       `json:"loaded"`
+	Note     string     `json:"note,omitempty"`
+}
+
+// Comparison is gatelog against OPA at each concurrency level.
+type Comparison struct {
+	Duration string   `json:"duration"`
+	Warmup   string   `json:"warmup"`
+	Runs     int      `json:"runs"`
+	Requests []string `json:"requests"`
+	// Answers are each request's decision from both servers.
+	Answers  []Answer  `json:"answers"`
+	Levels   []Level   `json:"levels"`
+	HalfPeak *HalfPeak `json:"half_peak,omitempty"`
+}
+
+// Answer is the decision both servers gave one request.
+type Answer struct {
+	Request      string `json:"request"`
+	OPAAllow     bool   `json:"opa_allow"`
+	GatelogAllow bool   `json:"gatelog_allow"`
+}
+
+// Level is one concurrency level: the medians over the runs of each side.
+type Level struct {
+	Clients int     `json:"clients"`
+	OPA     Side    `json:"opa"`
+	Gatelog Side    `json:"gatelog"`
+	Ratio   float64 `json:"ratio_rps_gatelog_over_opa"`
+}
+
+// Side is one server's medians at a level, and the runs they come from.
+type Side struct {
+	RPS         float64 `json:"rps"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	P999Ms      float64 `json:"p999_ms"`
+	CPUUsPerReq float64 `json:"cpu_us_per_req"`
+	Errors      int     `json:"errors"`
+	Runs        []Stats `json:"runs"`
+}
+
+// HalfPeak is gatelog paced at half its measured peak throughput.
+type HalfPeak struct {
+	PeakRPS float64 `json:"peak_rps"`
+	Clients int     `json:"clients"`
+	Side
+}
+
+// ProfileSummary is where a CPU profile of the daemon under load says the
+// time goes, as a share of the sampled CPU time.
+type ProfileSummary struct {
+	Clients  int                `json:"clients"`
+	Seconds  float64            `json:"seconds"`
+	Requests int                `json:"requests"`
+	Shares   map[string]float64 `json:"shares_percent"`
+	File     string             `json:"file,omitempty"`
+}
+
+// Summarize takes the medians of runs.
+func Summarize(runs []Stats) Side {
+	s := Side{Runs: runs}
+	pick := func(f func(Stats) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = f(r)
+		}
+		return Median(v)
+	}
+	s.RPS = pick(func(r Stats) float64 { return r.RPS })
+	s.P50Ms = pick(func(r Stats) float64 { return r.P50Ms })
+	s.P99Ms = pick(func(r Stats) float64 { return r.P99Ms })
+	s.P999Ms = pick(func(r Stats) float64 { return r.P999Ms })
+	s.CPUUsPerReq = pick(func(r Stats) float64 { return r.CPUUsPerReq })
+	for _, r := range runs {
+		s.Errors += r.Errors
+	}
+	return s
+}
+
+// Median is the middle value (the mean of the middle two for an even count).
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// DescribeMachine reads the core count, CPU model, memory and load.
+func DescribeMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		m.CPU = cpuModel(raw)
+	}
+	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(raw)) {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(rest); len(f) == 2 {
+					kb, _ := strconv.ParseInt(f[0], 10, 64)
+					m.MemoryMB = kb >> 10
+				}
+			}
+		}
+	}
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(raw))
+		for i := 0; i < 3 && i < len(f); i++ {
+			m.LoadAvg[i], _ = strconv.ParseFloat(f[i], 64)
+		}
+	}
+	// Before we start anything, a 1-minute load of half the cores or more
+	// means someone else is using the CPU.
+	m.Loaded = m.LoadAvg[0] >= float64(m.Cores)/2
+	if m.Loaded {
+		m.Note = fmt.Sprintf("taken on a loaded machine (1-minute load %.2f on %d cores before the run): absolute numbers are low and noisy, compare the ratio and CPU per request", m.LoadAvg[0], m.Cores)
+	}
+	return m
+}
+
+func cpuModel(cpuinfo []byte) string {
+	for line := range strings.Lines(string(cpuinfo)) {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// LoadReport reads a results file; a missing file is an empty report.
+func LoadReport(path string) (*Report, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Report{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// Save writes the report as indented JSON.
+func (r *Report) Save(path string) error {
+	r.Generated = time.Now().UTC().Format(time.RFC3339)
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(raw, '\n'), 0o644)
+}
+
+// PrintMachine writes one line describing the machine.
+func PrintMachine(w io.Writer, m Machine) {
+	fmt.Fprintf(w, "machine: %d cores, %s, %d MB, %s, %s, load %.2f %.2f %.2f\n",
+		m.Cores, m.CPU, m.MemoryMB, m.OS, m.Go, m.LoadAvg[0], m.LoadAvg[1], m.LoadAvg[2])
+	if m.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", m.Note)
+	}
+}
+
+// PrintComparison writes the side-by-side table.
+func PrintComparison(w io.Writer, c *Comparison) {
+	fmt.Fprintf(w, "\ngatelog (evaluate + sign + durable append) vs opa run --server; %d run(s) of %s after %s warm-up; medians\n", c.Runs, c.Duration, c.Warmup)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "clients\t| opa req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\t| gatelog req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\terrors\t| ratio\t")
+	for _, l := range c.Levels {
+		fmt.Fprintf(tw, "%d\t| %.0f\t%.2f\t%.2f\t%.2f\t%.0f\t| %.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t| %.2f\t\n",
+			l.Clients, l.OPA.RPS, l.OPA.P50Ms, l.OPA.P99Ms, l.OPA.P999Ms, l.OPA.CPUUsPerReq,
+			l.Gatelog.RPS, l.Gatelog.P50Ms, l.Gatelog.P99Ms, l.Gatelog.P999Ms, l.Gatelog.CPUUsPerReq, l.Gatelog.Errors+l.OPA.Errors, l.Ratio)
+	}
+	tw.Flush()
+	if h := c.HalfPeak; h != nil {
+		fmt.Fprintf(w, "gatelog paced at half its peak (%.0f of %.0f req/s, %d clients): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n",
+			h.PeakRPS/2, h.PeakRPS, h.Clients, h.P50Ms, h.P99Ms, h.P999Ms)
+	}
+}
