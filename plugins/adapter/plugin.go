@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -107,7 +108,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 func (c *Client) Configure(ctx context.Context, settings map[string]string) error {
 	_, err := c.rpc.Configure(ctx, &adapterv1.ConfigureRequest{Settings: settings})
 	if status.Code(err) == codes.InvalidArgument {
-		return fmt.Errorf("%w: %s", ErrBadSettings, status.Convert(err).Message())
+		return fmt.Errorf("%w: %s", ErrBadSettings, trimSentinel(status.Convert(err).Message(), ErrBadSettings))
 	}
 	return err
 }
@@ -118,7 +119,7 @@ func (c *Client) Configure(ctx context.Context, settings map[string]string) erro
 func (c *Client) Translate(ctx context.Context, in Native) (decision.Request, error) {
 	resp, err := c.rpc.Translate(ctx, &adapterv1.TranslateRequest{Payload: nativeToWire(in)})
 	if status.Code(err) == codes.InvalidArgument {
-		return decision.Request{}, fmt.Errorf("%w: %s", ErrBadPayload, status.Convert(err).Message())
+		return decision.Request{}, fmt.Errorf("%w: %s", ErrBadPayload, trimSentinel(status.Convert(err).Message(), ErrBadPayload))
 	}
 	if err != nil {
 		return decision.Request{}, err
@@ -150,6 +151,12 @@ func (c *Client) Render(ctx context.Context, in Native, out Outcome) (Response, 
 		return Response{}, err
 	}
 	return responseFromWire(resp.GetResponse()), nil
+}
+
+// trimSentinel drops the sentinel's text from the front of a message that
+// crossed the wire, since the client wraps the sentinel again.
+func trimSentinel(msg string, sentinel error) string {
+	return strings.TrimPrefix(msg, sentinel.Error()+": ")
 }
 
 // grpcServer serves an Adapter over gRPC inside the adapter process.
