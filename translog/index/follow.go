@@ -32,6 +32,8 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	ix.catchingUp.Lock()
+	defer ix.catchingUp.Unlock()
 	next, err := ix.Next(ctx)
 	if err != nil {
 		return 0, err

@@ -26,6 +26,8 @@ type Index struct {
 	db *sql.DB
 	d  Dialect
 	mu sync.Mutex
+	// catchingUp lets one CatchUp read the log at a time.
+	catchingUp sync.Mutex
 }
 
 // OpenSQLite opens (or creates) the SQLite index at path.
@@ -212,6 +214,8 @@ func (ix *Index) insert(ctx context.Context, tx *sql.Tx, r Row) error {
 
 // Reset empties the index; following the log then rebuilds it.
 func (ix *Index) Reset(ctx context.Context) error {
+	ix.catchingUp.Lock()
+	defer ix.catchingUp.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	tx, err := ix.db.BeginTx(ctx, nil)
