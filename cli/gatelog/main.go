@@ -28,6 +28,7 @@ func main() {
 			serveCommand(),
 			decideCommand(),
 			verifyCommand(),
+			keysCommand(),
 			policyCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -30,6 +30,11 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)", EnvVars: []string{"GATELOG_POLICIES"}},
 			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line"},
 			&cli.DurationFlag{Name: "checkpoint-interval", Value: 0, Usage: "how often to publish a checkpoint (default 1s)"},
+			&cli.StringFlag{Name: "identity-config", Usage: "JSON file of trusted OIDC issuers and mTLS clients (see README, Identity)", EnvVars: []string{"GATELOG_IDENTITY_CONFIG"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)", EnvVars: []string{"GATELOG_TLS_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
+			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert"},
+			&cli.Float64Flag{Name: "rate-limit", Usage: "requests per second per caller (default 50; negative: no limit)"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -45,8 +50,13 @@ func serveCommand() *cli.Command {
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			idcfg, err := identityConfig(c)
+			if err != nil {
+				return err
+			}
 			srv, err := server.Open(ctx, server.Config{
 				DataDir: c.String("data"), Policies: pol, Host: c.String("log-host"),
+				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),
 				CheckpointInterval: c.Duration("checkpoint-interval"), Version: version, Logger: logger,
 			})
 			if err != nil {

@@ -170,9 +170,6 @@ func ParseConfig(raw []byte, dir string) (Config, error) {
 			return Config{}, fmt.Errorf("mtls.clients[%d]: %w", i, err)
 		}
 	}
-	if len(c.MTLS.Clients) > 0 && len(c.MTLS.ClientCAFiles) == 0 {
-		return Config{}, fmt.Errorf("mtls.clients need mtls.client_ca_files")
-	}
 	return c, nil
 }
 

@@ -1,6 +1,8 @@
 package identity_test
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,12 +18,19 @@ func TestConfigRejectsUnsafeSettings(t *testing.T) {
 		{`{"oidc":[{"name":"a","kind":"bitbucket","issuer":"https://i.example","audience":"g"}]}`, "kind"},
 		{`{"oidc":[{"name":"a","issuer":"https://i.example","audience":"g","permissions":["root"]}]}`, "unknown permission"},
 		{`{"oidc":[{"name":"a","issuer":"https://i.example","audience":"g"}],"extra":1}`, "unknown field"},
-		{`{"mtls":{"clients":[{"cn":"x","permissions":["decide"]}]}}`, "client_ca_files"},
 		{`{"mtls":{"client_ca_files":["c.pem"],"clients":[{"permissions":["decide"]}]}}`, "at least one of"},
 	} {
 		if _, err := identity.ParseConfig([]byte(tc.cfg), ""); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want error containing %q", tc.cfg, err, tc.want)
 		}
+	}
+	noCA, err := identity.ParseConfig([]byte(`{"mtls":{"clients":[{"cn":"x","permissions":["decide"]}]}}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := identity.OpenKeyStore(filepath.Join(t.TempDir(), "k.json"))
+	if _, err := identity.NewAuthenticator(context.Background(), identity.Options{Keys: keys, Config: noCA}); err == nil || !strings.Contains(err.Error(), "client CA") {
+		t.Errorf("mtls clients without a CA: %v", err)
 	}
 	c, err := identity.ParseConfig([]byte(`{"oidc":[{"name":"gh","kind":"github","issuer":"https://token.actions.githubusercontent.com","audience":"gatelog","jwks_file":"gh.jwks"}]}`), "/etc/gatelog")
 	if err != nil {

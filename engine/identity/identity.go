@@ -213,6 +213,9 @@ func NewAuthenticator(ctx context.Context, o Options) (*Authenticator, error) {
 		}
 		a.oidc = v
 	}
+	if len(o.Config.MTLS.Clients) > 0 && !o.Config.MTLS.enabled() {
+		return nil, errors.New("identity: mtls.clients need client CA files (mtls.client_ca_files or --client-ca)")
+	}
 	if o.Config.MTLS.enabled() {
 		v, err := newMTLSVerifier(o.Config.MTLS, o.Now)
 		if err != nil {

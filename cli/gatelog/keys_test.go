@@ -1,0 +1,197 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity/identitytest"
+)
+
+// TestIdentityWalkthrough does what the README's Identity section shows,
+// with the real binary: an HTTPS daemon trusting an OIDC issuer and a
+// client CA; an API key created, used, listed and revoked with gatelog
+// keys; a GitHub Actions token and a client certificate each reaching a
+// decision whose signed record names the verified subject.
+func TestIdentityWalkthrough(t *testing.T) {
+	bin := buildGatelog(t)
+	dir := t.TempDir()
+	iss, err := identitytest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	serverCA, _ := identitytest.NewCA("walkthrough server CA")
+	clientCA, _ := identitytest.NewCA("walkthrough client CA")
+	srvCert, _ := serverCA.Issue("gatelog", []string{"127.0.0.1"}, nil, false)
+	certPEM, keyPEM, _ := identitytest.PEM(srvCert)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("tls.crt", certPEM)
+	write("tls.key", keyPEM)
+	write("server-ca.pem", serverCA.PEM)
+	write("clients-ca.pem", clientCA.PEM)
+	write("identity.json", []byte(fmt.Sprintf(`{
+  "oidc": [{"name": "github", "kind": "github", "issuer": %q, "audience": "gatelog"}],
+  "mtls": {"clients": [{"dns": "kube-apiserver.*", "permissions": ["decide", "vouch"]}]}
+}`, iss.URL)))
+	data := filepath.Join(dir, "gatelog-data")
+	addr := freeAddr(t)
+	cmd := startServeTLS(t, bin, addr, data,
+		"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"),
+		"--client-ca", filepath.Join(dir, "clients-ca.pem"), "--identity-config", filepath.Join(dir, "identity.json"),
+		"--checkpoint-interval", "200ms")
+	roots := x509.NewCertPool()
+	roots.AddCert(serverCA.Cert)
+	client := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
+	}
+	waitReady(t, client(), "https://"+addr, cmd)
+	server := "https://" + addr
+	admin, _ := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(admin)), "GATELOG_SERVER=" + server, "GATELOG_CACERT=" + filepath.Join(dir, "server-ca.pem")}
+
+	decide := func(c *http.Client, token, body string) (int, decision.Record) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, server+"/v1/decide?wait=checkpoint", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return resp.StatusCode, decision.Record{}
+		}
+		out := filepath.Join(t.TempDir(), "receipt.json")
+		if err := os.WriteFile(out, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, text := run(t, bin, nil, "verify", "--receipt", out, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
+		if code != 0 {
+			t.Fatalf("verify: %s", text)
+		}
+		var rc decision.Receipt
+		_ = json.Unmarshal(raw, &rc)
+		var env struct{ Payload []byte }
+		_ = json.Unmarshal(rc.Envelope, &env)
+		var st struct{ Predicate decision.Record }
+		_ = json.Unmarshal(env.Payload, &st)
+		return 200, st.Predicate
+	}
+
+	// API key: created once, used, listed, revoked.
+	code, out := run(t, bin, env, "keys", "create", "--name", "ci-jenkins", "--perm", "decide", "--expires", "90d")
+	if code != 0 {
+		t.Fatalf("keys create: %s", out)
+	}
+	key := strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
+	if !strings.HasPrefix(key, "glk_") || !strings.Contains(out, "logged at index 0") {
+		t.Fatalf("keys create printed: %s", out)
+	}
+	if code, rec := decide(client(), key, `{"action":"pipeline.trigger"}`); code != 200 || rec.Request.Subject.ID != "apikey:ci-jenkins" || !rec.Request.Subject.Verified {
+		t.Fatalf("API key decision: %d %+v", code, rec.Request.Subject)
+	}
+	code, out = run(t, bin, env, "keys", "list")
+	if code != 0 || !strings.Contains(out, "ci-jenkins") || !strings.Contains(out, "LAST USED") || !strings.Contains(out, "in 89d") {
+		t.Fatalf("keys list: %s", out)
+	}
+	run(t, bin, env, "keys", "create", "--name", "ci-jenkins", "--perm", "decide")
+	if code, out = run(t, bin, env, "keys", "create", "--name", "ci-jenkins", "--perm", "decide"); code != 1 || !strings.Contains(out, "active keys") {
+		t.Fatalf("third key: %d %s", code, out)
+	}
+	if code, out = run(t, bin, env, "keys", "revoke", "ci-jenkins"); code != 0 || strings.Count(out, "revoked") != 2 {
+		t.Fatalf("keys revoke: %s", out)
+	}
+	if code, _ := decide(client(), key, `{"action":"pipeline.trigger"}`); code != 401 {
+		t.Fatalf("revoked key still decides: %d", code)
+	}
+
+	// GitHub Actions OIDC token.
+	tok, _ := iss.Token(iss.GitHubActions(time.Now(), "gatelog", "walkthrough-1"))
+	code, rec := decide(client(), tok, `{"action":"pipeline.trigger","resource":{"system":"github"}}`)
+	if code != 200 || rec.Request.Subject.ID != "repo:acme/shop:environment:production" || rec.Request.Subject.Issuer != iss.URL || rec.Caller.Kind != "oidc" {
+		t.Fatalf("OIDC decision: %d %+v", code, rec)
+	}
+	if code, _ := decide(client(), tok, `{"action":"pipeline.trigger"}`); code != 401 {
+		t.Fatalf("replayed token: %d", code)
+	}
+
+	// mTLS: the API server's certificate vouches for a user.
+	cert, _ := clientCA.Issue("kube-apiserver", []string{"kube-apiserver.cluster.local"}, nil, true)
+	code, rec = decide(client(cert), "", `{"action":"deploy","subject":{"id":"alice","groups":["release-managers"],"mfa":true},"resource":{"environment":"production"}}`)
+	if code != 200 || rec.Request.Subject.AssertedBy != "mtls:kube-apiserver.cluster.local" || rec.Caller.Kind != "mtls" {
+		t.Fatalf("mTLS decision: %d %+v", code, rec)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+}
+
+func startServeTLS(t *testing.T, bin, addr, data string, extra ...string) *execCmd {
+	t.Helper()
+	c := newExecCmd(bin, append([]string{"serve", "--addr", addr, "--data", data}, extra...)...)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.ProcessState == nil {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	return c
+}
+
+func waitReady(t *testing.T, c *http.Client, base string, cmd *execCmd) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := c.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not ready: %v\n%s", err, cmd.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// execCmd is a started command with its stderr captured.
+type execCmd struct {
+	*exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func newExecCmd(bin string, args ...string) *execCmd {
+	c := exec.Command(bin, args...)
+	var b bytes.Buffer
+	c.Stderr = &b
+	return &execCmd{c, &b}
+}
