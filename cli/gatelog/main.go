@@ -30,6 +30,8 @@ func main() {
 			verifyCommand(),
 			keysCommand(),
 			policyCommand(),
+			logCommand(),
+			monitorCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

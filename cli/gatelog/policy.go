@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
 )
 
@@ -327,4 +330,69 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// policyServeFlags are the serve flags that choose where policies come
+// from besides --policies, and how they are reloaded.
+func policyServeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "bundle", Usage: "policy bundle file (tar.gz); reloaded when it changes", EnvVars: []string{"GATELOG_BUNDLE"}},
+		&cli.StringFlag{Name: "bundle-url", Usage: "policy bundle URL, polled with If-None-Match", EnvVars: []string{"GATELOG_BUNDLE_URL"}},
+		&cli.DurationFlag{Name: "bundle-poll-interval", Value: 30 * time.Second, Usage: "how often to poll --bundle-url"},
+		bundleKeyFlag,
+	}
+}
+
+// servePolicy loads the daemon's first policy from --policies, --bundle or
+// --bundle-url (the bundled library if none) and says how to reload it:
+// on SIGHUP, on file changes, and by polling the bundle URL.
+func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
+	dir, file, url := c.String("policies"), c.String("bundle"), c.String("bundle-url")
+	n := 0
+	for _, s := range []string{dir, file, url} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return engine.Source{}, server.PolicyWatch{}, fmt.Errorf("give one of --policies, --bundle and --bundle-url")
+	}
+	var w server.PolicyWatch
+	if kf := c.String(bundleKeyFlag.Name); kf != "" {
+		if file == "" && url == "" {
+			return engine.Source{}, w, fmt.Errorf("--%s is given but no --bundle or --bundle-url", bundleKeyFlag.Name)
+		}
+		v, err := engine.LoadBundleVerificationKey(kf)
+		if err != nil {
+			return engine.Source{}, w, fmt.Errorf("--%s: %w", bundleKeyFlag.Name, err)
+		}
+		w.Verification = v
+	}
+	var src engine.Source
+	var err error
+	switch {
+	case dir != "":
+		if src, err = engine.LoadDir(dir); err != nil {
+			return src, w, fmt.Errorf("--policies %s: %w", dir, err)
+		}
+		w.Dir = dir
+	case file != "":
+		if src, err = engine.LoadBundleFile(file, w.Verification); err != nil {
+			return src, w, fmt.Errorf("--bundle: %w", err)
+		}
+		w.BundleFile = file
+	case url != "":
+		f := &server.BundleFetcher{URL: url, Verification: w.Verification}
+		if src, w.ETag, err = f.Fetch(c.Context); err != nil {
+			return src, w, fmt.Errorf("--bundle-url: %w", err)
+		}
+		w.BundleURL, w.PollInterval = url, c.Duration("bundle-poll-interval")
+	default:
+		src = engine.Embedded(policies.FS())
+	}
+	// Caught from here on, so SIGHUP reloads instead of ending the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	w.Signals = hup
+	return src, w, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,14 +16,13 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gatelog/gatelog/engine/server"
-	"github.com/gatelog/gatelog/policies"
 )
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the decision daemon",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "listen address", EnvVars: []string{"GATELOG_ADDR"}},
 			&cli.StringFlag{Name: "data", Value: "./gatelog-data", Usage: "data directory (keys, API keys, log)", EnvVars: []string{"GATELOG_DATA"}},
 			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)", EnvVars: []string{"GATELOG_POLICIES"}},
@@ -36,17 +34,14 @@ func serveCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert"},
 			&cli.Float64Flag{Name: "rate-limit", Usage: "requests per second per caller (default 50; negative: no limit)"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
-		},
+		}, policyServeFlags()...),
 		Action: func(c *cli.Context) error {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			// Tessera logs through klog; send it to the same place.
 			klog.SetSlogLogger(logger.With("component", "tessera"))
-			var pol fs.FS = policies.FS()
-			if dir := c.String("policies"); dir != "" {
-				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-					return fmt.Errorf("--policies %s: not a directory", dir)
-				}
-				pol = os.DirFS(dir)
+			pol, watch, err := servePolicy(c)
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -55,7 +50,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			srv, err := server.Open(ctx, server.Config{
-				DataDir: c.String("data"), Policies: pol, Host: c.String("log-host"),
+				DataDir: c.String("data"), Policies: pol.FS, PolicyRevision: pol.Revision, Host: c.String("log-host"),
 				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),
 				CheckpointInterval: c.Duration("checkpoint-interval"), Version: version, Logger: logger,
 			})
@@ -73,6 +68,11 @@ func serveCommand() *cli.Command {
 					return err
 				}
 			}
+			go func() {
+				if err := srv.WatchPolicy(ctx, watch); err != nil {
+					logger.Error("policy reloads are off", "err", err)
+				}
+			}()
 			return srv.Serve(ctx, ln)
 		},
 	}

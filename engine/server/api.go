@@ -35,6 +35,9 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mountAudit(mux)    // audit search: /v1/audit/search, /v1/audit/counts
+	s.mountAlerts(mux)   // alert stream: /v1/alerts/stream
+	s.mountMetrics(mux)  // Prometheus: /metrics
 	s.mountIdentity(mux) // API keys and signing keys: /v1/apikeys, /v1/keys
 	return mux
 }
@@ -101,6 +104,7 @@ var ErrNotLogged = errors.New("decision not logged, so denied")
 // the receipt. It returns a receipt only once the entry is durably
 // sequenced; with wait, also an inclusion proof. Any error means deny.
 func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
+	timer := s.metrics.startDecide()
 	d, pol := s.engine.Decide(ctx, req)
 	rec := decision.Record{
 		DecisionID: uuid.NewString(),
@@ -111,18 +115,32 @@ func (s *Server) Decide(ctx context.Context, req decision.Request, caller decisi
 		Time:       s.cfg.Now().UTC().Format(time.RFC3339Nano),
 		Daemon:     decision.Daemon{Version: s.cfg.Version},
 	}
+	timer.stage("eval")
 	env, err := s.signer.Sign(rec)
 	if err != nil {
 		s.logger.Error("signing failed; denying", "decision_id", rec.DecisionID, "err", err)
+		s.failClosed(rec, "sign", err)
+		timer.done(req, d, err)
 		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
 	}
+	timer.stage("sign")
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
 	defer cancel()
 	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
 	if err != nil {
 		s.logger.Error("append failed; denying", "decision_id", rec.DecisionID, "err", err)
+		s.failClosed(rec, "append", err)
+		timer.done(req, d, err)
 		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
 	}
+	timer.stage("append")
+	if err := s.queueAlerts(rec, e); err != nil {
+		s.logger.Error("alerts not queued; denying", "decision_id", rec.DecisionID, "err", err)
+		s.failClosed(rec, "alert outbox", err)
+		timer.done(req, d, err)
+		return decision.Receipt{}, fmt.Errorf("%w: logged, but its alerts could not be queued: %v", ErrNotLogged, err)
+	}
+	timer.done(req, d, nil)
 	rc := s.receiptFor(e, rec.Decision, rec.DecisionID)
 	if wait {
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
@@ -210,6 +228,10 @@ func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if _, _, err := s.log.Checkpoint(r.Context()); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "log not ready: %v", err)
+		return
+	}
+	if err := s.readiness(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not ready: %v", err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

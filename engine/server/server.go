@@ -14,18 +14,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/formats/log"
 
 	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/receipt"
@@ -39,6 +42,8 @@ type Config struct {
 	DataDir string
 	// Policies is the policy tree (a directory or the embedded library).
 	Policies fs.FS
+	// PolicyRevision is the bundle revision of Policies, if any.
+	PolicyRevision string
 	// Host names the log in its origin line "<host>/<tree id>".
 	Host string
 	// CheckpointInterval is how often the log publishes a checkpoint.
@@ -50,6 +55,15 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now. Tests pin it.
 	Now func() time.Time
+
+	// Alerts configures the alert sinks (alert.LoadConfig); every alert
+	// goes through the durable outbox in DATA/outbox first.
+	Alerts alert.Config
+	// AlertStdout is where a "stdout" alert sink writes (default os.Stdout).
+	AlertStdout io.Writer
+	// MaxCheckpointAge makes /readyz fail when the published checkpoint
+	// is older (default DefaultMaxCheckpointAge).
+	MaxCheckpointAge time.Duration
 
 	// Identity lists trusted OIDC issuers and mTLS clients (API keys are
 	// always accepted); see identity.LoadConfig.
@@ -91,7 +105,14 @@ type Server struct {
 	signer    *receipt.Signer
 	signerPEM []byte
 	logger    *slog.Logger
+	policies  *engine.Engine // hot reload swaps policies here (policy.go)
+	policyMu  sync.Mutex
 	door      *authState
+
+	// Beside the decide path: audit.go, alerts.go, metrics.go.
+	audit   *auditIndex
+	alerts  *alertService
+	metrics *metrics
 }
 
 // Paths inside the data directory.
@@ -143,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New(ctx, cfg.Policies)
+	eng, err := engine.NewFromSource(ctx, engine.Source{FS: cfg.Policies, Revision: cfg.PolicyRevision})
 	if err != nil {
 		door.auth.Close()
 		return nil, err
@@ -160,7 +181,12 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, engine: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door}, nil
+	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door}
+	if err := s.openOperations(ctx); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
 }
 
 func newSigner(k *ecdsa.PrivateKey) (*receipt.Signer, []byte, error) {
@@ -212,6 +238,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	defer s.closeIdentity()
+	defer s.closeOperations() //nolint:errcheck // the log is closed by then; nothing to report
+	srv.RegisterOnShutdown(s.stopAlertStreams)
 	if s.door.tls != nil {
 		ln = tls.NewListener(ln, s.door.tls)
 	}
@@ -234,5 +262,5 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops the log without serving (for callers that used Handler).
 func (s *Server) Close(ctx context.Context) error {
-	return errors.Join(s.closeIdentity(), s.log.Close(ctx))
+	return errors.Join(s.closeOperations(), s.closeIdentity(), s.log.Close(ctx))
 }

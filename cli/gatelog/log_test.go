@@ -1,0 +1,204 @@
+package main_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// audit runs a gatelog auditor command against the fixture's daemon.
+func (f *logFixture) audit(t *testing.T, state string, args ...string) (int, string) {
+	t.Helper()
+	return run(t, f.bin, nil, append(args, "--server", f.server, "--log-key", f.logPub(), "--state-dir", state)...)
+}
+
+func TestAuditorCommands(t *testing.T) {
+	f := newLogFixture(t, 3)
+	state := t.TempDir()
+
+	code, out := f.audit(t, state, "log", "info")
+	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "tree size 3") || !strings.Contains(out, "first time") {
+		t.Fatalf("log info: exit %d\n%s", code, out)
+	}
+	f.decide(t)
+	code, out = f.audit(t, state, "log", "info", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "consistent with the checkpoint of size 3") {
+		t.Fatalf("log info after growth: exit %d\n%s", code, out)
+	}
+
+	code, out = f.audit(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "VERIFIED  entry 0") || !strings.Contains(out, "ALLOW deploy") || !strings.Contains(out, "envelope signature OK") {
+		t.Fatalf("log get --index: exit %d\n%s", code, out)
+	}
+	code, out = f.audit(t, state, "log", "get", "--uuid", f.receipts[1].UUID, "--json")
+	var ce struct {
+		UUID   string          `json:"uuid"`
+		Record json.RawMessage `json:"record"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &ce) != nil || ce.UUID != f.receipts[1].UUID || !strings.Contains(string(ce.Record), f.receipts[1].DecisionID) {
+		t.Fatalf("log get --uuid --json: exit %d\n%s", code, out)
+	}
+	if code, out = f.audit(t, state, "log", "proof", "--index", "2"); code != 0 || !strings.Contains(out, "VERIFIED  entry 2 is in the tree of size 4") {
+		t.Fatalf("log proof: exit %d\n%s", code, out)
+	}
+	if code, out = f.audit(t, state, "log", "consistency", "--from", "1"); code != 0 || !strings.Contains(out, "is a prefix of the tree of size 4") {
+		t.Fatalf("log consistency: exit %d\n%s", code, out)
+	}
+
+	mstate := t.TempDir()
+	if code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "OK  size 4") || !strings.Contains(out, "4 new entries") {
+		t.Fatalf("monitor: exit %d\n%s", code, out)
+	}
+	f.decide(t)
+	if code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "from the saved checkpoint of size 4") || !strings.Contains(out, "1 new entries") {
+		t.Fatalf("monitor from saved state: exit %d\n%s", code, out)
+	}
+	if code, out = f.audit(t, state, "log", "get", "--index", "99"); code != 1 {
+		t.Fatalf("log get of a missing entry: exit %d\n%s", code, out)
+	}
+}
+
+// TestAuditorDetectsRollbackAndFork splits one log in two (same key, same
+// first entries, different histories after) and shows a client that saw
+// one side each way the other side lies to it.
+func TestAuditorDetectsRollbackAndFork(t *testing.T) {
+	f := newLogFixture(t, 2)
+	f.d.stop(t)
+	twin := filepath.Join(t.TempDir(), "twin")
+	if out, err := exec.Command("cp", "-a", f.data, twin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	f.d = startServe(t, f.bin, f.data)
+	f.server = "http://" + f.d.addr
+	f.decide(t)
+	f.decide(t)
+	state := t.TempDir()
+	if code, out := f.audit(t, state, "log", "info"); code != 0 {
+		t.Fatalf("log info: exit %d\n%s", code, out)
+	}
+
+	g := &logFixture{bin: f.bin, data: twin}
+	g.d = startServe(t, g.bin, g.data)
+	g.server = "http://" + g.d.addr
+	g.decide(t) // size 3 < 4: a rollback to this client
+	code, out := g.audit(t, state, "log", "info")
+	if code != 3 || !strings.Contains(out, "ALARM") || !strings.Contains(out, "ROLLBACK") || !strings.Contains(out, "last checkpoint this client trusted") {
+		t.Fatalf("rollback not reported: exit %d\n%s", code, out)
+	}
+	g.decide(t)
+	g.decide(t) // size 5 > 4 but a different history: a fork
+	code, out = g.audit(t, state, "log", "info")
+	if code != 3 || !strings.Contains(out, "FORK") {
+		t.Fatalf("fork not reported: exit %d\n%s", code, out)
+	}
+	if code, out = g.audit(t, state, "monitor", "--once"); code != 3 || !strings.Contains(out, "FORK") {
+		t.Fatalf("monitor did not report the fork: exit %d\n%s", code, out)
+	}
+}
+
+// TestTamperDetected changes one byte of each kind of log file on disk and
+// checks that gatelog log info, gatelog verify (on a receipt fetched after
+// the change), gatelog monitor and rekor-cli verify all fail.
+func TestTamperDetected(t *testing.T) {
+	rekor := rekorCLI(t)
+	base := newLogFixture(t, 3)
+	base.d.stop(t)
+	for _, tc := range []struct {
+		name string
+		file string
+		// tamper changes one byte of the file's content.
+		tamper func([]byte) []byte
+	}{
+		{"tile", "log/tlog/tile/0/000.p/3", func(b []byte) []byte { return flip(b, 8) }}, // leaf 0: a sibling in leaf 1's proof
+		{"entry bundle", "log/tlog/tile/entries/000.p/3", func(b []byte) []byte {
+			// A hex digit of entry 1's envelope hash: still JSON, wrong leaf.
+			const k = `"envelopeHash":{"algorithm":"sha256","value":"`
+			first := strings.Index(string(b), k) + len(k)
+			i := first + strings.Index(string(b[first:]), k) + len(k) + 3
+			return setByte(b, i, b[i]^0x01)
+		}},
+		{"stored envelope", "", nil},
+		{"checkpoint", "log/tlog/checkpoint", func(b []byte) []byte {
+			lines := strings.SplitN(string(b), "\n", 3)
+			i := len(lines[0]) + 1 + len(lines[1]) + 1 + 5 // inside the root hash
+			return setByte(b, i, b[i]^0x01)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &logFixture{bin: base.bin, data: filepath.Join(t.TempDir(), "data"), receipts: base.receipts}
+			if out, err := exec.Command("cp", "-a", base.data, f.data).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v %s", err, out)
+			}
+			f.d = startServe(t, f.bin, f.data)
+			f.server = "http://" + f.d.addr
+			target := 1
+			path := filepath.Join(f.data, tc.file)
+			tamper := tc.tamper
+			if tc.name == "stored envelope" {
+				leaf := f.receipts[target].UUID[16:]
+				path = filepath.Join(f.data, "log", "envelopes", leaf[:2], leaf+".json")
+				tamper = func(b []byte) []byte {
+					// A base64 character of the stored envelope.
+					i := strings.Index(string(b), `"envelope":"`) + 40
+					return setByte(b, i, map[bool]byte{true: 'B', false: 'A'}[b[i] == 'A'])
+				}
+			}
+			raw := mustRead(t, path)
+			if err := os.WriteFile(path, tamper(raw), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			if code, out := f.audit(t, t.TempDir(), "log", "info", "--signer-key", f.signerPub()); code == 0 {
+				t.Errorf("log info did not notice:\n%s", out)
+			}
+			if code, out := f.audit(t, t.TempDir(), "monitor", "--once", "--signer-key", f.signerPub()); code == 0 {
+				t.Errorf("monitor did not notice:\n%s", out)
+			}
+			if ok, why := f.freshReceiptVerifies(t, target); ok {
+				t.Errorf("gatelog verify passed a receipt fetched after the change: %s", why)
+			}
+			env := rekorEnv(t, f.logPub())
+			if code, out := run(t, rekor, env, "verify", "--uuid", f.receipts[target].UUID, "--rekor_server", f.server, "--retry", "0"); code == 0 {
+				t.Errorf("rekor-cli verify did not notice:\n%s", out)
+			}
+		})
+	}
+}
+
+// freshReceiptVerifies fetches decision i's receipt from the daemon now
+// and runs gatelog verify on it. A daemon that refuses to serve it (it
+// checks its own files) counts as not verified.
+func (f *logFixture) freshReceiptVerifies(t *testing.T, i int) (bool, string) {
+	t.Helper()
+	key := strings.TrimSpace(string(mustRead(t, filepath.Join(f.data, "bootstrap-api-key"))))
+	req, _ := http.NewRequest(http.MethodGet, f.server+"/v1/decisions/"+f.receipts[i].DecisionID, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, string(body)
+	}
+	path := filepath.Join(t.TempDir(), "fresh.json")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run(t, f.bin, nil, "verify", "--receipt", path, "--log-key", f.logPub(), "--signer-key", f.signerPub())
+	return code == 0, out
+}
+
+func flip(b []byte, i int) []byte { return setByte(b, i, b[i]^0xff) }
+
+func setByte(b []byte, i int, v byte) []byte {
+	c := append([]byte(nil), b...)
+	c[i] = v
+	return c
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatelog/gatelog/translog/monitor"
+	"github.com/gatelog/gatelog/translog/verify"
+)
+
+func monitorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "monitor",
+		Usage: "follow a log: every checkpoint must extend the last, every entry must hash into the tree",
+		Flags: append(auditorFlags(),
+			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): verify every new envelope"},
+			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to look for a new checkpoint"},
+			&cli.BoolFlag{Name: "once", Usage: "check the latest checkpoint once and exit"},
+			&cli.BoolFlag{Name: "from-start", Usage: "re-hash the whole log instead of starting from the last checkpoint saved"}),
+		Action: func(c *cli.Context) error {
+			a, err := newAuditor(c)
+			if err != nil {
+				return err
+			}
+			ctx := c.Context
+			w := c.App.Writer
+			// The first checkpoint only names the origin, to find the state.
+			_, cp, err := a.follower.FetchCheckpoint(ctx)
+			if err != nil {
+				return auditFail(c.App.ErrWriter, err)
+			}
+			var trusted []byte
+			if !c.Bool("from-start") {
+				if trusted, err = monitor.LoadState(a.stateDir, cp.Origin); err != nil {
+					return cli.Exit(fmt.Sprintf("state: %v", err), 1)
+				}
+			}
+			if err := a.follower.Start(ctx, trusted); err != nil {
+				return auditFail(c.App.ErrWriter, err)
+			}
+			if trusted != nil {
+				tc, _ := verify.Checkpoint(trusted, a.logKey)
+				fmt.Fprintf(w, "following %s from the saved checkpoint of size %d\n", cp.Origin, tc.Size)
+			} else {
+				fmt.Fprintf(w, "following %s from the empty tree (re-hashing every entry)\n", cp.Origin)
+			}
+			for {
+				rep, err := a.follower.Step(ctx)
+				var al *monitor.Alarm
+				switch {
+				case errors.As(err, &al):
+					return auditFail(c.App.ErrWriter, err)
+				case err != nil && c.Bool("once"):
+					return cli.Exit(err.Error(), 1)
+				case err != nil:
+					fmt.Fprintf(c.App.ErrWriter, "%s  cannot check the log now: %v\n", time.Now().UTC().Format(time.RFC3339), err)
+				default:
+					if err := monitor.SaveState(a.stateDir, cp.Origin, rep.Checkpoint); err != nil {
+						return cli.Exit(fmt.Sprintf("state: %v", err), 1)
+					}
+					what := "signatures not checked (no --signer-key)"
+					if a.signerKey != nil {
+						what = "envelope signatures OK"
+					}
+					fmt.Fprintf(w, "%s  OK  size %d root %x: consistent, %d new entries re-hashed into the root, %s\n",
+						time.Now().UTC().Format(time.RFC3339), rep.Size, rep.Root, rep.NewEntries, what)
+				}
+				if c.Bool("once") {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(c.Duration("interval")):
+				}
+			}
+		},
+	}
+}

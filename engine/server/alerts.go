@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/translog"
+)
+
+// OutboxDir is the durable alert outbox inside the data directory.
+const OutboxDir = "outbox"
+
+// Codes of the alerts the daemon raises itself.
+const (
+	AlertFailClosed      = "gatelog.fail_closed"
+	AlertAdapterRestart  = "gatelog.adapter_restarted"
+	alertUnnamedByPolicy = "unnamed"
+)
+
+// alertService owns the outbox and its delivery loop.
+type alertService struct {
+	outbox  *alert.Outbox
+	stop    context.CancelFunc
+	done    chan struct{}
+	closers []io.Closer
+	// streamsDone ends open alert streams when the daemon shuts down.
+	streamsDone chan struct{}
+	endStreams  sync.Once
+}
+
+func (s *Server) openAlerts(ctx context.Context) error {
+	out := s.cfg.AlertStdout
+	if out == nil {
+		out = os.Stdout
+	}
+	sinks, err := s.cfg.Alerts.Build(out)
+	if err != nil {
+		return err
+	}
+	opts := s.cfg.Alerts.Options()
+	opts.Logger = s.logger
+	ob, err := alert.OpenOutbox(filepath.Join(s.cfg.DataDir, OutboxDir), sinks, opts)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &alertService{outbox: ob, stop: cancel, done: make(chan struct{}), streamsDone: make(chan struct{})}
+	for _, sk := range sinks {
+		if c, ok := sk.(io.Closer); ok {
+			a.closers = append(a.closers, c)
+		}
+	}
+	go func() {
+		defer close(a.done)
+		ob.Run(rctx)
+	}()
+	if n := ob.Depth(); n > 0 {
+		s.logger.Info("alert outbox: resuming delivery", "pending", n)
+	}
+	s.alerts = a
+	return nil
+}
+
+func (s *Server) closeAlerts() error {
+	a := s.alerts
+	if a == nil {
+		return nil
+	}
+	s.alerts = nil
+	a.endStreams.Do(func() { close(a.streamsDone) })
+	a.stop()
+	<-a.done
+	for _, c := range a.closers {
+		_ = c.Close()
+	}
+	return nil
+}
+
+// queueAlerts puts the policy's alerts for a logged decision in the outbox
+// (durably) before the decision is answered.
+func (s *Server) queueAlerts(rec decision.Record, e translog.Entry) error {
+	if s.alerts == nil {
+		return nil
+	}
+	for i, pa := range rec.Decision.Alerts {
+		idx := e.Index
+		a := alert.Alert{
+			ID: fmt.Sprintf("%s-%d", rec.DecisionID, i), Time: rec.Time,
+			Severity: pa.Severity, Code: pa.Code, Message: pa.Message, Source: alert.SourcePolicy,
+			DecisionID: rec.DecisionID, LogIndex: &idx, UUID: e.UUID,
+			Subject: rec.Request.Subject.ID, Action: rec.Request.Action,
+			Environment: rec.Request.Resource.Environment, Repository: rec.Request.Resource.Repository,
+		}
+		if a.Code == "" {
+			a.Code = alertUnnamedByPolicy
+		}
+		if _, err := s.alerts.outbox.Enqueue(a); err != nil {
+			return fmt.Errorf("queue alert %s: %w", a.Code, err)
+		}
+		s.metrics.alertRaised(a)
+	}
+	return nil
+}
+
+// RaiseAlert queues an alert from the daemon itself (a fail-closed event,
+// an adapter crash, a monitor's report). subject and action may be empty.
+func (s *Server) RaiseAlert(severity, code, message, subject, action string) error {
+	if s.alerts == nil {
+		return nil
+	}
+	a := alert.Alert{
+		ID: "daemon-" + uuid.NewString(), Time: s.cfg.Now().UTC().Format(time.RFC3339Nano),
+		Severity: severity, Code: code, Message: message, Source: alert.SourceDaemon,
+		Subject: subject, Action: action,
+	}
+	if _, err := s.alerts.outbox.Enqueue(a); err != nil {
+		s.logger.Error("cannot queue a daemon alert", "code", code, "err", err)
+		return err
+	}
+	s.metrics.alertRaised(a)
+	return nil
+}
+
+// failClosed records that a decision was denied because signing or
+// logging failed.
+func (s *Server) failClosed(rec decision.Record, stage string, err error) {
+	s.metrics.appendFailed(stage == "append")
+	_ = s.RaiseAlert("critical", AlertFailClosed,
+		fmt.Sprintf("decision %s denied: %s failed: %v", rec.DecisionID, stage, err), rec.Request.Subject.ID, rec.Request.Action)
+}
+
+// stopAlertStreams ends the open alert streams, so that a graceful
+// shutdown does not wait for clients that never hang up.
+func (s *Server) stopAlertStreams() {
+	if a := s.alerts; a != nil {
+		a.endStreams.Do(func() { close(a.streamsDone) })
+	}
+}
+
+func (s *Server) mountAlerts(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/alerts/stream", s.handleAlertStream)
+}
+
+// handleAlertStream sends alerts as server-sent events (event "alert",
+// id = alert ID, data = the alert as JSON): first up to ?recent=N recent
+// ones, then each new one as it is queued, with a comment line every 15s
+// to keep the connection alive.
+func (s *Server) handleAlertStream(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermRead) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
+		return
+	}
+	a := s.alerts
+	if a == nil {
+		writeError(w, http.StatusServiceUnavailable, "alerts are not available on this daemon")
+		return
+	}
+	n := 0
+	if v := r.URL.Query().Get("recent"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 || n > 100 {
+			writeError(w, http.StatusBadRequest, "recent %q must be a number from 0 to 100", v)
+			return
+		}
+	}
+	recent, live, cancel := a.outbox.Subscribe(n)
+	defer cancel()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	send := func(al alert.Alert) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		data, err := json.Marshal(al)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "id: %s\nevent: alert\ndata: %s\n\n", al.ID, data); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	for _, al := range recent {
+		if send(al) != nil {
+			return
+		}
+	}
+	_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprint(w, ": gatelog alert stream\n\n"); err != nil || rc.Flush() != nil {
+		return
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-a.streamsDone:
+			return
+		case al := <-live:
+			if send(al) != nil {
+				return
+			}
+		case <-keepalive.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/index"
+)
+
+// IndexFile is the audit index (SQLite) inside the data directory. It is
+// derived from the log and can be deleted and rebuilt at any time.
+const IndexFile = "index.db"
+
+// auditIndex keeps the audit index following the log.
+type auditIndex struct {
+	ix   *index.Index
+	src  index.Source
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// readerLog is a log whose tiles and envelopes can be read back
+// (translog.Log); the audit index needs it.
+type readerLog interface {
+	Reader() *translog.Reader
+}
+
+// openAudit opens DATA/index.db and starts following the log. A log that
+// cannot be read back (a test double) leaves the audit API unavailable.
+func (s *Server) openAudit(ctx context.Context) error {
+	rl, ok := s.log.(readerLog)
+	if !ok {
+		return nil
+	}
+	ix, err := index.OpenSQLite(ctx, filepath.Join(s.cfg.DataDir, IndexFile))
+	if err != nil {
+		return err
+	}
+	every := s.cfg.CheckpointInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &auditIndex{ix: ix, src: rl.Reader(), stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		if _, err := ix.CatchUp(fctx, a.src, s.logger); errors.Is(err, index.ErrOtherLog) {
+			// The index is derived data: one built from another log is
+			// dropped and rebuilt from this one.
+			s.logger.Warn("audit index was built from another log; rebuilding it", "err", err)
+			if err := ix.Reset(fctx); err != nil {
+				s.logger.Error("audit index: reset failed", "err", err)
+			}
+		}
+		ix.Follow(fctx, a.src, every, s.logger)
+	}()
+	s.audit = a
+	return nil
+}
+
+func (s *Server) closeAudit() error {
+	a := s.audit
+	if a == nil {
+		return nil
+	}
+	s.audit = nil
+	a.stop()
+	<-a.done
+	return a.ix.Close()
+}
+
+func (s *Server) mountAudit(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/audit/search", s.handleAuditSearch)
+	mux.HandleFunc("GET /v1/audit/counts", s.handleAuditCounts)
+	mux.HandleFunc("POST /v1/audit/rebuild", s.handleAuditRebuild)
+}
+
+// auditReader authenticates a caller with the read permission and returns
+// the index caught up with the latest checkpoint (as far as the request's
+// time allows: a lagging index is still answered from, and says so).
+func (s *Server) auditReader(w http.ResponseWriter, r *http.Request) (*auditIndex, int64, bool) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return nil, 0, false
+	}
+	if !caller.Has(identity.PermRead) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
+		return nil, 0, false
+	}
+	a := s.audit
+	if a == nil {
+		writeError(w, http.StatusServiceUnavailable, "the audit index is not available on this daemon")
+		return nil, 0, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := a.ix.CatchUp(ctx, a.src, s.logger); err != nil {
+		s.logger.Warn("audit index lags the log", "err", err)
+	}
+	next, err := a.ix.Next(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "audit index: %v", err)
+		return nil, 0, false
+	}
+	return a, next, true
+}
+
+// SearchResponse is the body of GET /v1/audit/search.
+type SearchResponse struct {
+	index.Page
+	// Indexed is how many log entries the index covered when it answered.
+	Indexed int64 `json:"indexed"`
+}
+
+func (s *Server) handleAuditSearch(w http.ResponseWriter, r *http.Request) {
+	q, err := index.ParseQuery(r.URL.Query(), s.cfg.Now())
+	if err != nil {
+		s.auditBadRequest(w, r, err)
+		return
+	}
+	a, next, ok := s.auditReader(w, r)
+	if !ok {
+		return
+	}
+	p, err := a.ix.Search(r.Context(), q)
+	if err != nil {
+		writeAuditError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, SearchResponse{Page: p, Indexed: next})
+}
+
+// CountsResponse is the body of GET /v1/audit/counts.
+type CountsResponse struct {
+	By      string        `json:"by"`
+	Counts  []index.Count `json:"counts"`
+	Indexed int64         `json:"indexed"`
+}
+
+func (s *Server) handleAuditCounts(w http.ResponseWriter, r *http.Request) {
+	q, err := index.ParseQuery(r.URL.Query(), s.cfg.Now())
+	if err != nil {
+		s.auditBadRequest(w, r, err)
+		return
+	}
+	by := r.URL.Query().Get("by")
+	if by == "" {
+		by = "day"
+	}
+	a, next, ok := s.auditReader(w, r)
+	if !ok {
+		return
+	}
+	cs, err := a.ix.Counts(r.Context(), q, by)
+	if err != nil {
+		writeAuditError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CountsResponse{By: by, Counts: cs, Indexed: next})
+}
+
+// auditBadRequest answers a malformed query, but only to a caller who may
+// read: the query syntax is no secret, yet unauthenticated callers get 401
+// first like everywhere else.
+func (s *Server) auditBadRequest(w http.ResponseWriter, r *http.Request, err error) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermRead) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "%v", err)
+}
+
+func writeAuditError(w http.ResponseWriter, err error) {
+	if errors.Is(err, index.ErrBadQuery) {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, "audit index: %v", err)
+}
+
+// handleAuditRebuild empties the index and rebuilds it from the log (admin).
+func (s *Server) handleAuditRebuild(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermAdmin) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the admin permission", caller.ID)
+		return
+	}
+	a := s.audit
+	if a == nil {
+		writeError(w, http.StatusServiceUnavailable, "the audit index is not available on this daemon")
+		return
+	}
+	if err := a.ix.Reset(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "audit index: %v", err)
+		return
+	}
+	n, err := a.ix.CatchUp(r.Context(), a.src, s.logger)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "audit index rebuilt %d entries, then: %v", n, err)
+		return
+	}
+	s.logger.Info("audit index rebuilt", "by", caller.ID, "entries", n)
+	writeJSON(w, http.StatusOK, map[string]int{"indexed": n})
+}

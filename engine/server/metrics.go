@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/engine/decision"
+)
+
+// DefaultMaxCheckpointAge is how old the published checkpoint may get
+// before /readyz fails. Tessera republishes an idle log's checkpoint every
+// ten minutes, so an older one means the log has stopped.
+const DefaultMaxCheckpointAge = 15 * time.Minute
+
+// appendFailureWindow is how long a failed append keeps /readyz failing
+// when no append has succeeded since.
+const appendFailureWindow = 30 * time.Second
+
+// maxLabelValues bounds the distinct action and adapter label values, since
+// both come from requests; later values are counted as "other".
+const maxLabelValues = 200
+
+// metrics is the daemon's Prometheus registry (one per Server, no globals).
+type metrics struct {
+	reg             *prometheus.Registry
+	decisions       *prometheus.CounterVec
+	stages          *prometheus.HistogramVec
+	decide          prometheus.Histogram
+	alerts          *prometheus.CounterVec
+	adapterRestarts *prometheus.CounterVec
+	labels          labelLimiter
+
+	lastAppendOK, lastAppendFail atomic.Int64 // unix nanos
+}
+
+func (s *Server) openMetrics() {
+	m := &metrics{reg: prometheus.NewRegistry(), labels: labelLimiter{seen: map[string]map[string]bool{}}}
+	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatelog_decisions_total", Help: "Decisions answered, by outcome (allow, deny, error), action and adapter.",
+	}, []string{"outcome", "action", "adapter"})
+	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "gatelog_decide_stage_seconds", Help: "Time spent in each stage of a decision: eval (policy), sign, append (log, until durably sequenced).",
+		Buckets: buckets,
+	}, []string{"stage"})
+	m.decide = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gatelog_decide_seconds", Help: "Time from evaluation to a durably logged decision.", Buckets: buckets,
+	})
+	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatelog_alerts_total", Help: "Alerts queued for delivery, by source (policy, daemon) and severity.",
+	}, []string{"source", "severity"})
+	m.adapterRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatelog_adapter_restarts_total", Help: "Adapter processes restarted after they went down.",
+	}, []string{"adapter"})
+	m.reg.MustRegister(m.decisions, m.stages, m.decide, m.alerts, m.adapterRestarts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{s: s})
+	s.metrics = m
+}
+
+func (s *Server) mountMetrics(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+}
+
+// decideTimer times the stages of one decision.
+type decideTimer struct {
+	m     *metrics
+	start time.Time
+	last  time.Time
+}
+
+func (m *metrics) startDecide() *decideTimer {
+	now := time.Now()
+	return &decideTimer{m: m, start: now, last: now}
+}
+
+// stage records the time since the previous stage ended.
+func (t *decideTimer) stage(name string) {
+	now := time.Now()
+	t.m.stages.WithLabelValues(name).Observe(now.Sub(t.last).Seconds())
+	t.last = now
+}
+
+// done counts the decision; err non-nil means it failed closed.
+func (t *decideTimer) done(req decision.Request, d decision.Decision, err error) {
+	outcome := "deny"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case d.Allow:
+		outcome = "allow"
+	}
+	if err == nil {
+		t.m.decide.Observe(time.Since(t.start).Seconds())
+		t.m.lastAppendOK.Store(time.Now().UnixNano())
+	}
+	t.m.decisions.WithLabelValues(outcome, t.m.labels.value("action", req.Action), t.m.labels.value("adapter", req.Source.Adapter)).Inc()
+}
+
+func (m *metrics) appendFailed(isAppend bool) {
+	if m != nil && isAppend {
+		m.lastAppendFail.Store(time.Now().UnixNano())
+	}
+}
+
+func (m *metrics) alertRaised(a alert.Alert) {
+	if m != nil {
+		m.alerts.WithLabelValues(a.Source, m.labels.value("severity", a.Severity)).Inc()
+	}
+}
+
+// AdapterRestarted is the hook the adapter host calls when it restarts an
+// adapter that went down: it is counted and raised as an alert.
+func (s *Server) AdapterRestarted(adapter string, cause error) {
+	s.metrics.adapterRestarts.WithLabelValues(s.metrics.labels.value("adapter", adapter)).Inc()
+	msg := fmt.Sprintf("adapter %s went down and was restarted", adapter)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	_ = s.RaiseAlert("medium", AlertAdapterRestart, msg, "", "")
+}
+
+// labelLimiter caps the distinct values of request-derived labels.
+type labelLimiter struct {
+	mu   sync.Mutex
+	seen map[string]map[string]bool
+}
+
+func (l *labelLimiter) value(label, v string) string {
+	if v == "" {
+		return "none"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	vs := l.seen[label]
+	if vs == nil {
+		vs = map[string]bool{}
+		l.seen[label] = vs
+	}
+	if vs[v] {
+		return v
+	}
+	if len(vs) >= maxLabelValues {
+		return "other"
+	}
+	vs[v] = true
+	return v
+}
+
+// stateCollector reads the daemon's state at scrape time.
+type stateCollector struct{ s *Server }
+
+var (
+	descLogSize       = prometheus.NewDesc("gatelog_log_size", "Entries in the log's latest published checkpoint.", nil, nil)
+	descCheckpointAge = prometheus.NewDesc("gatelog_checkpoint_age_seconds", "Seconds since the published checkpoint was last written.", nil, nil)
+	descOutboxDepth   = prometheus.NewDesc("gatelog_outbox_depth", "Alerts waiting for delivery to at least one sink.", nil, nil)
+	descIndexed       = prometheus.NewDesc("gatelog_audit_index_entries", "Log entries the audit index covers.", nil, nil)
+	descAuth          = prometheus.NewDesc("gatelog_auth_total", "Authentication attempts by credential kind and outcome (ok, or why it failed).", []string{"kind", "outcome"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLogSize, descCheckpointAge, descOutboxDepth, descIndexed, descAuth} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, cp, err := s.log.Checkpoint(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(cp.Size))
+	}
+	if age, err := s.checkpointAge(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descCheckpointAge, prometheus.GaugeValue, age.Seconds())
+	}
+	if a := s.alerts; a != nil {
+		ch <- prometheus.MustNewConstMetric(descOutboxDepth, prometheus.GaugeValue, float64(a.outbox.Depth()))
+	}
+	if a := s.audit; a != nil {
+		if n, err := a.ix.Next(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(descIndexed, prometheus.GaugeValue, float64(n))
+		}
+	}
+	for k, n := range s.AuthCounts() {
+		kind, outcome, _ := strings.Cut(k, "/")
+		ch <- prometheus.MustNewConstMetric(descAuth, prometheus.CounterValue, float64(n), kind, outcome)
+	}
+}
+
+func (s *Server) checkpointAge() (time.Duration, error) {
+	rl, ok := s.log.(readerLog)
+	if !ok {
+		return 0, errors.New("the log's checkpoint time is not readable")
+	}
+	t, err := rl.Reader().CheckpointTime()
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(t), nil
+}
+
+// readiness reports why the daemon should not get traffic: its last append
+// failed (and none succeeded since), or the log stopped publishing
+// checkpoints.
+func (s *Server) readiness() error {
+	if m := s.metrics; m != nil {
+		fail, ok := m.lastAppendFail.Load(), m.lastAppendOK.Load()
+		if fail > ok && time.Since(time.Unix(0, fail)) < appendFailureWindow {
+			return errors.New("the last append to the log failed")
+		}
+	}
+	maxAge := s.cfg.MaxCheckpointAge
+	if maxAge == 0 {
+		maxAge = DefaultMaxCheckpointAge
+	}
+	if age, err := s.checkpointAge(); err == nil && age > maxAge {
+		return fmt.Errorf("the published checkpoint is %s old (more than %s)", age.Round(time.Second), maxAge)
+	}
+	return nil
+}
+
+// openOperations starts what runs beside the decide path: metrics, the
+// alert outbox and the audit index.
+func (s *Server) openOperations(ctx context.Context) error {
+	s.openMetrics()
+	if err := s.openAlerts(ctx); err != nil {
+		return err
+	}
+	return s.openAudit(ctx)
+}
+
+// closeOperations stops them; it is safe to call more than once.
+func (s *Server) closeOperations() error {
+	return errors.Join(s.closeAlerts(), s.closeAudit())
+}

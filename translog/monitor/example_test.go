@@ -1,0 +1,68 @@
+package monitor_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/monitor"
+	"github.com/gatelog/gatelog/translog/rekorapi"
+)
+
+// Follow a log holding only its public key (and the signer's, to check
+// envelopes): every entry is re-hashed into the checkpoint's root.
+func ExampleFollower_Step() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "monitor-example")
+	defer os.RemoveAll(dir)
+	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close(ctx)
+	signKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sv, _ := signature.LoadECDSASignerVerifier(signKey, crypto.SHA256)
+	pem, _ := cryptoutils.MarshalPublicKeyToPEM(signKey.Public())
+	for i := range 3 {
+		env, _ := sigdsse.WrapSigner(sv, "application/vnd.in-toto+json").SignMessage(bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
+		if _, err := l.Append(ctx, fmt.Sprint(i), env, pem); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if _, err := l.InclusionProof(ctx, 2, true); err != nil { // wait for a checkpoint
+		fmt.Println(err)
+		return
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", l.TilesHandler())
+	mux.Handle("/api/v1/", rekorapi.Handler(l))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	f, err := monitor.New(monitor.Config{Server: srv.URL, LogKey: logKey.Public(), SignerKey: signKey.Public()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = f.Start(ctx, nil)
+	rep, err := f.Step(ctx)
+	fmt.Println(rep.Size, rep.NewEntries, err)
+	// Output: 3 3 <nil>
+}

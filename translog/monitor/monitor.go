@@ -1,0 +1,440 @@
+// Package monitor follows a gatelog log from the outside, holding only its
+// public key: every new checkpoint must verify and extend the last one, and
+// every new entry is re-hashed from the entry bundles into the tree root.
+//
+// It reads the C2SP tlog-tiles endpoints (/checkpoint, /tile/...) and,
+// to check envelopes, the Rekor v1 API. Misbehaviour is an *Alarm.
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+
+	"github.com/gatelog/gatelog/translog/entry"
+	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/verify"
+)
+
+// Alarm kinds.
+const (
+	BadCheckpoint = "bad checkpoint" // not signed by the log key, or not this log's
+	Rollback      = "rollback"       // the tree shrank
+	Fork          = "fork"           // the new tree does not extend the old one
+	BadEntry      = "bad entry"      // an entry does not hash into the tree, or its envelope does not verify
+)
+
+// Alarm reports a log that broke its promises, with the evidence.
+type Alarm struct {
+	Kind string
+	// Old is the last checkpoint this client trusted, New the offending one
+	// (either may be nil).
+	Old, New []byte
+	Detail   string
+}
+
+func (a *Alarm) Error() string { return fmt.Sprintf("%s: %s", strings.ToUpper(a.Kind), a.Detail) }
+
+// Config says which log to follow and how to check it.
+type Config struct {
+	// Server is the log's root URL (the daemon's address).
+	Server string
+	// LogKey verifies checkpoints.
+	LogKey crypto.PublicKey
+	// SignerKey, when set, verifies every new entry's DSSE envelope.
+	SignerKey  crypto.PublicKey
+	HTTPClient *http.Client
+}
+
+// Follower checks a log checkpoint after checkpoint.
+type Follower struct {
+	cfg       Config
+	tiles     *client.HTTPFetcher
+	rekor     *rekorapi.Client
+	treeID    int64
+	signerPEM []byte
+	signerV   signature.Verifier
+	last      []byte
+	lastCP    *log.Checkpoint
+	rng       *compact.Range
+}
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// New returns a Follower that trusts nothing yet (call Start).
+func New(cfg Config) (*Follower, error) {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Server, "/") + "/")
+	if err != nil {
+		return nil, fmt.Errorf("server %q: %w", cfg.Server, err)
+	}
+	tiles, err := client.NewHTTPFetcher(u, cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := rekorapi.NewClient(cfg.Server, cfg.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	treeID, err := entry.TreeID(cfg.LogKey)
+	if err != nil {
+		return nil, err
+	}
+	f := &Follower{cfg: cfg, tiles: tiles, rekor: rc, treeID: treeID, rng: rangeFactory.NewEmptyRange(0)}
+	if cfg.SignerKey != nil {
+		if f.signerPEM, err = entry.PublicKeyPEM(cfg.SignerKey); err != nil {
+			return nil, fmt.Errorf("signer key: %w", err)
+		}
+		v, err := signature.LoadVerifier(cfg.SignerKey, crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("signer key: %w", err)
+		}
+		f.signerV = sigdsse.WrapVerifier(v)
+	}
+	return f, nil
+}
+
+// FetchCheckpoint reads the log's latest checkpoint and checks it is this
+// log's (origin names the key's tree ID) and signed by the log key.
+func (f *Follower) FetchCheckpoint(ctx context.Context) ([]byte, *log.Checkpoint, error) {
+	raw, err := f.tiles.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch checkpoint: %w", err)
+	}
+	cp, err := verify.Checkpoint(raw, f.cfg.LogKey)
+	if err != nil {
+		return nil, nil, &Alarm{Kind: BadCheckpoint, Old: f.last, New: raw, Detail: err.Error()}
+	}
+	if !strings.HasSuffix(cp.Origin, "/"+strconv.FormatInt(f.treeID, 10)) {
+		return nil, nil, &Alarm{Kind: BadCheckpoint, Old: f.last, New: raw, Detail: fmt.Sprintf("origin %q is not the log of this key (tree ID %d)", cp.Origin, f.treeID)}
+	}
+	return raw, cp, nil
+}
+
+// Consistent checks that the signed checkpoint newer extends older, with
+// a consistency proof built from the log's tiles. A shrunk tree is a
+// Rollback, anything else that does not prove out a Fork.
+func (f *Follower) Consistent(ctx context.Context, older, newer []byte) error {
+	a, err := verify.Checkpoint(older, f.cfg.LogKey)
+	if err != nil {
+		return &Alarm{Kind: BadCheckpoint, Old: older, New: newer, Detail: "the earlier checkpoint: " + err.Error()}
+	}
+	b, err := verify.Checkpoint(newer, f.cfg.LogKey)
+	if err != nil {
+		return &Alarm{Kind: BadCheckpoint, Old: older, New: newer, Detail: err.Error()}
+	}
+	switch {
+	case a.Origin != b.Origin:
+		return &Alarm{Kind: Fork, Old: older, New: newer, Detail: fmt.Sprintf("origin changed from %q to %q", a.Origin, b.Origin)}
+	case b.Size < a.Size:
+		return &Alarm{Kind: Rollback, Old: older, New: newer, Detail: fmt.Sprintf("tree size went from %d down to %d", a.Size, b.Size)}
+	case b.Size == a.Size:
+		if !bytes.Equal(a.Hash, b.Hash) {
+			return &Alarm{Kind: Fork, Old: older, New: newer, Detail: fmt.Sprintf("two different roots for tree size %d", a.Size)}
+		}
+		return nil
+	case a.Size == 0:
+		return nil
+	}
+	pb, err := client.NewProofBuilder(ctx, b.Size, f.tiles.ReadTile)
+	if err != nil {
+		return fmt.Errorf("consistency proof: %w", err)
+	}
+	hashes, err := pb.ConsistencyProof(ctx, a.Size, b.Size)
+	if err != nil {
+		return fmt.Errorf("consistency proof %d..%d from the tiles: %w", a.Size, b.Size, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, a.Size, b.Size, hashes, a.Hash, b.Hash); err != nil {
+		return &Alarm{Kind: Fork, Old: older, New: newer, Detail: fmt.Sprintf("tree of size %d is not a prefix of the tree of size %d: %v", a.Size, b.Size, err)}
+	}
+	return nil
+}
+
+// RightEdge checks that the log's tiles reproduce the checkpoint's root
+// (reading only the tiles on the tree's right edge).
+func (f *Follower) RightEdge(ctx context.Context, raw []byte, cp *log.Checkpoint) error {
+	if cp.Size == 0 {
+		return nil
+	}
+	nodes, err := client.FetchRangeNodes(ctx, cp.Size, f.tiles.ReadTile)
+	if err != nil {
+		return fmt.Errorf("read tiles: %w", err)
+	}
+	r, err := rangeFactory.NewRange(0, cp.Size, nodes)
+	if err != nil {
+		return &Alarm{Kind: BadEntry, New: raw, Detail: fmt.Sprintf("tiles for size %d: %v", cp.Size, err)}
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil || !bytes.Equal(root, cp.Hash) {
+		return &Alarm{Kind: BadEntry, New: raw, Detail: fmt.Sprintf("the log's tiles hash to %x, not the checkpoint's root %x", root, cp.Hash)}
+	}
+	return nil
+}
+
+// Start trusts checkpoint trusted (already verified by the caller, e.g.
+// the last one this client saw); nil starts from the empty tree, so the
+// first Step re-hashes the whole log. The tiles must reproduce its root.
+func (f *Follower) Start(ctx context.Context, trusted []byte) error {
+	if trusted == nil {
+		f.last, f.lastCP, f.rng = nil, nil, rangeFactory.NewEmptyRange(0)
+		return nil
+	}
+	cp, err := verify.Checkpoint(trusted, f.cfg.LogKey)
+	if err != nil {
+		return &Alarm{Kind: BadCheckpoint, New: trusted, Detail: "the trusted checkpoint: " + err.Error()}
+	}
+	rng := rangeFactory.NewEmptyRange(0)
+	if cp.Size > 0 {
+		nodes, err := client.FetchRangeNodes(ctx, cp.Size, f.tiles.ReadTile)
+		if err != nil {
+			return fmt.Errorf("read tiles: %w", err)
+		}
+		if rng, err = rangeFactory.NewRange(0, cp.Size, nodes); err != nil {
+			return &Alarm{Kind: Fork, Old: trusted, Detail: err.Error()}
+		}
+		if root, _ := rng.GetRootHash(nil); !bytes.Equal(root, cp.Hash) {
+			return &Alarm{Kind: Fork, Old: trusted, Detail: fmt.Sprintf("the log's tiles no longer hash to the root of the trusted checkpoint of size %d", cp.Size)}
+		}
+	}
+	f.last, f.lastCP, f.rng = trusted, cp, rng
+	return nil
+}
+
+// Report is what one Step saw.
+type Report struct {
+	Checkpoint []byte
+	Size       uint64
+	Root       []byte
+	// NewEntries is how many entries were re-hashed (and, with a signer
+	// key, had their envelopes verified).
+	NewEntries uint64
+}
+
+// Step reads the latest checkpoint, checks it against the last one,
+// re-hashes every new entry from the entry bundles into the tree and
+// compares the root, verifies new envelopes (with a signer key), and
+// moves on to it. Misbehaviour returns an *Alarm and does not move on.
+func (f *Follower) Step(ctx context.Context) (Report, error) {
+	raw, cp, err := f.FetchCheckpoint(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	from := uint64(0)
+	if f.last != nil {
+		if err := f.Consistent(ctx, f.last, raw); err != nil {
+			return Report{}, err
+		}
+		from = f.lastCP.Size
+	}
+	if cp.Size < from {
+		return Report{}, &Alarm{Kind: Rollback, Old: f.last, New: raw, Detail: fmt.Sprintf("tree size went from %d down to %d", from, cp.Size)}
+	}
+	rng := rangeFactory.NewEmptyRange(0)
+	if f.rng.End() > 0 {
+		var err error
+		if rng, err = rangeFactory.NewRange(0, f.rng.End(), slices.Clone(f.rng.Hashes())); err != nil {
+			return Report{}, err
+		}
+	}
+	for i := from; i < cp.Size; {
+		b, err := client.GetEntryBundle(ctx, f.tiles.ReadEntryBundle, i/layout.EntryBundleWidth, cp.Size)
+		if err != nil {
+			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: fmt.Sprintf("entry %d: %v", i, err)}
+		}
+		first := i % layout.EntryBundleWidth
+		var bodies [][]byte
+		for j := first; j < uint64(len(b.Entries)) && i+(j-first) < cp.Size; j++ {
+			bodies = append(bodies, b.Entries[j])
+		}
+		if len(bodies) == 0 {
+			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: fmt.Sprintf("entry bundle for entry %d is short", i)}
+		}
+		for k, body := range bodies {
+			if _, err := entry.ParseBody(body); err != nil {
+				return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: fmt.Sprintf("entry %d: %v", i+uint64(k), err)}
+			}
+			if err := rng.Append(entry.LeafHash(body), nil); err != nil {
+				return Report{}, err
+			}
+		}
+		if err := f.checkLeaves(ctx, i, bodies, cp.Size); err != nil {
+			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: err.Error()}
+		}
+		i += uint64(len(bodies))
+	}
+	if err := f.RightEdge(ctx, raw, cp); err != nil {
+		return Report{}, err
+	}
+	root := rfc6962.DefaultHasher.EmptyRoot()
+	if cp.Size > 0 {
+		if root, err = rng.GetRootHash(nil); err != nil {
+			return Report{}, err
+		}
+	}
+	if !bytes.Equal(root, cp.Hash) {
+		return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: fmt.Sprintf("the entries hash to root %x, the checkpoint of size %d says %x", root, cp.Size, cp.Hash)}
+	}
+	f.last, f.lastCP, f.rng = raw, cp, rng
+	return Report{Checkpoint: raw, Size: cp.Size, Root: cp.Hash, NewEntries: cp.Size - from}, nil
+}
+
+// checkLeaves compares entries first.. re-hashed from the bundles with the
+// leaf hashes in the tiles, and checks their envelopes.
+func (f *Follower) checkLeaves(ctx context.Context, first uint64, bodies [][]byte, size uint64) error {
+	tiles, err := client.FetchLeafHashes(ctx, f.tiles.ReadTile, first, uint64(len(bodies)), size)
+	if err != nil {
+		return fmt.Errorf("leaf hashes of entries %d..: %v", first, err)
+	}
+	for k, body := range bodies {
+		if !bytes.Equal(tiles[k], entry.LeafHash(body)) {
+			return fmt.Errorf("entry %d: its body hashes to %x, the tiles hold %x", first+uint64(k), entry.LeafHash(body), tiles[k])
+		}
+	}
+	return f.checkEnvelopes(ctx, first, bodies)
+}
+
+// CheckLatest re-hashes the entries of the log's last entry bundle, checks
+// them against the tiles and their envelopes (signatures too, with a
+// signer key), and checks the tiles reproduce the checkpoint's root: the
+// cheap right-edge audit "gatelog log info" does. Step checks every entry.
+func (f *Follower) CheckLatest(ctx context.Context, raw []byte, cp *log.Checkpoint) error {
+	if cp.Size == 0 {
+		return nil
+	}
+	last := cp.Size - 1
+	b, err := client.GetEntryBundle(ctx, f.tiles.ReadEntryBundle, last/layout.EntryBundleWidth, cp.Size)
+	if err != nil {
+		return &Alarm{Kind: BadEntry, New: raw, Detail: fmt.Sprintf("last entry bundle: %v", err)}
+	}
+	first := last - last%layout.EntryBundleWidth
+	if uint64(len(b.Entries)) < cp.Size-first {
+		return &Alarm{Kind: BadEntry, New: raw, Detail: "the last entry bundle is short"}
+	}
+	if err := f.checkLeaves(ctx, first, b.Entries[:cp.Size-first], cp.Size); err != nil {
+		return &Alarm{Kind: BadEntry, New: raw, Detail: err.Error()}
+	}
+	return f.RightEdge(ctx, raw, cp)
+}
+
+// checkEnvelopes fetches the envelopes of entries first.. through the
+// Rekor API and checks each is the one its logged body commits to and is
+// signed by the signer key.
+func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]byte) error {
+	for start := 0; start < len(bodies); start += 10 {
+		end := min(start+10, len(bodies))
+		var idx []int64
+		for k := start; k < end; k++ {
+			idx = append(idx, int64(first)+int64(k))
+		}
+		les, err := f.rekor.EntriesByIndex(ctx, idx)
+		if err != nil {
+			return fmt.Errorf("entries %d..%d: %v", idx[0], idx[len(idx)-1], err)
+		}
+		got := map[int64]rekorapi.LogEntryAnon{}
+		for _, le := range les {
+			for _, a := range le {
+				got[a.LogIndex] = a
+			}
+		}
+		for k := start; k < end; k++ {
+			i := int64(first) + int64(k)
+			a, ok := got[i]
+			if !ok || a.Attestation == nil {
+				return fmt.Errorf("entry %d: the log did not return its envelope", i)
+			}
+			if b, _ := base64.StdEncoding.DecodeString(a.Body); !bytes.Equal(b, bodies[k]) {
+				return fmt.Errorf("entry %d: the Rekor API and the entry bundles disagree on the body", i)
+			}
+			if f.signerV == nil {
+				b, err := entry.ParseBody(bodies[k])
+				if err != nil {
+					return fmt.Errorf("entry %d: %v", i, err)
+				}
+				if sum := sha256.Sum256(a.Attestation.Data); hex.EncodeToString(sum[:]) != b.Spec.EnvelopeHash.Value {
+					return fmt.Errorf("entry %d: the envelope is not the one the logged body commits to", i)
+				}
+				continue
+			}
+			if err := CheckEnvelope(bodies[k], a.Attestation.Data, f.signerPEM, f.signerV); err != nil {
+				return fmt.Errorf("entry %d: %v", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckEnvelope checks that envelope is what the logged body commits to
+// (envelope and payload hashes, signatures, verifier key) and that its
+// signature verifies with v (a DSSE verifier for the key signerPEM).
+// Without a signer key, only the envelope hash is checked.
+func CheckEnvelope(body, envelope, signerPEM []byte, v signature.Verifier) error {
+	want, err := entry.DSSEBody(envelope, signerPEM)
+	if err != nil {
+		return fmt.Errorf("envelope: %v", err)
+	}
+	if !bytes.Equal(want, body) {
+		return errors.New("the envelope is not the one the logged body commits to (changed, or signed by another key)")
+	}
+	if err := v.VerifySignature(bytes.NewReader(envelope), nil); err != nil {
+		return fmt.Errorf("envelope signature does not verify with the signer key: %v", err)
+	}
+	return nil
+}
+
+// StateDir is where clients keep the last checkpoint they verified of
+// each log: $XDG_CONFIG_HOME/gatelog/state, or ~/.config/gatelog/state.
+func StateDir() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "gatelog", "state"), nil
+}
+
+func statePath(dir, origin string) string {
+	return filepath.Join(dir, url.PathEscape(origin))
+}
+
+// LoadState returns the last checkpoint saved for origin, or nil.
+func LoadState(dir, origin string) ([]byte, error) {
+	raw, err := os.ReadFile(statePath(dir, origin))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return raw, err
+}
+
+// SaveState records checkpoint as the last one seen of origin.
+func SaveState(dir, origin string, checkpoint []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp := statePath(dir, origin) + ".tmp"
+	if err := os.WriteFile(tmp, checkpoint, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(dir, origin))
+}

@@ -1,0 +1,120 @@
+package rekorapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Client reads a log through its Rekor v1 API. It trusts nothing it reads:
+// callers verify what it returns (package translog/verify).
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the log served at server (its root URL).
+func NewClient(server string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q: want an http(s) URL", server)
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(server, "/"), hc: hc}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
+			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, e.Message)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s %s: reply is not Rekor JSON: %v", method, path, err)
+	}
+	return nil
+}
+
+// LogInfo is GET /api/v1/log.
+func (c *Client) LogInfo(ctx context.Context) (LogInfo, error) {
+	var li LogInfo
+	return li, c.do(ctx, http.MethodGet, "/api/v1/log", nil, &li)
+}
+
+// EntryByIndex is GET /api/v1/log/entries?logIndex=.
+func (c *Client) EntryByIndex(ctx context.Context, index int64) (string, LogEntryAnon, error) {
+	var le LogEntry
+	if err := c.do(ctx, http.MethodGet, "/api/v1/log/entries?logIndex="+strconv.FormatInt(index, 10), nil, &le); err != nil {
+		return "", LogEntryAnon{}, err
+	}
+	return one(le)
+}
+
+// EntryByUUID is GET /api/v1/log/entries/{uuid}.
+func (c *Client) EntryByUUID(ctx context.Context, uuid string) (string, LogEntryAnon, error) {
+	var le LogEntry
+	if err := c.do(ctx, http.MethodGet, "/api/v1/log/entries/"+url.PathEscape(uuid), nil, &le); err != nil {
+		return "", LogEntryAnon{}, err
+	}
+	return one(le)
+}
+
+func one(le LogEntry) (string, LogEntryAnon, error) {
+	for k, v := range le {
+		if len(le) == 1 {
+			return k, v, nil
+		}
+	}
+	return "", LogEntryAnon{}, fmt.Errorf("want one entry in the reply, got %d", len(le))
+}
+
+// EntriesByIndex is POST /api/v1/log/entries/retrieve with log indexes
+// (at most 10, Rekor's limit).
+func (c *Client) EntriesByIndex(ctx context.Context, indexes []int64) ([]LogEntry, error) {
+	q := SearchLogQuery{}
+	for i := range indexes {
+		q.LogIndexes = append(q.LogIndexes, &indexes[i])
+	}
+	var out []LogEntry
+	return out, c.do(ctx, http.MethodPost, "/api/v1/log/entries/retrieve", q, &out)
+}
+
+// ConsistencyProof is GET /api/v1/log/proof.
+func (c *Client) ConsistencyProof(ctx context.Context, first, last int64) (ConsistencyProof, error) {
+	var p ConsistencyProof
+	return p, c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/log/proof?firstSize=%d&lastSize=%d", first, last), nil, &p)
+}
