@@ -11,7 +11,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 ADDR        ?= 127.0.0.1:8080
 DATA        ?= ./gatelog-data
 
-.PHONY: all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test
+.PHONY: all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test ui-test
 
 all: build
 
@@ -24,7 +24,7 @@ run: build
 	$(GATELOG) serve --addr $(ADDR) --data $(DATA)
 
 ## test: everything CI runs
-test: fmt-check vet test-go policy-test lint ui-verify-test
+test: fmt-check vet test-go policy-test lint ui-verify-test ui-test
 
 # The bench smoke test runs the real opa; build it first.
 test-go: $(OPA)
@@ -56,6 +56,10 @@ policy-test: $(OPA)
 ## ui-verify-test: the console's in-browser verifier (ui/web/verify.js) over the Go-made vectors, in Node
 ui-verify-test:
 	node --test ui/test/verify.test.mjs
+
+## ui-test: the console in a real browser (installs Debian chromium and ui/ npm packages if missing)
+ui-test:
+	bash scripts/ui-test.sh
 
 ## bench: gatelog vs opa run --server (3 runs, medians), the append path alone, start-up;
 ## prints tables and writes bench/results.json (a few minutes; not part of make test)

@@ -39,6 +39,7 @@ func (s *Server) Handler() http.Handler {
 	s.mountAlerts(mux)   // alert stream: /v1/alerts/stream
 	s.mountMetrics(mux)  // Prometheus: /metrics
 	s.mountIdentity(mux) // API keys and signing keys: /v1/apikeys, /v1/keys
+	s.mountUI(mux)       // auditor console, /ui/
 	return mux
 }
 
