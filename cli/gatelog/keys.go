@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +18,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
 )
 
@@ -47,6 +51,24 @@ func keysCommand() *cli.Command {
 			},
 			{Name: "list", Usage: "list API keys: age, last use, expiry, permissions", ArgsUsage: " ", Flags: conn, Action: keysList},
 			{Name: "revoke", Usage: "revoke API keys by ID, or every active key of a name, at once", ArgsUsage: "NAME|ID", Flags: conn, Action: keysRevoke},
+			{
+				Name:      "rotate-signer",
+				Usage:     "make a new decision-signing key (logged, signed by the current key); it signs from the daemon's next start",
+				ArgsUsage: " ",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "signer", Usage: "a KMS key URI (awskms://…, hashivault://…) instead of a new key file"},
+				}, conn...),
+				Action: keysRotateSigner,
+			},
+			{
+				Name:      "signers",
+				Usage:     "show the decision-signing keys and their validity windows (GET /v1/keys)",
+				ArgsUsage: " ",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "out", Usage: "write the key set to this file, for gatelog verify --signer-keys"},
+				}, conn...),
+				Action: keysSigners,
+			},
 		},
 	}
 }
@@ -233,4 +255,104 @@ func identityConfig(c *cli.Context) (identity.Config, error) {
 	}
 	cfg.MTLS.ClientCAFiles = append(cfg.MTLS.ClientCAFiles, c.StringSlice("client-ca")...)
 	return cfg, nil
+}
+
+func keysRotateSigner(c *cli.Context) error {
+	a, err := newAdminClient(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	var out server.RotateSignerResponse
+	if err := a.call(http.MethodPost, "/v1/signing-keys", server.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
+		return cli.Exit("keys rotate-signer: "+err.Error(), 1)
+	}
+	if c.Bool("json") {
+		printJSON(c.App.Writer, out)
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "new decision-signing key %s; the rotation is logged at index %d, signed by the current key\n", out.Key.KeyID, out.Receipt.LogIndex)
+	fmt.Fprintln(c.App.Writer, "restart the daemon to sign with it; receipts of either key verify with gatelog verify --signer-keys (gatelog keys signers --out keys.json)")
+	return nil
+}
+
+func keysSigners(c *cli.Context) error {
+	a, err := newAdminClient(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	var ks server.SigningKeys
+	if err := a.call(http.MethodGet, "/v1/keys", nil, &ks); err != nil {
+		return cli.Exit("keys signers: "+err.Error(), 1)
+	}
+	if out := c.String("out"); out != "" {
+		b, _ := json.MarshalIndent(ks, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+	}
+	if c.Bool("json") {
+		printJSON(c.App.Writer, ks)
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY ID\tVALID FROM\tVALID UNTIL")
+	for _, k := range ks.Keys {
+		from, until := "-", "in use"
+		if !k.ValidFrom.IsZero() {
+			from = k.ValidFrom.Format(time.RFC3339)
+		}
+		switch {
+		case k.Pending:
+			from, until = "next start", "-"
+		case !k.ValidUntil.IsZero():
+			until = k.ValidUntil.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.KeyID, from, until)
+	}
+	return tw.Flush()
+}
+
+// signerKeyFor picks the key that should have signed rc: --signer-key, or
+// from --signer-keys the key named by the record's daemon.key_id that was
+// valid when the log integrated the entry (verify then checks the SET, so
+// that time is the log's).
+func signerKeyFor(c *cli.Context, rc decision.Receipt) (crypto.PublicKey, error) {
+	one, set := c.String("signer-key"), c.String("signer-keys")
+	switch {
+	case one != "" && set != "":
+		return nil, fmt.Errorf("give --signer-key or --signer-keys, not both")
+	case one != "":
+		k, err := readPublicKey(one)
+		if err != nil {
+			return nil, fmt.Errorf("--signer-key: %v", err)
+		}
+		return k, nil
+	case set == "":
+		return nil, fmt.Errorf("give --signer-key or --signer-keys")
+	}
+	raw, err := os.ReadFile(set)
+	if err != nil {
+		return nil, fmt.Errorf("--signer-keys: %v", err)
+	}
+	ks, err := server.ParseSigningKeys(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--signer-keys %s: %v", set, err)
+	}
+	env, err := receipt.ParseEnvelope(rc.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: envelope payload is not base64")
+	}
+	st, err := receipt.ParseStatement(payload)
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
+	}
+	k, err := ks.Select(st.Predicate.Daemon.KeyID, time.Unix(rc.IntegratedTime, 0))
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: signer key: %v", err)
+	}
+	return k, nil
 }

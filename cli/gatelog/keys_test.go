@@ -67,6 +67,7 @@ func TestIdentityWalkthrough(t *testing.T) {
 	admin, _ := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
 	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(admin)), "GATELOG_SERVER=" + server, "GATELOG_CACERT=" + filepath.Join(dir, "server-ca.pem")}
 
+	var lastReceipt string
 	decide := func(c *http.Client, token, body string) (int, decision.Record) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, server+"/v1/decide?wait=checkpoint", strings.NewReader(body))
@@ -83,6 +84,7 @@ func TestIdentityWalkthrough(t *testing.T) {
 			return resp.StatusCode, decision.Record{}
 		}
 		out := filepath.Join(t.TempDir(), "receipt.json")
+		lastReceipt = out
 		if err := os.WriteFile(out, raw, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -142,11 +144,53 @@ func TestIdentityWalkthrough(t *testing.T) {
 	if code != 200 || rec.Request.Subject.AssertedBy != "mtls:kube-apiserver.cluster.local" || rec.Caller.Kind != "mtls" {
 		t.Fatalf("mTLS decision: %d %+v", code, rec)
 	}
+	oldReceipt := lastReceipt
+
+	// Signing-key rotation: logged now, in use from the next start; the
+	// published key set verifies receipts of both keys.
+	if code, out = run(t, bin, env, "keys", "rotate-signer"); code != 0 || !strings.Contains(out, "restart the daemon") {
+		t.Fatalf("rotate-signer: %d %s", code, out)
+	}
+	stopDaemon(t, cmd)
+	cmd = startServeTLS(t, bin, addr, data,
+		"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"),
+		"--client-ca", filepath.Join(dir, "clients-ca.pem"), "--identity-config", filepath.Join(dir, "identity.json"),
+		"--checkpoint-interval", "200ms")
+	waitReady(t, client(), "https://"+addr, cmd)
+	keySet := filepath.Join(dir, "signing-keys.json")
+	if code, out = run(t, bin, env, "keys", "signers", "--out", keySet); code != 0 || strings.Count(out, "\n") != 3 {
+		t.Fatalf("keys signers: %d %s", code, out)
+	}
+	tok, _ = iss.Token(iss.GitHubActions(time.Now(), "gatelog", "walkthrough-2"))
+	req, _ := http.NewRequest(http.MethodPost, server+"/v1/decide?wait=checkpoint", strings.NewReader(`{"action":"pipeline.trigger"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	newReceipt := filepath.Join(dir, "new-receipt.json")
+	os.WriteFile(newReceipt, raw, 0o644)
+	for _, r := range []string{oldReceipt, newReceipt} {
+		code, out := run(t, bin, nil, "verify", "--receipt", r, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-keys", keySet)
+		if code != 0 || !strings.Contains(out, "VERIFIED") {
+			t.Fatalf("verify %s with the key set: %d %s", filepath.Base(r), code, out)
+		}
+	}
+	if code, out := run(t, bin, nil, "verify", "--receipt", newReceipt, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub")); code != 1 {
+		t.Fatalf("new receipt verified with the retired key: %s", out)
+	}
+	stopDaemon(t, cmd)
+}
+
+func stopDaemon(t *testing.T, cmd *execCmd) {
+	t.Helper()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon exit: %v", err)
+		t.Fatalf("daemon exit: %v\n%s", err, cmd.stderr.String())
 	}
 }
 

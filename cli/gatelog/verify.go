@@ -21,20 +21,21 @@ func verifyCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "receipt", Required: true, Usage: "receipt JSON written by gatelog decide --out"},
 			&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)"},
-			&cli.StringFlag{Name: "signer-key", Required: true, Usage: "the daemon's decision-signing public key (PEM)"},
+			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM)"},
+			&cli.StringFlag{Name: "signer-keys", Usage: "the daemon's signing key set (GET /v1/keys, gatelog keys signers --out): the key is picked by the record's key ID and checked against its validity window"},
 		},
 		Action: func(c *cli.Context) error {
 			logKey, err := readPublicKey(c.String("log-key"))
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
 			}
-			signerKey, err := readPublicKey(c.String("signer-key"))
-			if err != nil {
-				return cli.Exit(fmt.Sprintf("--signer-key: %v", err), 1)
-			}
 			rc, err := readReceipt(c.String("receipt"))
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("--receipt: %v", err), 1)
+			}
+			signerKey, err := signerKeyFor(c, rc)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
 			}
 			res, err := verify.Receipt(rc, logKey, signerKey)
 			if err != nil {

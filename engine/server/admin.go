@@ -31,6 +31,8 @@ func (s *Server) mountIdentity(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/apikeys", s.handleCreateKey)
 	mux.HandleFunc("GET /v1/apikeys", s.handleListKeys)
 	mux.HandleFunc("DELETE /v1/apikeys/{ref}", s.handleRevokeKey)
+	mux.HandleFunc("GET /v1/keys", s.handleSigningKeys)
+	mux.HandleFunc("POST /v1/signing-keys", s.handleRotateSigner)
 }
 
 // logAdminEvent signs a record of an admin action and appends it to the

@@ -302,7 +302,10 @@ func TestRejectedCredentialsAre401AndNotLogged(t *testing.T) {
 		reason      string
 	}{
 		{"forged signature", sign(jose.ES256, other), c, "does not verify"},
-		{"expired", d.githubToken(func(m map[string]any) { m["iat"] = now.Add(-8 * time.Minute).Unix(); m["exp"] = now.Add(-2 * time.Minute).Unix() }), c, "expired"},
+		{"expired", d.githubToken(func(m map[string]any) {
+			m["iat"] = now.Add(-8 * time.Minute).Unix()
+			m["exp"] = now.Add(-2 * time.Minute).Unix()
+		}), c, "expired"},
 		{"not yet valid", d.githubToken(func(m map[string]any) { m["nbf"] = now.Add(10 * time.Minute).Unix() }), c, "not valid before"},
 		{"replayed jti", used, c, "already used"},
 		{"wrong audience", d.githubToken(func(m map[string]any) { m["aud"] = "https://github.com/acme" }), c, "audience"},

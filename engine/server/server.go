@@ -108,6 +108,7 @@ type Server struct {
 	policies  *engine.Engine // hot reload swaps policies here (policy.go)
 	policyMu  sync.Mutex
 	door      *authState
+	signers   *signerRing
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
@@ -169,8 +170,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	signer, signerPEM, err := newSigner(decKey)
+	signer, signerPEM, ring, err := openSigners(ctx, cfg, decKey)
 	if err != nil {
+		door.auth.Close()
 		return nil, err
 	}
 	lg, err := translog.Open(ctx, translog.Config{
@@ -181,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door}
+	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door, signers: ring}
 	if err := s.openOperations(ctx); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
