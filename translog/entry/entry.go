@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -174,11 +175,15 @@ func UUID(treeID int64, leafHash []byte) string {
 func ParseUUID(uuid string) (treeID int64, leafHash []byte, err error) {
 	switch len(uuid) {
 	case 80:
-		var t uint64
-		if _, err := fmt.Sscanf(uuid[:16], "%016x", &t); err != nil {
+		// Exactly 16 hex digits of a non-negative int64, as Rekor requires.
+		if _, err := hex.DecodeString(uuid[:16]); err != nil {
 			return 0, nil, fmt.Errorf("%w: tree ID %q is not hex", ErrMalformed, uuid[:16])
 		}
-		treeID = int64(t)
+		t, err := strconv.ParseInt(uuid[:16], 16, 64)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: tree ID %q is not a 63-bit number", ErrMalformed, uuid[:16])
+		}
+		treeID = t
 		uuid = uuid[16:]
 	case 64:
 	default:
