@@ -91,6 +91,22 @@ func TestSmoke(t *testing.T) {
 	}
 	checkSide(t, "gatelog at half its peak", c.HalfPeak.Side)
 
+	// The daemon's --pprof listener and the profile summary.
+	var bodies [][]byte
+	for _, r := range reqs {
+		bodies = append(bodies, r.Body)
+	}
+	prof, err := bench.ProfileGatelog(ctx, gl, t.TempDir(), bodies, 4, time.Second, filepath.Join(t.TempDir(), "cpu.pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prof.Requests == 0 || prof.CPUSeconds <= 0 || prof.CPUUsPerReq["total"] <= 0 {
+		t.Fatalf("profile measured nothing: %+v", prof)
+	}
+	if prof.Shares["http serving (all of a request)"] <= 0 {
+		t.Errorf("profile has no HTTP serving share: %v", prof.Shares)
+	}
+
 	out := filepath.Join(t.TempDir(), "results.json")
 	r := &bench.Report{Machine: bench.DescribeMachine(), Compare: c}
 	if err := r.Save(out); err != nil {
@@ -307,5 +323,28 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	if perOp["tessera"] > 0 {
 		b.Logf("translog.Append / raw Tessera time per append: %.2fx", perOp["translog"]/perOp["tessera"])
+	}
+}
+
+func TestParsePprofTop(t *testing.T) {
+	out := []byte(`File: gatelog
+Type: cpu
+Duration: 15s, Total samples = 8.97s (59.79%)
+Showing nodes accounting for 5.56s, 61.98% of 8.97s total
+      flat  flat%   sum%        cum   cum%
+     5.29s 58.97% 58.97%      5.29s 58.97%  internal/runtime/syscall/linux.Syscall6
+         0     0% 58.97%      3.57s 39.80%  syscall.openat
+         0     0% 59.09%      1.67s 18.62%  github.com/gatelog/gatelog/engine.(*Engine).Decide
+         0     0% 61.65%      1.13s 12.60%  github.com/open-policy-agent/opa/v1/topdown.withSuppressEarlyExit (inline)
+`)
+	total, cum, err := bench.ParsePprofTop(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 8.97 || cum["syscall.openat"] != 39.80 || cum["github.com/gatelog/gatelog/engine.(*Engine).Decide"] != 18.62 {
+		t.Errorf("total %v, shares %v", total, cum)
+	}
+	if _, _, err := bench.ParsePprofTop([]byte("no profile here\n")); err == nil {
+		t.Error("accepted output without a total")
 	}
 }

@@ -20,7 +20,7 @@ type Report struct {
 	Generated string          `json:"generated"`
 	Machine   Machine         `json:"machine"`
 	Compare   *Comparison     `json:"compare,omitempty"`
-	Append    *AppendReport   `json:"append,omitempty"`
+	Append    []AppendReport  `json:"append,omitempty"`
 	Growth    *GrowthReport   `json:"growth,omitempty"`
 	Startup   *StartupReport  `json:"startup,omitempty"`
 	Profile   *ProfileSummary `json:"profile,omitempty"`
@@ -84,13 +84,29 @@ type HalfPeak struct {
 }
 
 // ProfileSummary is where a CPU profile of the daemon under load says the
-// time goes, as a share of the sampled CPU time.
+// time goes: each part's cumulative share of the sampled CPU time, and the
+// same as CPU µs per decision.
 type ProfileSummary struct {
-	Clients  int                `json:"clients"`
-	Seconds  float64            `json:"seconds"`
-	Requests int                `json:"requests"`
-	Shares   map[string]float64 `json:"shares_percent"`
-	File     string             `json:"file,omitempty"`
+	Clients     int                `json:"clients"`
+	Seconds     float64            `json:"seconds"`
+	Requests    int                `json:"requests"`
+	RPS         float64            `json:"rps"`
+	CPUSeconds  float64            `json:"cpu_seconds_sampled"`
+	Shares      map[string]float64 `json:"shares_percent"`
+	CPUUsPerReq map[string]float64 `json:"cpu_us_per_req"`
+	File        string             `json:"file,omitempty"`
+}
+
+// PrintProfile writes the profile breakdown in ProfileParts order.
+func PrintProfile(w io.Writer, p *ProfileSummary) {
+	fmt.Fprintf(w, "\nwhere gatelog's CPU goes at %d clients (%.0f req/s, %.1f CPU-s sampled in %.0f s, %.0f µs CPU per decision; profile %s)\n",
+		p.Clients, p.RPS, p.CPUSeconds, p.Seconds, p.CPUUsPerReq["total"], p.File)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "part\tshare of CPU\tµs per decision\t")
+	for _, part := range ProfileParts {
+		fmt.Fprintf(tw, "%s\t%5.1f%%\t%6.0f\t\n", part.Part, p.Shares[part.Part], p.CPUUsPerReq[part.Part])
+	}
+	tw.Flush()
 }
 
 // Summarize takes the medians of runs.
@@ -207,9 +223,9 @@ func PrintMachine(w io.Writer, m Machine) {
 func PrintComparison(w io.Writer, c *Comparison) {
 	fmt.Fprintf(w, "\ngatelog (evaluate + sign + durable append) vs opa run --server; %d run(s) of %s after %s warm-up; medians\n", c.Runs, c.Duration, c.Warmup)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "clients\t| opa req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\t| gatelog req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\terrors\t| ratio\t")
+	fmt.Fprintln(tw, "clients\t|\topa req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\t|\tgatelog req/s\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/req\terrors\t|\tratio\t")
 	for _, l := range c.Levels {
-		fmt.Fprintf(tw, "%d\t| %.0f\t%.2f\t%.2f\t%.2f\t%.0f\t| %.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t| %.2f\t\n",
+		fmt.Fprintf(tw, "%d\t|\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t|\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%d\t|\t%.2f\t\n",
 			l.Clients, l.OPA.RPS, l.OPA.P50Ms, l.OPA.P99Ms, l.OPA.P999Ms, l.OPA.CPUUsPerReq,
 			l.Gatelog.RPS, l.Gatelog.P50Ms, l.Gatelog.P99Ms, l.Gatelog.P999Ms, l.Gatelog.CPUUsPerReq, l.Gatelog.Errors+l.OPA.Errors, l.Ratio)
 	}

@@ -119,14 +119,19 @@ func (s *Server) Stop(timeout time.Duration) error {
 
 // StartGatelog runs `gatelog serve` on a free loopback port with dataDir
 // (created fresh on first use) and returns once /readyz answers 200. The
-// bootstrap API key from dataDir authenticates the decide calls; extra
-// arguments go to serve (e.g. --pprof 127.0.0.1:6060).
+// bootstrap API key from dataDir authenticates the decide calls. The
+// per-caller rate limit is off: the benchmark measures capacity, and OPA
+// has none. Extra arguments go to serve (e.g. --pprof 127.0.0.1:6060).
 func StartGatelog(ctx context.Context, bin, dataDir string, extra ...string) (*Server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--addr", addr, "--data", dataDir}, extra...)
+	args := []string{"serve", "--addr", addr, "--data", dataDir}
+	if hasFlag(bin, "serve", "--rate-limit") {
+		args = append(args, "--rate-limit", "-1")
+	}
+	args = append(args, extra...)
 	s := &Server{Name: "gatelog", Addr: addr, DataDir: dataDir, URL: "http://" + addr + "/v1/decide",
 		wrap: func(b []byte) []byte { return b }}
 	if err := s.start(ctx, bin, args, "http://"+addr+"/readyz"); err != nil {
@@ -201,6 +206,13 @@ func (s *Server) start(ctx context.Context, bin string, args []string, readyURL 
 			return fmt.Errorf("%s not ready after 2m: %v: %s", s.Name, err, s.stderr.String())
 		}
 	}
+}
+
+// hasFlag reports whether `bin cmd --help` lists flag, so the harness can
+// drive daemons built before the flag existed.
+func hasFlag(bin, cmd, flag string) bool {
+	out, _ := exec.Command(bin, cmd, "--help").CombinedOutput()
+	return bytes.Contains(out, []byte(flag+" "))
 }
 
 func freeAddr() (string, error) {

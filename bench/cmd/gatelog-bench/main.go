@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -126,6 +127,8 @@ func compare(ctx context.Context, args []string) error {
 	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement")
 	runs := fs.Int("runs", 3, "runs (medians are reported)")
 	half := fs.Bool("half-peak", true, "also pace gatelog at half its peak and report latency")
+	profClients := fs.Int("profile", 0, "also take a CPU profile of gatelog at this many clients (0: no)")
+	profOut := fs.String("profile-out", "bench/profiles/gatelog-cpu.pprof", "where to save that profile")
 	_ = fs.Parse(args)
 	lv, err := parseLevels(*levels)
 	if err != nil {
@@ -154,7 +157,24 @@ func compare(ctx context.Context, args []string) error {
 		fmt.Printf("request %-22s opa allow=%-5v gatelog allow=%v\n", a.Request, a.OPAAllow, a.GatelogAllow)
 	}
 	bench.PrintComparison(os.Stdout, cmp)
-	if err := c.save(m, func(r *bench.Report) { r.Compare = cmp }); err != nil {
+	var prof *bench.ProfileSummary
+	if *profClients > 0 {
+		var bodies [][]byte
+		for _, r := range reqs {
+			bodies = append(bodies, r.Body)
+		}
+		prof, err = bench.ProfileGatelog(ctx, *gatelogBin, filepath.Join(work, "profile"), bodies, *profClients, *duration, *profOut)
+		if err != nil {
+			return err
+		}
+		bench.PrintProfile(os.Stdout, prof)
+	}
+	if err := c.save(m, func(r *bench.Report) {
+		r.Compare = cmp
+		if prof != nil {
+			r.Profile = prof
+		}
+	}); err != nil {
 		return err
 	}
 	for _, l := range cmp.Levels {

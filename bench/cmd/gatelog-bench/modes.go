@@ -19,7 +19,7 @@ func appendCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("append", flag.ExitOnError)
 	var c common
 	c.register(fs)
-	clients := fs.String("clients", "1,16,64", "concurrent appenders; the results file keeps the last level")
+	clients := fs.String("clients", "1,16,64", "concurrent appenders")
 	duration := fs.Duration("duration", 5*time.Second, "time per side and level")
 	_ = fs.Parse(args)
 	levels, err := parseLevels(*clients)
@@ -36,18 +36,19 @@ func appendCmd(ctx context.Context, args []string) error {
 	fmt.Printf("\nappend path alone, %s per side: raw Tessera POSIX (await index) vs translog.Log.Append (envelope store + leaf + SET)\n", *duration)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "clients\ttessera/s\tp50 ms\tp99 ms\ttranslog/s\tp50 ms\tp99 ms\toverhead\t")
-	var last *bench.AppendReport
+	var all []bench.AppendReport
 	for _, n := range levels {
 		r, err := bench.CompareAppends(ctx, filepath.Join(work, "append-"+strconv.Itoa(n)), n, *duration)
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(os.Stderr, "%d appenders: tessera %.0f/s, translog %.0f/s\n", n, r.Tessera.PerSec, r.Translog.PerSec)
 		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2fx\t\n", n,
 			r.Tessera.PerSec, r.Tessera.P50Ms, r.Tessera.P99Ms, r.Translog.PerSec, r.Translog.P50Ms, r.Translog.P99Ms, r.Overhead)
-		tw.Flush()
-		last = r
+		all = append(all, *r)
 	}
-	return c.save(m, func(r *bench.Report) { r.Append = last })
+	tw.Flush()
+	return c.save(m, func(r *bench.Report) { r.Append = all })
 }
 
 func growth(ctx context.Context, args []string) error {
