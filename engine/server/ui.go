@@ -3,6 +3,7 @@ package server
 import (
 	"crypto"
 	"net/http"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
@@ -23,13 +24,24 @@ func (s *Server) mountUI(mux *http.ServeMux) {
 // starting point for pinning (trust on first use: an auditor compares the
 // fingerprints with keys obtained out of band).
 type uiKeys struct {
-	LogPublicKey      string `json:"log_public_key,omitempty"`
+	LogPublicKey string `json:"log_public_key,omitempty"`
+	// DecisionPublicKey holds one PEM block per decision signing key.
 	DecisionPublicKey string `json:"decision_public_key"`
 	Origin            string `json:"origin"`
 }
 
 func (s *Server) handleUIKeys(w http.ResponseWriter, r *http.Request) {
-	k := uiKeys{DecisionPublicKey: string(s.signerPEM), Origin: s.log.Origin()}
+	// The key in use first, then the others the daemon has signed with, so
+	// decisions from before a rotation verify too.
+	pems := string(s.signerPEM)
+	if s.signers != nil {
+		for _, sk := range s.signers.public().Keys {
+			if !sk.Pending && sk.PublicKey != "" && !strings.Contains(pems, strings.TrimSpace(sk.PublicKey)) {
+				pems += strings.TrimSpace(sk.PublicKey) + "\n"
+			}
+		}
+	}
+	k := uiKeys{DecisionPublicKey: pems, Origin: s.log.Origin()}
 	if lk, ok := s.log.(interface{ PublicKey() crypto.PublicKey }); ok {
 		if pem, err := cryptoutils.MarshalPublicKeyToPEM(lk.PublicKey()); err == nil {
 			k.LogPublicKey = string(pem)

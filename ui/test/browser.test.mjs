@@ -225,6 +225,46 @@ test('an auditor finds a decision and sees it verified', async (t) => {
   assert.equal(await logBanner.getAttribute('data-verification'), 'verified', await logBanner.innerText());
   assert.match(await page.locator('main').innerText(), new RegExp(`tree size\\s+${receipts.length}`));
   await shot(page, '05-log');
+  // The log grows; the browser asks for a consistency proof and checks it.
+  receipts.push(await decide({ action: 'pipeline.trigger', resource: { system: 'tekton', name: 'release' } }));
+  await page.reload();
+  await page.waitForSelector('text=proved');
+  await shot(page, '05-log-consistency');
+});
+
+test('the search filters, counts, pages and exports; alerts stream live', async (t) => {
+  if (skipReason) return t.skip(skipReason);
+  const page = await newPage(t, base);
+  await pinKeys(page);
+  await page.goto(`${base}/ui/#/`);
+  const form = page.locator('form.filters');
+  await form.waitFor();
+  await form.locator('input[name=subject]').fill('bob');
+  await form.locator('button[type=submit]').click();
+  await page.waitForFunction(() => location.hash.includes('subject=bob'));
+  const rows = page.locator('tr.row');
+  await rows.first().waitFor();
+  assert.equal(await rows.count(), 1);
+  assert.match(await rows.first().innerText(), /bob[\s\S]*deny/);
+  await page.locator('svg.chart').waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Export CSV")')]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert.match(csv, /^log_index,uuid,id,time,subject/);
+  assert.equal(csv.trim().split('\r\n').length, 2, csv);
+  assert.ok(csv.includes(receipts[1].decision_id));
+  await shot(page, '08-search-filtered');
+  await page.goto(`${base}/ui/#/?limit=2`);
+  await page.click('button:has-text("Load more")');
+  await page.waitForFunction(() => document.querySelectorAll('tr.row').length === 4);
+
+  await page.click('header nav >> text=Alerts');
+  await page.locator('[data-stream=live]').waitFor();
+  await shot(page, '09-alerts');
+  await page.click('header nav >> text=Policies');
+  await page.waitForSelector('text=In force at the newest decision');
+  assert.ok((await page.locator('main').innerText()).includes(JSON.parse(Buffer.from(
+    JSON.parse(Buffer.from(receipts[0].envelope, 'base64')).payload, 'base64')).predicate.policy.sha256.slice(0, 16)));
+  await shot(page, '10-policies');
 });
 
 test('lookup by id works and an unknown id says so', async (t) => {

@@ -93,15 +93,21 @@ const settings = {
   get apiKey() { return sessionStorage.getItem(API_KEY) || ''; },
 };
 
+// importAll imports every PEM public key block in text (a signer key
+// list: the daemon rotates its decision signing key).
+async function importAll(text) {
+  const blocks = String(text || '').match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) || [];
+  return Promise.all(blocks.map((b) => importPublicKey(b)));
+}
+
 async function pinnedKeys() {
-  const out = {};
-  for (const [name, pem] of [['log', settings.logKey], ['signer', settings.signerKey]]) {
-    if (!pem) continue;
-    try {
-      out[name] = await importPublicKey(pem);
-    } catch (e) {
-      out[name + 'Error'] = e.message;
-    }
+  const out = { signers: [] };
+  try {
+    if (settings.logKey) out.log = await importPublicKey(settings.logKey);
+    out.signers = await importAll(settings.signerKey);
+    out.signer = out.signers[0];
+  } catch (e) {
+    out.error = e.message;
   }
   return out;
 }
@@ -185,7 +191,6 @@ async function decisionPage(id) {
     return render(h('h1', null, 'Decision ', h('span', { class: 'mono' }, id)), errorCard('Could not fetch the decision', e));
   }
   const keys = await pinnedKeys();
-  const result = await verifyReceipt(receipt, keys.log, keys.signer);
   let rec = null;
   let statement = null;
   let envText = '';
@@ -197,6 +202,10 @@ async function decisionPage(id) {
   } catch {
     rec = null;
   }
+  // The record names the key that signed it; use that one of the pinned
+  // signer keys (the signature check still decides).
+  keys.signer = keys.signers.find((k) => k.id === rec?.daemon?.key_id) || keys.signer;
+  const result = await verifyReceipt(receipt, keys.log, keys.signer);
   render(
     h('h1', null, 'Decision ', h('span', { class: 'mono' }, id)),
     verificationBanner(result, keys),
@@ -309,8 +318,8 @@ async function searchPage(params) {
   try {
     page = await api(`/v1/audit/search?${new URLSearchParams({ ...params, limit: params.limit || '50' })}`);
   } catch (e) {
-    if (e instanceof HTTPError && e.status === 404) {
-      results.replaceChildren(h('p', { class: 'muted' }, 'This daemon has no audit search API (/v1/audit/search); showing the newest entries of the log instead.'), await recentFromLog());
+    if (e instanceof HTTPError && (e.status === 404 || e.status === 503)) {
+      results.replaceChildren(h('p', { class: 'muted' }, `The audit search is not available on this daemon (${e.message}); showing the newest entries of the log instead.`), await recentFromLog());
       return;
     }
     results.replaceChildren(searchForm(params), errorCard('Search failed', e));
@@ -321,13 +330,21 @@ async function searchPage(params) {
   const more = h('div', { class: 'row-actions' });
   let cursor = page.next_cursor || '';
   const chart = h('div');
+  let counts = null;
+  try {
+    const { cursor: _c, limit: _l, ...filters } = params;
+    counts = (await api(`/v1/audit/counts?${new URLSearchParams({ ...filters, by: 'day' })}`)).counts || [];
+  } catch {
+    counts = null; // older daemon: chart the rows at hand instead
+  }
   const refresh = () => {
     table.replaceChildren(rows.length ? resultsTable(rows) : h('p', { class: 'muted' }, 'No entries match.'));
-    chart.replaceChildren(perDayChart(rows));
-    more.replaceChildren(
+    chart.replaceChildren(perDayChart(rows, counts));
+    more.replaceChildren();
+    append(more, [
       h('span', { class: 'muted' }, `${rows.length} result${rows.length === 1 ? '' : 's'}${cursor ? ', more available' : ''}`),
       cursor ? h('button', { class: 'secondary', onclick: loadMore }, 'Load more') : null,
-      h('button', { class: 'secondary', onclick: () => exportCSV(rows) }, 'Export CSV'));
+      h('button', { class: 'secondary', onclick: () => exportCSV(rows) }, 'Export CSV')]);
   };
   async function loadMore() {
     try {
@@ -391,10 +408,12 @@ function exportCSV(rows) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-// perDayChart draws decisions per day by outcome for the rows at hand.
-function perDayChart(rows) {
+// perDayChart draws decisions per day by outcome: from the index's counts
+// when the daemon has them, else from the rows at hand.
+function perDayChart(rows, counts) {
   const days = new Map();
-  for (const r of rows) {
+  for (const c of counts || []) days.set(c.key, { allow: c.allowed || 0, deny: c.denied || 0 });
+  for (const r of counts ? [] : rows) {
     if (r.kind && r.kind !== 'decision') continue;
     const d = String(r.time || '').slice(0, 10);
     if (!d) continue;
@@ -404,7 +423,7 @@ function perDayChart(rows) {
   }
   if (days.size === 0) return h('span');
   const entries = [...days.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).slice(-31);
-  const max = Math.max(...entries.map(([, c]) => c.allow + c.deny));
+  const max = Math.max(1, ...entries.map(([, c]) => c.allow + c.deny));
   const W = 900, H = 150, pad = 24, bw = Math.min(40, (W - pad) / entries.length - 4);
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
@@ -430,7 +449,7 @@ function perDayChart(rows) {
     svg.append(text(x, H - ha - hd - 2, String(c.allow + c.deny)));
     if (entries.length <= 10 || i % Math.ceil(entries.length / 10) === 0) svg.append(text(x, H + 14, day.slice(5)));
   });
-  return card('Decisions per day (results loaded)', svg, h('div', { class: 'legend' }, h('i', { class: 'allow' }), 'allow', h('i', { class: 'deny' }), 'deny'));
+  return card(counts ? 'Decisions per day (all matching entries)' : 'Decisions per day (results loaded)', svg, h('div', { class: 'legend' }, h('i', { class: 'allow' }), 'allow', h('i', { class: 'deny' }), 'deny'));
 }
 
 // recentFromLog lists the newest log entries through the public Rekor API,
@@ -569,7 +588,83 @@ async function indexRows(params) {
   }
 }
 
+// pageAbort ends the current page's long-lived requests (the alert
+// stream) when the route changes.
+let pageAbort = null;
+
+// alertsPage follows GET /v1/alerts/stream (server-sent events, read with
+// fetch so the API key can go in a header) and falls back to the alerts in
+// the audit index on daemons without the stream.
 async function alertsPage() {
+  if (!settings.apiKey) return render(h('h1', null, 'Alerts'), apiKeyForm());
+  const body = h('tbody');
+  const status = h('span', { class: 'muted', 'data-stream': 'connecting' }, 'connecting…');
+  const bySeverity = new Map();
+  const sevBox = h('div', null, h('p', { class: 'muted' }, 'No alerts yet.'));
+  const seen = new Set();
+  const add = (a) => {
+    if (seen.has(a.id)) return;
+    seen.add(a.id);
+    bySeverity.set(a.severity, (bySeverity.get(a.severity) || 0) + 1);
+    sevBox.replaceChildren(dl([...bySeverity.entries()].map(([k, n]) => [h('span', { class: `badge ${k}` }, k), String(n)])));
+    body.prepend(h('tr', { class: 'alert-row' }, h('td', null, fmtTime(a.time)), h('td', null, alertBadges([a])), h('td', null, a.message),
+      h('td', null, a.subject || ''), h('td', null, a.action ? h('code', null, a.action) : ''), h('td', null, a.source || ''),
+      h('td', null, a.decision_id ? h('a', { href: `#/decision/${encodeURIComponent(a.decision_id)}` }, a.log_index !== undefined ? `#${a.log_index}` : 'decision') : '')));
+  };
+  render(h('h1', null, 'Alerts'),
+    card('Live feed', h('p', null, status, ' · newest first; the 100 most recent alerts, then each new one as the daemon queues it.'),
+      h('table', null, h('thead', null, h('tr', null, ['Time', 'Severity / code', 'Message', 'Subject', 'Action', 'Source', 'Decision'].map((c) => h('th', null, c)))), body)),
+    card('By severity (this feed)', sevBox));
+  const ctrl = new AbortController();
+  pageAbort = ctrl;
+  let resp;
+  try {
+    resp = await fetch('/v1/alerts/stream?recent=100', { headers: { Authorization: `Bearer ${settings.apiKey}` }, signal: ctrl.signal, cache: 'no-store' });
+  } catch (e) {
+    if (!ctrl.signal.aborted) status.textContent = `stream failed: ${e.message}`;
+    return;
+  }
+  if (resp.status === 401) return render(h('h1', null, 'Alerts'), apiKeyForm('The daemon refused the API key.'));
+  if (resp.status === 404 || resp.status === 503) return alertsFromIndex();
+  if (!resp.ok) {
+    status.textContent = `stream failed: ${resp.status}`;
+    return;
+  }
+  status.textContent = '● live';
+  status.dataset.stream = 'live';
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, '\n');
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let event = 'message';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (event === 'alert' && data.length) {
+          try {
+            add(JSON.parse(data.join('\n')));
+          } catch {
+            // a malformed event is skipped; the stream goes on
+          }
+        }
+      }
+    }
+    status.textContent = 'stream ended; reload to reconnect';
+  } catch (e) {
+    if (!ctrl.signal.aborted) status.textContent = `stream failed: ${e.message}`;
+  }
+  status.dataset.stream = 'ended';
+}
+
+async function alertsFromIndex() {
   render(h('h1', null, 'Alerts'), h('p', { class: 'muted' }, 'Loading…'));
   const r = await indexRows({});
   if (r.needKey) return render(h('h1', null, 'Alerts'), apiKeyForm());
@@ -628,9 +723,10 @@ async function keysPage() {
         continue;
       }
       try {
-        const k = await importPublicKey(area.value);
-        rows.push([label, h('span', { class: 'fp' }, `sha256 ${k.id}`)]);
-        if (label === 'log key') rows.push(['tree ID', String(treeIDOf(k))]);
+        const ks = label === 'log key' ? [await importPublicKey(area.value)] : await importAll(area.value);
+        if (ks.length === 0) throw new Error('no PEM "PUBLIC KEY" block');
+        for (const k of ks) rows.push([label, h('span', { class: 'fp' }, `sha256 ${k.id}`)]);
+        if (label === 'log key') rows.push(['tree ID', String(treeIDOf(ks[0]))]);
       } catch (e) {
         rows.push([label, h('span', { class: 'badge deny' }, e.message)]);
       }
@@ -644,7 +740,9 @@ async function keysPage() {
       if (!v) localStorage.removeItem(name);
       else {
         try {
-          localStorage.setItem(name, (await importPublicKey(v)).pem);
+          const ks = name === LOG_KEY ? [await importPublicKey(v)] : await importAll(v);
+          if (ks.length === 0) throw new Error('no key');
+          localStorage.setItem(name, ks.map((k) => k.pem).join(''));
         } catch {
           await showFingerprints();
           return;
@@ -673,7 +771,7 @@ async function keysPage() {
       h('p', null, 'Decisions are verified against these keys, in this browser. Pin the keys you got from the log operator (',
         h('code', null, 'keys/log.pub'), ' and ', h('code', null, 'keys/decision.pub'), ' in the daemon\'s data directory), not keys a server hands you.'),
       h('form', { onsubmit: pin },
-        h('div', { class: 'grid' }, h('label', null, 'Log public key (signs checkpoints and SETs)', logArea), h('label', null, 'Decision signer public key (signs records)', signerArea)),
+        h('div', { class: 'grid' }, h('label', null, 'Log public key (signs checkpoints and SETs)', logArea), h('label', null, 'Decision signer public keys (sign records; one PEM block per key, older keys too)', signerArea)),
         h('div', { class: 'row-actions' }, h('button', { type: 'submit' }, 'Pin keys'), h('button', { type: 'button', class: 'secondary', onclick: fetchKeys }, 'Load this daemon\'s keys (trust on first use)'), saved)),
       info),
     card('API key',
@@ -700,6 +798,8 @@ async function route() {
   const parts = path.split('/').filter(Boolean);
   const params = Object.fromEntries(new URLSearchParams(query || ''));
   const page = parts[0] || 'search';
+  pageAbort?.abort();
+  pageAbort = null;
   for (const a of document.querySelectorAll('header nav a')) a.classList.toggle('active', a.dataset.nav === (page === 'decision' ? 'search' : page));
   updateStatus();
   try {
