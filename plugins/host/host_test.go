@@ -388,3 +388,27 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("New without a logger: no error")
 	}
 }
+
+// A hung adapter still has a process, so only the health check notices it.
+func TestHungAdapterIsReplaced(t *testing.T) {
+	h, logs := newHost(t, []host.Config{{Name: "jenkins", Builtin: "jenkins"}}, host.Options{CallTimeout: 300 * time.Millisecond})
+	if err := h.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pid := status(h, "jenkins").PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	body := fixture(t, "jenkins/testdata/deploy-step-user-cause.payload.json")
+	eventually(t, "a new adapter process", func() bool {
+		st := status(h, "jenkins")
+		return st.State == host.Ready && st.PID != pid && st.PID != 0
+	})
+	if _, err := h.Translate(t.Context(), "jenkins", body, nil); err != nil {
+		t.Fatalf("Translate after the restart: %v", err)
+	}
+	if !strings.Contains(logs.String(), "health check") {
+		t.Errorf("the log does not say the health check failed:\n%s", logs)
+	}
+}

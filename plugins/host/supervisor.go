@@ -86,6 +86,7 @@ type supervisor struct {
 	state    State
 	since    time.Time
 	pc       *plugin.Client
+	cmd      *exec.Cmd
 	ac       *adapter.Client
 	info     adapter.Info // kept while down, for Fallback
 	pid      int
@@ -107,7 +108,7 @@ func (s *supervisor) run(ctx context.Context) {
 		err := s.start(ctx)
 		switch {
 		case ctx.Err() != nil:
-			s.shutdown()
+			s.shutdown(true)
 			return
 		case err != nil && refused(err):
 			s.setState(Refused, err)
@@ -125,7 +126,7 @@ func (s *supervisor) run(ctx context.Context) {
 			s.log.Info("adapter started", "pid", st.PID, "version", st.Version, "path", s.path)
 			firstDone()
 			reason := s.watch(ctx)
-			s.shutdown()
+			s.shutdown(ctx.Err() != nil)
 			if ctx.Err() != nil {
 				return
 			}
@@ -159,10 +160,11 @@ func (s *supervisor) start(ctx context.Context) error {
 	if !bytes.Equal(got, s.sum) {
 		return fmt.Errorf("%w: %s has sha256 %x, the config expects %x", ErrChecksumMismatch, s.path, got, s.sum)
 	}
+	cmd := exec.Command(s.path, s.args...)
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  adapter.Handshake,
 		Plugins:          adapter.PluginSet(nil),
-		Cmd:              exec.Command(s.path, s.args...),
+		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: s.sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -179,7 +181,7 @@ func (s *supervisor) start(ctx context.Context) error {
 	ok := false
 	defer func() {
 		if !ok {
-			pc.Kill()
+			s.stopProcess(pc, cmd, false)
 		}
 	}()
 	rpc, err := pc.Client()
@@ -218,7 +220,7 @@ func (s *supervisor) start(ctx context.Context) error {
 		pid = rc.Pid
 	}
 	s.mu.Lock()
-	s.pc, s.ac, s.info, s.pid = pc, ac, info, pid
+	s.pc, s.cmd, s.ac, s.info, s.pid = pc, cmd, ac, info, pid
 	s.mu.Unlock()
 	s.setState(Ready, nil)
 	ok = true
@@ -262,17 +264,47 @@ func (s *supervisor) check(ctx context.Context) error {
 }
 
 // shutdown stops the process, if any; calls fail with ErrUnavailable from
-// here on until the next start.
-func (s *supervisor) shutdown() {
+// here on until the next start. graceful asks the adapter to exit first (on
+// Close); otherwise (it crashed or hung) it is killed at once.
+func (s *supervisor) shutdown(graceful bool) {
 	s.mu.Lock()
-	pc := s.pc
-	s.pc, s.ac, s.pid = nil, nil, 0
+	pc, cmd := s.pc, s.cmd
+	s.pc, s.cmd, s.ac, s.pid = nil, nil, nil, 0
 	if s.state == Ready {
 		s.state, s.since = Down, time.Now()
 	}
 	s.mu.Unlock()
 	if pc != nil {
+		s.stopProcess(pc, cmd, graceful)
+	}
+}
+
+// stopProcess ends an adapter process. go-plugin's Kill first asks the
+// adapter over gRPC to shut down and waits for that answer without a
+// deadline, so a hung adapter would block it forever: kill the process
+// directly when it is not expected to cooperate, or when it does not exit
+// in time.
+func (s *supervisor) stopProcess(pc *plugin.Client, cmd *exec.Cmd, graceful bool) {
+	kill := func() {
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	}
+	if !graceful {
+		kill()
+	}
+	done := make(chan struct{})
+	go func() {
 		pc.Kill()
+		close(done)
+	}()
+	t := time.NewTimer(s.opts.CallTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		kill()
+		<-done
 	}
 }
 
