@@ -87,6 +87,9 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MaxResponseBytes bounds a rendered body; default 1 MiB.
 	MaxResponseBytes int
+	// MaxPayloadBytes bounds a payload passed to an adapter; default 3 MiB
+	// (gRPC refuses messages over 4 MiB). Larger payloads are bad payloads.
+	MaxPayloadBytes int
 }
 
 func (o *Options) setDefaults() error {
@@ -108,6 +111,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MaxResponseBytes <= 0 {
 		o.MaxResponseBytes = 1 << 20
+	}
+	if o.MaxPayloadBytes <= 0 || o.MaxPayloadBytes > 3<<20 {
+		o.MaxPayloadBytes = 3 << 20
 	}
 	return nil
 }
@@ -271,6 +277,9 @@ func (h *Host) Translate(ctx context.Context, name string, body []byte, headers 
 	if err != nil {
 		return decision.Request{}, err
 	}
+	if len(body) > h.opts.MaxPayloadBytes {
+		return decision.Request{}, fmt.Errorf("adapter %q: %w: payload of %d bytes exceeds %d", name, adapter.ErrBadPayload, len(body), h.opts.MaxPayloadBytes)
+	}
 	c, info, err := s.client()
 	if err != nil {
 		return decision.Request{}, err
@@ -309,6 +318,10 @@ func (h *Host) Render(ctx context.Context, name string, body []byte, headers map
 	out := adapter.Outcome{Receipt: receipt}
 	if decideErr != nil || receipt == nil {
 		out = adapter.Outcome{Failure: FailureOf(decideErr)}
+	}
+	if len(body) > h.opts.MaxPayloadBytes {
+		// Translate refused it; answer without sending it over the wire.
+		body = nil
 	}
 	c, _, err := s.client()
 	if err != nil {

@@ -286,6 +286,13 @@ func TestThirdPartyAdapter(t *testing.T) {
 	if err != nil || resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), `"allowed":false`) {
 		t.Errorf("Render(bad payload) = %d %s, %v", resp.Status, resp.Body, err)
 	}
+	huge := bytes.Repeat([]byte(" "), 5<<20)
+	if _, err := h.Translate(t.Context(), "skeleton", huge, nil); !errors.Is(err, adapter.ErrBadPayload) {
+		t.Errorf("Translate(5 MiB) = %v, want ErrBadPayload", err)
+	}
+	if resp, err := h.Render(t.Context(), "skeleton", huge, nil, nil, adapter.ErrBadPayload); err != nil || resp.Status != http.StatusBadRequest {
+		t.Errorf("Render(5 MiB) = %d, %v", resp.Status, err)
+	}
 }
 
 func TestChecksumMismatchRefusesAdapter(t *testing.T) {
