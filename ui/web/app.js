@@ -229,7 +229,9 @@ function verificationBanner(result, keys) {
     h('div', { class: 'headline' }, `✖ ${describe(result)}`),
     noKeys ? h('div', null, 'Pin the log key and the decision signer key on the ', h('a', { href: '#/keys' }, 'Keys'), ' page to verify decisions.') : null,
     result.checks.length ? h('div', null, 'Passed before the failure:', h('ul', null, result.checks.map((c) => h('li', null, c)))) : null,
-    h('div', null, 'Everything below is what the record claims; none of it is verified.'),
+    h('div', null, result.checks.length
+      ? 'The record below is signed by the pinned signer key, but it is NOT proven to be in the log.'
+      : 'Everything below is what the record claims; none of it is verified.'),
     keyLine);
 }
 
@@ -261,7 +263,7 @@ function decisionDetails(rec, receipt, result, statement, envText) {
       ])),
       card('When', dl([
         ['decided at (daemon clock)', fmtTime(rec.time)], ['logged at', receipt.integrated_time ? fmtTime(receipt.integrated_time) : ''],
-        ['request context time', ctx.time], ['source IP', ctx.source_ip],
+        ['context.time', ctx.time], ['source IP', ctx.source_ip],
       ])),
       card('Unverified context', h('p', { class: 'muted' }, 'Claims from the payload that nobody vouched for. Policies must not trust them for identity.'),
         dl([...unverified, ['adapter', req.source?.adapter], ['adapter version', req.source?.adapter_version], ['request id', req.source?.request_id]])),
