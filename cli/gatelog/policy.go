@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,12 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/translog/rekorapi"
 )
 
 func policyCommand() *cli.Command {
@@ -28,6 +33,7 @@ func policyCommand() *cli.Command {
 			policyTestCommand(),
 			policyEvalCommand(),
 			policyBuildCommand(),
+			policyReplayCommand(),
 		},
 	}
 }
@@ -395,4 +401,170 @@ func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
 	signal.Notify(hup, syscall.SIGHUP)
 	w.Signals = hup
 	return src, w, nil
+}
+
+func policyReplayCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "replay",
+		Usage:     "re-decide logged requests with a new policy and list the decisions that would change",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Usage: "read the log from this daemon data directory (running or stopped)"},
+			&cli.StringFlag{Name: "server", Usage: "read the log through this daemon's Rekor API instead", EnvVars: []string{"GATELOG_SERVER"}},
+			&cli.StringFlag{Name: "log-key", Usage: "with --server: the log's public key (SETs must verify with it)"},
+			&cli.StringSliceFlag{Name: "signer-key", Usage: "with --server: a decision signing public key (PEM); repeatable"},
+			&cli.StringFlag{Name: "signer-keys", Usage: "with --server: the daemon's signing key set (gatelog keys signers --out)"},
+			&cli.Int64Flag{Name: "from", Usage: "first log index to replay"},
+			&cli.Int64Flag{Name: "to", Value: -1, Usage: "last log index to replay (default: the end of the log)"},
+			&cli.StringFlag{Name: "policies", Usage: "the new policy directory (default: the bundled library)"},
+			&cli.StringFlag{Name: "bundle", Usage: "the new policy as a bundle (tar.gz)"},
+			bundleKeyFlag,
+			&cli.StringSliceFlag{Name: "policy-data", Usage: "data `FILE` that replaces the new policy's data files; repeatable"},
+			&cli.BoolFlag{Name: "json", Usage: "print the changed decisions as JSON"},
+			&cli.BoolFlag{Name: "fail-on-change", Usage: "exit 2 when any decision would change (gate a rollout in CI)"},
+		},
+		Action: func(c *cli.Context) error {
+			src, err := loadPolicySource(c.String("policies"), c.String("bundle"), c.String(bundleKeyFlag.Name))
+			if err != nil {
+				return cli.Exit("policy replay: "+err.Error(), 1)
+			}
+			if files := c.StringSlice("policy-data"); len(files) > 0 {
+				if src, err = withDataFiles(src, files); err != nil {
+					return cli.Exit("policy replay: "+err.Error(), 1)
+				}
+			}
+			eng, err := engine.NewFromSource(c.Context, src)
+			if err != nil {
+				return cli.Exit("policy replay: "+err.Error(), 1)
+			}
+			from, to := c.Int64("from"), c.Int64("to")
+			if to >= 0 {
+				to++ // --to is inclusive; the readers take an end index
+			} else {
+				to = 0
+			}
+			if to > 0 && to <= from {
+				return cli.Exit("policy replay: --to is before --from", 1)
+			}
+			recs, end, err := replaySource(c, from, to)
+			if err != nil {
+				return cli.Exit("policy replay: "+err.Error(), 1)
+			}
+			var changed []engine.Replayed
+			replayed, skipped := 0, 0
+			for lr, err := range recs {
+				if err != nil {
+					return cli.Exit("policy replay: "+err.Error(), 1)
+				}
+				if lr.Record.Request.Action == server.PolicyUpdateAction {
+					skipped++
+					continue
+				}
+				replayed++
+				if r := eng.Replay(c.Context, lr.Index, lr.Record); r.Change() != "" {
+					changed = append(changed, r)
+				}
+			}
+			w := c.App.Writer
+			if c.Bool("json") {
+				type row struct {
+					LogIndex   int64             `json:"log_index"`
+					DecisionID string            `json:"decision_id"`
+					Change     string            `json:"change"`
+					Request    decision.Request  `json:"request"`
+					Logged     decision.Decision `json:"logged"`
+					LoggedBy   decision.Policy   `json:"logged_policy"`
+					Now        decision.Decision `json:"now"`
+				}
+				rows := make([]row, 0, len(changed))
+				for _, r := range changed {
+					rows = append(rows, row{r.LogIndex, r.Logged.DecisionID, r.Change(), r.Logged.Request, r.Logged.Decision, r.Logged.Policy, r.Now})
+				}
+				b, _ := json.MarshalIndent(map[string]any{"replayed": replayed, "skipped_policy_updates": skipped, "policy": eng.Policy(), "changed": rows}, "", "  ")
+				fmt.Fprintln(w, string(b))
+			} else if end <= from {
+				fmt.Fprintf(w, "nothing to replay: the log's latest checkpoint covers %d entries\n", end)
+			} else {
+				fmt.Fprintf(w, "replayed %d decisions (log indexes %d to %d, %d policy.update records skipped) with %s (%s)\n",
+					replayed, from, end-1, skipped, describePolicy(eng.Policy()), src.Origin)
+				fmt.Fprintf(w, "%d would change\n", len(changed))
+				for _, r := range changed {
+					req := r.Logged.Request
+					fmt.Fprintf(w, "  %-6d %-14s %s by %s on %s\n", r.LogIndex, r.Change(), req.Action, req.Subject.ID, describeResource(req.Resource))
+					fmt.Fprintf(w, "         was: %s\n", strings.Join(r.Logged.Decision.Reasons, "; "))
+					fmt.Fprintf(w, "         now: %s\n", strings.Join(r.Now.Reasons, "; "))
+				}
+			}
+			if len(changed) > 0 && c.Bool("fail-on-change") {
+				return cli.Exit("", exitDenied)
+			}
+			return nil
+		},
+	}
+}
+
+// replaySource opens the logged records from --data or --server.
+func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord, error], int64, error) {
+	data, url := c.String("data"), c.String("server")
+	switch {
+	case data != "" && url != "":
+		return nil, 0, fmt.Errorf("give --data or --server, not both")
+	case data != "":
+		return server.LocalRecords(c.Context, data, from, to)
+	case url == "":
+		return nil, 0, fmt.Errorf("give --data DIR (a daemon's data directory) or --server URL with --log-key")
+	}
+	if c.String("log-key") == "" {
+		return nil, 0, fmt.Errorf("--server needs --log-key, the log's public key")
+	}
+	logKey, err := readPublicKey(c.String("log-key"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("--log-key: %v", err)
+	}
+	var signers []crypto.PublicKey
+	for _, f := range c.StringSlice("signer-key") {
+		k, err := readPublicKey(f)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--signer-key: %v", err)
+		}
+		signers = append(signers, k)
+	}
+	if f := c.String("signer-keys"); f != "" {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
+		}
+		ks, err := server.ParseSigningKeys(raw)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
+		}
+		for _, k := range ks.Keys {
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(k.PublicKey))
+			if err != nil {
+				return nil, 0, fmt.Errorf("--signer-keys: key %s: %v", k.KeyID, err)
+			}
+			signers = append(signers, pub)
+		}
+	}
+	if len(signers) == 0 {
+		return nil, 0, fmt.Errorf("--server needs --signer-key or --signer-keys: the decision signing key(s)")
+	}
+	client, err := rekorapi.NewClient(url, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, 0, err
+	}
+	return server.RemoteRecords(c.Context, client, logKey, signers, from, to)
+}
+
+func describeResource(r decision.Resource) string {
+	var parts []string
+	for _, p := range []string{r.System, r.Repository, r.Environment, r.Namespace, r.Name} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return "(no resource)"
+	}
+	return strings.Join(parts, " ")
 }

@@ -1,16 +1,22 @@
 package main_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // writeKeyPair writes an ES256 key pair as dir/name.pem (private) and
@@ -146,4 +152,189 @@ func TestPolicyTestEvalBuild(t *testing.T) {
 	expectExit(t, code, out, 1, "failed to verify")
 	code, out = run(t, bin, nil, "policy", "build", "--out", filepath.Join(dir, "b.tar.gz"), filepath.Join(dir, "nowhere"))
 	expectExit(t, code, out, 1, "nowhere")
+}
+
+// lockedBuffer is a daemon's stderr, read while the daemon writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// serveLogged starts `gatelog serve` with its stderr readable while it runs.
+func serveLogged(t *testing.T, bin, data string, extra ...string) (*exec.Cmd, string, *lockedBuffer) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--data", data, "--checkpoint-interval", "200ms"}, extra...)...)
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	waitUntil(t, "the daemon to be ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, logs)
+	return cmd, "http://" + addr, logs
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool, logs *lockedBuffer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The daemon reloads --policies on SIGHUP and on file changes; a policy
+// whose tests fail is refused and decisions go on under the old one.
+func TestServeReloadsPolicies(t *testing.T) {
+	bin := buildGatelog(t)
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	copyPolicies(t, pol)
+	data := filepath.Join(dir, "data")
+	cmd, server, logs := serveLogged(t, bin, data, "--policies", pol)
+	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
+	decide := func() (int, string) {
+		return run(t, bin, env, "decide", "--server", server, "--input", "../../examples/requests/pipeline-trigger.json")
+	}
+	code, out := decide()
+	expectExit(t, code, out, 0, "ALLOWED")
+
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "policy unchanged") }, logs)
+
+	// Break a rule: its tests fail, so the edit is refused.
+	rbac := filepath.Join(pol, "data.yaml")
+	orig, err := os.ReadFile(rbac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sod, err := os.ReadFile(filepath.Join(pol, "sod.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(sod), "input.subject.id == change.author", "input.subject.id == \"nobody\"", 1)
+	if err := os.WriteFile(filepath.Join(pol, "sod.rego"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the refusal", func() bool { return strings.Contains(logs.String(), "Rego tests fail") }, logs)
+	code, out = run(t, bin, env, "decide", "--server", server, "--input", "../../examples/requests/deploy-prod-denied.json")
+	expectExit(t, code, out, 2, "DENIED")
+
+	// Restore the library and change its configuration: loaded and logged.
+	copyPolicies(t, pol)
+	if err := os.WriteFile(rbac, append(orig, []byte("\n# reviewed\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the new policy", func() bool { return strings.Contains(logs.String(), "policy loaded") }, logs)
+	code, out = decide()
+	expectExit(t, code, out, 0, "ALLOWED")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon did not exit cleanly: %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs.String(), "trigger=hangup") || !strings.Contains(logs.String(), `trigger="file change"`) {
+		t.Errorf("daemon log does not name the triggers:\n%s", logs)
+	}
+}
+
+// TestServeBundleAndReplay follows the README: serve a signed bundle,
+// decide, replay the log with another policy from the data directory and
+// over the Rekor API, and ship a new revision that the daemon picks up
+// while refusing an unsigned one.
+func TestServeBundleAndReplay(t *testing.T) {
+	bin := buildGatelog(t)
+	dir := t.TempDir()
+	priv, pub := writeKeyPair(t, dir, "bundle-signing")
+	mine := filepath.Join(dir, "my-policies")
+	copyPolicies(t, mine)
+	bundle := filepath.Join(dir, "bundle.tar.gz")
+	code, out := run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r1", "--out", bundle, mine)
+	expectExit(t, code, out, 0, "revision r1")
+	data := filepath.Join(dir, "gatelog-data")
+	cmd, server, logs := serveLogged(t, bin, data, "--bundle", bundle, "--bundle-verification-key", pub)
+	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
+	code, out = run(t, bin, nil, "policy", "replay", "--data", data)
+	expectExit(t, code, out, 0, "nothing to replay")
+	for _, req := range []string{"deploy-prod-denied.json", "deploy-prod.json", "pipeline-trigger.json"} {
+		// --out waits for a checkpoint covering the decision, so replay sees it.
+		code, out := run(t, bin, env, "decide", "--server", server, "--out", filepath.Join(dir, "receipt.json"), "--input", filepath.Join("../../examples/requests", req))
+		if code != 0 && code != 2 {
+			t.Fatalf("decide %s: exit %d\n%s", req, code, out)
+		}
+	}
+	acme := "../../examples/policies/acme.yaml"
+	code, out = run(t, bin, nil, "policy", "replay", "--data", data, "--policy-data", acme)
+	expectExit(t, code, out, 0, "replayed 3 decisions (log indexes 0 to 2", "allow -> deny  pipeline.trigger by bob", "allow -> deny  deploy by alice")
+	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/log.pub"),
+		"--signer-key", filepath.Join(data, "keys/decision.pub"), "--from", "1", "--to", "1", "--policy-data", acme, "--fail-on-change")
+	expectExit(t, code, out, 2, "replayed 1 decisions (log indexes 1 to 1", "1 would change")
+	code, out = run(t, bin, nil, "policy", "replay", "--data", data, "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change")
+	expectExit(t, code, out, 0, "revision r1", "0 would change")
+	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/decision.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
+	expectExit(t, code, out, 1, "signed entry timestamp")
+
+	// An unsigned bundle over the file is refused; a new signed revision loads.
+	code, out = run(t, bin, nil, "policy", "build", "--revision", "evil", "--out", bundle, mine)
+	expectExit(t, code, out, 0, "unsigned")
+	waitUntil(t, "the unsigned bundle to be refused", func() bool { return strings.Contains(logs.String(), "missing .signatures.json") }, logs)
+	code, out = run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r2", "--out", bundle, mine)
+	expectExit(t, code, out, 0, "revision r2")
+	waitUntil(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs)
+	code, out = run(t, bin, nil, "policy", "replay", "--json", "--data", data, "--policy-data", acme)
+	expectExit(t, code, out, 0)
+	var rep struct {
+		Replayed int `json:"replayed"`
+		Skipped  int `json:"skipped_policy_updates"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Replayed != 3 || rep.Skipped != 1 {
+		t.Errorf("replay --json after the r2 reload: %+v %v\n%s", rep, err, out)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("daemon did not exit cleanly: %v\n%s", err, logs)
+	}
+	if strings.Contains(logs.String(), "revision=evil") {
+		t.Errorf("the unsigned bundle was loaded:\n%s", logs)
+	}
 }
