@@ -28,6 +28,7 @@ func main() {
 			serveCommand(),
 			decideCommand(),
 			verifyCommand(),
+			adapterCommand(),
 			keysCommand(),
 			policyCommand(),
 			logCommand(),

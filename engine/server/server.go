@@ -32,6 +32,7 @@ import (
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/plugins/host"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
 )
@@ -77,6 +78,11 @@ type Config struct {
 	RateBurst int
 	// AuthObserver, if set, is told every authentication outcome (metrics).
 	AuthObserver identity.Observer
+
+	// Adapters are the CI adapter endpoints, /v1/adapters/{name}.
+	Adapters []host.Config
+	// AdapterExecutable runs the built-in adapters (default: this binary).
+	AdapterExecutable string
 }
 
 // Decider evaluates requests (engine.Engine).
@@ -109,6 +115,7 @@ type Server struct {
 	policyMu  sync.Mutex
 	door      *authState
 	signers   *signerRing
+	adapters  *host.Host // nil without adapters (adapters.go)
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
@@ -188,6 +195,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	if s.adapters, err = openAdapters(ctx, cfg); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -240,6 +251,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	defer s.closeIdentity()
+	defer s.closeAdapters()
 	defer s.closeOperations() //nolint:errcheck // the log is closed by then; nothing to report
 	srv.RegisterOnShutdown(s.stopAlertStreams)
 	if s.door.tls != nil {
@@ -264,5 +276,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops the log without serving (for callers that used Handler).
 func (s *Server) Close(ctx context.Context) error {
-	return errors.Join(s.closeOperations(), s.closeIdentity(), s.log.Close(ctx))
+	return errors.Join(s.closeAdapters(), s.closeOperations(), s.closeIdentity(), s.log.Close(ctx))
+}
+
+func (s *Server) closeAdapters() error {
+	if s.adapters == nil {
+		return nil
+	}
+	return s.adapters.Close()
 }

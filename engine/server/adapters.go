@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/plugins/host"
+)
+
+// maxAdapterPayload bounds a CI system's native payload.
+const maxAdapterPayload = 3 << 20
+
+// openAdapters starts the configured adapter processes. An adapter that
+// fails to start is not fatal: its endpoint answers the CI system's native
+// "unavailable" (fail closed) while the host keeps retrying it.
+func openAdapters(ctx context.Context, cfg Config) (*host.Host, error) {
+	if len(cfg.Adapters) == 0 {
+		return nil, nil
+	}
+	h, err := host.New(cfg.Adapters, host.Options{Logger: cfg.Logger, Self: cfg.AdapterExecutable})
+	if err != nil {
+		return nil, fmt.Errorf("adapters: %w", err)
+	}
+	if err := h.Start(ctx); err != nil {
+		cfg.Logger.Error("some adapters did not start; their endpoints fail closed until they do", "err", err)
+	}
+	return h, nil
+}
+
+// AdapterStatus reports each adapter's state (nil without adapters).
+func (s *Server) AdapterStatus() []host.Status {
+	if s.adapters == nil {
+		return nil
+	}
+	return s.adapters.Status()
+}
+
+// handleAdapter is POST /v1/adapters/{name}: the CI system's native payload
+// goes through its adapter into a Request, is decided like /v1/decide, and
+// the outcome goes back through the adapter as the native answer. Every
+// failure is rendered as the CI system's native deny.
+func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if s.adapters == nil {
+		writeError(w, http.StatusNotFound, "no adapters are configured (gatelog serve --adapter NAME)")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdapterPayload))
+	if err != nil {
+		s.writeAdapter(w, r, name, nil, nil, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", maxAdapterPayload)})
+		return
+	}
+	caller, failure := s.authenticateQuietly(r)
+	if failure != nil {
+		s.writeAdapter(w, r, name, body, nil, failure)
+		return
+	}
+	req, err := s.adapters.Translate(r.Context(), name, body, r.Header)
+	if err != nil {
+		s.writeAdapter(w, r, name, body, nil, err)
+		return
+	}
+	if !caller.Has(identity.PermVouch) {
+		// The payload's subject is only a claim; keep it as unverified
+		// context and decide about the caller itself.
+		if req.Subject.ID != "" || len(req.Subject.Groups) > 0 {
+			if req.Context.Unverified == nil {
+				req.Context.Unverified = map[string]any{}
+			}
+			req.Context.Unverified["payload_subject"] = req.Subject
+		}
+		req.Subject = decision.Subject{}
+	}
+	if !caller.Has(identity.PermDecide) && !caller.Has(identity.PermVouch) {
+		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: "caller " + caller.ID + " lacks the decide permission"})
+		return
+	}
+	if err := s.bindSubject(&req, caller); err != nil {
+		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
+		return
+	}
+	rc, err := s.Decide(r.Context(), req, caller.Caller, false)
+	if err != nil {
+		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unavailable, Message: "the decision could not be logged, so it is denied"})
+		return
+	}
+	s.writeAdapter(w, r, name, body, &rc, nil)
+}
+
+// authenticateQuietly is authenticate without writing a gatelog JSON error:
+// adapters answer in the CI system's own format.
+func (s *Server) authenticateQuietly(r *http.Request) (identity.Caller, *adapter.Failure) {
+	cred := identity.Credentials{Authorization: r.Header.Get("Authorization")}
+	if r.TLS != nil {
+		cred.Certificates = r.TLS.PeerCertificates
+	}
+	c, err := s.door.auth.Authenticate(r.Context(), cred)
+	switch {
+	case errors.Is(err, identity.ErrUnauthenticated):
+		return c, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
+	case err != nil:
+		s.logger.Warn("credential could not be checked; refusing", "err", err)
+		return c, &adapter.Failure{Kind: adapter.Unavailable, Message: "the caller's credential could not be checked"}
+	}
+	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
+		s.door.counters.ObserveAuth(c.Kind, "rate_limited")
+		return c, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
+	}
+	return c, nil
+}
+
+// writeAdapter renders a receipt or a failure through the adapter, falling
+// back to the host's native deny when the adapter cannot render.
+func (s *Server) writeAdapter(w http.ResponseWriter, r *http.Request, name string, body []byte, rc *decision.Receipt, decideErr error) {
+	var resp adapter.Response
+	switch {
+	case errors.Is(decideErr, host.ErrUnknownAdapter), errors.Is(decideErr, host.ErrUnavailable), errors.Is(decideErr, host.ErrInvalidResponse):
+		resp = s.adapters.Fallback(name, decideErr)
+	default:
+		var err error
+		resp, err = s.adapters.Render(r.Context(), name, body, r.Header, rc, decideErr)
+		if err != nil {
+			s.logger.Warn("adapter could not render; answering its native deny", "adapter", name, "err", err)
+			resp = s.adapters.Fallback(name, err)
+		}
+	}
+	for k, vs := range resp.Headers {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	if resp.Status == 0 {
+		resp.Status = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+}
