@@ -11,7 +11,8 @@ LDFLAGS     := -X main.version=$(VERSION)
 ADDR        ?= 127.0.0.1:8080
 DATA        ?= ./gatelog-data
 
-.PHONY: all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test ui-test
+PHONY_PROTO := proto proto-check
+.PHONY: $(PHONY_PROTO) all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test ui-test
 
 all: build
 
@@ -24,7 +25,7 @@ run: build
 	$(GATELOG) serve --addr $(ADDR) --data $(DATA)
 
 ## test: everything CI runs
-test: fmt-check vet test-go policy-test lint ui-verify-test ui-test
+test: proto-check fmt-check vet test-go policy-test lint ui-verify-test ui-test
 
 # The bench smoke test runs the real opa; build it first.
 test-go: $(OPA)
@@ -36,6 +37,14 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+## proto: regenerate plugins/adapter/v1 (Debian protobuf-compiler, pinned generators)
+proto:
+	plugins/adapter/v1/gen.sh
+
+## proto-check: fail when the committed generated code is not what the .proto gives
+proto-check:
+	scripts/check-proto.sh
 
 ## lint: staticcheck, pinned
 lint:
