@@ -47,6 +47,12 @@ func (s *Server) ReloadPolicy(ctx context.Context, src engine.Source, trigger st
 	s.policyMu.Lock()
 	defer s.policyMu.Unlock()
 	ch := PolicyChange{Old: s.policies.Policy(), Origin: src.Origin, Trigger: trigger}
+	// The same files again (a SIGHUP, a touched file) need no compile.
+	if digest, err := engine.Digest(src.FS); err == nil && digest == ch.Old.SHA256 && src.Revision == ch.Old.Revision {
+		ch.New = ch.Old
+		s.logger.Info("policy unchanged", "trigger", trigger, "origin", src.Origin, "sha256", ch.New.SHA256)
+		return ch, nil
+	}
 	p, err := engine.Prepare(ctx, src, true)
 	if err != nil {
 		s.logger.Error("policy not loaded; the running policy stays in force",
@@ -207,14 +213,14 @@ func (s *Server) WatchPolicy(ctx context.Context, w PolicyWatch) error {
 		case w.Dir != "":
 			src, err := engine.LoadDir(w.Dir)
 			if err == nil {
-				_, err = s.ReloadPolicy(ctx, src, trigger)
+				_, _ = s.ReloadPolicy(ctx, src, trigger) // it logs why it refused
 			} else {
 				s.logger.Error("policy not loaded; the running policy stays in force", "trigger", trigger, "dir", w.Dir, "err", err)
 			}
 		case w.BundleFile != "":
 			src, err := engine.LoadBundleFile(w.BundleFile, w.Verification)
 			if err == nil {
-				_, err = s.ReloadPolicy(ctx, src, trigger)
+				_, _ = s.ReloadPolicy(ctx, src, trigger) // it logs why it refused
 			} else {
 				s.logger.Error("policy not loaded; the running policy stays in force", "trigger", trigger, "bundle", w.BundleFile, "err", err)
 			}
