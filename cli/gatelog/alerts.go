@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatelog/gatelog/engine/alert"
+)
+
+// alertServeFlags are gatelog serve's flags for alerts and readiness.
+func alertServeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "alerts-config", Usage: "JSON file of alert sinks (stdout, webhook, slack, syslog); see README, Audit search and alerts", EnvVars: []string{"GATELOG_ALERTS_CONFIG"}},
+		&cli.DurationFlag{Name: "max-checkpoint-age", Usage: "/readyz fails when the published checkpoint is older (default 15m)"},
+	}
+}
+
+// alertsConfig reads --alerts-config (no file: no sinks; alerts are still
+// kept in the outbox and streamed).
+func alertsConfig(c *cli.Context) (alert.Config, error) {
+	path := c.String("alerts-config")
+	if path == "" {
+		return alert.Config{}, nil
+	}
+	cfg, err := alert.LoadConfig(path)
+	if err != nil {
+		return cfg, fmt.Errorf("--alerts-config: %w", err)
+	}
+	return cfg, nil
+}
+
+func alertsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "alerts",
+		Usage: "follow the daemon's alerts",
+		Subcommands: []*cli.Command{{
+			Name:  "tail",
+			Usage: "print alerts as the daemon queues them (Ctrl-C to stop)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "daemon URL", EnvVars: []string{"GATELOG_SERVER"}},
+				&cli.StringFlag{Name: "api-key", Usage: "API key with the read permission (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
+				&cli.StringFlag{Name: "api-key-file", Usage: "file holding the API key"},
+				&cli.IntFlag{Name: "recent", Value: 10, Usage: "first show up to this many recent alerts (0 to 100)"},
+				&cli.IntFlag{Name: "count", Usage: "exit after this many alerts (0: never)"},
+				&cli.BoolFlag{Name: "json", Usage: "print each alert as a JSON line"},
+			},
+			Action: alertsTail,
+		}},
+	}
+}
+
+func alertsTail(c *cli.Context) error {
+	key, err := apiKey(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	url := fmt.Sprintf("%s/v1/alerts/stream?recent=%d", strings.TrimRight(c.String("server"), "/"), c.Int("recent"))
+	req, err := http.NewRequestWithContext(c.Context, http.MethodGet, url, nil)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("alerts tail: %v", err), 1)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return cli.Exit(fmt.Sprintf("alerts tail: %s: %s", resp.Status, errorMessage(raw)), 1)
+	}
+	n := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var a alert.Alert
+		if err := json.Unmarshal([]byte(data), &a); err != nil {
+			return cli.Exit(fmt.Sprintf("alerts tail: bad event: %v", err), 1)
+		}
+		if c.Bool("json") {
+			fmt.Fprintln(c.App.Writer, data)
+		} else {
+			printAlert(c.App.Writer, a)
+		}
+		n++
+		if c.Int("count") > 0 && n >= c.Int("count") {
+			return nil
+		}
+	}
+	if c.Context.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return cli.Exit(fmt.Sprintf("alerts tail: %v", err), 1)
+	}
+	return cli.Exit("alerts tail: the daemon closed the stream", 1)
+}
+
+func printAlert(w io.Writer, a alert.Alert) {
+	fmt.Fprintf(w, "%s  %-8s %s  %s\n", a.Time, strings.ToUpper(a.Severity), a.Code, a.Message)
+	var where []string
+	if a.Subject != "" || a.Action != "" {
+		where = append(where, strings.TrimSpace(a.Subject+" "+a.Action))
+	}
+	if a.Environment != "" {
+		where = append(where, a.Environment)
+	}
+	if a.LogIndex != nil {
+		where = append(where, fmt.Sprintf("decision %s, log index %d", a.DecisionID, *a.LogIndex))
+	}
+	if len(where) > 0 {
+		fmt.Fprintf(w, "    %s\n", strings.Join(where, "; "))
+	}
+}
