@@ -137,6 +137,37 @@ func checkSide(t *testing.T, what string, s bench.Side) {
 	}
 }
 
+// TestGrowth grows a real daemon's log a little: the sizes are exact, and
+// proofs, offline verification, RSS and disk use are all measured.
+func TestGrowth(t *testing.T) {
+	reqs, err := bench.LoadRequests("../examples/requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := bench.Growth(context.Background(), bench.GrowthConfig{
+		GatelogBin: buildGatelog(t), DataDir: filepath.Join(t.TempDir(), "data"), Requests: reqs,
+		Clients: 4, Points: []int64{10, 30},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Points) != 2 {
+		t.Fatalf("%d points, want 2", len(g.Points))
+	}
+	for i, p := range g.Points {
+		// Each point adds one decision of its own to look up.
+		if want := []int64{11, 31}[i]; p.Entries != want {
+			t.Errorf("point %d has %d entries, want %d", i, p.Entries, want)
+		}
+		if p.AppendPerSec <= 0 || p.ProofMs <= 0 || p.VerifyUs <= 0 || p.RSSMB <= 0 || p.DiskBytesPerEntry <= 0 || p.FilesPerEntry <= 0 {
+			t.Errorf("point %d not measured: %+v", i, p)
+		}
+	}
+	if r := g.Restart; r == nil || r.Entries != 31 || r.FirstDecisionMs < r.ReadyMs {
+		t.Errorf("restart: %+v", g.Restart)
+	}
+}
+
 // TestRunCountsErrors drives a real HTTP server that fails every third
 // request: failures are counted apart from the latency samples.
 func TestRunCountsErrors(t *testing.T) {

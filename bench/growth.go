@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -93,7 +96,7 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 	rep := &GrowthReport{Clients: cfg.Clients}
 	var size int64
 	for _, target := range cfg.Points {
-		n, secs, err := grow(ctx, gl, bodies, cfg.Clients, target-size)
+		n, secs, err := grow(ctx, gl, bodies, cfg.Clients, target-size, progress)
 		if err != nil {
 			return nil, err
 		}
@@ -109,8 +112,7 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 		if err := json.Unmarshal(raw, &rc); err != nil {
 			return nil, fmt.Errorf("receipt: %w", err)
 		}
-		// Requests cut off at the end of a load slice may have been
-		// appended too: the log itself says how big it is.
+		// The log itself says how big it is.
 		size = rc.LogIndex + 1
 		if p.ProofMs, rc, err = timeProof(ctx, gl, rc.DecisionID); err != nil {
 			return nil, err
@@ -151,34 +153,57 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 	return rep, nil
 }
 
-// grow sends n decisions with clients concurrent clients.
-func grow(ctx context.Context, gl *Server, bodies [][]byte, clients int, n int64) (int64, float64, error) {
+// grow sends exactly n decisions from clients concurrent clients, each
+// waiting for its answer, and reports how long that took.
+func grow(ctx context.Context, gl *Server, bodies [][]byte, clients int, n int64, progress io.Writer) (int64, float64, error) {
 	if n <= 0 {
 		return 0, 1, nil
 	}
 	t := gl.Target(bodies)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+	defer hc.CloseIdleConnections()
+	var next, done atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstErr != nil }
+	stop := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				fmt.Fprintf(progress, "  ... %d of %d\n", done.Load(), n)
+			}
+		}
+	}()
 	start := time.Now()
-	var done int64
-	// Run in slices of a few seconds so progress shows and the count lands
-	// close to n without overshooting by much.
-	for done < n {
-		rate := float64(done) / max(time.Since(start).Seconds(), 1e-3)
-		slice := 5 * time.Second
-		if done > 0 && rate > 0 {
-			left := time.Duration(float64(n-done) / rate * float64(time.Second))
-			slice = max(min(slice, left), 200*time.Millisecond)
-		}
-		st, err := Run(ctx, t, Options{Clients: clients, Duration: slice})
-		if err != nil {
-			return 0, 0, err
-		}
-		if st.Errors > 0 {
-			return 0, 0, fmt.Errorf("growing the log: %d errors: %s", st.Errors, st.FirstError)
-		}
-		// Requests cut off at the end of a slice were still appended.
-		done += int64(st.Requests)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			for i := next.Add(1); i <= n && ctx.Err() == nil && !failed(); i = next.Add(1) {
+				if err := post(ctx, hc, t, t.Bodies[i%int64(len(t.Bodies))], &buf); err != nil {
+					mu.Lock()
+					firstErr = cmpOr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				done.Add(1)
+			}
+		})
 	}
-	return done, time.Since(start).Seconds(), nil
+	wg.Wait()
+	close(stop)
+	if firstErr != nil {
+		return 0, 0, fmt.Errorf("growing the log: %w", firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	return done.Load(), time.Since(start).Seconds(), nil
 }
 
 // timeProof fetches the receipt with an inclusion proof (waiting for a
