@@ -11,16 +11,22 @@ import (
 	"strings"
 
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/plugins/gitlab"
 	"github.com/gatelog/gatelog/plugins/jenkins"
 	"github.com/gatelog/gatelog/plugins/tekton"
 )
 
 // Names lists the built-in adapters, sorted.
-func Names() []string { return []string{"jenkins", "tekton"} }
+func Names() []string { return []string{"github", "gitlab", "jenkins", "tekton"} }
 
 // New returns a fresh, unconfigured built-in adapter.
 func New(name string) (adapter.Adapter, error) {
 	switch name {
+	case "github":
+		return github.New(), nil
+	case "gitlab":
+		return gitlab.New(), nil
 	case "jenkins":
 		return jenkins.New(), nil
 	case "tekton":
