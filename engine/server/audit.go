@@ -78,6 +78,7 @@ func (s *Server) mountAudit(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/audit/search", s.handleAuditSearch)
 	mux.HandleFunc("GET /v1/audit/counts", s.handleAuditCounts)
 	mux.HandleFunc("POST /v1/audit/rebuild", s.handleAuditRebuild)
+	mux.HandleFunc("POST /v1/events", s.handleEvent)
 }
 
 // auditReader authenticates a caller with the read permission and returns

@@ -23,11 +23,13 @@ const (
 	KindUnreadable = "unreadable"
 )
 
-// Predicate types the index reads.
-const (
-	DecisionPredicate = "https://gatelog.dev/decision/v1"
-	EventPredicate    = "https://gatelog.dev/event/v1"
-)
+// DecisionPredicate is the predicate type of the records the index reads.
+const DecisionPredicate = "https://gatelog.dev/decision/v1"
+
+// EventEntrypoint marks a decision record that is an external audit event
+// (POST /v1/events) rather than a policy decision: it is indexed as
+// KindEvent with outcome "event".
+const EventEntrypoint = "gatelog/event"
 
 // Row is one indexed log entry. LogIndex and UUID locate the entry so a
 // client can fetch it and check its inclusion proof; nothing else in a Row
@@ -70,21 +72,6 @@ const (
 	OutcomeDeny  = "deny"
 )
 
-// Event is the predicate of an external audit event record (predicate type
-// EventPredicate): something a CI system reports that was not a decision.
-type Event struct {
-	EventID  string            `json:"event_id"`
-	Type     string            `json:"type"`
-	Subject  decision.Subject  `json:"subject"`
-	Caller   decision.Caller   `json:"caller"`
-	Resource decision.Resource `json:"resource"`
-	Source   decision.Source   `json:"source"`
-	Message  string            `json:"message,omitempty"`
-	Details  map[string]any    `json:"details,omitempty"`
-	Alerts   []decision.Alert  `json:"alerts,omitempty"`
-	Time     string            `json:"time"`
-}
-
 var errUnreadable = errors.New("unreadable entry")
 
 // DecodeEntry turns a leaf body and its envelope into a Row. It checks that
@@ -118,22 +105,14 @@ func DecodeEntry(logIndex int64, uuid string, integratedTime int64, body, envelo
 	if err := json.Unmarshal(payload, &st); err != nil {
 		return r, fmt.Errorf("%w: statement: %v", errUnreadable, err)
 	}
-	switch st.PredicateType {
-	case DecisionPredicate:
-		var rec decision.Record
-		if err := json.Unmarshal(st.Predicate, &rec); err != nil {
-			return r, fmt.Errorf("%w: decision record: %v", errUnreadable, err)
-		}
-		return fromDecision(r, rec)
-	case EventPredicate:
-		var ev Event
-		if err := json.Unmarshal(st.Predicate, &ev); err != nil {
-			return r, fmt.Errorf("%w: event record: %v", errUnreadable, err)
-		}
-		return fromEvent(r, ev)
-	default:
+	if st.PredicateType != DecisionPredicate {
 		return r, fmt.Errorf("%w: predicate type %q", errUnreadable, st.PredicateType)
 	}
+	var rec decision.Record
+	if err := json.Unmarshal(st.Predicate, &rec); err != nil {
+		return r, fmt.Errorf("%w: decision record: %v", errUnreadable, err)
+	}
+	return fromDecision(r, rec)
 }
 
 func fromDecision(r Row, rec decision.Record) (Row, error) {
@@ -152,25 +131,11 @@ func fromDecision(r Row, rec decision.Record) (Row, error) {
 	}
 	r.Alerts = rec.Decision.Alerts
 	r.PolicySHA256, r.PolicyRevision = rec.Policy.SHA256, rec.Policy.Revision
-	return r, nil
-}
-
-func fromEvent(r Row, ev Event) (Row, error) {
-	t, err := time.Parse(time.RFC3339Nano, ev.Time)
-	if err != nil {
-		return r, fmt.Errorf("%w: event time %q is not RFC 3339", errUnreadable, ev.Time)
+	if rec.Policy.Entrypoint == EventEntrypoint {
+		// An event is a report, not a permission: it never counts as an
+		// allow or a deny.
+		r.Kind, r.Outcome = KindEvent, "event"
 	}
-	r.Kind, r.ID, r.Time = KindEvent, ev.EventID, t.UTC()
-	r.Subject, r.SubjectKind, r.Caller, r.Action = ev.Subject.ID, ev.Subject.Kind, ev.Caller.ID, ev.Type
-	r.Resource = resourceOf(ev.Resource)
-	r.Adapter = ev.Source.Adapter
-	// An event is a report, not a permission: it is indexed as allowed so
-	// that "denies" never includes events.
-	r.Allow, r.Outcome = true, "event"
-	if ev.Message != "" {
-		r.Reasons = []string{ev.Message}
-	}
-	r.Alerts = ev.Alerts
 	return r, nil
 }
 

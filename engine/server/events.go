@@ -1,0 +1,169 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/translog/index"
+)
+
+// EventRequest is the body of POST /v1/events: something a CI system or an
+// operator reports that was not a decision (a login, a configuration
+// change). It is signed and logged like a decision, so the log stays the
+// one record; only who reported it is verified, the rest is their word.
+type EventRequest struct {
+	// Type names the event, e.g. "login" or "config.change"; the logged
+	// action is "event.<type>".
+	Type string `json:"type"`
+	// Subject is who the event is about; naming someone other than the
+	// caller needs the vouch permission, as for decisions.
+	Subject  decision.Subject  `json:"subject"`
+	Resource decision.Resource `json:"resource"`
+	Source   decision.Source   `json:"source"`
+	Message  string            `json:"message"`
+	// Details and Time are recorded as unverified context.
+	Details map[string]any `json:"details,omitempty"`
+	Time    string         `json:"time,omitempty"`
+	// Alerts are queued for delivery like a policy's.
+	Alerts []decision.Alert `json:"alerts,omitempty"`
+}
+
+// ParseEventRequest decodes an event strictly (unknown fields are errors)
+// and checks it; errors wrap decision.ErrBadRequest and name the field.
+func ParseEventRequest(data []byte) (EventRequest, error) {
+	var er EventRequest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&er); err != nil {
+		return EventRequest{}, fmt.Errorf("%w: malformed JSON: %v", decision.ErrBadRequest, err)
+	}
+	if dec.More() {
+		return EventRequest{}, fmt.Errorf("%w: unexpected data after the JSON object", decision.ErrBadRequest)
+	}
+	return er, er.validate()
+}
+
+func (er EventRequest) validate() error {
+	if er.Type == "" || len(er.Type) > 64 || strings.ContainsAny(er.Type, " \t\n") {
+		return fmt.Errorf("%w: field \"type\" is required: up to 64 characters without spaces", decision.ErrBadRequest)
+	}
+	if len(er.Message) > 4096 {
+		return fmt.Errorf("%w: field \"message\" is longer than 4096 characters", decision.ErrBadRequest)
+	}
+	if er.Time != "" {
+		if _, err := time.Parse(time.RFC3339, er.Time); err != nil {
+			return fmt.Errorf("%w: field \"time\" is not an RFC 3339 time: %q", decision.ErrBadRequest, er.Time)
+		}
+	}
+	for i, a := range er.Alerts {
+		if a.Code == "" {
+			return fmt.Errorf("%w: field \"alerts[%d].code\" is required", decision.ErrBadRequest, i)
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
+	caller, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !caller.Has(identity.PermDecide) && !caller.Has(identity.PermVouch) {
+		writeError(w, http.StatusForbidden, "caller %s lacks the decide permission", caller.ID)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading body: %v", err)
+		return
+	}
+	er, err := ParseEventRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	rc, err := s.LogEvent(r.Context(), er, caller, r.URL.Query().Get("wait") == "checkpoint")
+	switch {
+	case errors.Is(err, identity.ErrForbidden):
+		writeError(w, http.StatusForbidden, "%v", err)
+	case errors.Is(err, decision.ErrBadRequest):
+		writeError(w, http.StatusBadRequest, "%v", err)
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+	default:
+		writeJSON(w, http.StatusOK, rc)
+	}
+}
+
+// LogEvent signs and logs an external audit event as a decision record
+// (policy entrypoint index.EventEntrypoint, outcome recorded as an allow
+// by that rule, reason = the message), queues its alerts and returns the
+// receipt, verifiable like any other.
+func (s *Server) LogEvent(ctx context.Context, er EventRequest, caller identity.Caller, wait bool) (decision.Receipt, error) {
+	now := s.cfg.Now()
+	req := decision.Request{Subject: er.Subject, Action: "event." + er.Type, Resource: er.Resource, Source: er.Source}
+	if err := identity.Bind(&req, caller, now); err != nil {
+		return decision.Receipt{}, err
+	}
+	unverified := map[string]any{}
+	for k, v := range er.Details {
+		unverified[k] = v
+	}
+	if er.Time != "" {
+		unverified["reported_time"] = er.Time
+	}
+	if len(unverified) > 0 {
+		req.Context.Unverified = unverified
+	}
+	req.Context.Time = now.UTC().Format(time.RFC3339)
+	if err := req.Validate(); err != nil {
+		return decision.Receipt{}, err
+	}
+	reason := er.Message
+	if reason == "" {
+		reason = "event reported by " + caller.ID
+	}
+	rec := decision.Record{
+		DecisionID: uuid.NewString(),
+		Request:    req,
+		Caller:     caller.Caller,
+		Decision:   decision.Decision{Allow: true, Reasons: []string{reason}, Alerts: er.Alerts},
+		Policy:     decision.Policy{Entrypoint: index.EventEntrypoint},
+		Time:       now.UTC().Format(time.RFC3339Nano),
+		Daemon:     decision.Daemon{Version: s.cfg.Version},
+	}
+	env, err := s.signer.Sign(rec)
+	if err != nil {
+		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+	defer cancel()
+	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
+	if err != nil {
+		s.failClosed(rec, "append", err)
+		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
+	}
+	if err := s.queueAlerts(rec, e); err != nil {
+		return decision.Receipt{}, fmt.Errorf("%w: logged, but its alerts could not be queued: %v", ErrNotLogged, err)
+	}
+	rc := s.receiptFor(e, rec.Decision, rec.DecisionID)
+	if wait {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+		defer cancel()
+		if p, err := s.log.InclusionProof(pctx, e.Index, true); err == nil {
+			rc.InclusionProof = proofJSON(p)
+		}
+	}
+	return rc, nil
+}
