@@ -288,3 +288,35 @@ func FuzzParseConfig(f *testing.F) {
 		_ = c.Options()
 	})
 }
+
+func TestCoversOnlyWhatItCanDeduplicate(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	opts := fastOptions()
+	opts.Now = func() time.Time { return now }
+	opts.Retention = 48 * time.Hour
+	dir := t.TempDir()
+	if _, err := alert.OpenOutbox(dir, nil, opts); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(10 * time.Hour) // reopened later: created stays
+	o, err := alert.OpenOutbox(dir, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want bool
+	}{
+		{now, true},
+		{now.Add(-9 * time.Hour), true},
+		{now.Add(-11 * time.Hour), false}, // before the outbox existed
+	} {
+		if got := o.Covers(tc.at); got != tc.want {
+			t.Errorf("Covers(%s) = %v, want %v", tc.at, got, tc.want)
+		}
+	}
+	now = now.Add(30 * time.Hour)
+	if o.Covers(now.Add(-25 * time.Hour)) {
+		t.Error("Covers an alert older than half the retention")
+	}
+}

@@ -47,6 +47,7 @@ type Outbox struct {
 	wake    map[string]chan struct{}
 	subs    map[chan Alert]struct{}
 	recent  []Alert
+	created time.Time
 }
 
 type pendingAlert struct {
@@ -114,7 +115,34 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 		return nil, err
 	}
 	o.prune()
+	if err := o.loadCreated(); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// loadCreated reads (or, on first open, writes) when the outbox was made.
+func (o *Outbox) loadCreated() error {
+	path := filepath.Join(o.dir, "created")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		o.created = o.opts.Now().UTC()
+		return writeDurable(path, []byte(o.created.Format(time.RFC3339Nano)))
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if o.created, err = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(raw))); err != nil {
+		return fmt.Errorf("outbox: %s is corrupt: %v", path, err)
+	}
+	return nil
+}
+
+// Covers reports whether an alert raised at t can be handed to Enqueue
+// without risk of a second delivery: the outbox existed then, and an alert
+// it delivered at that time is still remembered (well within Retention).
+func (o *Outbox) Covers(t time.Time) bool {
+	return !t.Before(o.created) && t.After(o.opts.Now().Add(-o.opts.Retention/2))
 }
 
 // load reads pending alerts back after a restart.

@@ -18,6 +18,7 @@ import (
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/index"
 )
 
 // OutboxDir is the durable alert outbox inside the data directory.
@@ -96,23 +97,61 @@ func (s *Server) queueAlerts(rec decision.Record, e translog.Entry) error {
 		return nil
 	}
 	for i, pa := range rec.Decision.Alerts {
-		idx := e.Index
-		a := alert.Alert{
-			ID: fmt.Sprintf("%s-%d", rec.DecisionID, i), Time: rec.Time,
-			Severity: pa.Severity, Code: pa.Code, Message: pa.Message, Source: alert.SourcePolicy,
-			DecisionID: rec.DecisionID, LogIndex: &idx, UUID: e.UUID,
-			Subject: rec.Request.Subject.ID, Action: rec.Request.Action,
-			Environment: rec.Request.Resource.Environment, Repository: rec.Request.Resource.Repository,
-		}
-		if a.Code == "" {
-			a.Code = alertUnnamedByPolicy
-		}
-		if _, err := s.alerts.outbox.Enqueue(a); err != nil {
+		a := policyAlert(rec.DecisionID, i, pa, rec.Time, e.Index, e.UUID, rec.Request.Subject.ID, rec.Request.Action,
+			rec.Request.Resource.Environment, rec.Request.Resource.Repository)
+		queued, err := s.alerts.outbox.Enqueue(a)
+		if err != nil {
 			return fmt.Errorf("queue alert %s: %w", a.Code, err)
 		}
-		s.metrics.alertRaised(a)
+		if queued {
+			s.metrics.alertRaised(a)
+		}
 	}
 	return nil
+}
+
+// policyAlert is the outbox form of the i-th alert of a logged decision;
+// its ID depends only on the decision, so every producer agrees on it.
+func policyAlert(decisionID string, i int, pa decision.Alert, at string, logIndex int64, uuid, subject, action, env, repo string) alert.Alert {
+	a := alert.Alert{
+		ID: fmt.Sprintf("%s-%d", decisionID, i), Time: at,
+		Severity: pa.Severity, Code: pa.Code, Message: pa.Message, Source: alert.SourcePolicy,
+		DecisionID: decisionID, LogIndex: &logIndex, UUID: uuid,
+		Subject: subject, Action: action, Environment: env, Repository: repo,
+	}
+	if a.Code == "" {
+		a.Code = alertUnnamedByPolicy
+	}
+	return a
+}
+
+// recoverAlerts queues the alerts of newly indexed entries that are not in
+// the outbox: those of a decision logged just before a crash, whose reply
+// (and so whose Enqueue) never happened. Alerts the outbox already holds or
+// delivered are refused by ID, so nothing is delivered twice.
+func (s *Server) recoverAlerts(rows []index.Row) {
+	a := s.alerts
+	if a == nil {
+		return
+	}
+	for _, r := range rows {
+		if len(r.Alerts) == 0 || !a.outbox.Covers(r.Time) {
+			continue
+		}
+		for i, pa := range r.Alerts {
+			al := policyAlert(r.ID, i, pa, r.Time.Format(time.RFC3339Nano), r.LogIndex, r.UUID, r.Subject, r.Action,
+				r.Resource.Environment, r.Resource.Repository)
+			queued, err := a.outbox.Enqueue(al)
+			if err != nil {
+				s.logger.Error("cannot queue an alert found in the log", "alert", al.ID, "err", err)
+				continue
+			}
+			if queued {
+				s.logger.Info("queued an alert found in the log", "alert", al.ID, "log_index", r.LogIndex)
+				s.metrics.alertRaised(al)
+			}
+		}
+	}
 }
 
 // RaiseAlert queues an alert from the daemon itself (a fail-closed event,

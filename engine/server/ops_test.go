@@ -3,6 +3,8 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,12 +20,18 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/index"
 )
 
@@ -486,4 +494,81 @@ func (f *family) value(labels map[string]string) float64 {
 // count is a histogram's sample count.
 func (f *family) count(labels map[string]string) uint64 {
 	return f.find(labels).GetHistogram().GetSampleCount()
+}
+
+// TestAlertInLogButNotInOutboxIsRecovered covers a crash between the
+// append and the outbox write: the decision (with its alert) is in the log,
+// the outbox never heard of it. The next daemon finds it while indexing the
+// log and delivers it, once.
+func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	cfgDir, dir := t.TempDir(), t.TempDir()
+	withAlerts := func(c *server.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) }
+	d := startOps(t, dir, withAlerts)
+	d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	d.stop()
+
+	// The "crashed" decision: appended to the log by hand, no outbox write.
+	ctx := context.Background()
+	logKey := readPriv(t, filepath.Join(dir, server.LogKeyFile))
+	decKey := readPriv(t, filepath.Join(dir, server.DecisionKeyFile))
+	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, server.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decision.Record{
+		DecisionID: "5d1d3c4e-0000-4000-8000-000000000001",
+		Request:    decision.Request{Subject: decision.Subject{ID: "mallory", Verified: true}, Action: "deploy", Resource: decision.Resource{Environment: "production"}},
+		Decision:   decision.Decision{Allow: true, Reasons: []string{"deploys are allowed"}, Alerts: []decision.Alert{{Severity: "high", Code: "prod_deploy", Message: "deploy to production"}}},
+		Time:       time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	env, err := signer.Sign(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := entry.PublicKeyPEM(decKey.Public())
+	if _, err := lg.Append(ctx, rec.DecisionID, env, pem); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	startOps(t, dir, withAlerts)
+	waitUntil(t, "the recovered alert is delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return snk.got[rec.DecisionID+"-0"] == 1
+	})
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	if len(snk.got) != 2 {
+		t.Errorf("deliveries = %v, want the first decision's alert and the recovered one, once each", snk.got)
+	}
+	for id, n := range snk.got {
+		if n != 1 {
+			t.Errorf("alert %s delivered %d times", id, n)
+		}
+	}
+}
+
+func readPriv(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := cryptoutils.UnmarshalPEMToPrivateKey(raw, cryptoutils.SkipPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(*ecdsa.PrivateKey)
 }

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/transparency-dev/formats/log"
@@ -53,6 +54,12 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 	flush := func() error {
 		if err := ix.Add(ctx, src.TreeID(), batch); err != nil {
 			return err
+		}
+		ix.mu.Lock()
+		f := ix.onIndexed
+		ix.mu.Unlock()
+		if f != nil && len(batch) > 0 {
+			f(slices.Clone(batch))
 		}
 		added += len(batch)
 		batch = batch[:0]

@@ -28,6 +28,16 @@ type Index struct {
 	mu sync.Mutex
 	// catchingUp lets one CatchUp read the log at a time.
 	catchingUp sync.Mutex
+	onIndexed  func([]Row)
+}
+
+// OnIndexed has f called with every batch of rows CatchUp commits (rows
+// indexed before may come again after a crash or a rebuild). The daemon
+// uses it to queue alerts that are in the log but not in its outbox.
+func (ix *Index) OnIndexed(f func([]Row)) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.onIndexed = f
 }
 
 // OpenSQLite opens (or creates) the SQLite index at path.
