@@ -20,15 +20,15 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
