@@ -320,3 +320,31 @@ func TestCoversOnlyWhatItCanDeduplicate(t *testing.T) {
 		t.Error("Covers an alert older than half the retention")
 	}
 }
+
+func TestBurstDetector(t *testing.T) {
+	b := alert.NewBurstDetector(3, time.Minute)
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	steps := []struct {
+		subject string
+		at      time.Duration
+		fire    bool
+	}{
+		{"bob", 0, false},
+		{"bob", 10 * time.Second, false},
+		{"alice", 15 * time.Second, false},
+		{"bob", 20 * time.Second, true},  // 3 within a minute
+		{"bob", 30 * time.Second, false}, // same burst
+		{"bob", 50 * time.Second, false},
+		{"bob", 3 * time.Minute, false}, // quiet: starts over
+		{"bob", 3*time.Minute + time.Second, false},
+		{"bob", 3*time.Minute + 2*time.Second, true},
+	}
+	for i, s := range steps {
+		if fire, _ := b.Deny(s.subject, t0.Add(s.at)); fire != s.fire {
+			t.Errorf("step %d (%s at %s): fire = %v", i, s.subject, s.at, fire)
+		}
+	}
+	if fire, _ := alert.NewBurstDetector(0, time.Minute).Deny("x", t0); fire {
+		t.Error("a detector with count 0 fired")
+	}
+}

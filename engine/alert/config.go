@@ -20,6 +20,35 @@ type Config struct {
 	MinBackoff string `json:"min_backoff,omitempty"`
 	MaxBackoff string `json:"max_backoff,omitempty"`
 	Retention  string `json:"retention,omitempty"`
+	// DenyBurst raises an alert when one subject is denied Count times
+	// within Window (default 10 in 5m; a Count below 0 turns it off).
+	DenyBurst *BurstConfig `json:"deny_burst,omitempty"`
+}
+
+// BurstConfig sets the deny-burst alert.
+type BurstConfig struct {
+	Count  int    `json:"count"`
+	Window string `json:"window"`
+}
+
+// Default deny-burst threshold.
+const (
+	DefaultBurstCount  = 10
+	DefaultBurstWindow = 5 * time.Minute
+)
+
+// Burst returns the deny-burst threshold; count 0 means off.
+func (c Config) Burst() (count int, window time.Duration) {
+	count, window = DefaultBurstCount, DefaultBurstWindow
+	if b := c.DenyBurst; b != nil {
+		if b.Count != 0 {
+			count = max(b.Count, 0)
+		}
+		if w, _ := parseDuration(b.Window); w > 0 {
+			window = w
+		}
+	}
+	return count, window
 }
 
 // SinkConfig is one sink. Secrets (the webhook key, a Slack URL, which
@@ -51,7 +80,11 @@ func ParseConfig(data []byte) (Config, error) {
 	if dec.More() {
 		return c, fmt.Errorf("%w: alerts config: data after the JSON object", ErrInvalid)
 	}
-	for _, d := range []string{c.MinBackoff, c.MaxBackoff, c.Retention} {
+	ds := []string{c.MinBackoff, c.MaxBackoff, c.Retention}
+	if c.DenyBurst != nil {
+		ds = append(ds, c.DenyBurst.Window)
+	}
+	for _, d := range ds {
 		if _, err := parseDuration(d); err != nil {
 			return c, err
 		}

@@ -28,6 +28,7 @@ const OutboxDir = "outbox"
 const (
 	AlertFailClosed      = "gatelog.fail_closed"
 	AlertAdapterRestart  = "gatelog.adapter_restarted"
+	AlertDenyBurst       = "gatelog.deny_burst"
 	alertUnnamedByPolicy = "unnamed"
 )
 
@@ -40,6 +41,7 @@ type alertService struct {
 	// streamsDone ends open alert streams when the daemon shuts down.
 	streamsDone chan struct{}
 	endStreams  sync.Once
+	bursts      *alert.BurstDetector
 }
 
 func (s *Server) openAlerts(ctx context.Context) error {
@@ -58,7 +60,8 @@ func (s *Server) openAlerts(ctx context.Context) error {
 		return err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &alertService{outbox: ob, stop: cancel, done: make(chan struct{}), streamsDone: make(chan struct{})}
+	a := &alertService{outbox: ob, stop: cancel, done: make(chan struct{}), streamsDone: make(chan struct{}),
+		bursts: alert.NewBurstDetector(s.cfg.Alerts.Burst())}
 	for _, sk := range sinks {
 		if c, ok := sk.(io.Closer); ok {
 			a.closers = append(a.closers, c)
@@ -125,18 +128,25 @@ func policyAlert(decisionID string, i int, pa decision.Alert, at string, logInde
 	return a
 }
 
-// recoverAlerts queues the alerts of newly indexed entries that are not in
-// the outbox: those of a decision logged just before a crash, whose reply
-// (and so whose Enqueue) never happened. Alerts the outbox already holds or
-// delivered are refused by ID, so nothing is delivered twice.
-func (s *Server) recoverAlerts(rows []index.Row) {
+// alertsFromLog looks at newly indexed entries, in log order. It queues
+// their alerts that are not in the outbox (those of a decision logged just
+// before a crash, whose reply, and so whose Enqueue, never happened), and
+// raises a deny-burst alert when one subject is denied too often. Alerts
+// the outbox already holds or delivered are refused by ID, so nothing is
+// delivered twice, even when the index is rebuilt.
+func (s *Server) alertsFromLog(rows []index.Row) {
 	a := s.alerts
 	if a == nil {
 		return
 	}
 	for _, r := range rows {
-		if len(r.Alerts) == 0 || !a.outbox.Covers(r.Time) {
+		if !a.outbox.Covers(r.Time) {
 			continue
+		}
+		if r.Kind == index.KindDecision && !r.Allow && r.Subject != "" {
+			if fire, n := a.bursts.Deny(r.Subject, r.Time); fire {
+				s.denyBurst(r, n)
+			}
 		}
 		for i, pa := range r.Alerts {
 			al := policyAlert(r.ID, i, pa, r.Time.Format(time.RFC3339Nano), r.LogIndex, r.UUID, r.Subject, r.Action,
@@ -151,6 +161,28 @@ func (s *Server) recoverAlerts(rows []index.Row) {
 				s.metrics.alertRaised(al)
 			}
 		}
+	}
+}
+
+// denyBurst raises the deny-burst alert at the entry that completed it; the
+// ID names that entry, so a replay of the log raises the same alert.
+func (s *Server) denyBurst(r index.Row, n int) {
+	_, window := s.cfg.Alerts.Burst()
+	idx := r.LogIndex
+	a := alert.Alert{
+		ID: fmt.Sprintf("deny-burst-%d", r.LogIndex), Time: r.Time.Format(time.RFC3339Nano),
+		Severity: "high", Code: AlertDenyBurst, Source: alert.SourceDaemon,
+		Message:    fmt.Sprintf("%s was denied %d times within %s", r.Subject, n, window),
+		DecisionID: r.ID, LogIndex: &idx, UUID: r.UUID, Subject: r.Subject, Action: r.Action,
+		Environment: r.Resource.Environment, Repository: r.Resource.Repository,
+	}
+	queued, err := s.alerts.outbox.Enqueue(a)
+	if err != nil {
+		s.logger.Error("cannot queue a deny-burst alert", "subject", r.Subject, "err", err)
+		return
+	}
+	if queued {
+		s.metrics.alertRaised(a)
 	}
 }
 

@@ -45,7 +45,7 @@ func (s *Server) openAudit(ctx context.Context) error {
 	if every <= 0 {
 		every = time.Second
 	}
-	ix.OnIndexed(s.recoverAlerts)
+	ix.OnIndexed(s.alertsFromLog)
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &auditIndex{ix: ix, src: rl.Reader(), stop: cancel, done: make(chan struct{})}
 	go func() {

@@ -572,3 +572,34 @@ func readPriv(t *testing.T, path string) *ecdsa.PrivateKey {
 	}
 	return k.(*ecdsa.PrivateKey)
 }
+
+func TestDenyBurstRaisesOneAlert(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	cfgDir := t.TempDir()
+	d := startOps(t, t.TempDir(), func(c *server.Config) {
+		c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k"))
+		c.Alerts.DenyBurst = &alert.BurstConfig{Count: 3, Window: "1h"}
+	})
+	for range 5 {
+		d.decide(`{"subject":{"id":"mallory"},"action":"secret.read"}`)
+	}
+	for range 2 {
+		d.decide(`{"subject":{"id":"bob"},"action":"secret.read"}`)
+	}
+	d.search("limit=1") // the index (and so the detector) has seen every entry
+	waitUntil(t, "the deny-burst alert arrives", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return len(snk.got) > 0
+	})
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	if len(snk.got) != 1 {
+		t.Fatalf("alerts = %v, want one deny burst (mallory), none for bob", snk.got)
+	}
+	for id := range snk.got {
+		if !strings.HasPrefix(id, "deny-burst-") {
+			t.Errorf("alert %s", id)
+		}
+	}
+}
