@@ -34,7 +34,7 @@ func serveCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert"},
 			&cli.Float64Flag{Name: "rate-limit", Usage: "requests per second per caller (default 50; negative: no limit)"},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
-		}, append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...)...),
+		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			// Tessera logs through klog; send it to the same place.
@@ -57,8 +57,13 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			webhooks, err := webhooksConfig(c)
+			if err != nil {
+				return err
+			}
 			srv, err := server.Open(ctx, server.Config{
 				Adapters: adapters,
+				Webhooks: webhooks,
 				Alerts:   alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
 				DataDir: c.String("data"), Policies: pol.FS, PolicyRevision: pol.Revision, Host: c.String("log-host"),
 				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),

@@ -26,6 +26,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/decide", s.handleDecide)
 	mux.HandleFunc("GET /v1/decisions/{id}", s.handleGetDecision)
 	mux.HandleFunc("POST /v1/adapters/{name}", s.handleAdapter) // CI adapters (adapters.go)
+	s.mountWebhooks(mux)                                        // GitHub and GitLab webhooks on /v1/adapters/{name} (webhooks.go)
 	mux.Handle("GET /checkpoint", s.log.TilesHandler())
 	mux.Handle("GET /tile/", s.log.TilesHandler())
 	if rl, ok := s.log.(rekorapi.Log); ok {

@@ -83,6 +83,9 @@ type Config struct {
 	Adapters []host.Config
 	// AdapterExecutable runs the built-in adapters (default: this binary).
 	AdapterExecutable string
+	// Webhooks are the CI systems that authenticate with a webhook secret
+	// (GitHub deployment protection rules, GitLab pipeline validation).
+	Webhooks Webhooks
 }
 
 // Decider evaluates requests (engine.Engine).
@@ -115,7 +118,8 @@ type Server struct {
 	policyMu  sync.Mutex
 	door      *authState
 	signers   *signerRing
-	adapters  *host.Host // nil without adapters (adapters.go)
+	adapters  *host.Host    // nil without adapters (adapters.go)
+	webhooks  *webhookState // nil without webhooks (webhooks.go)
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
@@ -199,6 +203,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	if s.webhooks, err = openWebhooks(ctx, s); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -252,6 +260,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	defer s.closeIdentity()
 	defer s.closeAdapters()
+	defer s.closeWebhooks()   //nolint:errcheck // nothing to report at shutdown
 	defer s.closeOperations() //nolint:errcheck // the log is closed by then; nothing to report
 	srv.RegisterOnShutdown(s.stopAlertStreams)
 	if s.door.tls != nil {
@@ -276,7 +285,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close stops the log without serving (for callers that used Handler).
 func (s *Server) Close(ctx context.Context) error {
-	return errors.Join(s.closeAdapters(), s.closeOperations(), s.closeIdentity(), s.log.Close(ctx))
+	return errors.Join(s.closeWebhooks(), s.closeAdapters(), s.closeOperations(), s.closeIdentity(), s.log.Close(ctx))
 }
 
 func (s *Server) closeAdapters() error {

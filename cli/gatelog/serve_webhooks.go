@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatelog/gatelog/engine/server"
+)
+
+func webhookServeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "webhooks-config", Usage: "JSON file of CI systems that call with a webhook secret: {\"github\": {app_id, webhook_secret_file, private_key_file, api_url}, \"gitlab\": {token_file, answer_within}} (see README, CI integrations)", EnvVars: []string{"GATELOG_WEBHOOKS_CONFIG"}},
+	}
+}
+
+// webhooksConfig loads --webhooks-config (secrets from the files it names).
+func webhooksConfig(c *cli.Context) (server.Webhooks, error) {
+	f := c.String("webhooks-config")
+	if f == "" {
+		return server.Webhooks{}, nil
+	}
+	return server.LoadWebhooks(f)
+}

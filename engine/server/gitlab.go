@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/plugins/gitlab"
+)
+
+// gitlabHook answers a GitLab instance's external pipeline validation.
+//
+// Trust: X-Gitlab-Token proves the call comes from the instance configured
+// with the token, so the instance is the caller (webhook:gitlab:<adapter>)
+// and vouches for the user it names, as the GitHub App does for its sender.
+//
+// GitLab creates the pipeline on any answer but 406, on errors and after its
+// timeout (5 s by default). So every refusal here is a 406 — a wrong token
+// included, where other endpoints answer 401 — and the answer is due within
+// AnswerWithin: when deciding takes longer the pipeline is rejected before
+// GitLab stops waiting. Nothing is logged for a refused token.
+type gitlabHook struct {
+	s      *Server
+	name   string
+	token  []byte
+	within time.Duration
+	caller identity.Caller
+}
+
+func newGitLabHook(s *Server, cfg GitLabWebhook) (*gitlabHook, error) {
+	if len(cfg.Token) == 0 {
+		return nil, errors.New("webhooks: gitlab: the validation service token is required (GitLab's external_pipeline_validation_service_token)")
+	}
+	if cfg.AnswerWithin <= 0 {
+		cfg.AnswerWithin = 4 * time.Second
+	}
+	name := defaultName(cfg.Adapter, gitlab.Name)
+	return &gitlabHook{
+		s: s, name: name, token: cfg.Token, within: cfg.AnswerWithin,
+		caller: identity.Caller{
+			Caller:      decision.Caller{ID: "webhook:gitlab:" + name, Kind: kindWebhook},
+			Permissions: []string{identity.PermDecide, identity.PermVouch},
+		},
+	}, nil
+}
+
+// handle is POST /v1/adapters/{gitlab adapter}.
+func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	ctx, cancel := context.WithTimeout(r.Context(), h.within)
+	defer cancel()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, gitlab.MaxPayloadBytes))
+	if err != nil {
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", gitlab.MaxPayloadBytes)})
+		return
+	}
+	if err := gitlab.VerifyToken(h.token, r.Header.Get(gitlab.TokenHeader)); err != nil {
+		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonInvalid)
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
+		return
+	}
+	if s.door.limiter != nil && !s.door.limiter.Allow(h.caller.ID, s.cfg.Now()) {
+		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + h.caller.ID + " is over its rate limit"})
+		return
+	}
+	s.door.counters.ObserveAuth(kindWebhook, "ok")
+	headers := withoutHeaders(r.Header, gitlab.TokenHeader)
+	var rc *decision.Receipt
+	req, err := s.adapters.Translate(ctx, h.name, body, headers)
+	if err == nil {
+		rc, err = s.webhookDecide(ctx, req, h.caller)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = &adapter.Failure{Kind: adapter.Unavailable, Message: fmt.Sprintf("gatelog did not decide within %s", h.within)}
+	}
+	h.write(w, r, body, headers, rc, err)
+}
+
+// refuse answers without passing the unauthenticated payload to anyone.
+func (h *gitlabHook) refuse(w http.ResponseWriter, r *http.Request, f *adapter.Failure) {
+	h.write(w, r, nil, nil, nil, f)
+}
+
+// write renders the outcome through the adapter; when the adapter cannot
+// answer, its declared "unavailable" answer (406) goes out instead.
+func (h *gitlabHook) write(w http.ResponseWriter, r *http.Request, body []byte, headers http.Header, rc *decision.Receipt, decideErr error) {
+	// Rendering gets its own second: a decision that ran out of time must
+	// still be answered with a rejection before GitLab gives up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)
+	defer cancel()
+	resp, err := h.s.adapters.Render(ctx, h.name, body, headers, rc, decideErr)
+	if err == nil && resp.Status == gitlab.StatusAccepted && (rc == nil || !rc.Allow || decideErr != nil) {
+		err = errors.New("the adapter accepted a pipeline that was not allowed")
+	}
+	if err != nil {
+		h.s.logger.Warn("gitlab adapter could not render; rejecting the pipeline", "adapter", h.name, "err", err)
+		resp = h.s.adapters.Fallback(h.name, err)
+		// GitLab creates the pipeline on anything but 406 (a plain 503
+		// from a host that never saw the adapter start included).
+		resp.Status = gitlab.StatusRejected
+	}
+	writeNative(w, resp)
+}
