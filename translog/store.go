@@ -1,0 +1,312 @@
+package translog
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The envelope store lives in one bbolt database beside the tree. Writes go
+// through a group commit: concurrent Appends share one transaction and so
+// one fsync, which is what lets the log keep up with many callers at once;
+// a write returns only after its transaction is durable.
+//
+// Buckets:
+//
+//	envelopes  leaf hash            → storedEntry (JSON)      written before the leaf is sequenced
+//	keys       key (decision ID)    → leaf hash               written with the envelope
+//	index      leaf hash            → log index (8 bytes BE)  derived: rebuilt from the tree by CatchUp
+//	search     sha256 ‖ leaf hash   → nothing                 derived, for Search
+//	meta       "watermark"          → entries fully indexed    derived
+var (
+	bucketEnvelopes = []byte("envelopes")
+	bucketKeys      = []byte("keys")
+	bucketIndex     = []byte("index")
+	bucketSearch    = []byte("search")
+	bucketMeta      = []byte("meta")
+	keyWatermark    = []byte("watermark")
+)
+
+// storeFile is the envelope store's file name inside Config.Dir.
+const storeFile = "store.db"
+
+// maxGroup bounds how many writes share one transaction.
+const maxGroup = 1024
+
+type store struct {
+	db      *bolt.DB
+	writes  chan *storeWrite
+	quit    chan struct{} // closed by close, after which nothing is sent on writes
+	stopped chan struct{} // closed when commitLoop has finished every write
+	mu      sync.RWMutex  // held shared while sending on writes
+	closed  bool
+}
+
+type storeWrite struct {
+	apply func(tx *bolt.Tx) error
+	done  chan error
+}
+
+// openStore opens (or creates) the store. readOnly opens it shared, for
+// readers in another process; it fails after timeout while a daemon holds
+// it open for writing.
+func openStore(path string, readOnly bool, timeout time.Duration) (*store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        timeout,
+		ReadOnly:       readOnly,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: envelope store %s is in use by another process (a running daemon?)", ErrUnavailable, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: open envelope store: %v", ErrUnavailable, err)
+	}
+	s := &store{db: db, quit: make(chan struct{}), stopped: make(chan struct{})}
+	if readOnly {
+		close(s.stopped)
+		return s, nil
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEnvelopes, bucketKeys, bucketIndex, bucketSearch, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: initialise envelope store: %v", ErrUnavailable, err)
+	}
+	s.writes = make(chan *storeWrite, maxGroup)
+	go s.commitLoop()
+	return s, nil
+}
+
+// commitLoop is the group commit: it takes every write waiting, applies
+// them in one transaction, and tells each writer the outcome. While one
+// transaction syncs, the next group gathers, so a lone writer waits for
+// one fsync and a crowd shares them.
+func (s *store) commitLoop() {
+	defer close(s.stopped)
+	for {
+		var first *storeWrite
+		select {
+		case first = <-s.writes:
+		case <-s.quit:
+			// No sender is left; finish what is queued.
+			select {
+			case first = <-s.writes:
+			default:
+				return
+			}
+		}
+		group := []*storeWrite{first}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			default:
+				break gather
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range group {
+				if err := w.apply(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, w := range group {
+			w.done <- err
+		}
+	}
+}
+
+// write applies fn durably, sharing a transaction with concurrent writes.
+func (s *store) write(fn func(tx *bolt.Tx) error) error {
+	if s.writes == nil {
+		return fmt.Errorf("%w: envelope store is read-only", ErrUnavailable)
+	}
+	w := &storeWrite{apply: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: envelope store is closed", ErrUnavailable)
+	}
+	s.writes <- w
+	s.mu.RUnlock()
+	if err := <-w.done; err != nil {
+		return fmt.Errorf("%w: envelope store: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *store) close() error {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	if s.writes != nil {
+		close(s.quit)
+	}
+	<-s.stopped
+	return s.db.Close()
+}
+
+// putEnvelope stores rec under its leaf hash and key → leaf.
+func (s *store) putEnvelope(key string, leaf []byte, rec storedEntry) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return s.write(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketEnvelopes).Put(leaf, raw); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketKeys).Put([]byte(key), leaf)
+	})
+}
+
+// indexRecord is what putIndex records for one sequenced leaf.
+type indexRecord struct {
+	leaf   []byte
+	index  uint64
+	search []string // lower-case hex SHA-256s the entry is found by
+}
+
+func putIndexTx(tx *bolt.Tx, recs []indexRecord) error {
+	ib, sb := tx.Bucket(bucketIndex), tx.Bucket(bucketSearch)
+	for _, r := range recs {
+		if err := ib.Put(r.leaf, binary.BigEndian.AppendUint64(nil, r.index)); err != nil {
+			return err
+		}
+		for _, h := range r.search {
+			k, err := searchRecordKey(h, r.leaf)
+			if err != nil {
+				return err
+			}
+			if err := sb.Put(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putIndex records leaves' log indexes and search hashes.
+func (s *store) putIndex(recs ...indexRecord) error {
+	return s.write(func(tx *bolt.Tx) error { return putIndexTx(tx, recs) })
+}
+
+// putIndexAndWatermark records a run of leaves and advances the watermark
+// in the same transaction, so the watermark never claims more than is there.
+func (s *store) putIndexAndWatermark(recs []indexRecord, watermark uint64) error {
+	return s.write(func(tx *bolt.Tx) error {
+		if err := putIndexTx(tx, recs); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyWatermark, binary.BigEndian.AppendUint64(nil, watermark))
+	})
+}
+
+func searchRecordKey(hexHash string, leaf []byte) ([]byte, error) {
+	var h [32]byte
+	if len(hexHash) != 64 {
+		return nil, fmt.Errorf("search hash %q is not a SHA-256", hexHash)
+	}
+	if _, err := hex.Decode(h[:], []byte(hexHash)); err != nil {
+		return nil, fmt.Errorf("search hash %q is not a SHA-256", hexHash)
+	}
+	return append(h[:], leaf...), nil
+}
+
+// get reads one value; nil when absent. The copy outlives the transaction.
+func (s *store) get(bucket, key []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get(key); v != nil {
+			out = append([]byte{}, v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read envelope store: %v", ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
+	var rec storedEntry
+	raw, err := s.get(bucketEnvelopes, leaf)
+	if err != nil || raw == nil {
+		return rec, false, err
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return rec, false, fmt.Errorf("%w: envelope store record %x: %v", ErrCorrupt, leaf, err)
+	}
+	return rec, true, nil
+}
+
+func (s *store) leafForKey(key string) ([]byte, error) {
+	return s.get(bucketKeys, []byte(key))
+}
+
+func (s *store) index(leaf []byte) (uint64, bool, error) {
+	raw, err := s.get(bucketIndex, leaf)
+	if err != nil || raw == nil {
+		return 0, false, err
+	}
+	if len(raw) != 8 {
+		return 0, false, fmt.Errorf("%w: index record for leaf %x is %d bytes", ErrCorrupt, leaf, len(raw))
+	}
+	return binary.BigEndian.Uint64(raw), true, nil
+}
+
+func (s *store) watermark() (uint64, error) {
+	raw, err := s.get(bucketMeta, keyWatermark)
+	if err != nil || raw == nil {
+		return 0, err
+	}
+	if len(raw) != 8 {
+		return 0, fmt.Errorf("%w: watermark is %d bytes", ErrCorrupt, len(raw))
+	}
+	return binary.BigEndian.Uint64(raw), nil
+}
+
+// searchLeaves lists the leaves recorded under a SHA-256 (hex).
+func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
+	prefix, err := searchRecordKey(hexHash, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketSearch).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(k) == 64 && string(k[:32]) == string(prefix); k, _ = c.Next() {
+			out = append(out, append([]byte{}, k[32:]...))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+	}
+	return out, nil
+}
