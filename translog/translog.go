@@ -43,6 +43,9 @@ var (
 	ErrUnavailable = errors.New("log unavailable")
 	// ErrNotFound means no entry matches.
 	ErrNotFound = errors.New("entry not found")
+	// ErrWrongKey means the log on disk was not made with the key Open was
+	// given: its published checkpoint names another tree ID.
+	ErrWrongKey = errors.New("the log was created with a different log key")
 )
 
 // Config configures a Log. Dir and Key are required.
@@ -155,6 +158,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("%w: create %s: %v", ErrUnavailable, d, err)
 		}
 	}
+	if err := checkOrigin(tlogDir, treeID); err != nil {
+		return nil, err
+	}
+	// Tessera's POSIX driver panics when it cannot open its lock file:
+	// refuse a log it could not write with an error instead.
+	if err := storageWritable(tlogDir, false); err != nil {
+		return nil, err
+	}
+	if err := checkState(tlogDir); err != nil {
+		return nil, err
+	}
 	driver, err := posix.New(ctx, posix.Config{Path: tlogDir})
 	if err != nil {
 		return nil, fmt.Errorf("open tessera storage: %w", err)
@@ -238,6 +252,13 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	}
 	if err := writeDurable(l.keyPath(key), []byte(leafHex)); err != nil {
 		return Entry{}, fmt.Errorf("%w: store key: %v", ErrUnavailable, err)
+	}
+	// The same guard as in Open, just before Tessera takes its lock: a log
+	// that became read-only (or lost its state directory) fails this
+	// append instead of crashing the daemon. A fault that strikes in the
+	// few milliseconds between here and the batch still panics in Tessera.
+	if err := storageWritable(l.tlogDir, true); err != nil {
+		return Entry{}, err
 	}
 	idx, err := l.await(ctx, l.add(ctx, tessera.NewEntry(body)))
 	if err != nil {

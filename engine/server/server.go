@@ -161,7 +161,12 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decision signing key: %w", err)
 	}
-	logKey, err := loadOrCreateKey(filepath.Join(cfg.DataDir, LogKeyFile))
+	logKeyPath := filepath.Join(cfg.DataDir, LogKeyFile)
+	if _, err := os.Stat(logKeyPath); errors.Is(err, os.ErrNotExist) && translog.Exists(filepath.Join(cfg.DataDir, LogDir)) {
+		// A new key cannot continue a log signed with the lost one.
+		return nil, fmt.Errorf("log key %s is missing, but %s holds a log signed with it: restore the key from a backup", logKeyPath, filepath.Join(cfg.DataDir, LogDir))
+	}
+	logKey, err := loadOrCreateKey(logKeyPath)
 	if err != nil {
 		return nil, fmt.Errorf("log key: %w", err)
 	}
@@ -190,6 +195,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Dir: filepath.Join(cfg.DataDir, LogDir), Key: logKey, Host: cfg.Host,
 		CheckpointInterval: cfg.CheckpointInterval, Logger: cfg.Logger,
 	})
+	if errors.Is(err, translog.ErrWrongKey) {
+		err = fmt.Errorf("log key %s: %w", logKeyPath, err)
+	}
 	if err != nil {
 		door.auth.Close()
 		return nil, err

@@ -1,0 +1,337 @@
+package translog_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/entry"
+)
+
+// The faults here are real: a tmpfs that fills up or is remounted
+// read-only under one part of the log (the tests run as root, for whom
+// chmod stops nothing). Only the log key's failure is injected, by a
+// signer that wraps the real key and can be told to fail, as an HSM or a
+// KMS that cannot be reached would.
+
+// flakyKey is a log key whose Sign fails while broken is set.
+type flakyKey struct {
+	*ecdsa.PrivateKey
+	broken atomic.Bool
+}
+
+func (k *flakyKey) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if k.broken.Load() {
+		return nil, errors.New("log key unreadable: injected fault")
+	}
+	return k.PrivateKey.Sign(r, digest, opts)
+}
+
+type faultLog struct {
+	t         *testing.T
+	dir       string
+	key       *flakyKey
+	log       *translog.Log
+	signer    *receipt.Signer
+	signerPEM []byte
+	n         int
+}
+
+func newFaultLog(t *testing.T, dir string) *faultLog {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	decKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := entry.PublicKeyPEM(decKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &faultLog{t: t, dir: dir, key: &flakyKey{PrivateKey: k}, signer: s, signerPEM: pem}
+	fl.open()
+	return fl
+}
+
+func (fl *faultLog) open() {
+	fl.t.Helper()
+	l, err := translog.Open(context.Background(), translog.Config{Dir: fl.dir, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		fl.t.Fatal(err)
+	}
+	fl.log = l
+	fl.t.Cleanup(func() { _ = l.Close(context.Background()) })
+}
+
+// append logs one decision record under a fresh key.
+func (fl *faultLog) append() (string, translog.Entry, error) {
+	fl.t.Helper()
+	fl.n++
+	id := fmt.Sprintf("decision-%d", fl.n)
+	env, err := fl.signer.Sign(decision.Record{
+		DecisionID: id,
+		Request:    decision.Request{Subject: decision.Subject{ID: "alice", Kind: "user"}, Action: "deploy"},
+		Decision:   decision.Decision{Allow: true, Reasons: []string{"test"}},
+		Time:       time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		fl.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := fl.log.Append(ctx, id, env, fl.signerPEM)
+	return id, e, err
+}
+
+func (fl *faultLog) mustAppend() (string, translog.Entry) {
+	fl.t.Helper()
+	id, e, err := fl.append()
+	if err != nil {
+		fl.t.Fatalf("append %s: %v", id, err)
+	}
+	return id, e
+}
+
+// failsClosed appends under a fault: it must fail with ErrUnavailable
+// naming the reason, and leave nothing findable under its key.
+func (fl *faultLog) failsClosed(reason string) {
+	fl.t.Helper()
+	id, e, err := fl.append()
+	if err == nil {
+		fl.t.Fatalf("append under %q succeeded: index %d", reason, e.Index)
+	}
+	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), reason) {
+		fl.t.Fatalf("append under %q: %v", reason, err)
+	}
+	if got, err := fl.log.Lookup(id); !errors.Is(err, translog.ErrNotFound) {
+		fl.t.Fatalf("lookup of the failed append %s: %v (index %d)", id, err, got.Index)
+	}
+}
+
+// found checks that every key in want is served at its index.
+func (fl *faultLog) found(want map[string]int64) {
+	fl.t.Helper()
+	for id, idx := range want {
+		e, err := fl.log.Lookup(id)
+		if err != nil || e.Index != idx {
+			fl.t.Errorf("lookup %s: index %d, %v (want %d)", id, e.Index, err, idx)
+		}
+	}
+	size, err := fl.log.Size(context.Background())
+	if err != nil {
+		fl.t.Fatal(err)
+	}
+	if size != uint64(len(want)) {
+		fl.t.Errorf("log size %d, want %d: a failed append left an entry behind", size, len(want))
+	}
+}
+
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+}
+
+func remount(t *testing.T, dir, mode string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount %s %s: %v %s", dir, mode, err, out)
+	}
+}
+
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, chunk := range []int{1 << 16, 1 << 12, 1} {
+		buf := make([]byte, chunk)
+		for {
+			_, err := f.Write(buf)
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestTesseraFaultsFailClosed breaks only Tessera's part of the log (its
+// tiles and state on their own tmpfs) so that the envelope is stored but
+// sequencing fails: full, then read-only (which makes Tessera's POSIX
+// driver panic on its lock file unless Append refuses first).
+func TestTesseraFaultsFailClosed(t *testing.T) {
+	dir := t.TempDir()
+	tlog := filepath.Join(dir, "tlog")
+	mountTmpfs(t, tlog, "2m")
+	fl := newFaultLog(t, dir)
+	want := map[string]int64{}
+	id, e := fl.mustAppend()
+	want[id] = e.Index
+
+	fill := filepath.Join(tlog, "fill")
+	fillDisk(t, fill)
+	fl.failsClosed("no space left on device")
+	fl.failsClosed("no space left on device")
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	id, e = fl.mustAppend()
+	want[id] = e.Index
+	fl.found(want)
+
+	remount(t, tlog, "ro")
+	fl.failsClosed("read-only file system")
+	remount(t, tlog, "rw")
+	id, e = fl.mustAppend()
+	want[id] = e.Index
+	fl.found(want)
+
+	// Reopened, the same entries and nothing else; a read-only log is
+	// refused at Open with an error, not a panic.
+	if err := fl.log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	remount(t, tlog, "ro")
+	_, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key})
+	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "not writable") {
+		t.Fatalf("Open of a read-only log: %v", err)
+	}
+	remount(t, tlog, "rw")
+	fl.open()
+	fl.found(want)
+}
+
+// TestIndexRecordFaultRecovers fills the disk that holds the index records
+// only: the entry is sequenced but its record cannot be written, so Append
+// fails (the caller denies) though the entry is in the log. Once the disk
+// has room, Lookup finds it, in this process and after a reopen.
+func TestIndexRecordFaultRecovers(t *testing.T) {
+	dir := t.TempDir()
+	idxDir := filepath.Join(dir, "index")
+	mountTmpfs(t, idxDir, "1m")
+	fl := newFaultLog(t, dir)
+	want := map[string]int64{}
+	id, e := fl.mustAppend()
+	want[id] = e.Index
+
+	fill := filepath.Join(idxDir, "fill")
+	fillDisk(t, fill)
+	logged, _, err := fl.append()
+	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "store index") {
+		t.Fatalf("append with the index disk full: %v", err)
+	}
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	want[logged] = 1 // sequenced, just not acknowledged
+	fl.found(want)
+
+	fillDisk(t, fill)
+	logged2, _, _ := fl.append()
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fl.open()
+	want[logged2] = 2
+	fl.found(want)
+}
+
+// TestLogKeyFaultFailsClosed makes the log key fail to sign: appends fail
+// (no SET, so no receipt) and no checkpoint is published, and both come
+// back when the key does.
+func TestLogKeyFaultFailsClosed(t *testing.T) {
+	fl := newFaultLog(t, t.TempDir())
+	id, e := fl.mustAppend()
+	if _, err := fl.log.InclusionProof(context.Background(), e.Index, true); err != nil {
+		t.Fatal(err)
+	}
+	fl.key.broken.Store(true)
+	_, _, err := fl.append()
+	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "log key unreadable") {
+		t.Fatalf("append with the log key failing: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // a few checkpoint intervals
+	_, cp, err := fl.log.Checkpoint(context.Background())
+	if err != nil || cp.Size != 1 {
+		t.Fatalf("checkpoint while the key fails: %v (size %v)", err, cp)
+	}
+	fl.key.broken.Store(false)
+	id2, e2 := fl.mustAppend()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := fl.log.InclusionProof(ctx, e2.Index, true); err != nil {
+		t.Fatalf("no checkpoint after the key recovered: %v", err)
+	}
+	// The failed append was sequenced before the SET failed: it is in the
+	// log (and was denied); the tree holds all three.
+	fl.found(map[string]int64{id: e.Index, "decision-2": 1, id2: e2.Index})
+}
+
+// TestOpenRefusesAForeignOrHeadlessLog: another key cannot continue a
+// log, and a log whose tree state is gone is not started over.
+func TestOpenRefusesAForeignOrHeadlessLog(t *testing.T) {
+	dir := t.TempDir()
+	fl := newFaultLog(t, dir)
+	_, e := fl.mustAppend()
+	if _, err := fl.log.InclusionProof(context.Background(), e.Index, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !translog.Exists(dir) {
+		t.Fatal("Exists says no log after an append")
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: other}); !errors.Is(err, translog.ErrWrongKey) {
+		t.Fatalf("Open with another key: %v", err)
+	}
+	state := filepath.Join(dir, "tlog", ".state", "treeState")
+	if err := os.Rename(state, state+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key}); !errors.Is(err, translog.ErrCorrupt) {
+		t.Fatalf("Open without tree state: %v", err)
+	}
+	if err := os.Rename(state+".moved", state); err != nil {
+		t.Fatal(err)
+	}
+	fl.open()
+	fl.found(map[string]int64{"decision-1": 0})
+}
