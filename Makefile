@@ -87,5 +87,11 @@ GROWTH_POINTS ?= 1000,10000,100000
 bench-long: build
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
 
+## soak: the kill -9 crash test in its long form (SOAK_CYCLES restarts of the real daemon;
+## make test runs 20); prints the seed and acknowledged/found/lost
+SOAK_CYCLES ?= 150
+soak:
+	GATELOG_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -v -timeout 60m -run '^TestCrashRecovery$$' ./cli/gatelog/
+
 clean:
 	rm -rf $(BIN)
