@@ -144,6 +144,11 @@ type daemon struct {
 
 func startDaemon(t *testing.T, dir string, api *githubAPI) *daemon {
 	t.Helper()
+	return startDaemonWith(t, dir, api, nil)
+}
+
+func startDaemonWith(t *testing.T, dir string, api *githubAPI, settings map[string]string) *daemon {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +157,7 @@ func startDaemon(t *testing.T, dir string, api *githubAPI) *daemon {
 		DataDir:            dir,
 		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(policy)}},
 		CheckpointInterval: 100 * time.Millisecond,
-		Adapters:           []host.Config{{Name: "github", Builtin: "github"}},
+		Adapters:           []host.Config{{Name: "github", Builtin: "github", Settings: settings}},
 		AdapterExecutable:  self,
 		Webhooks: server.Webhooks{GitHub: &server.GitHubWebhook{
 			Secret: []byte(secret), AppID: appID,
@@ -367,6 +372,26 @@ func TestReviewRetriedWhileGitHubIsDown(t *testing.T) {
 	eventually(t, "the review once GitHub is back", func() bool { _, ok := api.review("2001"); return ok })
 	if rv, _ := api.review("2001"); rv.State != github.StateRejected {
 		t.Errorf("mallory's deployment: %+v", rv)
+	}
+}
+
+// An adapter that cannot run (here: settings it refuses) fails closed: the
+// run gets a rejected review saying why, and nothing is decided.
+func TestAdapterDownRejects(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newGitHubAPI(t, key)
+	d := startDaemonWith(t, t.TempDir(), api, map[string]string{"no_such_setting": "x"})
+	body := delivery(t, api, "push-main-production", "alice", "3001")
+	status, ans := d.post(t, body, github.Sign([]byte(secret), body), "down-0001")
+	if status != http.StatusOK || ans["decision_id"] != nil {
+		t.Fatalf("delivery answered %d %v", status, ans)
+	}
+	eventually(t, "the review of run 3001", func() bool { _, ok := api.review("3001"); return ok })
+	if rv, _ := api.review("3001"); rv.State != github.StateRejected || !strings.Contains(rv.Comment, "adapter is unavailable") {
+		t.Errorf("review %+v", rv)
 	}
 }
 

@@ -83,6 +83,11 @@ func adapterSettings(t *testing.T) map[string]string {
 
 func startDaemon(t *testing.T, within time.Duration) *daemon {
 	t.Helper()
+	return startDaemonWith(t, within, adapterSettings(t))
+}
+
+func startDaemonWith(t *testing.T, within time.Duration, settings map[string]string) *daemon {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +96,7 @@ func startDaemon(t *testing.T, within time.Duration) *daemon {
 		DataDir:            t.TempDir(),
 		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(policy)}},
 		CheckpointInterval: 100 * time.Millisecond,
-		Adapters:           []host.Config{{Name: "gitlab", Builtin: "gitlab", Settings: adapterSettings(t)}},
+		Adapters:           []host.Config{{Name: "gitlab", Builtin: "gitlab", Settings: settings}},
 		AdapterExecutable:  self,
 		Webhooks:           server.Webhooks{GitLab: &server.GitLabWebhook{Token: []byte(token), AnswerWithin: within}},
 	})
@@ -205,6 +210,16 @@ func TestAnswerWithinBudget(t *testing.T) {
 	status, ans := d.validate(t, payload(t, "push-main-deploys", "alice"), token)
 	if status != http.StatusNotAcceptable || ans.Allow {
 		t.Errorf("out of time: %d %+v", status, ans)
+	}
+}
+
+// An adapter that cannot run (settings it refuses) rejects every pipeline:
+// GitLab would create it on the host's plain 503.
+func TestAdapterDownRejects(t *testing.T) {
+	d := startDaemonWith(t, 0, map[string]string{"no_such_setting": "x"})
+	status, ans := d.validate(t, payload(t, "push-main-deploys", "alice"), token)
+	if status != http.StatusNotAcceptable || ans.Allow {
+		t.Errorf("adapter down: %d %+v", status, ans)
 	}
 }
 
