@@ -137,3 +137,22 @@ func (r *Reader) entryFor(idx uint64, body []byte) (Entry, error) {
 	e.Envelope, e.IntegratedTime = rec.Envelope, rec.IntegratedTime
 	return e, nil
 }
+
+// InclusionProofs proves each of indexes is in the tree of size size (that
+// of a published checkpoint), reading each tile once for all of them.
+func (r *Reader) InclusionProofs(ctx context.Context, size uint64, indexes []int64) ([][][]byte, error) {
+	pb, err := client.NewProofBuilder(ctx, size, r.fetch.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+	}
+	out := make([][][]byte, len(indexes))
+	for i, idx := range indexes {
+		if idx < 0 || uint64(idx) >= size {
+			return nil, fmt.Errorf("%w: entry %d is not in the tree of size %d", ErrNotFound, idx, size)
+		}
+		if out[i], err = pb.InclusionProof(ctx, uint64(idx)); err != nil {
+			return nil, fmt.Errorf("%w: inclusion proof for %d: %v", ErrUnavailable, idx, err)
+		}
+	}
+	return out, nil
+}

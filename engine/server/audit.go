@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"path/filepath"
 	"time"
 
+	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )
@@ -19,7 +22,7 @@ const IndexFile = "index.db"
 // auditIndex keeps the audit index following the log.
 type auditIndex struct {
 	ix   *index.Index
-	src  index.Source
+	src  *translog.Reader
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -117,6 +120,10 @@ type SearchResponse struct {
 	index.Page
 	// Indexed is how many log entries the index covered when it answered.
 	Indexed int64 `json:"indexed"`
+	// Receipts, with ?receipts=1, holds each result's receipt (in the same
+	// order; null where there is none), every one with an inclusion proof
+	// to the same checkpoint: a client verifies a whole page with one call.
+	Receipts []*decision.Receipt `json:"receipts,omitempty"`
 }
 
 func (s *Server) handleAuditSearch(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +141,67 @@ func (s *Server) handleAuditSearch(w http.ResponseWriter, r *http.Request) {
 		writeAuditError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, SearchResponse{Page: p, Indexed: next})
+	resp := SearchResponse{Page: p, Indexed: next}
+	if v := r.URL.Query().Get("receipts"); v == "1" || v == "true" {
+		if resp.Receipts, err = s.receiptsFor(r.Context(), a, p.Results); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "receipts: %v", err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// receiptsFor builds the receipts of rows, as GET /v1/decisions/{id} would,
+// but proves them all against one checkpoint with one proof builder.
+func (s *Server) receiptsFor(ctx context.Context, a *auditIndex, rows []index.Row) ([]*decision.Receipt, error) {
+	raw, cp, err := a.src.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*decision.Receipt, len(rows))
+	var idxs []int64
+	var pos []int
+	for i, row := range rows {
+		if row.Kind == index.KindUnreadable {
+			continue
+		}
+		e, err := s.log.Lookup(row.ID)
+		if err != nil || e.Index < 0 || uint64(e.Index) >= cp.Size {
+			continue // the client sees no receipt and reports the row unverified
+		}
+		d, err := recordedDecision(e.Envelope)
+		if err != nil {
+			continue
+		}
+		rc := s.receiptFor(e, d, row.ID)
+		out[i] = &rc
+		idxs, pos = append(idxs, e.Index), append(pos, i)
+	}
+	proofs, err := a.src.InclusionProofs(ctx, cp.Size, idxs)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range pos {
+		out[i].InclusionProof = proofJSON(translog.Proof{Index: idxs[k], TreeSize: int64(cp.Size), RootHash: cp.Hash, Hashes: proofs[k], Checkpoint: raw})
+	}
+	return out, nil
+}
+
+// recordedDecision is the decision inside a logged envelope.
+func recordedDecision(envelope []byte) (decision.Decision, error) {
+	env, err := receipt.ParseEnvelope(envelope)
+	if err != nil {
+		return decision.Decision{}, err
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return decision.Decision{}, err
+	}
+	st, err := receipt.ParseStatement(payload)
+	if err != nil {
+		return decision.Decision{}, err
+	}
+	return st.Predicate.Decision, nil
 }
 
 // CountsResponse is the body of GET /v1/audit/counts.

@@ -63,7 +63,7 @@ type Page struct {
 
 // Query parameter names, shared by the HTTP API and the CLI.
 var queryParams = []string{"subject", "caller", "action", "kind", "system", "repository", "environment",
-	"namespace", "adapter", "outcome", "alert", "policy", "since", "until", "outside_hours", "limit", "cursor", "by"}
+	"namespace", "adapter", "outcome", "alert", "policy", "since", "until", "outside_hours", "limit", "cursor", "by", "receipts"}
 
 var hexRE = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
 
@@ -71,8 +71,8 @@ var hexRE = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
 // kind, system, repository, environment, namespace, adapter, outcome, alert,
 // policy, since, until, outside_hours, limit, cursor). since and until take
 // RFC 3339 times or a duration back from now such as 7d, 36h or 90m;
-// outside_hours takes working hours as "9-17". Parameter "by" is allowed
-// for counts and ignored here.
+// outside_hours takes working hours as "9-17". Parameters "by" (counts)
+// and "receipts" (the daemon's) are allowed and ignored here.
 func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	for k, vals := range v {
 		if !slices.Contains(queryParams, k) {
