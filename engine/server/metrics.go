@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/plugins/host"
 )
 
 // DefaultMaxCheckpointAge is how old the published checkpoint may get
@@ -38,14 +40,18 @@ type metrics struct {
 	stages          *prometheus.HistogramVec
 	decide          prometheus.Histogram
 	alerts          *prometheus.CounterVec
-	adapterRestarts *prometheus.CounterVec
 	labels          labelLimiter
+
+	// restartsMu guards restarts: adapter restarts reported through
+	// AdapterRestarted, by adapter.
+	restartsMu sync.Mutex
+	restarts   map[string]int
 
 	lastAppendOK, lastAppendFail atomic.Int64 // unix nanos
 }
 
 func (s *Server) openMetrics() {
-	m := &metrics{reg: prometheus.NewRegistry(), labels: labelLimiter{seen: map[string]map[string]bool{}}}
+	m := &metrics{reg: prometheus.NewRegistry(), labels: labelLimiter{seen: map[string]map[string]bool{}}, restarts: map[string]int{}}
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatelog_decisions_total", Help: "Decisions answered, by outcome (allow, deny, error), action and adapter.",
@@ -60,10 +66,7 @@ func (s *Server) openMetrics() {
 	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatelog_alerts_total", Help: "Alerts queued for delivery, by source (policy, daemon) and severity.",
 	}, []string{"source", "severity"})
-	m.adapterRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gatelog_adapter_restarts_total", Help: "Adapter processes restarted after they went down.",
-	}, []string{"adapter"})
-	m.reg.MustRegister(m.decisions, m.stages, m.decide, m.alerts, m.adapterRestarts,
+	m.reg.MustRegister(m.decisions, m.stages, m.decide, m.alerts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{s: s})
 	s.metrics = m
@@ -120,10 +123,14 @@ func (m *metrics) alertRaised(a alert.Alert) {
 	}
 }
 
-// AdapterRestarted is the hook the adapter host calls when it restarts an
-// adapter that went down: it is counted and raised as an alert.
+// AdapterRestarted is the hook for whoever restarts an adapter that went
+// down: it is counted and raised as an alert. (The daemon's own adapter
+// host is also read at every scrape, so its restarts are counted even
+// where nobody calls this.)
 func (s *Server) AdapterRestarted(adapter string, cause error) {
-	s.metrics.adapterRestarts.WithLabelValues(s.metrics.labels.value("adapter", adapter)).Inc()
+	s.metrics.restartsMu.Lock()
+	s.metrics.restarts[s.metrics.labels.value("adapter", adapter)]++
+	s.metrics.restartsMu.Unlock()
 	msg := fmt.Sprintf("adapter %s went down and was restarted", adapter)
 	if cause != nil {
 		msg += ": " + cause.Error()
@@ -167,10 +174,12 @@ var (
 	descOutboxDepth   = prometheus.NewDesc("gatelog_outbox_depth", "Alerts waiting for delivery to at least one sink.", nil, nil)
 	descIndexed       = prometheus.NewDesc("gatelog_audit_index_entries", "Log entries the audit index covers.", nil, nil)
 	descAuth          = prometheus.NewDesc("gatelog_auth_total", "Authentication attempts by credential kind and outcome (ok, or why it failed).", []string{"kind", "outcome"}, nil)
+	descRestarts      = prometheus.NewDesc("gatelog_adapter_restarts_total", "Adapter processes restarted after they went down.", []string{"adapter"}, nil)
+	descAdapterUp     = prometheus.NewDesc("gatelog_adapter_up", "1 when the adapter is running and answering, else 0.", []string{"adapter"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogSize, descCheckpointAge, descOutboxDepth, descIndexed, descAuth} {
+	for _, d := range []*prometheus.Desc{descLogSize, descCheckpointAge, descOutboxDepth, descIndexed, descAuth, descRestarts, descAdapterUp} {
 		ch <- d
 	}
 }
@@ -196,6 +205,22 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range s.AuthCounts() {
 		kind, outcome, _ := strings.Cut(k, "/")
 		ch <- prometheus.MustNewConstMetric(descAuth, prometheus.CounterValue, float64(n), kind, outcome)
+	}
+	m := s.metrics
+	m.restartsMu.Lock()
+	restarts := maps.Clone(m.restarts)
+	m.restartsMu.Unlock()
+	for _, st := range s.AdapterStatus() {
+		name := m.labels.value("adapter", st.Name)
+		restarts[name] = max(restarts[name], st.Restarts)
+		up := 0.0
+		if st.State == host.Ready {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAdapterUp, prometheus.GaugeValue, up, name)
+	}
+	for name, n := range restarts {
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n), name)
 	}
 }
 
