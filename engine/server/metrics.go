@@ -35,12 +35,12 @@ const maxLabelValues = 200
 
 // metrics is the daemon's Prometheus registry (one per Server, no globals).
 type metrics struct {
-	reg             *prometheus.Registry
-	decisions       *prometheus.CounterVec
-	stages          *prometheus.HistogramVec
-	decide          prometheus.Histogram
-	alerts          *prometheus.CounterVec
-	labels          labelLimiter
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec
+	stages    *prometheus.HistogramVec
+	decide    prometheus.Histogram
+	alerts    *prometheus.CounterVec
+	labels    labelLimiter
 
 	// restartsMu guards restarts: adapter restarts reported through
 	// AdapterRestarted, by adapter.
