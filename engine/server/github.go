@@ -141,13 +141,15 @@ func (h *githubHook) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !h.useDelivery(w, delivery, body, now) {
-		return
-	}
+	// Over the rate limit, the delivery is not remembered: GitHub's
+	// "Redeliver" can bring it back.
 	if s.door.limiter != nil && !s.door.limiter.Allow(h.caller.ID, now) {
 		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "caller %s is over its rate limit", h.caller.ID)
+		return
+	}
+	if !h.useDelivery(w, delivery, body, now) {
 		return
 	}
 	s.door.counters.ObserveAuth(kindWebhook, "ok")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
@@ -204,6 +206,9 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 			return nil, err
 		}
 		st.github = h
+		if s.metrics != nil {
+			s.metrics.reg.MustRegister(&reviewCollector{outbox: h.callbacks})
+		}
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		st.stop, st.done = cancel, make(chan struct{})
 		go func() {
@@ -259,6 +264,28 @@ func (s *Server) GitHubCallbackStats() callback.Stats {
 		return callback.Stats{}
 	}
 	return s.webhooks.github.callbacks.Stats()
+}
+
+var (
+	descReviewsPending = prometheus.NewDesc("gatelog_github_reviews_pending", "GitHub deployment reviews queued and not yet taken by GitHub.", nil, nil)
+	descReviews        = prometheus.NewDesc("gatelog_github_reviews_total", "GitHub deployment review attempts since start, by outcome (delivered, retried, failed: refused for good).", []string{"outcome"}, nil)
+)
+
+// reviewCollector exports the callback outbox: a queue that keeps growing
+// means GitHub does not take the reviews (App permissions, key, outage).
+type reviewCollector struct{ outbox *callback.Outbox }
+
+func (c *reviewCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descReviewsPending
+	ch <- descReviews
+}
+
+func (c *reviewCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descReviewsPending, prometheus.GaugeValue, float64(c.outbox.Depth()))
+	st := c.outbox.Stats()
+	for outcome, n := range map[string]uint64{"delivered": st.Delivered, "retried": st.Retried, "failed": st.Failed} {
+		ch <- prometheus.MustNewConstMetric(descReviews, prometheus.CounterValue, float64(n), outcome)
+	}
 }
 
 // webhookDecide runs a translated request through the decide path for a

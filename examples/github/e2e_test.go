@@ -262,6 +262,17 @@ func (d *daemon) record(t *testing.T, id string) (decision.Receipt, decision.Rec
 	return rc, st.Predicate
 }
 
+func (d *daemon) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(d.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -365,6 +376,9 @@ func TestReviewRetriedWhileGitHubIsDown(t *testing.T) {
 	eventually(t, "retries", func() bool { return d.srv.GitHubCallbackStats().Retried >= 2 })
 	if d.srv.GitHubCallbacksPending() != 1 {
 		t.Errorf("%d reviews pending, want 1", d.srv.GitHubCallbacksPending())
+	}
+	if m := d.metrics(t); !strings.Contains(m, "gatelog_github_reviews_pending 1\n") || !strings.Contains(m, `gatelog_github_reviews_total{outcome="retried"}`) {
+		t.Errorf("/metrics does not show the pending review:\n%s", m)
 	}
 	api.mu.Lock()
 	api.down = false
