@@ -209,13 +209,18 @@ func delivery(t *testing.T, api *githubAPI, fixture, sender, run string) []byte 
 
 func (d *daemon) post(t *testing.T, body []byte, signature, id string) (int, map[string]any) {
 	t.Helper()
+	return d.postEvent(t, github.EventName, body, signature, id)
+}
+
+func (d *daemon) postEvent(t *testing.T, event string, body []byte, signature, id string) (int, map[string]any) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/github", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "GitHub-Hookshot/8f3c2a1")
-	req.Header.Set("X-GitHub-Event", github.EventName)
+	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", id)
 	if signature != "" {
 		req.Header.Set(github.SignatureHeader, signature)
@@ -340,6 +345,28 @@ func TestDeploymentProtectionRule(t *testing.T) {
 	}
 	if status, ans := d.post(t, body, github.Sign([]byte(secret), body), "8c6a2a70-0001-replayed"); status != http.StatusConflict {
 		t.Errorf("same signed body under a new delivery id: %d %v", status, ans)
+	}
+
+	// A ping is answered, other events and unusable deliveries are
+	// refused, a deployment older than the replay memory is refused: none
+	// of them is logged.
+	ping := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
+	if status, ans := d.postEvent(t, "ping", ping, github.Sign([]byte(secret), ping), "ping-1"); status != http.StatusOK {
+		t.Errorf("ping: %d %v", status, ans)
+	}
+	if status, ans := d.postEvent(t, "push", ping, github.Sign([]byte(secret), ping), "push-1"); status != http.StatusBadRequest {
+		t.Errorf("push event: %d %v", status, ans)
+	}
+	var stale map[string]any
+	_ = json.Unmarshal(delivery(t, api, "push-main-production", "alice", "1004"), &stale)
+	stale["deployment"].(map[string]any)["created_at"] = time.Now().Add(-8 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	staleBody, _ := json.Marshal(stale)
+	if status, ans := d.post(t, staleBody, github.Sign([]byte(secret), staleBody), "stale-1"); status != http.StatusConflict {
+		t.Errorf("8-day-old deployment: %d %v", status, ans)
+	}
+	foreign := bytes.ReplaceAll(delivery(t, api, "push-main-production", "alice", "1005"), []byte(api.srv.URL), []byte("https://evil.example"))
+	if status, ans := d.post(t, foreign, github.Sign([]byte(secret), foreign), "foreign-1"); status != http.StatusBadRequest {
+		t.Errorf("callback URL off the GitHub API: %d %v", status, ans)
 	}
 
 	// Denied: bob deploys a pull request. Its log index follows the first
