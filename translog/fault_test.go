@@ -234,41 +234,51 @@ func TestTesseraFaultsFailClosed(t *testing.T) {
 	fl.found(want)
 }
 
-// TestIndexRecordFaultRecovers fills the disk that holds the index records
-// only: the entry is sequenced but its record cannot be written, so Append
-// fails (the caller denies) though the entry is in the log. Once the disk
-// has room, Lookup finds it, in this process and after a reopen.
-func TestIndexRecordFaultRecovers(t *testing.T) {
+// TestEnvelopeStoreFaultFailsClosed fills the disk that holds the
+// envelope store: the envelope cannot be stored, so Append fails before
+// the leaf is sequenced (the caller denies and the log does not grow).
+// Once the disk has room, appends work again and everything acknowledged
+// is found, in this process and after a reopen.
+func TestEnvelopeStoreFaultFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	idxDir := filepath.Join(dir, "index")
-	mountTmpfs(t, idxDir, "1m")
+	storeDir := filepath.Join(dir, "store")
+	mountTmpfs(t, storeDir, "1m")
 	fl := newFaultLog(t, dir)
 	want := map[string]int64{}
 	id, e := fl.mustAppend()
 	want[id] = e.Index
 
-	fill := filepath.Join(idxDir, "fill")
+	fill := filepath.Join(storeDir, "fill")
 	fillDisk(t, fill)
-	logged, _, err := fl.append()
-	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "store index") {
-		t.Fatalf("append with the index disk full: %v", err)
+	// The store may still have free pages for a few small records; keep
+	// appending until it runs out.
+	var err error
+	for range 200 {
+		var got translog.Entry
+		var logged string
+		logged, got, err = fl.append()
+		if err != nil {
+			break
+		}
+		want[logged] = got.Index
+	}
+	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "store envelope") {
+		t.Fatalf("append with the envelope store's disk full: %v", err)
+	}
+	size, serr := fl.log.Size(context.Background())
+	if serr != nil || size != uint64(len(want)) {
+		t.Fatalf("log size %d (%v) after a refused append, want %d: nothing may be sequenced without its envelope", size, serr, len(want))
 	}
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
 	}
-	want[logged] = 1 // sequenced, just not acknowledged
+	id, e = fl.mustAppend()
+	want[id] = e.Index
 	fl.found(want)
-
-	fillDisk(t, fill)
-	logged2, _, _ := fl.append()
-	if err := os.Remove(fill); err != nil {
-		t.Fatal(err)
-	}
 	if err := fl.log.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	fl.open()
-	want[logged2] = 2
 	fl.found(want)
 }
 

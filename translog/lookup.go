@@ -8,14 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 
@@ -67,12 +65,12 @@ func (l *Log) ByIndex(ctx context.Context, index int64) (Entry, error) {
 		return Entry{}, err
 	}
 	leaf := entry.LeafHash(body)
-	rec, err := l.readStored(hex.EncodeToString(leaf))
+	rec, ok, err := l.store.envelope(leaf)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return Entry{}, fmt.Errorf("%w: entry %d has no stored envelope: %v", ErrCorrupt, index, err)
-		}
 		return Entry{}, err
+	}
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: entry %d has no stored envelope (leaf %x)", ErrCorrupt, index, leaf)
 	}
 	if err := matchEnvelope(body, rec); err != nil {
 		return Entry{}, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, index, err)
@@ -100,72 +98,40 @@ func matchEnvelope(body []byte, rec storedEntry) error {
 	return nil
 }
 
-func (l *Log) readStored(leafHex string) (storedEntry, error) {
-	var rec storedEntry
-	raw, err := os.ReadFile(l.envelopePath(leafHex))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return rec, fmt.Errorf("%w: no envelope for leaf %s", ErrNotFound, leafHex)
-		}
-		return rec, fmt.Errorf("%w: read envelope: %v", ErrUnavailable, err)
-	}
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return rec, fmt.Errorf("%w: envelope store record %s: %v", ErrCorrupt, leafHex, err)
-	}
-	return rec, nil
-}
-
 // indexOf returns the log index of a leaf from the index records, catching
 // the records up from the log first when the leaf has none yet (a crash
 // can fall between sequencing and writing the record).
-func (l *Log) indexOf(ctx context.Context, leafHex string) (int64, error) {
-	idx, err := l.readIndex(leafHex)
-	if errors.Is(err, ErrNotFound) {
+func (l *Log) indexOf(ctx context.Context, leaf []byte) (int64, error) {
+	idx, ok, err := l.store.index(leaf)
+	if err == nil && !ok {
 		if cerr := l.CatchUp(ctx); cerr != nil {
 			return 0, cerr
 		}
-		idx, err = l.readIndex(leafHex)
+		idx, ok, err = l.store.index(leaf)
 	}
-	return idx, err
-}
-
-func (l *Log) readIndex(leafHex string) (int64, error) {
-	raw, err := os.ReadFile(l.indexPath(leafHex))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("%w: leaf %s is not in the log", ErrNotFound, leafHex)
-		}
-		return 0, fmt.Errorf("%w: read index record: %v", ErrUnavailable, err)
+		return 0, err
 	}
-	idx, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil || idx < 0 {
-		return 0, fmt.Errorf("%w: index record for leaf %s is %q", ErrCorrupt, leafHex, raw)
+	if !ok {
+		return 0, fmt.Errorf("%w: leaf %x is not in the log", ErrNotFound, leaf)
 	}
-	return idx, nil
+	return int64(idx), nil
 }
 
-// watermarkPath holds how many leading entries have all their index and
-// search records written.
-func (l *Log) watermarkPath() string { return filepath.Join(l.cfg.Dir, "index", "watermark") }
-
-func (l *Log) hashDir(hash string) string {
-	return filepath.Join(l.cfg.Dir, "hashes", hash[:2], hash)
-}
+// catchUpBatch bounds the records CatchUp writes per transaction.
+const catchUpBatch = 4096
 
 // CatchUp writes the index and search records for every entry the log
-// holds that has none yet: the records are derived data, rebuilt from the
-// entry bundles and the envelope store. Open calls it, so entries
-// sequenced just before a crash are found again.
+// holds beyond the watermark (the entries known to have them): the records
+// are derived data, rebuilt from the entry bundles and the envelope store.
+// Open calls it, so entries sequenced just before a crash are found again;
+// each run moves the watermark, so the next one starts where it ended.
 func (l *Log) CatchUp(ctx context.Context) error {
 	l.catchUpMu.Lock()
 	defer l.catchUpMu.Unlock()
-	from := uint64(0)
-	if raw, err := os.ReadFile(l.watermarkPath()); err == nil {
-		if n, perr := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64); perr == nil {
-			from = n
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: read index watermark: %v", ErrUnavailable, err)
+	from, err := l.store.watermark()
+	if err != nil {
+		return err
 	}
 	size, err := l.Size(ctx)
 	if err != nil {
@@ -178,48 +144,43 @@ func (l *Log) CatchUp(ctx context.Context) error {
 	if from == size {
 		return nil
 	}
-	dirs := map[string]bool{}
-	for i := from; i < size; i++ {
-		body, err := l.leaf(ctx, i, size)
+	fetch := func(ctx context.Context) (uint64, error) { return size, nil }
+	var recs []indexRecord
+	idx := from
+	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err)
 		}
-		leafHex := hex.EncodeToString(entry.LeafHash(body))
-		if _, err := l.readIndex(leafHex); errors.Is(err, ErrNotFound) {
-			if err := writeDurable(l.indexPath(leafHex), []byte(strconv.FormatUint(i, 10))); err != nil {
-				return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
-			}
+		var eb api.EntryBundle
+		if err := eb.UnmarshalText(b.Data); err != nil {
+			return fmt.Errorf("%w: entry bundle %d: %v", ErrCorrupt, b.RangeInfo.Index, err)
 		}
-		for _, h := range searchKeys(body, l.storedEnvelope(leafHex)) {
-			d := l.hashDir(h)
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("%w: search record: %v", ErrUnavailable, err)
+		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
+			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)
+		}
+		for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
+			leaf := entry.LeafHash(body)
+			var env []byte
+			if rec, ok, err := l.store.envelope(leaf); err == nil && ok {
+				env = rec.Envelope
 			}
-			f, err := os.OpenFile(filepath.Join(d, leafHex), os.O_CREATE|os.O_WRONLY, 0o644)
-			if err != nil {
-				return fmt.Errorf("%w: search record: %v", ErrUnavailable, err)
+			recs = append(recs, indexRecord{leaf: leaf, index: idx, search: searchKeys(body, env)})
+			idx++
+			if len(recs) == catchUpBatch {
+				if err := l.store.putIndexAndWatermark(recs, idx); err != nil {
+					return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
+				}
+				recs = recs[:0]
 			}
-			f.Close()
-			dirs[d] = true
 		}
 	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
+	if idx != size {
+		return fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from)
 	}
-	if err := writeDurable(l.watermarkPath(), []byte(strconv.FormatUint(size, 10))); err != nil {
-		return fmt.Errorf("%w: store index watermark: %v", ErrUnavailable, err)
+	if err := l.store.putIndexAndWatermark(recs, idx); err != nil {
+		return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
 	}
 	return nil
-}
-
-func (l *Log) storedEnvelope(leafHex string) []byte {
-	rec, err := l.readStored(leafHex)
-	if err != nil {
-		return nil
-	}
-	return rec.Envelope
 }
 
 // searchKeys are the SHA-256 hashes (lower-case hex) an entry can be found
@@ -296,19 +257,12 @@ func (l *Log) Search(ctx context.Context, hash string) ([]Entry, error) {
 	if err := l.CatchUp(ctx); err != nil {
 		return nil, err
 	}
-	des, err := os.ReadDir(l.hashDir(h))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	leaves, err := l.store.searchLeaves(h)
 	if err != nil {
-		return nil, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+		return nil, err
 	}
 	var out []Entry
-	for _, de := range des {
-		leaf, err := hex.DecodeString(de.Name())
-		if err != nil || len(leaf) != 32 {
-			continue
-		}
+	for _, leaf := range leaves {
 		e, err := l.ByLeafHash(ctx, leaf)
 		if errors.Is(err, ErrNotFound) {
 			continue

@@ -3,9 +3,6 @@ package translog
 import (
 	"context"
 	"crypto"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -23,13 +20,17 @@ import (
 )
 
 // Reader reads a log's published checkpoint and its entries straight from
-// the log directory (the tiles and the envelope store) without appending,
-// so it works on a running log and on a stopped one alike.
+// the log directory (the tiles and the envelope store) without appending.
+// From Log.Reader it shares the running log's store; from OpenReader it
+// opens the store read-only, which works only while no daemon has the log
+// open.
 type Reader struct {
 	dir    string
 	fetch  client.FileFetcher
 	logKey crypto.PublicKey
 	treeID int64
+	store  *store
+	owned  bool // the store was opened by OpenReader; Close closes it
 }
 
 // OpenReader reads the log in dir (the Dir of its Config), whose
@@ -43,12 +44,28 @@ func OpenReader(dir string, logKey crypto.PublicKey) (*Reader, error) {
 	if fi, err := os.Stat(tlog); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s holds no log (no tlog directory)", ErrNotFound, dir)
 	}
-	return &Reader{dir: dir, fetch: client.FileFetcher{Root: tlog}, logKey: logKey, treeID: treeID}, nil
+	path := filepath.Join(dir, storeDir, storeFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: %s holds no envelope store: %v", ErrNotFound, dir, err)
+	}
+	st, err := openStore(path, true, 500*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("%w (stop the daemon, or read the log over its API)", err)
+	}
+	return &Reader{dir: dir, fetch: client.FileFetcher{Root: tlog}, logKey: logKey, treeID: treeID, store: st, owned: true}, nil
+}
+
+// Close releases a Reader from OpenReader; a Log's Reader needs none.
+func (r *Reader) Close() error {
+	if !r.owned {
+		return nil
+	}
+	return r.store.close()
 }
 
 // Reader returns a reader over this log's files.
 func (l *Log) Reader() *Reader {
-	return &Reader{dir: l.cfg.Dir, fetch: client.FileFetcher{Root: l.tlogDir}, logKey: l.cfg.Key.Public(), treeID: l.treeID}
+	return &Reader{dir: l.cfg.Dir, fetch: client.FileFetcher{Root: l.tlogDir}, logKey: l.cfg.Key.Public(), treeID: l.treeID, store: l.store}
 }
 
 // TreeID is the log's tree ID (derived from its key).
@@ -121,18 +138,13 @@ func (r *Reader) Entries(ctx context.Context, from, to uint64) iter.Seq2[Entry, 
 
 func (r *Reader) entryFor(idx uint64, body []byte) (Entry, error) {
 	leaf := entry.LeafHash(body)
-	leafHex := hex.EncodeToString(leaf)
 	e := Entry{Index: int64(idx), LeafHash: leaf, UUID: entry.UUID(r.treeID, leaf), Body: body}
-	raw, err := os.ReadFile(filepath.Join(r.dir, "envelopes", leafHex[:2], leafHex+".json"))
+	rec, ok, err := r.store.envelope(leaf)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return e, fmt.Errorf("%w: no envelope for entry %d (leaf %s)", ErrNotFound, idx, leafHex)
-		}
-		return e, fmt.Errorf("%w: read envelope for entry %d: %v", ErrUnavailable, idx, err)
+		return e, fmt.Errorf("read envelope for entry %d: %w", idx, err)
 	}
-	var rec storedEntry
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return e, fmt.Errorf("envelope store record %s is corrupt: %v", leafHex, err)
+	if !ok {
+		return e, fmt.Errorf("%w: no envelope for entry %d (leaf %x)", ErrNotFound, idx, leaf)
 	}
 	e.Envelope, e.IntegratedTime = rec.Envelope, rec.IntegratedTime
 	return e, nil

@@ -1,11 +1,13 @@
 package translog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -33,8 +35,11 @@ var (
 	keyWatermark    = []byte("watermark")
 )
 
-// storeFile is the envelope store's file name inside Config.Dir.
-const storeFile = "store.db"
+// storeDir and storeFile place the envelope store: Config.Dir/store/store.db.
+const (
+	storeDir  = "store"
+	storeFile = "store.db"
+)
 
 // maxGroup bounds how many writes share one transaction.
 const maxGroup = 1024
@@ -309,4 +314,25 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
 	}
 	return out, nil
+}
+
+// RewriteStoredEnvelope replaces the envelope stored for leaf in the
+// envelope store of the log in dir with what edit returns. The log must not
+// be open. It exists for tamper drills: change a stored envelope the way an
+// attacker with disk access would, then check that every reader notices.
+func RewriteStoredEnvelope(dir string, leaf []byte, edit func(envelope []byte) []byte) error {
+	s, err := openStore(filepath.Join(dir, storeDir, storeFile), false, time.Second)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	rec, ok, err := s.envelope(leaf)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: no envelope stored for leaf %x", ErrNotFound, leaf)
+	}
+	rec.Envelope = edit(bytes.Clone(rec.Envelope))
+	return s.putEnvelope(rec.Key, leaf, rec)
 }

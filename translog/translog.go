@@ -15,15 +15,12 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +99,7 @@ type Log struct {
 	// pass no context (Lookup).
 	bg        context.Context
 	catchUpMu sync.Mutex
+	store     *store
 }
 
 // storedEntry is what the envelope store keeps for a leaf.
@@ -153,7 +151,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	tlogDir := filepath.Join(cfg.Dir, "tlog")
-	for _, d := range []string{tlogDir, filepath.Join(cfg.Dir, "envelopes"), filepath.Join(cfg.Dir, "keys"), filepath.Join(cfg.Dir, "index")} {
+	for _, d := range []string{tlogDir, filepath.Join(cfg.Dir, storeDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("%w: create %s: %v", ErrUnavailable, d, err)
 		}
@@ -169,8 +167,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := checkState(tlogDir); err != nil {
 		return nil, err
 	}
+	st, err := openStore(filepath.Join(cfg.Dir, storeDir, storeFile), false, time.Second)
+	if err != nil {
+		return nil, err
+	}
 	driver, err := posix.New(ctx, posix.Config{Path: tlogDir})
 	if err != nil {
+		st.close()
 		return nil, fmt.Errorf("open tessera storage: %w", err)
 	}
 	opts := tessera.NewAppendOptions().
@@ -181,16 +184,19 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
 	if err != nil {
 		cancel()
+		st.close()
 		return nil, fmt.Errorf("open tessera appender: %w", err)
 	}
 	l := &Log{
 		cfg: cfg, tlogDir: tlogDir, origin: origin, treeID: treeID, logID: logID,
 		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
+		store: st,
 	}
 	// Entries sequenced just before a crash may lack their index records.
 	if err := l.CatchUp(ctx); err != nil {
 		_ = shutdown(ctx)
 		cancel()
+		st.close()
 		return nil, fmt.Errorf("recover index records: %w", err)
 	}
 	return l, nil
@@ -213,21 +219,7 @@ func (l *Log) PublicKey() crypto.PublicKey { return l.cfg.Key.Public() }
 func (l *Log) Close(ctx context.Context) error {
 	err := l.shutdown(ctx)
 	l.cancel()
-	return err
-}
-
-func (l *Log) envelopePath(leafHex string) string {
-	return filepath.Join(l.cfg.Dir, "envelopes", leafHex[:2], leafHex+".json")
-}
-
-func (l *Log) indexPath(leafHex string) string {
-	return filepath.Join(l.cfg.Dir, "index", leafHex[:2], leafHex)
-}
-
-func (l *Log) keyPath(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	h := hex.EncodeToString(sum[:])
-	return filepath.Join(l.cfg.Dir, "keys", h[:2], h)
+	return errors.Join(err, l.store.close())
 }
 
 // Append logs envelope, whose signatures verify with the PEM public key
@@ -239,19 +231,12 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 		return Entry{}, err
 	}
 	leaf := entry.LeafHash(body)
-	leafHex := hex.EncodeToString(leaf)
 	integrated := time.Now().Unix()
-	rec, err := json.Marshal(storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM})
-	if err != nil {
-		return Entry{}, err
-	}
 	// The envelope and its key are on disk before the leaf is sequenced, so
 	// every leaf in the log has its envelope.
-	if err := writeDurable(l.envelopePath(leafHex), rec); err != nil {
+	rec := storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM}
+	if err := l.store.putEnvelope(key, leaf, rec); err != nil {
 		return Entry{}, fmt.Errorf("%w: store envelope: %v", ErrUnavailable, err)
-	}
-	if err := writeDurable(l.keyPath(key), []byte(leafHex)); err != nil {
-		return Entry{}, fmt.Errorf("%w: store key: %v", ErrUnavailable, err)
 	}
 	// The same guard as in Open, just before Tessera takes its lock: a log
 	// that became read-only (or lost its state directory) fails this
@@ -264,7 +249,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
 	}
-	if err := writeDurable(l.indexPath(leafHex), []byte(strconv.FormatUint(idx, 10))); err != nil {
+	if err := l.store.putIndex(indexRecord{leaf: leaf, index: idx, search: searchKeys(body, envelope)}); err != nil {
 		return Entry{}, fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
 	}
 	e := Entry{
@@ -308,16 +293,12 @@ func (l *Log) signSET(e Entry) ([]byte, error) {
 
 // Lookup returns the entry appended under key.
 func (l *Log) Lookup(key string) (Entry, error) {
-	leafHex, err := os.ReadFile(l.keyPath(key))
+	leaf, err := l.store.leafForKey(key)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return Entry{}, fmt.Errorf("%w: no entry for key %q", ErrNotFound, key)
-		}
 		return Entry{}, err
 	}
-	leaf, err := hex.DecodeString(string(leafHex))
-	if err != nil {
-		return Entry{}, fmt.Errorf("key file for %q is corrupt: %v", key, err)
+	if leaf == nil {
+		return Entry{}, fmt.Errorf("%w: no entry for key %q", ErrNotFound, key)
 	}
 	return l.ByLeafHash(l.bg, leaf)
 }
@@ -327,8 +308,7 @@ func (l *Log) ByLeafHash(ctx context.Context, leaf []byte) (Entry, error) {
 	if len(leaf) != sha256.Size {
 		return Entry{}, fmt.Errorf("%w: leaf hash must be 32 bytes", ErrNotFound)
 	}
-	leafHex := hex.EncodeToString(leaf)
-	idx, err := l.indexOf(ctx, leafHex)
+	idx, err := l.indexOf(ctx, leaf)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -337,7 +317,7 @@ func (l *Log) ByLeafHash(ctx context.Context, leaf []byte) (Entry, error) {
 		return Entry{}, err
 	}
 	if !bytes.Equal(e.LeafHash, leaf) {
-		return Entry{}, fmt.Errorf("%w: index record says leaf %s is entry %d, which holds leaf %x", ErrCorrupt, leafHex, idx, e.LeafHash)
+		return Entry{}, fmt.Errorf("%w: index record says leaf %x is entry %d, which holds leaf %x", ErrCorrupt, leaf, idx, e.LeafHash)
 	}
 	return e, nil
 }

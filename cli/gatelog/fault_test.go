@@ -67,8 +67,11 @@ func fillDisk(t *testing.T, path string) int64 {
 	return n
 }
 
-// TestFaultsFailClosed puts the daemon's log on a small tmpfs and breaks
-// it under a running daemon: full, then read-only. Every decide call must
+// TestFaultsFailClosed puts the daemon's log tree (DATA/log/tlog) on a
+// small tmpfs and breaks it under a running daemon: full, then read-only.
+// (The envelope store beside it is one database the daemon holds open for
+// writing, and a mount with a file open for writing cannot be remounted
+// read-only; the translog fault tests fill the store's disk instead.) Every decide call must
 // answer 503 naming the fault (never an allow), the daemon must stay up,
 // serve what it logged before, and decide again once the fault clears;
 // everything it acknowledged must then verify. Then, with the daemon
@@ -77,7 +80,7 @@ func fillDisk(t *testing.T, path string) int64 {
 func TestFaultsFailClosed(t *testing.T) {
 	bin := buildGatelog(t)
 	data := filepath.Join(t.TempDir(), "data")
-	logDir := filepath.Join(data, "log")
+	logDir := filepath.Join(data, "log", "tlog")
 	mountTmpfs(t, logDir, "4m")
 	h := &crashHarness{t: t, bin: bin, data: data, seen: map[string]bool{}, client: &http.Client{Timeout: 60 * time.Second}}
 

@@ -77,6 +77,7 @@ func indexRebuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--data %s: %v", data, err), 1)
 	}
+	defer rd.Close()
 	n, err := index.Rebuild(c.Context, filepath.Join(data, server.IndexFile), rd, nil)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatelog/gatelog/translog"
 )
 
 // audit runs a gatelog auditor command against the fixture's daemon.
@@ -134,23 +137,26 @@ func TestTamperDetected(t *testing.T) {
 			if out, err := exec.Command("cp", "-a", base.data, f.data).CombinedOutput(); err != nil {
 				t.Fatalf("cp: %v %s", err, out)
 			}
-			f.d = startServe(t, f.bin, f.data)
-			f.server = "http://" + f.d.addr
 			target := 1
-			path := filepath.Join(f.data, tc.file)
-			tamper := tc.tamper
 			if tc.name == "stored envelope" {
-				leaf := f.receipts[target].UUID[16:]
-				path = filepath.Join(f.data, "log", "envelopes", leaf[:2], leaf+".json")
-				tamper = func(b []byte) []byte {
-					// A base64 character of the stored envelope.
-					i := strings.Index(string(b), `"envelope":"`) + 40
-					return setByte(b, i, map[bool]byte{true: 'B', false: 'A'}[b[i] == 'A'])
+				// The store is one database the daemon holds open: change
+				// a base64 character of the envelope before it starts.
+				leaf, _ := hex.DecodeString(f.receipts[target].UUID[16:])
+				err := translog.RewriteStoredEnvelope(filepath.Join(f.data, "log"), leaf, func(env []byte) []byte {
+					i := strings.Index(string(env), `"payload":"`) + 40
+					return setByte(env, i, map[bool]byte{true: 'B', false: 'A'}[env[i] == 'A'])
+				})
+				if err != nil {
+					t.Fatal(err)
 				}
 			}
-			raw := mustRead(t, path)
-			if err := os.WriteFile(path, tamper(raw), 0o644); err != nil {
-				t.Fatal(err)
+			f.d = startServe(t, f.bin, f.data)
+			f.server = "http://" + f.d.addr
+			if tc.name != "stored envelope" {
+				path := filepath.Join(f.data, tc.file)
+				if err := os.WriteFile(path, tc.tamper(mustRead(t, path)), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 
 			if code, out := f.audit(t, t.TempDir(), "log", "info", "--signer-key", f.signerPub()); code == 0 {

@@ -292,7 +292,10 @@ func TestServeBundleAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
-	code, out = run(t, bin, nil, "policy", "replay", "--data", data)
+	// A running daemon holds its envelope store: replay reads it over the
+	// daemon's API, and from the data directory once it has stopped.
+	live := []string{"--server", server, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub")}
+	code, out = run(t, bin, nil, append([]string{"policy", "replay"}, live...)...)
 	expectExit(t, code, out, 0, "nothing to replay")
 	for _, req := range []string{"deploy-prod-denied.json", "deploy-prod.json", "pipeline-trigger.json"} {
 		// --out waits for a checkpoint covering the decision, so replay sees it.
@@ -302,12 +305,12 @@ func TestServeBundleAndReplay(t *testing.T) {
 		}
 	}
 	acme := "../../examples/policies/acme.yaml"
-	code, out = run(t, bin, nil, "policy", "replay", "--data", data, "--policy-data", acme)
+	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--policy-data", acme}, live...)...)
 	expectExit(t, code, out, 0, "replayed 3 decisions (log indexes 0 to 2", "allow -> deny  pipeline.trigger by bob", "allow -> deny  deploy by alice")
 	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/log.pub"),
 		"--signer-key", filepath.Join(data, "keys/decision.pub"), "--from", "1", "--to", "1", "--policy-data", acme, "--fail-on-change")
 	expectExit(t, code, out, 2, "replayed 1 decisions (log indexes 1 to 1", "1 would change")
-	code, out = run(t, bin, nil, "policy", "replay", "--data", data, "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change")
+	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change"}, live...)...)
 	expectExit(t, code, out, 0, "revision r1", "0 would change")
 	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/decision.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
 	expectExit(t, code, out, 1, "signed entry timestamp")
@@ -319,20 +322,29 @@ func TestServeBundleAndReplay(t *testing.T) {
 	code, out = run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r2", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "revision r2")
 	waitUntil(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs)
-	code, out = run(t, bin, nil, "policy", "replay", "--json", "--data", data, "--policy-data", acme)
-	expectExit(t, code, out, 0)
-	var rep struct {
+	type replayReport struct {
 		Replayed int `json:"replayed"`
 		Skipped  int `json:"skipped_policy_updates"`
 	}
+	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--json", "--policy-data", acme}, live...)...)
+	expectExit(t, code, out, 0)
+	var rep replayReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Replayed != 3 || rep.Skipped != 1 {
 		t.Errorf("replay --json after the r2 reload: %+v %v\n%s", rep, err, out)
 	}
+	code, out = run(t, bin, nil, "policy", "replay", "--data", data)
+	expectExit(t, code, out, 1, "in use")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("daemon did not exit cleanly: %v\n%s", err, logs)
+	}
+	code, out = run(t, bin, nil, "policy", "replay", "--json", "--data", data, "--policy-data", acme)
+	expectExit(t, code, out, 0)
+	var offline replayReport
+	if err := json.Unmarshal([]byte(out), &offline); err != nil || offline != rep {
+		t.Errorf("replay --data of the stopped daemon: %+v %v, want %+v\n%s", offline, err, rep, out)
 	}
 	if strings.Contains(logs.String(), "revision=evil") {
 		t.Errorf("the unsigned bundle was loaded:\n%s", logs)

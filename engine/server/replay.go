@@ -131,7 +131,8 @@ func localSignerKeys(dataDir string) ([]crypto.PublicKey, error) {
 }
 
 // LocalRecords reads the decision records with log indexes from up to
-// (not including) to from a daemon's data directory, running or stopped;
+// (not including) to from a stopped daemon's data directory (a running one
+// holds its envelope store; read it over the API with RemoteRecords);
 // to <= 0 means up to the latest checkpoint. The checkpoint must verify
 // with the log's public key, and every record is checked against its leaf
 // and the daemon's decision keys (all read from dataDir/keys).
@@ -148,11 +149,13 @@ func LocalRecords(ctx context.Context, dataDir string, from, to int64) (iter.Seq
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := translog.OpenReader(filepath.Join(dataDir, LogDir), logKey)
+	dir := filepath.Join(dataDir, LogDir)
+	r, err := translog.OpenReader(dir, logKey)
 	if err != nil {
 		return nil, 0, err
 	}
 	_, cp, err := r.Checkpoint(ctx)
+	r.Close()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -161,6 +164,13 @@ func LocalRecords(ctx context.Context, dataDir string, from, to int64) (iter.Seq
 		return nil, 0, err
 	}
 	return func(yield func(LoggedRecord, error) bool) {
+		// The reader holds the envelope store open only while iterating.
+		r, err := translog.OpenReader(dir, logKey)
+		if err != nil {
+			yield(LoggedRecord{}, err)
+			return
+		}
+		defer r.Close()
 		for e, err := range r.Entries(ctx, uint64(from), uint64(to)) {
 			if err != nil {
 				yield(LoggedRecord{}, err)

@@ -230,6 +230,9 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := rd.Close(); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("rebuilt the index from the log: %d entries in %s", count, time.Since(rs).Round(time.Millisecond))
 	d = startOps(t, dir, withClock)
 	for _, q := range questions {

@@ -6,10 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
 	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -29,6 +28,7 @@ type testLog struct {
 	t         *testing.T
 	dir       string
 	log       *translog.Log
+	logKey    *ecdsa.PrivateKey
 	signer    *receipt.Signer
 	signerPEM []byte
 	n         int
@@ -43,7 +43,8 @@ func newTestLog(t *testing.T) *testLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	tl := &testLog{t: t, dir: dir, log: l, logKey: logKey}
+	t.Cleanup(func() { _ = tl.log.Close(context.Background()) })
 	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +57,8 @@ func newTestLog(t *testing.T) *testLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testLog{t: t, dir: dir, log: l, signer: s, signerPEM: pem}
+	tl.signer, tl.signerPEM = s, pem
+	return tl
 }
 
 type rec struct {
@@ -343,20 +345,19 @@ func TestUnreadableEntryIsIndexedNotSkipped(t *testing.T) {
 	e := tl.add(rec{subject: "mallory", action: "deploy", allow: true, at: now})
 	tl.add(rec{subject: "bob", action: "deploy", allow: true, at: now})
 	tl.waitCovered(3)
-	// Tamper with the stored envelope of entry 1: it no longer matches its leaf.
-	leafHex := e.UUID[16:]
-	p := filepath.Join(tl.dir, "envelopes", leafHex[:2], leafHex+".json")
-	raw, err := os.ReadFile(p)
+	// Tamper with the stored envelope of entry 1: it no longer matches its
+	// leaf. The store is one database the log holds open: close, change, reopen.
+	if err := tl.log.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := hex.DecodeString(e.UUID[16:])
+	err := translog.RewriteStoredEnvelope(tl.dir, leaf, func([]byte) []byte {
+		return []byte(`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stored map[string]any
-	if err := json.Unmarshal(raw, &stored); err != nil {
-		t.Fatal(err)
-	}
-	stored["envelope"] = []byte(`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`)
-	raw, _ = json.Marshal(stored)
-	if err := os.WriteFile(p, raw, 0o644); err != nil {
+	if tl.log, err = translog.Open(ctx, translog.Config{Dir: tl.dir, Key: tl.logKey, CheckpointInterval: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
