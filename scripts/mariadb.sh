@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# A throwaway MariaDB for tests and for trying scale-out by hand.
+#
+#   scripts/mariadb.sh start   installs Debian's mariadb-server if missing, starts a
+#                              server as a plain process on a free loopback port with
+#                              its data under a temp folder ($GATELOG_MARIADB_DIR if
+#                              set, else a new one), creates the database and user
+#                              "gatelog" and prints the DSN (and nothing else) on
+#                              stdout, in the form `gatelog serve --log` takes.
+#   scripts/mariadb.sh stop DIR    stops that server and removes DIR.
+#
+# The folder holds the DSN in DIR/dsn and the server's pid in DIR/mariadb.pid;
+# stderr says how to stop. This is for tests, not for keeping data.
+set -euo pipefail
+
+log() { echo "mariadb.sh: $*" >&2; }
+
+install() {
+	command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && return 0
+	[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null && return 0
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+		log "MariaDB is not installed (Debian package mariadb-server) and cannot be installed here"
+		exit 1
+	fi
+	log "installing Debian's mariadb-server"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >&2
+}
+
+mariadbd_bin() {
+	command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd
+}
+
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	log "no free port found"
+	exit 1
+}
+
+start() {
+	install
+	local dir port user
+	dir=${GATELOG_MARIADB_DIR:-}
+	if [ -z "$dir" ]; then
+		dir=$(mktemp -d "${TMPDIR:-/tmp}/gatelog-mariadb.XXXXXX")
+	fi
+	mkdir -p "$dir"
+	user=$(id -un)
+	mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
+		--auth-root-authentication-method=socket --skip-test-db >"$dir/install.log" 2>&1 ||
+		{ cat "$dir/install.log" >&2; log "mariadb-install-db failed"; exit 1; }
+	local try ok=
+	for try in 1 2 3; do
+		port=$(free_port)
+		"$(mariadbd_bin)" --no-defaults --user="$user" --datadir="$dir/data" --socket="$dir/mariadb.sock" \
+			--port="$port" --bind-address=127.0.0.1 --skip-networking=0 --pid-file="$dir/mariadb.pid" \
+			--log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=2 --skip-log-bin \
+			--max-connections=500 </dev/null >/dev/null 2>&1 &
+		echo $! >"$dir/mariadb.pid"
+		for _ in $(seq 1 300); do
+			if mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e 'SELECT 1' >/dev/null 2>&1; then
+				ok=1
+				break
+			fi
+			kill -0 "$(cat "$dir/mariadb.pid")" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ -n "$ok" ] && break
+		kill "$(cat "$dir/mariadb.pid")" 2>/dev/null || true
+		[ "$try" = 3 ] && { cat "$dir/server.log" >&2; log "server did not start"; exit 1; }
+	done
+	mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e "
+		CREATE DATABASE IF NOT EXISTS gatelog;
+		CREATE USER IF NOT EXISTS 'gatelog'@'127.0.0.1' IDENTIFIED BY 'gatelog';
+		CREATE USER IF NOT EXISTS 'gatelog'@'localhost' IDENTIFIED BY 'gatelog';
+		GRANT ALL ON gatelog.* TO 'gatelog'@'127.0.0.1';
+		GRANT ALL ON gatelog.* TO 'gatelog'@'localhost';" >&2
+	local dsn="mysql://gatelog:gatelog@tcp(127.0.0.1:$port)/gatelog"
+	echo "$dsn" >"$dir/dsn"
+	log "started on 127.0.0.1:$port; stop with: scripts/mariadb.sh stop $dir"
+	echo "$dsn"
+}
+
+stop() {
+	local dir=${1:?usage: mariadb.sh stop DIR}
+	[ -d "$dir" ] || return 0
+	if [ -f "$dir/mariadb.pid" ]; then
+		local pid
+		pid=$(cat "$dir/mariadb.pid")
+		if kill "$pid" 2>/dev/null; then
+			for _ in $(seq 1 100); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -rf "$dir"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop "${2:-}" ;;
+*)
+	echo "usage: $0 start | stop DIR" >&2
+	exit 2
+	;;
+esac
