@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatelog/gatelog/internal/durable"
 )
 
 // Options tunes an Outbox. Zero values take the defaults.
@@ -127,7 +129,7 @@ func (o *Outbox) loadCreated() error {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		o.created = o.opts.Now().UTC()
-		return writeDurable(path, []byte(o.created.Format(time.RFC3339Nano)))
+		return durable.WriteFile(path, []byte(o.created.Format(time.RFC3339Nano)))
 	}
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -229,7 +231,7 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := writeDurable(o.pendingPath(a.ID), raw); err != nil {
+	if err := durable.WriteFile(o.pendingPath(a.ID), raw); err != nil {
 		return false, fmt.Errorf("outbox: store alert %s: %w", a.ID, err)
 	}
 	p := &pendingAlert{stored: st, left: map[string]*attempt{}}
@@ -359,7 +361,7 @@ func (o *Outbox) record(sink, id string, err error) {
 	if err == nil {
 		// Mark before forgetting: if the mark is lost in a crash the alert
 		// is delivered again (at least once), never dropped.
-		if werr := writeDurable(o.sentPath(sink, id), nil); werr != nil {
+		if werr := durable.WriteFile(o.sentPath(sink, id), nil); werr != nil {
 			o.log.Error("outbox: cannot record a delivery; it will be repeated", "sink", sink, "alert", id, "err", werr)
 		}
 	}
@@ -401,36 +403,4 @@ func (o *Outbox) finish(id string) {
 	for _, s := range o.sinks {
 		_ = os.Remove(o.sentPath(s.Name(), id))
 	}
-}
-
-// writeDurable writes data to path so that it survives a crash once it
-// returns: temporary file, fsync, rename, fsync of the directory.
-func writeDurable(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 
+	"github.com/gatelog/gatelog/internal/durable"
 	"github.com/gatelog/gatelog/plugins/github"
 )
 
@@ -282,7 +283,7 @@ func (o *Outbox) Enqueue(j Job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := writeDurable(o.path("pending", j.ID), raw); err != nil {
+	if err := durable.WriteFile(o.path("pending", j.ID), raw); err != nil {
 		return false, fmt.Errorf("callback outbox: store review %s: %w", j.ID, err)
 	}
 	o.pending[j.ID] = &pendingJob{Job: j}
@@ -487,40 +488,8 @@ func (o *Outbox) retire(j Job, state string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeDurable(o.path(state, j.ID), raw); err != nil {
+	if err := durable.WriteFile(o.path(state, j.ID), raw); err != nil {
 		return err
 	}
 	return os.Remove(o.path("pending", j.ID))
-}
-
-// writeDurable writes data to path so that it survives a crash once it
-// returns: temporary file, fsync, rename, fsync of the directory.
-func writeDurable(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
