@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The envelope store lives in one bbolt database beside the tree. Writes go
@@ -68,7 +69,7 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: envelope store %s is in use by another process (a running daemon?)", ErrUnavailable, path)
 	}
 	if err != nil {
@@ -305,7 +306,7 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 	var out [][]byte
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSearch).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && len(k) == 64 && string(k[:32]) == string(prefix); k, _ = c.Next() {
+		for k, _ := c.Seek(prefix); len(k) == 64 && string(k[:32]) == string(prefix); k, _ = c.Next() {
 			out = append(out, append([]byte{}, k[32:]...))
 		}
 		return nil
