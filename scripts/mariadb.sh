@@ -81,8 +81,8 @@ start() {
 		CREATE DATABASE IF NOT EXISTS gatelog;
 		CREATE USER IF NOT EXISTS 'gatelog'@'127.0.0.1' IDENTIFIED BY 'gatelog';
 		CREATE USER IF NOT EXISTS 'gatelog'@'localhost' IDENTIFIED BY 'gatelog';
-		GRANT ALL ON gatelog.* TO 'gatelog'@'127.0.0.1';
-		GRANT ALL ON gatelog.* TO 'gatelog'@'localhost';" >&2
+		GRANT ALL ON *.* TO 'gatelog'@'127.0.0.1';
+		GRANT ALL ON *.* TO 'gatelog'@'localhost';" >&2
 	local dsn="mysql://gatelog:gatelog@tcp(127.0.0.1:$port)/gatelog"
 	echo "$dsn" >"$dir/dsn"
 	log "started on 127.0.0.1:$port; stop with: scripts/mariadb.sh stop $dir"

@@ -16,6 +16,11 @@ type Dialect interface {
 	Placeholder(n int) string
 	// Setup is run once on a new connection pool, before the schema.
 	Setup() []string
+	// Lock is a statement that, run first in a transaction, serialises it
+	// against the same transaction of every other process sharing the
+	// database (a PostgreSQL advisory lock), or "" where the database
+	// already serialises writers (SQLite).
+	Lock() string
 }
 
 // SQLite is the embedded default (modernc.org/sqlite, pure Go).
@@ -32,6 +37,9 @@ func (SQLite) Setup() []string {
 	return []string{"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=10000"}
 }
 
+// Lock implements Dialect: SQLite has one writer at a time already.
+func (SQLite) Lock() string { return "" }
+
 // Postgres is the dialect for a shared PostgreSQL index (driver pgx).
 type Postgres struct{}
 
@@ -43,6 +51,28 @@ func (Postgres) Placeholder(n int) string { return fmt.Sprintf("$%d", n) }
 
 // Setup implements Dialect.
 func (Postgres) Setup() []string { return nil }
+
+// Lock implements Dialect: a transaction-scoped advisory lock, so daemons
+// sharing the index migrate and advance next_index one at a time.
+func (Postgres) Lock() string { return "SELECT pg_advisory_xact_lock(7160442389001)" }
+
+// SchemaVersion is the index schema this binary writes. Open migrates an
+// older index up to it and refuses a newer one (ErrSchemaTooNew).
+const SchemaVersion = 1
+
+// schemaVersionTable records the schema version. It is apart from
+// gatelog_meta so that Reset, which empties the index, keeps it.
+var schemaVersionTable = `CREATE TABLE IF NOT EXISTS gatelog_schema (
+		id SMALLINT PRIMARY KEY,
+		version INTEGER NOT NULL
+	)`
+
+// migrations[v] takes the schema from version v to v+1, so
+// len(migrations) == SchemaVersion. Version 1 is the first versioned
+// schema; an index made before versioning (tables but no gatelog_schema
+// row) has the same tables, which its IF NOT EXISTS statements leave as
+// they are.
+var migrations = [][]string{schema}
 
 // schema creates the index tables. Column types are the common subset of
 // SQLite and PostgreSQL.

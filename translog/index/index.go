@@ -11,14 +11,21 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
-	_ "modernc.org/sqlite" // the embedded default database
+	_ "github.com/jackc/pgx/v5/stdlib" // the shared PostgreSQL index
+	_ "modernc.org/sqlite"             // the embedded default database
 )
 
 // ErrOtherLog means the index was built from a different log (another tree
 // ID) than the one it is asked to follow; rebuild it.
 var ErrOtherLog = errors.New("index belongs to another log")
+
+// ErrSchemaTooNew means the index was written by a newer gatelog, whose
+// schema this binary does not know; upgrade gatelog (or rebuild the index
+// into an empty database).
+var ErrSchemaTooNew = errors.New("index schema is newer than this gatelog")
 
 // Index is an open audit index. It is safe for concurrent use; writes are
 // serialised.
@@ -57,20 +64,94 @@ func OpenSQLite(ctx context.Context, path string) (*Index, error) {
 	return ix, nil
 }
 
-// Open prepares db (of dialect d) as an index, creating the tables if
-// needed. The index owns db from now on.
+// OpenPostgres opens the PostgreSQL index at dsn (postgres://…), creating
+// or migrating its tables. Several daemons may share it: writes are
+// idempotent by log index. Errors never include the DSN.
+func OpenPostgres(ctx context.Context, dsn string) (*Index, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, errors.New("open postgres index: bad DSN")
+	}
+	db.SetMaxOpenConns(8)
+	ix, err := Open(ctx, db, Postgres{})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open postgres index: %w", err)
+	}
+	return ix, nil
+}
+
+// OpenAt opens the index at loc: a PostgreSQL DSN (postgres://…) or the
+// path of a SQLite file.
+func OpenAt(ctx context.Context, loc string) (*Index, error) {
+	if IsPostgresDSN(loc) {
+		return OpenPostgres(ctx, loc)
+	}
+	return OpenSQLite(ctx, loc)
+}
+
+// IsPostgresDSN tells a PostgreSQL DSN (postgres:// or postgresql://) from
+// a SQLite file path.
+func IsPostgresDSN(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// Open prepares db (of dialect d) as an index, creating or migrating the
+// tables as needed. The index owns db from now on.
 func Open(ctx context.Context, db *sql.DB, d Dialect) (*Index, error) {
 	for _, s := range d.Setup() {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			return nil, fmt.Errorf("%s setup %q: %w", d.Name(), s, err)
 		}
 	}
-	for _, s := range schema {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			return nil, fmt.Errorf("%s schema: %w", d.Name(), err)
-		}
+	if err := migrate(ctx, db, d); err != nil {
+		return nil, err
 	}
 	return &Index{db: db, d: d}, nil
+}
+
+// migrate brings the schema to SchemaVersion in one transaction, under the
+// dialect's lock so that daemons starting together do it once.
+func migrate(ctx context.Context, db *sql.DB, d Dialect) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.Name(), err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if l := d.Lock(); l != "" {
+		if _, err := tx.ExecContext(ctx, l); err != nil {
+			return fmt.Errorf("%s lock: %w", d.Name(), err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, schemaVersionTable); err != nil {
+		return fmt.Errorf("%s schema: %w", d.Name(), err)
+	}
+	v := 0
+	err = tx.QueryRowContext(ctx, "SELECT version FROM gatelog_schema WHERE id = 1").Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s schema version: %w", d.Name(), err)
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("%w: the %s index is at schema version %d, this gatelog knows up to %d; upgrade gatelog",
+			ErrSchemaTooNew, d.Name(), v, SchemaVersion)
+	}
+	if v == SchemaVersion {
+		return tx.Commit()
+	}
+	for ; v < SchemaVersion; v++ {
+		for _, s := range migrations[v] {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("%s schema (to version %d): %w", d.Name(), v+1, err)
+			}
+		}
+	}
+	b := &sqlBuilder{d: d}
+	b.write("INSERT INTO gatelog_schema (id, version) VALUES (1, ", b.arg(v),
+		") ON CONFLICT (id) DO UPDATE SET version = excluded.version")
+	if _, err := tx.ExecContext(ctx, b.String(), b.args...); err != nil {
+		return fmt.Errorf("%s schema version: %w", d.Name(), err)
+	}
+	return tx.Commit()
 }
 
 // Close closes the database.
@@ -148,6 +229,13 @@ func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if l := ix.d.Lock(); l != "" {
+		// Another daemon may be adding the same entries: one at a time,
+		// so next_index only moves forward.
+		if _, err := tx.ExecContext(ctx, l); err != nil {
+			return err
+		}
+	}
 	next, err := ix.meta(ctx, tx, metaNext)
 	if err != nil {
 		return err

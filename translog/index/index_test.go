@@ -109,7 +109,7 @@ func (tl *testLog) waitCovered(n int64) {
 
 func openIndex(t *testing.T, path string) *index.Index {
 	t.Helper()
-	ix, err := index.OpenSQLite(context.Background(), path)
+	ix, err := index.OpenAt(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +165,12 @@ func fixture(t *testing.T) (*testLog, []translog.Entry) {
 	return tl, es
 }
 
-func TestSearchAnswersAuditQuestions(t *testing.T) {
+func TestSearchAnswersAuditQuestions(t *testing.T) { forBackends(t, testSearchAnswersAuditQuestions) }
+
+func testSearchAnswersAuditQuestions(t *testing.T, b backend) {
 	ctx := context.Background()
 	tl, es := fixture(t)
-	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	ix := openIndex(t, b.fresh(t))
 	n, err := ix.CatchUp(ctx, tl.log.Reader(), nil)
 	if err != nil || n != len(es) {
 		t.Fatalf("CatchUp = %d, %v; want %d", n, err, len(es))
@@ -207,10 +209,12 @@ func TestSearchAnswersAuditQuestions(t *testing.T) {
 	}
 }
 
-func TestCursorPagesAreStable(t *testing.T) {
+func TestCursorPagesAreStable(t *testing.T) { forBackends(t, testCursorPagesAreStable) }
+
+func testCursorPagesAreStable(t *testing.T, b backend) {
 	ctx := context.Background()
 	tl, _ := fixture(t)
-	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	ix := openIndex(t, b.fresh(t))
 	if _, err := ix.CatchUp(ctx, tl.log.Reader(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +245,12 @@ func TestCursorPagesAreStable(t *testing.T) {
 	}
 }
 
-func TestCounts(t *testing.T) {
+func TestCounts(t *testing.T) { forBackends(t, testCounts) }
+
+func testCounts(t *testing.T, b backend) {
 	ctx := context.Background()
 	tl, _ := fixture(t)
-	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	ix := openIndex(t, b.fresh(t))
 	if _, err := ix.CatchUp(ctx, tl.log.Reader(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -270,10 +276,14 @@ func TestCounts(t *testing.T) {
 }
 
 func TestResumesAfterRestartAndRebuildIsIdentical(t *testing.T) {
+	forBackends(t, testResumesAfterRestartAndRebuildIsIdentical)
+}
+
+func testResumesAfterRestartAndRebuildIsIdentical(t *testing.T, b backend) {
 	ctx := context.Background()
 	tl, _ := fixture(t)
-	path := filepath.Join(t.TempDir(), "index.db")
-	ix, err := index.OpenSQLite(ctx, path)
+	path := b.fresh(t)
+	ix, err := index.OpenAt(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,13 +333,15 @@ func TestResumesAfterRestartAndRebuildIsIdentical(t *testing.T) {
 	}
 }
 
-func TestRefusesAnotherLog(t *testing.T) {
+func TestRefusesAnotherLog(t *testing.T) { forBackends(t, testRefusesAnotherLog) }
+
+func testRefusesAnotherLog(t *testing.T, be backend) {
 	ctx := context.Background()
 	a, _ := fixture(t)
 	b := newTestLog(t)
 	b.add(rec{subject: "x", action: "deploy", at: now})
 	b.waitCovered(1)
-	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	ix := openIndex(t, be.fresh(t))
 	if _, err := ix.CatchUp(ctx, a.log.Reader(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -339,6 +351,10 @@ func TestRefusesAnotherLog(t *testing.T) {
 }
 
 func TestUnreadableEntryIsIndexedNotSkipped(t *testing.T) {
+	forBackends(t, testUnreadableEntryIsIndexedNotSkipped)
+}
+
+func testUnreadableEntryIsIndexedNotSkipped(t *testing.T, b backend) {
 	ctx := context.Background()
 	tl := newTestLog(t)
 	tl.add(rec{subject: "alice", action: "deploy", allow: true, at: now})
@@ -360,7 +376,7 @@ func TestUnreadableEntryIsIndexedNotSkipped(t *testing.T) {
 	if tl.log, err = translog.Open(ctx, translog.Config{Dir: tl.dir, Key: tl.logKey, CheckpointInterval: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	ix := openIndex(t, b.fresh(t))
 	if n, err := ix.CatchUp(ctx, tl.log.Reader(), nil); err != nil || n != 3 {
 		t.Fatalf("CatchUp = %d, %v", n, err)
 	}

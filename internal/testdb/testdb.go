@@ -1,0 +1,170 @@
+// Package testdb starts the throwaway database servers of scripts/ for
+// tests: PostgreSQL (scripts/postgres.sh) and MariaDB (scripts/mariadb.sh).
+// One server of each kind is started per test binary, on first use; the
+// binary's TestMain calls Stop after m.Run.
+//
+// A server that cannot be installed or started fails the test when the CI
+// environment variable is set, and skips it with the reason otherwise.
+package testdb
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // MariaDB
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL
+)
+
+type server struct {
+	script string
+	once   sync.Once
+	dir    string
+	dsn    string
+	err    error
+}
+
+var (
+	pg      = &server{script: "postgres.sh"}
+	mariadb = &server{script: "mariadb.sh"}
+	seq     atomic.Int64
+)
+
+// root is the module root (where go.mod is), found from the working
+// directory, which go test sets to the package's folder.
+func root() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		up := filepath.Dir(d)
+		if up == d {
+			return "", fmt.Errorf("go.mod not found above the working directory")
+		}
+		d = up
+	}
+}
+
+func (s *server) start() {
+	s.once.Do(func() {
+		r, err := root()
+		if err != nil {
+			s.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "gatelog-testdb-")
+		if err != nil {
+			s.err = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(r, "scripts", s.script), "start")
+		cmd.Env = append(os.Environ(), "GATELOG_PG_DIR="+dir, "GATELOG_MARIADB_DIR="+dir)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			s.err = fmt.Errorf("scripts/%s start: %v\n%s", s.script, err, tail(errb.String()))
+			_ = os.RemoveAll(dir)
+			return
+		}
+		s.dir, s.dsn = dir, strings.TrimSpace(out.String())
+	})
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "…" + s[len(s)-2000:]
+	}
+	return s
+}
+
+func (s *server) stop() {
+	if s.dir == "" {
+		return
+	}
+	r, err := root()
+	if err == nil {
+		_ = exec.Command("bash", filepath.Join(r, "scripts", s.script), "stop", s.dir).Run()
+	}
+	_ = os.RemoveAll(s.dir)
+	s.dir = ""
+}
+
+func (s *server) need(t testing.TB) string {
+	t.Helper()
+	s.start()
+	if s.err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is needed and could not be started: %v", s.script, s.err)
+		}
+		t.Skipf("SKIPPED (not in CI): %s could not be started: %v", s.script, s.err)
+	}
+	return s.dsn
+}
+
+// Stop stops every server this binary started. Call it from TestMain.
+func Stop() {
+	pg.stop()
+	mariadb.stop()
+}
+
+// Postgres returns the DSN of a new, empty database on the shared test
+// PostgreSQL server.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	dsn := pg.need(t)
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), seq.Add(1))
+	if err := admin(t, "pgx", dsn, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	i := strings.LastIndex(dsn, "/")
+	q := strings.Index(dsn[i:], "?")
+	if q < 0 {
+		return dsn[:i+1] + name
+	}
+	return dsn[:i+1] + name + dsn[i+q:]
+}
+
+// MariaDB returns a go-sql-driver DSN (user:pass@tcp(host:port)/db) of a
+// new, empty database on the shared test MariaDB server, and the same as
+// a mysql:// URL as `gatelog serve --log` takes it.
+func MariaDB(t testing.TB) (dsn, url string) {
+	t.Helper()
+	u := mariadb.need(t)
+	base := strings.TrimPrefix(u, "mysql://")
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), seq.Add(1))
+	if err := admin(t, "mysql", base, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	i := strings.LastIndex(base, "/")
+	dsn = base[:i+1] + name
+	return dsn, "mysql://" + dsn
+}
+
+// admin runs one statement on the server's own database.
+func admin(t testing.TB, driver, dsn, stmt string) error {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+		return fmt.Errorf("%s: %w", stmt, err)
+	}
+	return nil
+}
