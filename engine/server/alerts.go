@@ -41,6 +41,7 @@ type alertService struct {
 	// streamsDone ends open alert streams when the daemon shuts down.
 	streamsDone chan struct{}
 	endStreams  sync.Once
+	closeOnce   sync.Once
 	bursts      *alert.BurstDetector
 }
 
@@ -79,17 +80,20 @@ func (s *Server) openAlerts(ctx context.Context) error {
 }
 
 func (s *Server) closeAlerts() error {
+	// s.alerts stays set: handlers and the shutdown hook may still read it
+	// concurrently; closing is made idempotent instead.
 	a := s.alerts
 	if a == nil {
 		return nil
 	}
-	s.alerts = nil
-	a.endStreams.Do(func() { close(a.streamsDone) })
-	a.stop()
-	<-a.done
-	for _, c := range a.closers {
-		_ = c.Close()
-	}
+	a.closeOnce.Do(func() {
+		a.endStreams.Do(func() { close(a.streamsDone) })
+		a.stop()
+		<-a.done
+		for _, c := range a.closers {
+			_ = c.Close()
+		}
+	})
 	return nil
 }
 

@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -21,10 +21,12 @@ const IndexFile = "index.db"
 
 // auditIndex keeps the audit index following the log.
 type auditIndex struct {
-	ix   *index.Index
-	src  *translog.Reader
-	stop context.CancelFunc
-	done chan struct{}
+	ix        *index.Index
+	src       *translog.Reader
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // readerLog is a log whose tiles and envelopes can be read back
@@ -40,7 +42,7 @@ func (s *Server) openAudit(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	ix, err := index.OpenSQLite(ctx, filepath.Join(s.cfg.DataDir, IndexFile))
+	ix, err := s.openIndex(ctx)
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,12 @@ func (s *Server) openAudit(ctx context.Context) error {
 	a := &auditIndex{ix: ix, src: rl.Reader(), stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		if _, err := ix.CatchUp(fctx, a.src, s.logger); errors.Is(err, index.ErrOtherLog) {
+		if _, err := ix.CatchUp(fctx, a.src, s.logger); errors.Is(err, index.ErrOtherLog) && s.cfg.Index != "" {
+			// A shared index is never dropped: the other daemons may be
+			// right and this one pointed at the wrong log.
+			s.logger.Error("shared audit index belongs to another log; not following it", "err", err)
+			return
+		} else if errors.Is(err, index.ErrOtherLog) {
 			// The index is derived data: one built from another log is
 			// dropped and rebuilt from this one.
 			s.logger.Warn("audit index was built from another log; rebuilding it", "err", err)
@@ -68,14 +75,18 @@ func (s *Server) openAudit(ctx context.Context) error {
 }
 
 func (s *Server) closeAudit() error {
+	// s.audit stays set (handlers may read it concurrently); closing is
+	// made idempotent instead.
 	a := s.audit
 	if a == nil {
 		return nil
 	}
-	s.audit = nil
-	a.stop()
-	<-a.done
-	return a.ix.Close()
+	a.closeOnce.Do(func() {
+		a.stop()
+		<-a.done
+		a.closeErr = a.ix.Close()
+	})
+	return a.closeErr
 }
 
 func (s *Server) mountAudit(mux *http.ServeMux) {
