@@ -26,10 +26,12 @@ import (
 // open.
 type Reader struct {
 	dir    string
-	fetch  client.FileFetcher
+	fetch  tileReader
 	logKey crypto.PublicKey
 	treeID int64
-	store  *store
+	store  envStore
+	// cpTime is when the published checkpoint was written.
+	cpTime func() (time.Time, error)
 	owned  bool // the store was opened by OpenReader; Close closes it
 }
 
@@ -52,7 +54,8 @@ func OpenReader(dir string, logKey crypto.PublicKey) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (stop the daemon, or read the log over its API)", err)
 	}
-	return &Reader{dir: dir, fetch: client.FileFetcher{Root: tlog}, logKey: logKey, treeID: treeID, store: st, owned: true}, nil
+	return &Reader{dir: dir, fetch: client.FileFetcher{Root: tlog}, logKey: logKey, treeID: treeID, store: st, owned: true,
+		cpTime: fileTime(filepath.Join(tlog, layout.CheckpointPath))}, nil
 }
 
 // Close releases a Reader from OpenReader; a Log's Reader needs none.
@@ -65,7 +68,7 @@ func (r *Reader) Close() error {
 
 // Reader returns a reader over this log's files.
 func (l *Log) Reader() *Reader {
-	return &Reader{dir: l.cfg.Dir, fetch: client.FileFetcher{Root: l.tlogDir}, logKey: l.cfg.Key.Public(), treeID: l.treeID, store: l.store}
+	return &Reader{dir: l.cfg.Dir, fetch: l.reader, logKey: l.cfg.Key.Public(), treeID: l.treeID, store: l.store, cpTime: l.checkpointTime}
 }
 
 // TreeID is the log's tree ID (derived from its key).
@@ -90,11 +93,18 @@ func (r *Reader) Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error
 
 // CheckpointTime is when the published checkpoint was last written.
 func (r *Reader) CheckpointTime() (time.Time, error) {
-	fi, err := os.Stat(filepath.Join(r.fetch.Root, layout.CheckpointPath))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return r.cpTime()
+}
+
+// fileTime is a file's modification time.
+func fileTime(path string) func() (time.Time, error) {
+	return func() (time.Time, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return fi.ModTime(), nil
 	}
-	return fi.ModTime(), nil
 }
 
 // Entries yields the entries with indexes from (inclusive) to to

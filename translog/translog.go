@@ -27,6 +27,7 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
 
@@ -60,6 +61,12 @@ type Config struct {
 	// CheckpointInterval is how often a new checkpoint is published.
 	CheckpointInterval time.Duration
 	Logger             *slog.Logger
+	// MySQL, when set, puts the log in a MySQL/MariaDB database instead
+	// of Dir: mysql://user:pass@tcp(host:port)/db. Tessera's MySQL driver
+	// keeps the tree there and sequences appends from several daemons
+	// sharing it (with the same Key); the envelope store is tables of the
+	// same database. It is a secret: never logged nor put in an error.
+	MySQL string
 }
 
 // Entry is one logged envelope and where it is.
@@ -99,7 +106,11 @@ type Log struct {
 	// pass no context (Lookup).
 	bg        context.Context
 	catchUpMu sync.Mutex
-	store     *store
+	store     envStore
+	// tiles serves /checkpoint and /tile/... of a log kept in MySQL.
+	tiles http.Handler
+	// checkpointTime is when the published checkpoint was written.
+	checkpointTime func() (time.Time, error)
 }
 
 // storedEntry is what the envelope store keeps for a leaf.
@@ -112,8 +123,8 @@ type storedEntry struct {
 
 // Open opens (or creates) the log in cfg.Dir.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
-	if cfg.Dir == "" || cfg.Key == nil {
-		return nil, errors.New("translog: Dir and Key are required")
+	if (cfg.Dir == "" && cfg.MySQL == "") || cfg.Key == nil {
+		return nil, errors.New("translog: Dir (or MySQL) and Key are required")
 	}
 	if cfg.Host == "" {
 		cfg.Host = "gatelog.local"
@@ -129,6 +140,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.MySQL != "" {
+		// Tessera's MySQL driver publishes at most once a second.
+		cfg.CheckpointInterval = max(cfg.CheckpointInterval, time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -149,6 +164,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	verifier, err := newCheckpointVerifier(origin, cfg.Key.Public())
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MySQL != "" {
+		return openMySQLLog(ctx, cfg, origin, treeID, logID, signer, verifier)
 	}
 	tlogDir := filepath.Join(cfg.Dir, "tlog")
 	for _, d := range []string{tlogDir, filepath.Join(cfg.Dir, storeDir)} {
@@ -191,6 +209,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		cfg: cfg, tlogDir: tlogDir, origin: origin, treeID: treeID, logID: logID,
 		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
 		store: st,
+		checkpointTime: func() (time.Time, error) {
+			fi, err := os.Stat(filepath.Join(tlogDir, layout.CheckpointPath))
+			if err != nil {
+				return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			return fi.ModTime(), nil
+		},
 	}
 	// Entries sequenced just before a crash may lack their index records.
 	if err := l.CatchUp(ctx); err != nil {
@@ -242,8 +267,10 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	// that became read-only (or lost its state directory) fails this
 	// append instead of crashing the daemon. A fault that strikes in the
 	// few milliseconds between here and the batch still panics in Tessera.
-	if err := storageWritable(l.tlogDir, true); err != nil {
-		return Entry{}, err
+	if l.tlogDir != "" {
+		if err := storageWritable(l.tlogDir, true); err != nil {
+			return Entry{}, err
+		}
 	}
 	idx, err := l.await(ctx, l.add(ctx, tessera.NewEntry(body)))
 	if err != nil {
@@ -387,6 +414,9 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 // TilesHandler serves the log's tlog-tiles resources (/checkpoint and
 // /tile/...) read-only, straight from the POSIX layout Tessera writes.
 func (l *Log) TilesHandler() http.Handler {
+	if l.tiles != nil {
+		return l.tiles
+	}
 	fs := http.FileServer(http.Dir(l.tlogDir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
@@ -406,4 +436,50 @@ func (l *Log) TilesHandler() http.Handler {
 		}
 		fs.ServeHTTP(w, r)
 	})
+}
+
+// openMySQLLog opens the log kept in MySQL/MariaDB (Config.MySQL).
+func openMySQLLog(ctx context.Context, cfg Config, origin string, treeID int64, logID string, signer *noteSigner, verifier *checkpointVerifier) (*Log, error) {
+	db, err := openMySQL(ctx, cfg.MySQL)
+	if err != nil {
+		return nil, err
+	}
+	st := &mysqlStore{db: db}
+	driver, err := openMySQLDriver(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(signer).
+		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithCheckpointInterval(cfg.CheckpointInterval)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st.ctx = bg
+	// A published checkpoint of another tree means another log key.
+	if raw, err := driver.(tileReader).ReadCheckpoint(ctx); err == nil {
+		if o, _, _ := strings.Cut(string(raw), "\n"); o != origin && !strings.HasSuffix(o, fmt.Sprintf("/%d", treeID)) {
+			cancel()
+			db.Close()
+			return nil, fmt.Errorf("%w: the mysql log has origin %q, but this key's tree ID is %d", ErrWrongKey, o, treeID)
+		}
+	}
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
+	if err != nil {
+		cancel()
+		db.Close()
+		return nil, fmt.Errorf("%w: open tessera appender: %v", ErrUnavailable, err)
+	}
+	l := &Log{
+		cfg: cfg, origin: origin, treeID: treeID, logID: logID,
+		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
+		store: st, tiles: tilesHandler(reader), checkpointTime: st.checkpointTime,
+	}
+	if err := l.CatchUp(ctx); err != nil {
+		_ = shutdown(ctx)
+		cancel()
+		db.Close()
+		return nil, fmt.Errorf("recover index records: %w", err)
+	}
+	return l, nil
 }

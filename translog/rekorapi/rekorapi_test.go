@@ -69,9 +69,9 @@ func openLog(t testing.TB, n int) *testLog {
 	t.Helper()
 	ctx := context.Background()
 	tl := &testLog{logKey: newKey(t)}
-	l, err := translog.Open(ctx, translog.Config{
+	l, err := translog.Open(ctx, logConfig(t, translog.Config{
 		Dir: t.TempDir(), Key: tl.logKey, Host: "gatelog.test", CheckpointInterval: 100 * time.Millisecond,
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
