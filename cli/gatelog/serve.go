@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/index"
 )
 
 func serveCommand() *cli.Command {
@@ -33,6 +36,10 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
 			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert"},
 			&cli.Float64Flag{Name: "rate-limit", Usage: "requests per second per caller (default 50; negative: no limit)"},
+			&cli.StringFlag{Name: "index", Usage: "audit index shared by several daemons: a PostgreSQL DSN postgres://… (default: DATA/index.db); never logged", EnvVars: []string{"GATELOG_INDEX"}},
+			&cli.StringFlag{Name: "index-file", Usage: "read the --index DSN from this file (keeps it out of the process list)", EnvVars: []string{"GATELOG_INDEX_FILE"}},
+			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
+			&cli.StringFlag{Name: "log-file", Usage: "read the --log DSN from this file", EnvVars: []string{"GATELOG_LOG_FILE"}},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
@@ -61,7 +68,23 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			indexDSN, err := secretFlag(c, "index", "index-file")
+			if err != nil {
+				return err
+			}
+			if indexDSN != "" && !index.IsPostgresDSN(indexDSN) {
+				return fmt.Errorf("--index: want a postgres:// DSN")
+			}
+			logDSN, err := secretFlag(c, "log", "log-file")
+			if err != nil {
+				return err
+			}
+			if logDSN != "" && !translog.IsMySQLDSN(logDSN) {
+				return fmt.Errorf("--log: want a mysql:// DSN")
+			}
 			srv, err := server.Open(ctx, server.Config{
+				Index:    indexDSN,
+				Log:      logDSN,
 				Adapters: adapters,
 				Webhooks: webhooks,
 				Alerts:   alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
@@ -114,4 +137,25 @@ func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	logger.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// secretFlag is the value of flag name, or the first line of the file named
+// by fileFlag. It is a secret (a DSN with a password): errors never show it.
+func secretFlag(c *cli.Context, name, fileFlag string) (string, error) {
+	v, f := c.String(name), c.String(fileFlag)
+	if v != "" && f != "" {
+		return "", fmt.Errorf("--%s and --%s are exclusive", name, fileFlag)
+	}
+	if f == "" {
+		return strings.TrimSpace(v), nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", fileFlag, err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return "", fmt.Errorf("--%s: %s is empty", fileFlag, f)
+	}
+	return line, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -43,7 +42,7 @@ func (s *Server) openAudit(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	ix, err := index.OpenSQLite(ctx, filepath.Join(s.cfg.DataDir, IndexFile))
+	ix, err := s.openIndex(ctx)
 	if err != nil {
 		return err
 	}
@@ -56,7 +55,12 @@ func (s *Server) openAudit(ctx context.Context) error {
 	a := &auditIndex{ix: ix, src: rl.Reader(), stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		if _, err := ix.CatchUp(fctx, a.src, s.logger); errors.Is(err, index.ErrOtherLog) {
+		if _, err := ix.CatchUp(fctx, a.src, s.logger); errors.Is(err, index.ErrOtherLog) && s.cfg.Index != "" {
+			// A shared index is never dropped: the other daemons may be
+			// right and this one pointed at the wrong log.
+			s.logger.Error("shared audit index belongs to another log; not following it", "err", err)
+			return
+		} else if errors.Is(err, index.ErrOtherLog) {
 			// The index is derived data: one built from another log is
 			// dropped and rebuilt from this one.
 			s.logger.Warn("audit index was built from another log; rebuilding it", "err", err)

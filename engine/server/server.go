@@ -86,6 +86,15 @@ type Config struct {
 	// Webhooks are the CI systems that authenticate with a webhook secret
 	// (GitHub deployment protection rules, GitLab pipeline validation).
 	Webhooks Webhooks
+
+	// Index is the audit index's PostgreSQL DSN (postgres://…), shared by
+	// every daemon of a scale-out setup; empty means DATA/index.db. It is
+	// a secret: never logged.
+	Index string
+	// Log, when set, keeps the transparency log in MySQL/MariaDB
+	// (mysql://user:pass@tcp(host:port)/db) instead of DATA/log, shared by
+	// every daemon that has the same log key. A secret: never logged.
+	Log string
 }
 
 // Decider evaluates requests (engine.Engine).
@@ -194,6 +203,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	lg, err := translog.Open(ctx, translog.Config{
 		Dir: filepath.Join(cfg.DataDir, LogDir), Key: logKey, Host: cfg.Host,
 		CheckpointInterval: cfg.CheckpointInterval, Logger: cfg.Logger,
+		MySQL: cfg.Log,
 	})
 	if errors.Is(err, translog.ErrWrongKey) {
 		err = fmt.Errorf("log key %s: %w", logKeyPath, err)
