@@ -24,6 +24,10 @@ install() {
 	fi
 	log "installing Debian's mariadb-server"
 	export DEBIAN_FRONTEND=noninteractive
+	# Test binaries run in parallel and may both install at once: one apt at a time.
+	exec 9>"${TMPDIR:-/tmp}/gatelog-apt.lock"
+	flock -w 600 9
+	command -v mariadb-install-db >/dev/null && [ -x "$(mariadbd_bin)" ] && return 0
 	apt-get update -qq >&2
 	apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >&2
 }

@@ -30,6 +30,10 @@ install() {
 	fi
 	log "installing Debian's postgresql"
 	export DEBIAN_FRONTEND=noninteractive
+	# Test binaries run in parallel and may both install at once: one apt at a time.
+	exec 9>"${TMPDIR:-/tmp}/gatelog-apt.lock"
+	flock -w 600 9
+	pgbin >/dev/null && return 0
 	apt-get update -qq >&2
 	apt-get install -y -qq --no-install-recommends postgresql >&2
 	pgbin >/dev/null
