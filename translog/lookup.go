@@ -102,6 +102,9 @@ func matchEnvelope(body []byte, rec storedEntry) error {
 // the records up from the log first when the leaf has none yet (a crash
 // can fall between sequencing and writing the record).
 func (l *Log) indexOf(ctx context.Context, leaf []byte) (int64, error) {
+	if idx, ok := l.pending.Load(string(leaf)); ok {
+		return int64(idx.(uint64)), nil
+	}
 	idx, ok, err := l.store.index(leaf)
 	if err == nil && !ok {
 		if cerr := l.CatchUp(ctx); cerr != nil {

@@ -107,6 +107,12 @@ type Log struct {
 	bg        context.Context
 	catchUpMu sync.Mutex
 	store     envStore
+	// Index records are derived data (CatchUp rebuilds them from the
+	// tree), so Append writes them off the reply path: pending holds the
+	// leaves (string(leaf) → index) whose record is not stored yet, and
+	// indexing counts the writes in flight, which Close waits for.
+	pending  sync.Map
+	indexing sync.WaitGroup
 	// tiles serves /checkpoint and /tile/... of a log kept in MySQL.
 	tiles http.Handler
 	// checkpointTime is when the published checkpoint was written.
@@ -244,6 +250,7 @@ func (l *Log) PublicKey() crypto.PublicKey { return l.cfg.Key.Public() }
 func (l *Log) Close(ctx context.Context) error {
 	err := l.shutdown(ctx)
 	l.cancel()
+	l.indexing.Wait()
 	return errors.Join(err, l.store.close())
 }
 
@@ -276,9 +283,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
 	}
-	if err := l.store.putIndex(indexRecord{leaf: leaf, index: idx, search: searchKeys(body, envelope)}); err != nil {
-		return Entry{}, fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
-	}
+	l.recordIndex(indexRecord{leaf: leaf, index: idx, search: searchKeys(body, envelope)})
 	e := Entry{
 		Index: int64(idx), LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
 		IntegratedTime: integrated, Body: body, Envelope: envelope,
@@ -287,6 +292,24 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 		return Entry{}, fmt.Errorf("%w: sign entry timestamp: %v", ErrUnavailable, err)
 	}
 	return e, nil
+}
+
+// recordIndex stores a sequenced leaf's index and search records without
+// making the caller wait for that commit: the leaf is already durably in
+// the tree, and until the record is stored lookups find it in pending. A
+// failed write is logged and left to CatchUp, which rebuilds records from
+// the tree (on a lookup miss, and at every Open).
+func (l *Log) recordIndex(r indexRecord) {
+	l.pending.Store(string(r.leaf), r.index)
+	l.indexing.Add(1)
+	go func() {
+		defer l.indexing.Done()
+		if err := l.store.putIndex(r); err != nil {
+			l.cfg.Logger.Warn("index record not stored yet; it is rebuilt from the tree", "index", r.index, "err", err)
+			return
+		}
+		l.pending.Delete(string(r.leaf))
+	}()
 }
 
 // await resolves a Tessera future, giving up (but not undoing the append)
