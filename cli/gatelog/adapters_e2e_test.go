@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -153,6 +155,10 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "adapter=tekton") {
 		t.Errorf("the adapter's events are not in the daemon log with its name")
 	}
+	// The crash raised an alert, delivered through the outbox like any other.
+	if !alertSeen(t, "http://"+d.addr, strings.TrimSpace(string(key)), "gatelog.adapter_restarted") {
+		t.Errorf("no gatelog.adapter_restarted alert after the adapter crashed")
+	}
 
 	// Without a credential the API server is told no, natively, and nothing is logged.
 	req, _ = http.NewRequest(http.MethodPost, "http://"+d.addr+"/v1/adapters/tekton", bytes.NewReader(review))
@@ -167,4 +173,26 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 		t.Fatalf("unauthenticated admission was not denied natively: %d %s", resp.StatusCode, raw2)
 	}
 	d.stop(t)
+}
+
+// alertSeen reads the daemon's alert stream (recent alerts first) until
+// one with the given code arrives or a deadline passes.
+func alertSeen(t *testing.T, base, key, code string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/alerts/stream?recent=50", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data:") && strings.Contains(sc.Text(), code) {
+			return true
+		}
+	}
+	return false
 }

@@ -19,11 +19,12 @@ const maxAdapterPayload = 3 << 20
 // openAdapters starts the configured adapter processes. An adapter that
 // fails to start is not fatal: its endpoint answers the CI system's native
 // "unavailable" (fail closed) while the host keeps retrying it.
-func openAdapters(ctx context.Context, cfg Config) (*host.Host, error) {
+func (s *Server) openAdapters(ctx context.Context) (*host.Host, error) {
+	cfg := s.cfg
 	if len(cfg.Adapters) == 0 {
 		return nil, nil
 	}
-	h, err := host.New(cfg.Adapters, host.Options{Logger: cfg.Logger, Self: cfg.AdapterExecutable})
+	h, err := host.New(cfg.Adapters, host.Options{Logger: cfg.Logger, Self: cfg.AdapterExecutable, OnDown: s.AdapterRestarted})
 	if err != nil {
 		return nil, fmt.Errorf("adapters: %w", err)
 	}

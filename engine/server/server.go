@@ -217,7 +217,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	if s.adapters, err = openAdapters(ctx, cfg); err != nil {
+	if s.adapters, err = s.openAdapters(ctx); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}

@@ -79,6 +79,9 @@ type Options struct {
 	// CallTimeout bounds each call to an adapter (and each health check);
 	// default 5s.
 	CallTimeout time.Duration
+	// OnDown, if set, is told each time a running adapter goes down (it
+	// is then restarted with backoff): the daemon raises an alert.
+	OnDown func(name string, reason error)
 	// StartTimeout bounds the start of an adapter process up to its first
 	// answer; default 10s.
 	StartTimeout time.Duration

@@ -138,6 +138,9 @@ func (s *supervisor) run(ctx context.Context) {
 			s.mu.Unlock()
 			s.setState(Down, reason)
 			s.log.Warn("adapter down, restarting", "reason", reason, "retry_in", backoff)
+			if s.opts.OnDown != nil {
+				s.opts.OnDown(s.name, reason)
+			}
 		}
 		t := time.NewTimer(backoff)
 		select {
