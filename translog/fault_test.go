@@ -91,6 +91,16 @@ func (fl *faultLog) append() (string, translog.Entry, error) {
 	fl.t.Helper()
 	fl.n++
 	id := fmt.Sprintf("decision-%d", fl.n)
+	env, pem := fl.envelope(id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	e, err := fl.log.Append(ctx, id, env, pem)
+	return id, e, err
+}
+
+// envelope is a signed decision record with decision ID id.
+func (fl *faultLog) envelope(id string) ([]byte, []byte) {
+	fl.t.Helper()
 	env, err := fl.signer.Sign(decision.Record{
 		DecisionID: id,
 		Request:    decision.Request{Subject: decision.Subject{ID: "alice", Kind: "user"}, Action: "deploy"},
@@ -100,10 +110,7 @@ func (fl *faultLog) append() (string, translog.Entry, error) {
 	if err != nil {
 		fl.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	e, err := fl.log.Append(ctx, id, env, fl.signerPEM)
-	return id, e, err
+	return env, fl.signerPEM
 }
 
 func (fl *faultLog) mustAppend() (string, translog.Entry) {

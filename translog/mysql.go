@@ -20,7 +20,9 @@ import (
 // envStore is the envelope store: bbolt beside a POSIX log (store), or
 // tables in the log's own MySQL/MariaDB database (mysqlStore).
 type envStore interface {
-	putEnvelope(key string, leaf []byte, rec storedEntry) error
+	// putEnvelope runs within ctx (an append's deadline): a database
+	// that hangs fails the append in time instead of holding it.
+	putEnvelope(ctx context.Context, key string, leaf []byte, rec storedEntry) error
 	putIndex(recs ...indexRecord) error
 	putIndexAndWatermark(recs []indexRecord, watermark uint64) error
 	envelope(leaf []byte) (storedEntry, bool, error)
@@ -157,20 +159,24 @@ func (s *mysqlStore) unavailable(what string, err error) error {
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
 }
 
-func (s *mysqlStore) putEnvelope(key string, leaf []byte, rec storedEntry) error {
+func (s *mysqlStore) putEnvelope(ctx context.Context, key string, leaf []byte, rec storedEntry) error {
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	tx, err := s.db.BeginTx(s.ctx, nil)
+	// The caller's deadline, and the store's lifetime.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.unavailable("store envelope", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(s.ctx, "REPLACE INTO `gatelog_envelopes` (`leaf`, `record`) VALUES (?, ?)", leaf, raw); err != nil {
+	if _, err := tx.ExecContext(ctx, "REPLACE INTO `gatelog_envelopes` (`leaf`, `record`) VALUES (?, ?)", leaf, raw); err != nil {
 		return s.unavailable("store envelope", err)
 	}
-	if _, err := tx.ExecContext(s.ctx, "REPLACE INTO `gatelog_keys` (`k`, `leaf`) VALUES (?, ?)", []byte(key), leaf); err != nil {
+	if _, err := tx.ExecContext(ctx, "REPLACE INTO `gatelog_keys` (`k`, `leaf`) VALUES (?, ?)", []byte(key), leaf); err != nil {
 		return s.unavailable("store key", err)
 	}
 	if err := tx.Commit(); err != nil {

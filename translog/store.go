@@ -2,6 +2,7 @@ package translog
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -174,7 +175,7 @@ func (s *store) close() error {
 }
 
 // putEnvelope stores rec under its leaf hash and key → leaf.
-func (s *store) putEnvelope(key string, leaf []byte, rec storedEntry) error {
+func (s *store) putEnvelope(_ context.Context, key string, leaf []byte, rec storedEntry) error {
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -335,5 +336,5 @@ func RewriteStoredEnvelope(dir string, leaf []byte, edit func(envelope []byte) [
 		return fmt.Errorf("%w: no envelope stored for leaf %x", ErrNotFound, leaf)
 	}
 	rec.Envelope = edit(bytes.Clone(rec.Envelope))
-	return s.putEnvelope(rec.Key, leaf, rec)
+	return s.putEnvelope(context.Background(), rec.Key, leaf, rec)
 }

@@ -2,6 +2,7 @@ package translog
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -26,7 +27,7 @@ func TestStoreGroupCommitAndReopen(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rec := storedEntry{Key: fmt.Sprint("k", i), IntegratedTime: int64(i), Envelope: []byte(fmt.Sprint("env", i))}
-			if err := s.putEnvelope(rec.Key, leaf(i), rec); err != nil {
+			if err := s.putEnvelope(context.Background(), rec.Key, leaf(i), rec); err != nil {
 				errs <- err
 				return
 			}

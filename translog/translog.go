@@ -267,7 +267,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	// The envelope and its key are on disk before the leaf is sequenced, so
 	// every leaf in the log has its envelope.
 	rec := storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM}
-	if err := l.store.putEnvelope(key, leaf, rec); err != nil {
+	if err := l.store.putEnvelope(ctx, key, leaf, rec); err != nil {
 		return Entry{}, fmt.Errorf("%w: store envelope: %v", ErrUnavailable, err)
 	}
 	// The same guard as in Open, just before Tessera takes its lock: a log

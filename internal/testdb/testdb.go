@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,27 @@ func MariaDB(t testing.TB) (dsn, url string) {
 	i := strings.LastIndex(base, "/")
 	dsn = base[:i+1] + name
 	return dsn, "mysql://" + dsn
+}
+
+// MariaDBProcess is the shared test MariaDB server's process, for tests
+// that pause it (SIGSTOP, SIGCONT) to see what a daemon does while its log
+// database hangs. A test that pauses it must resume it before it ends.
+func MariaDBProcess(t testing.TB) *os.Process {
+	t.Helper()
+	mariadb.need(t)
+	raw, err := os.ReadFile(filepath.Join(mariadb.dir, "mariadb.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("mariadb.pid: %v", err)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // admin runs one statement on the server's own database.

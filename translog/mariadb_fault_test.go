@@ -1,0 +1,75 @@
+package translog_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatelog/gatelog/internal/testdb"
+	"github.com/gatelog/gatelog/translog"
+)
+
+// TestMain stops the MariaDB server the MariaDB tests started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testdb.Stop()
+	os.Exit(code)
+}
+
+// An append to a log in MariaDB fails closed within its context while the
+// database hangs (SIGSTOP), and appends succeed again once it resumes.
+// The envelope store once wrote with the log's lifetime context, so an
+// append waited for the database however short its deadline.
+func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
+	_, url := testdb.MariaDB(t)
+	db := testdb.MariaDBProcess(t)
+	fl := newFaultLog(t, t.TempDir())
+	l, err := translog.Open(context.Background(), translog.Config{MySQL: url, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	fl.log = l
+	fl.mustAppend()
+
+	if err := db.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = db.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	env, pem := fl.envelope("while-stopped")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := l.Append(ctx, "while-stopped", env, pem)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, translog.ErrUnavailable) {
+			t.Fatalf("append while MariaDB is stopped: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(60 * time.Second):
+		resume()
+		t.Fatal("append with a 1s deadline still waiting a minute into the outage")
+	}
+	resume()
+	for try := 0; ; try++ {
+		if _, _, err := fl.append(); err == nil {
+			break
+		} else if try == 50 {
+			t.Fatalf("append after MariaDB resumed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
