@@ -173,6 +173,10 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	if code != 1 || !strings.Contains(text, "--policies") {
 		t.Errorf("exit %d: %s", code, text)
 	}
+	code, text = run(t, bin, nil, "serve", "--data", t.TempDir(), "--append-timeout", "-1s", "--addr", freeAddr(t))
+	if code != 1 || !strings.Contains(text, "--append-timeout") {
+		t.Errorf("exit %d: %s", code, text)
+	}
 	code, text = run(t, bin, nil, "verify", "--receipt", "x.json", "--log-key", "nope.pub", "--signer-key", "nope.pub")
 	if code != 1 || !strings.Contains(text, "--log-key") {
 		t.Errorf("exit %d: %s", code, text)

@@ -31,6 +31,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)", EnvVars: []string{"GATELOG_POLICIES"}},
 			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line"},
 			&cli.DurationFlag{Name: "checkpoint-interval", Value: 0, Usage: "how often to publish a checkpoint (default 1s)"},
+			&cli.DurationFlag{Name: "append-timeout", Value: 0, Usage: "how long a decide waits for the log before it fails closed with 503 (default 10s)", EnvVars: []string{"GATELOG_APPEND_TIMEOUT"}},
 			&cli.StringFlag{Name: "identity-config", Usage: "JSON file of trusted OIDC issuers and mTLS clients (see README, Identity)", EnvVars: []string{"GATELOG_IDENTITY_CONFIG"}},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)", EnvVars: []string{"GATELOG_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
@@ -82,6 +83,9 @@ func serveCommand() *cli.Command {
 			if logDSN != "" && !translog.IsMySQLDSN(logDSN) {
 				return fmt.Errorf("--log: want a mysql:// DSN")
 			}
+			if c.Duration("append-timeout") < 0 {
+				return fmt.Errorf("--append-timeout must not be negative")
+			}
 			srv, err := server.Open(ctx, server.Config{
 				Index:    indexDSN,
 				Log:      logDSN,
@@ -90,7 +94,7 @@ func serveCommand() *cli.Command {
 				Alerts:   alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
 				DataDir: c.String("data"), Policies: pol.FS, PolicyRevision: pol.Revision, Host: c.String("log-host"),
 				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),
-				CheckpointInterval: c.Duration("checkpoint-interval"), Version: version, Logger: logger,
+				CheckpointInterval: c.Duration("checkpoint-interval"), AppendTimeout: c.Duration("append-timeout"), Version: version, Logger: logger,
 			})
 			if err != nil {
 				return err
