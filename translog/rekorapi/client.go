@@ -118,3 +118,31 @@ func (c *Client) ConsistencyProof(ctx context.Context, first, last int64) (Consi
 	var p ConsistencyProof
 	return p, c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/log/proof?firstSize=%d&lastSize=%d", first, last), nil, &p)
 }
+
+// RekorV1Checkpoint is POST /api/v1/log/checkpoint/rekor-v1 (a gatelog
+// extension): the log's checkpoint raw restated in Rekor v1's origin form.
+func (c *Client) RekorV1Checkpoint(ctx context.Context, raw []byte) ([]byte, error) {
+	const path = "/api/v1/log/checkpoint/rekor-v1"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckpoint))
+	if err != nil {
+		return nil, fmt.Errorf("POST %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		if json.Unmarshal(out, &e) == nil && e.Message != "" {
+			return nil, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, e.Message)
+		}
+		return nil, fmt.Errorf("POST %s: %s", path, resp.Status)
+	}
+	return out, nil
+}

@@ -37,6 +37,15 @@ type Log interface {
 	PublicKey() crypto.PublicKey
 }
 
+// RekorV1Checkpointer is implemented by logs (translog.Log) that restate
+// their own checkpoints in Rekor v1's origin form "<host> - <tree id>".
+type RekorV1Checkpointer interface {
+	RekorV1Checkpoint(raw []byte) ([]byte, error)
+}
+
+// maxCheckpoint bounds a checkpoint posted for restating.
+const maxCheckpoint = 4 << 10
+
 // maxSearchQueries is Rekor's limit on queries in one retrieve call.
 const maxSearchQueries = 10
 
@@ -66,6 +75,11 @@ func Handler(l Log) http.Handler {
 	mux.HandleFunc("GET /api/v1/log/entries/{uuid}", a.entryByUUID)
 	mux.HandleFunc("POST /api/v1/log/entries/retrieve", a.retrieve)
 	mux.HandleFunc("POST /api/v1/index/retrieve", a.searchIndex)
+	if c, ok := l.(RekorV1Checkpointer); ok {
+		mux.HandleFunc("POST /api/v1/log/checkpoint/rekor-v1", func(w http.ResponseWriter, r *http.Request) {
+			rekorV1Checkpoint(w, r, c)
+		})
+	}
 	mux.HandleFunc("POST /api/v1/log/entries", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "this log takes entries only through gatelog's decide API")
 	})
@@ -413,4 +427,27 @@ func (a *api) searchIndex(w http.ResponseWriter, r *http.Request) {
 		out = append(out, e.UUID)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// rekorV1Checkpoint is POST /api/v1/log/checkpoint/rekor-v1, a gatelog
+// extension: the body is one of this log's checkpoints (as served in an
+// inclusion proof), the reply the same tree head signed in Rekor v1's form,
+// for Sigstore bundles (gatelog log bundle).
+func rekorV1Checkpoint(w http.ResponseWriter, r *http.Request, c RekorV1Checkpointer) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCheckpoint))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "checkpoint: %v", err)
+		return
+	}
+	out, err := c.RekorV1Checkpoint(raw)
+	switch {
+	case errors.Is(err, translog.ErrNotOurCheckpoint):
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	case err != nil:
+		writeLogError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(out)
 }
