@@ -45,7 +45,7 @@ func logCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "log",
 		Usage: "audit a gatelog transparency log with only its public key",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:   "info",
 				Usage:  "verify the latest checkpoint and that it extends the last one this client saw",
@@ -75,7 +75,7 @@ func logCommand() *cli.Command {
 					&cli.Uint64Flag{Name: "to", Usage: "newer tree size (default: the latest checkpoint's)"}),
 				Action: logConsistency,
 			},
-		},
+		}, bundleCommands()...),
 	}
 }
 

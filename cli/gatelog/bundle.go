@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/sigbundle"
+)
+
+// bundleCommands are gatelog log bundle and gatelog log trusted-root: a
+// decision as a Sigstore bundle, and the log as a Sigstore trusted root
+// (package translog/sigbundle).
+func bundleCommands() []*cli.Command {
+	common := func(more ...cli.Flag) []cli.Flag {
+		return append([]cli.Flag{
+			&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon; no credentials needed)", EnvVars: []string{"GATELOG_SERVER"}},
+			&cli.StringFlag{Name: "out", Usage: "write to this file instead of standard output"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
+		}, more...)
+	}
+	return []*cli.Command{
+		{
+			Name:   "bundle",
+			Usage:  "write the Sigstore bundle (v0.3) of the decision at a log index, for sigstore-go or cosign",
+			Flags:  common(&cli.Int64Flag{Name: "index", Required: true, Usage: "log index"}),
+			Action: logBundle,
+		},
+		{
+			Name:  "trusted-root",
+			Usage: "write a Sigstore trusted root naming this log and its key",
+			Flags: common(
+				&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)", EnvVars: []string{"GATELOG_LOG_KEY"}},
+				&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): print the key hint bundles carry for it"},
+				&cli.TimestampFlag{Name: "valid-from", Layout: time.RFC3339, Usage: "when the log key became valid (default: the integrated time of the log's first entry)"}),
+			Action: logTrustedRoot,
+		},
+	}
+}
+
+func writeOut(c *cli.Context, m proto.Message) error {
+	raw, err := sigbundle.Marshal(m)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	raw = append(raw, '\n')
+	if p := c.String("out"); p != "" {
+		if err := os.WriteFile(p, raw, 0o644); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		return nil
+	}
+	_, err = c.App.Writer.Write(raw)
+	return err
+}
+
+func rekorClient(c *cli.Context) (*rekorapi.Client, error) {
+	rc, err := rekorapi.NewClient(c.String("server"), &http.Client{Timeout: c.Duration("timeout")})
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
+	}
+	return rc, nil
+}
+
+func logBundle(c *cli.Context) error {
+	rc, err := rekorClient(c)
+	if err != nil {
+		return err
+	}
+	b, err := sigbundle.Fetch(c.Context, rc, c.Int64("index"))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("bundle of entry %d: %v", c.Int64("index"), err), 1)
+	}
+	return writeOut(c, b)
+}
+
+func logTrustedRoot(c *cli.Context) error {
+	logKey, err := readPublicKey(c.String("log-key"))
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+	}
+	if c.IsSet("signer-key") {
+		signerKey, err := readPublicKey(c.String("signer-key"))
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--signer-key: %v", err), 1)
+		}
+		hint, err := sigbundle.KeyID(signerKey)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("--signer-key: %v", err), 1)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "decision key hint %s: a trusted root holds no signing keys; give %s to the verifier as a trusted public key\n", hint, c.String("signer-key"))
+	}
+	var from time.Time
+	if t := c.Timestamp("valid-from"); t != nil {
+		from = *t
+	} else if from, err = firstIntegratedTime(c.Context, c); err != nil {
+		return err
+	}
+	tr, err := sigbundle.TrustedRoot(logKey, c.String("server"), from)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	return writeOut(c, tr)
+}
+
+// firstIntegratedTime is when the log's first entry was integrated, the
+// earliest time its key must be valid; an empty log starts now.
+func firstIntegratedTime(ctx context.Context, c *cli.Context) (time.Time, error) {
+	rc, err := rekorClient(c)
+	if err != nil {
+		return time.Time{}, err
+	}
+	li, err := rc.LogInfo(ctx)
+	if err != nil {
+		return time.Time{}, cli.Exit(fmt.Sprintf("log info: %v (or give --valid-from)", err), 1)
+	}
+	if li.TreeSize == 0 {
+		return time.Now().Truncate(time.Second), nil
+	}
+	_, e, err := rc.EntryByIndex(ctx, 0)
+	if err != nil {
+		return time.Time{}, cli.Exit(fmt.Sprintf("entry 0: %v (or give --valid-from)", err), 1)
+	}
+	return time.Unix(e.IntegratedTime, 0), nil
+}
