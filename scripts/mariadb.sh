@@ -8,6 +8,8 @@
 #                              "gatelog" and prints the DSN (and nothing else) on
 #                              stdout, in the form `gatelog serve --log` takes.
 #   scripts/mariadb.sh stop DIR    stops that server and removes DIR.
+#   scripts/mariadb.sh restart DIR starts that server again after it died (kill -9
+#                              it for a crash drill), on the same data and port.
 #
 # The folder holds the DSN in DIR/dsn and the server's pid in DIR/mariadb.pid;
 # stderr says how to stop. This is for tests, not for keeping data.
@@ -49,6 +51,40 @@ free_port() {
 	exit 1
 }
 
+# launch DIR PORT runs the server on DIR/data and waits until it answers.
+launch() {
+	local dir=$1 port=$2
+	"$(mariadbd_bin)" --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$dir/mariadb.sock" \
+		--port="$port" --bind-address=127.0.0.1 --skip-networking=0 --pid-file="$dir/mariadb.pid" \
+		--log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=2 --skip-log-bin \
+		--max-connections=500 </dev/null >/dev/null 2>&1 &
+	echo $! >"$dir/mariadb.pid"
+	for _ in $(seq 1 300); do
+		if mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e 'SELECT 1' >/dev/null 2>&1; then
+			return 0
+		fi
+		kill -0 "$(cat "$dir/mariadb.pid")" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# restart DIR starts the server of DIR again after it died (a crash drill:
+# kill -9 its pid first), on the same data and port, so the DSN still works.
+restart() {
+	local dir=${1:?usage: mariadb.sh restart DIR} port
+	[ -f "$dir/dsn" ] || { log "$dir/dsn not found: not a folder start made"; exit 1; }
+	port=$(sed -n 's/.*tcp(127.0.0.1:\([0-9]*\)).*/\1/p' "$dir/dsn")
+	for _ in 1 2 3 4 5; do
+		launch "$dir" "$port" && { log "restarted on 127.0.0.1:$port"; return 0; }
+		kill "$(cat "$dir/mariadb.pid")" 2>/dev/null || true
+		sleep 1 # the port may still be held for a moment
+	done
+	cat "$dir/server.log" >&2
+	log "server did not restart"
+	exit 1
+}
+
 start() {
 	install
 	local dir port user
@@ -64,20 +100,7 @@ start() {
 	local try ok=
 	for try in 1 2 3; do
 		port=$(free_port)
-		"$(mariadbd_bin)" --no-defaults --user="$user" --datadir="$dir/data" --socket="$dir/mariadb.sock" \
-			--port="$port" --bind-address=127.0.0.1 --skip-networking=0 --pid-file="$dir/mariadb.pid" \
-			--log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=2 --skip-log-bin \
-			--max-connections=500 </dev/null >/dev/null 2>&1 &
-		echo $! >"$dir/mariadb.pid"
-		for _ in $(seq 1 300); do
-			if mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e 'SELECT 1' >/dev/null 2>&1; then
-				ok=1
-				break
-			fi
-			kill -0 "$(cat "$dir/mariadb.pid")" 2>/dev/null || break
-			sleep 0.1
-		done
-		[ -n "$ok" ] && break
+		launch "$dir" "$port" && ok=1 && break
 		kill "$(cat "$dir/mariadb.pid")" 2>/dev/null || true
 		[ "$try" = 3 ] && { cat "$dir/server.log" >&2; log "server did not start"; exit 1; }
 	done
@@ -113,8 +136,9 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop "${2:-}" ;;
+restart) restart "${2:-}" ;;
 *)
-	echo "usage: $0 start | stop DIR" >&2
+	echo "usage: $0 start | stop DIR | restart DIR" >&2
 	exit 2
 	;;
 esac

@@ -74,8 +74,9 @@ type scaleOut struct {
 // one log on MariaDB and one audit index on PostgreSQL, with the same log
 // key, and drives decides at both at once. Then the faults: one daemon is
 // killed with SIGKILL under load (the other keeps answering, and the killed
-// one is restarted), and MariaDB is frozen with SIGSTOP (every decide fails
-// closed with 503, never an allow) and resumed (decides succeed again).
+// one is restarted); MariaDB is frozen with SIGSTOP (every decide fails
+// closed with 503, never an allow) and resumed (decides succeed again); and
+// MariaDB is killed with SIGKILL (503s again) and restarted on its data.
 // Afterwards every receipt acknowledged by either daemon must be served by
 // the other with an inclusion proof that verifies offline, no log index may
 // have been handed out twice, and the audit search of either daemon must
@@ -163,12 +164,24 @@ func TestScaleOutTwoProcesses(t *testing.T) {
 	s.load(2*time.Second, nil)
 	s.checkFailures("load after MariaDB came back")
 
+	// Fault (c): MariaDB crashes (kill -9) and restarts on the same data
+	// and port; meanwhile every decide fails closed.
+	testdb.CrashMariaDB(t)
+	crash503, crashSlowest := s.decideWhileDown()
+	s.checkFailures("decides while MariaDB was down after kill -9")
+	testdb.RestartMariaDB(t)
+	restartedAfter := s.untilRecovered()
+	s.load(2*time.Second, nil)
+	s.checkFailures("load after MariaDB restarted")
+
 	found, lost := s.finalCheck()
 	s.mu.Lock()
 	t.Logf("scale-out: acknowledged=%d (A %d, B %d; B alone while A was down %d) found=%d lost=%d; "+
-		"MariaDB stopped: %d decides answered 503, none allowed, slowest %v; first success %v after resuming; timed-out 503s under load=%d",
+		"MariaDB stopped: %d decides answered 503, none allowed, slowest %v; both succeed again %v after resuming; "+
+		"MariaDB killed: %d decides answered 503, none allowed, slowest %v; both succeed again %v after its restart; timed-out 503s under load=%d",
 		len(s.acked), s.ackedByNode[0], s.ackedByNode[1], bWhileADown, found, lost,
-		outage503, slowest.Round(time.Millisecond), recoveredAfter.Round(time.Millisecond), s.timedOut)
+		outage503, slowest.Round(time.Millisecond), recoveredAfter.Round(time.Millisecond),
+		crash503, crashSlowest.Round(time.Millisecond), restartedAfter.Round(time.Millisecond), s.timedOut)
 	s.mu.Unlock()
 	if lost != 0 {
 		t.Fatalf("lost %d acknowledged decisions", lost)

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,6 +176,51 @@ func MariaDBProcess(t testing.TB) *os.Process {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// CrashMariaDB kills the shared test MariaDB server with SIGKILL and waits
+// until it is gone. RestartMariaDB starts it again.
+func CrashMariaDB(t testing.TB) {
+	t.Helper()
+	p := MariaDBProcess(t)
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 MariaDB: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for alive(p.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("MariaDB (pid %d) still running after kill -9", p.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive says whether process pid runs (a zombie, not reaped yet, does not).
+func alive(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(raw, ')') // the state follows the command name
+	return i < 0 || i+2 >= len(raw) || raw[i+2] != 'Z'
+}
+
+// RestartMariaDB starts the shared test MariaDB server again after
+// CrashMariaDB, on the same data and port (scripts/mariadb.sh restart), so
+// every DSN handed out before works again once it is up.
+func RestartMariaDB(t testing.TB) {
+	t.Helper()
+	mariadb.need(t)
+	r, err := root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", filepath.Join(r, "scripts", mariadb.script), "restart", mariadb.dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/mariadb.sh restart: %v\n%s", err, tail(string(out)))
+	}
 }
 
 // admin runs one statement on the server's own database.
