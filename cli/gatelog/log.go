@@ -75,7 +75,7 @@ func logCommand() *cli.Command {
 					&cli.Uint64Flag{Name: "to", Usage: "newer tree size (default: the latest checkpoint's)"}),
 				Action: logConsistency,
 			},
-		}, bundleCommands()...),
+		}, append(bundleCommands(), witnessKeyCommand())...),
 	}
 }
 

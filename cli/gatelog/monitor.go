@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/verify"
+	"github.com/gatelog/gatelog/translog/witness"
 )
 
 func monitorCommand() *cli.Command {
@@ -19,7 +21,8 @@ func monitorCommand() *cli.Command {
 			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): verify every new envelope"},
 			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to look for a new checkpoint"},
 			&cli.BoolFlag{Name: "once", Usage: "check the latest checkpoint once and exit"},
-			&cli.BoolFlag{Name: "from-start", Usage: "re-hash the whole log instead of starting from the last checkpoint saved"}),
+			&cli.BoolFlag{Name: "from-start", Usage: "re-hash the whole log instead of starting from the last checkpoint saved"},
+			&cli.StringFlag{Name: "witness-key", Usage: "witness private key file (gatelog log witness-key): cosign every checkpoint found consistent (C2SP tlog-cosignature) and give it to the daemon"}),
 		Action: func(c *cli.Context) error {
 			a, err := newAuditor(c)
 			if err != nil {
@@ -27,6 +30,16 @@ func monitorCommand() *cli.Command {
 			}
 			ctx := c.Context
 			w := c.App.Writer
+			var cosigner *witness.Cosigner
+			if p := c.String("witness-key"); p != "" {
+				skey, err := os.ReadFile(p)
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("--witness-key: %v", err), 1)
+				}
+				if cosigner, err = witness.NewCosigner(string(skey)); err != nil {
+					return cli.Exit(fmt.Sprintf("--witness-key: %v", err), 1)
+				}
+			}
 			// The first checkpoint only names the origin, to find the state.
 			_, cp, err := a.follower.FetchCheckpoint(ctx)
 			if err != nil {
@@ -67,6 +80,13 @@ func monitorCommand() *cli.Command {
 					}
 					fmt.Fprintf(w, "%s  OK  size %d root %x: consistent, %d new entries re-hashed into the root, %s\n",
 						time.Now().UTC().Format(time.RFC3339), rep.Size, rep.Root, rep.NewEntries, what)
+					if cosigner != nil {
+						if err := cosignAndSend(c, cosigner, cp.Origin, a.logKey, rep.Checkpoint); err != nil && c.Bool("once") {
+							return cli.Exit(err.Error(), 1)
+						} else if err != nil {
+							fmt.Fprintf(c.App.ErrWriter, "%s  cannot cosign: %v\n", time.Now().UTC().Format(time.RFC3339), err)
+						}
+					}
 				}
 				if c.Bool("once") {
 					return nil

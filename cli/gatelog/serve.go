@@ -41,6 +41,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "index-file", Usage: "read the --index DSN from this file (keeps it out of the process list)", EnvVars: []string{"GATELOG_INDEX_FILE"}},
 			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
 			&cli.StringFlag{Name: "log-file", Usage: "read the --log DSN from this file", EnvVars: []string{"GATELOG_LOG_FILE"}},
+			&cli.StringSliceFlag{Name: "witness-vkey", Usage: "trust this witness (its cosignature/v1 verifier key, from gatelog log witness-key): keep and serve at /witness/checkpoint the latest checkpoint it cosigned; repeatable", EnvVars: []string{"GATELOG_WITNESS_VKEYS"}},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
@@ -87,11 +88,12 @@ func serveCommand() *cli.Command {
 				return fmt.Errorf("--append-timeout must not be negative")
 			}
 			srv, err := server.Open(ctx, server.Config{
-				Index:    indexDSN,
-				Log:      logDSN,
-				Adapters: adapters,
-				Webhooks: webhooks,
-				Alerts:   alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
+				Index:       indexDSN,
+				Log:         logDSN,
+				Adapters:    adapters,
+				Webhooks:    webhooks,
+				WitnessKeys: c.StringSlice("witness-vkey"),
+				Alerts:      alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
 				DataDir: c.String("data"), Policies: pol.FS, PolicyRevision: pol.Revision, Host: c.String("log-host"),
 				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),
 				CheckpointInterval: c.Duration("checkpoint-interval"), AppendTimeout: c.Duration("append-timeout"), Version: version, Logger: logger,

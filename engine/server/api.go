@@ -18,6 +18,7 @@ import (
 	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/witness"
 )
 
 // Handler is the daemon's HTTP API.
@@ -31,6 +32,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /tile/", s.log.TilesHandler())
 	if rl, ok := s.log.(rekorapi.Log); ok {
 		mux.Handle("/api/v1/", rekorapi.Handler(rl)) // Rekor v1 API, public like the tiles
+	}
+	if s.witness != nil {
+		mux.Handle(witness.CheckpointPath, s.witness.Handler()) // cosigned checkpoints (witness.go)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

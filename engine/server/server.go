@@ -35,6 +35,7 @@ import (
 	"github.com/gatelog/gatelog/plugins/host"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
+	"github.com/gatelog/gatelog/translog/witness"
 )
 
 // Config configures the daemon. DataDir and Policies are required.
@@ -95,6 +96,10 @@ type Config struct {
 	// (mysql://user:pass@tcp(host:port)/db) instead of DATA/log, shared by
 	// every daemon that has the same log key. A secret: never logged.
 	Log string
+	// WitnessKeys are the C2SP cosignature/v1 verifier keys of trusted
+	// witnesses (gatelog monitor --witness-key): the daemon keeps the
+	// latest checkpoint they cosigned and serves it at /witness/checkpoint.
+	WitnessKeys []string
 }
 
 // Decider evaluates requests (engine.Engine).
@@ -127,8 +132,9 @@ type Server struct {
 	policyMu  sync.Mutex
 	door      *authState
 	signers   *signerRing
-	adapters  *host.Host    // nil without adapters (adapters.go)
-	webhooks  *webhookState // nil without webhooks (webhooks.go)
+	adapters  *host.Host     // nil without adapters (adapters.go)
+	webhooks  *webhookState  // nil without webhooks (webhooks.go)
+	witness   *witness.Store // nil without witness keys (witness.go)
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
@@ -222,6 +228,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.webhooks, err = openWebhooks(ctx, s); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if s.witness, err = openWitness(cfg, lg.Origin(), logKey.Public()); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
