@@ -20,7 +20,8 @@ func TestMain(m *testing.M) {
 }
 
 // An append to a log in MariaDB fails closed within its context while the
-// database hangs (SIGSTOP), and appends succeed again once it resumes.
+// database hangs (SIGSTOP), a lookup fails after the store's read timeout,
+// and appends succeed again once it resumes.
 // The envelope store once wrote with the log's lifetime context, so an
 // append waited for the database however short its deadline.
 func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
@@ -33,7 +34,7 @@ func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	fl.log = l
-	fl.mustAppend()
+	first, _ := fl.mustAppend()
 
 	if err := db.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -47,21 +48,36 @@ func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 	}
 	t.Cleanup(resume)
 	env, pem := fl.envelope("while-stopped")
-	done := make(chan error, 1)
+	done, looked := make(chan error, 1), make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := l.Append(ctx, "while-stopped", env, pem)
 		done <- err
 	}()
+	// A lookup fails too, after the store's read timeout, rather than hang.
+	go func() {
+		_, err := l.Lookup(first)
+		looked <- err
+	}()
+	hang := time.After(60 * time.Second)
 	select {
 	case err := <-done:
 		if !errors.Is(err, translog.ErrUnavailable) {
 			t.Fatalf("append while MariaDB is stopped: %v, want ErrUnavailable", err)
 		}
-	case <-time.After(60 * time.Second):
+	case <-hang:
 		resume()
 		t.Fatal("append with a 1s deadline still waiting a minute into the outage")
+	}
+	select {
+	case err := <-looked:
+		if !errors.Is(err, translog.ErrUnavailable) {
+			t.Fatalf("lookup while MariaDB is stopped: %v, want ErrUnavailable", err)
+		}
+	case <-hang:
+		resume()
+		t.Fatal("lookup still waiting a minute into the outage")
 	}
 	resume()
 	for try := 0; ; try++ {

@@ -229,8 +229,15 @@ func (s *mysqlStore) putIndexAndWatermark(recs []indexRecord, watermark uint64) 
 	return nil
 }
 
+// mysqlReadTimeout bounds one read of the envelope store: a database that
+// hangs makes a lookup fail (503) instead of holding the request forever.
+// A read is one row or a few by primary key.
+const mysqlReadTimeout = 10 * time.Second
+
 func (s *mysqlStore) get(q string, args []any, dst ...any) (bool, error) {
-	err := s.db.QueryRowContext(s.ctx, q, args...).Scan(dst...)
+	ctx, cancel := context.WithTimeout(s.ctx, mysqlReadTimeout)
+	defer cancel()
+	err := s.db.QueryRowContext(ctx, q, args...).Scan(dst...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -276,7 +283,9 @@ func (s *mysqlStore) searchLeaves(hexHash string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(s.ctx, "SELECT `leaf` FROM `gatelog_search` WHERE `hash` = ? ORDER BY `leaf`", h)
+	ctx, cancel := context.WithTimeout(s.ctx, mysqlReadTimeout)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, "SELECT `leaf` FROM `gatelog_search` WHERE `hash` = ? ORDER BY `leaf`", h)
 	if err != nil {
 		return nil, s.unavailable("search", err)
 	}

@@ -352,7 +352,8 @@ func (s *scaleOut) load(dur time.Duration, during func()) {
 }
 
 // decideWhileDown sends decides at both daemons while MariaDB is stopped:
-// every one must fail closed with 503 (no receipt, no allow).
+// every one must fail closed with 503 (no receipt, no allow). A lookup of
+// a decision at each must get an answer (200 or 503), not hang.
 func (s *scaleOut) decideWhileDown() (n503 int, slowest time.Duration) {
 	var (
 		mu sync.Mutex
@@ -384,6 +385,30 @@ func (s *scaleOut) decideWhileDown() (n503 int, slowest time.Duration) {
 					n503++
 				}
 			}()
+		}
+	}
+	// Reads answer too, from the log's cache or with 503, rather than hang.
+	s.mu.Lock()
+	acked := append([]soAck(nil), s.acked...)
+	s.mu.Unlock()
+	for i, n := range s.nodes {
+		for k := len(acked) - 1; k >= 0; k-- {
+			if acked[k].by == i {
+				continue
+			}
+			id := acked[k].rc.DecisionID
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, raw, err := s.call(http.MethodGet, n.base+"/v1/decisions/"+id, n.read, nil)
+				switch {
+				case err != nil:
+					s.fail("GET %s/v1/decisions/%s while MariaDB was down: no answer: %v", n.name, id, err)
+				case code != http.StatusOK && code != http.StatusServiceUnavailable:
+					s.fail("GET %s/v1/decisions/%s while MariaDB was down: %d: %s", n.name, id, code, raw)
+				}
+			}()
+			break
 		}
 	}
 	wg.Wait()
