@@ -506,6 +506,15 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	withAlerts := func(c *server.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) }
 	d := startOps(t, dir, withAlerts)
 	d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	// Let the first alert be delivered (and marked so) before stopping:
+	// delivery is at least once, so an alert in flight at shutdown may
+	// rightly arrive again after the restart, which is not what this
+	// test is about.
+	waitUntil(t, "the first decision's alert is delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return len(snk.got) == 1
+	})
 	d.stop()
 
 	// The "crashed" decision: appended to the log by hand, no outbox write.
