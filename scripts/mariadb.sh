@@ -30,8 +30,8 @@ install() {
 	exec 9>"${TMPDIR:-/tmp}/gatelog-apt.lock"
 	flock -w 600 9
 	command -v mariadb-install-db >/dev/null && [ -x "$(mariadbd_bin)" ] && return 0
-	apt-get update -qq >&2
-	apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >&2
 }
 
 mariadbd_bin() {

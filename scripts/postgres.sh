@@ -34,8 +34,8 @@ install() {
 	exec 9>"${TMPDIR:-/tmp}/gatelog-apt.lock"
 	flock -w 600 9
 	pgbin >/dev/null && return 0
-	apt-get update -qq >&2
-	apt-get install -y -qq --no-install-recommends postgresql >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
 	pgbin >/dev/null
 }
 
