@@ -155,9 +155,13 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "adapter=tekton") {
 		t.Errorf("the adapter's events are not in the daemon log with its name")
 	}
-	// The crash raised an alert, delivered through the outbox like any other.
+	// The crash raised an alert, delivered through the outbox like any other,
+	// and is itself a signed entry in the log (found by the audit index).
 	if !alertSeen(t, "http://"+d.addr, strings.TrimSpace(string(key)), "gatelog.adapter_restarted") {
 		t.Errorf("no gatelog.adapter_restarted alert after the adapter crashed")
+	}
+	if !restartLogged(t, "http://"+d.addr, strings.TrimSpace(string(key))) {
+		t.Errorf("the adapter restart is not in the log as an adapter.restart entry")
 	}
 
 	// Without a credential the API server is told no, natively, and nothing is logged.
@@ -191,6 +195,25 @@ func alertSeen(t *testing.T, base, key, code string) bool {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "data:") && strings.Contains(sc.Text(), code) {
+			return true
+		}
+	}
+	return false
+}
+
+// restartLogged polls the audit search for the adapter.restart entry.
+func restartLogged(t *testing.T, base, key string) bool {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/audit/search?action=adapter.restart", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && strings.Contains(string(raw), `"tekton"`) && strings.Contains(string(raw), "gatelog:daemon") {
 			return true
 		}
 	}

@@ -24,7 +24,7 @@ func (s *Server) openAdapters(ctx context.Context) (*host.Host, error) {
 	if len(cfg.Adapters) == 0 {
 		return nil, nil
 	}
-	h, err := host.New(cfg.Adapters, host.Options{Logger: cfg.Logger, Self: cfg.AdapterExecutable, OnDown: s.AdapterRestarted})
+	h, err := host.New(cfg.Adapters, host.Options{Logger: cfg.Logger, Self: cfg.AdapterExecutable, OnDown: s.adapterDown})
 	if err != nil {
 		return nil, fmt.Errorf("adapters: %w", err)
 	}
@@ -32,6 +32,34 @@ func (s *Server) openAdapters(ctx context.Context) (*host.Host, error) {
 		cfg.Logger.Error("some adapters did not start; their endpoints fail closed until they do", "err", err)
 	}
 	return h, nil
+}
+
+// adapterDown is the host's OnDown hook: an adapter that went down is
+// counted, alerted on and, like other operational events, logged as a
+// signed entry naming the daemon as its subject.
+func (s *Server) adapterDown(ctx context.Context, name string, reason error) {
+	s.AdapterRestarted(name, reason)
+	res := decision.Resource{System: "gatelog", Kind: "adapter", Name: name}
+	if reason != nil {
+		res.Attributes = map[string]any{"reason": reason.Error()}
+	}
+	if _, err := s.logAdminEvent(ctx, daemonCaller(), AdapterRestartAction, res); err != nil {
+		s.logger.Warn("adapter restart not logged", "adapter", name, "err", err)
+	}
+}
+
+// AdapterRestartAction is the action of the log entry for an adapter that
+// went down and is being restarted.
+const AdapterRestartAction = "adapter.restart"
+
+// daemonCaller is the daemon itself, the subject of the events it logs on
+// its own account.
+func daemonCaller() identity.Caller {
+	return identity.Caller{
+		Caller:      decision.Caller{ID: "gatelog:daemon", Kind: "daemon"},
+		Permissions: []string{identity.PermAdmin},
+		Subject:     decision.Subject{ID: "gatelog:daemon", Kind: "service"},
+	}
 }
 
 // AdapterStatus reports each adapter's state (nil without adapters).

@@ -80,8 +80,9 @@ type Options struct {
 	// default 5s.
 	CallTimeout time.Duration
 	// OnDown, if set, is told each time a running adapter goes down (it
-	// is then restarted with backoff): the daemon raises an alert.
-	OnDown func(name string, reason error)
+	// is then restarted with backoff): the daemon raises an alert and logs
+	// the event. ctx ends when the host closes.
+	OnDown func(ctx context.Context, name string, reason error)
 	// StartTimeout bounds the start of an adapter process up to its first
 	// answer; default 10s.
 	StartTimeout time.Duration

@@ -139,7 +139,7 @@ func (s *supervisor) run(ctx context.Context) {
 			s.setState(Down, reason)
 			s.log.Warn("adapter down, restarting", "reason", reason, "retry_in", backoff)
 			if s.opts.OnDown != nil {
-				s.opts.OnDown(s.name, reason)
+				s.opts.OnDown(ctx, s.name, reason)
 			}
 		}
 		t := time.NewTimer(backoff)
