@@ -44,6 +44,19 @@ var bundleKeyFlag = &cli.StringFlag{
 	EnvVars: []string{"GATELOG_BUNDLE_VERIFICATION_KEY"},
 }
 
+// policyFromFlags loads the policy named by --policies or --bundle (the
+// bundled library when neither is given) and applies --policy-data.
+func policyFromFlags(c *cli.Context) (engine.Source, error) {
+	src, err := loadPolicySource(c.String("policies"), c.String("bundle"), c.String(bundleKeyFlag.Name))
+	if err != nil {
+		return src, err
+	}
+	if files := c.StringSlice("policy-data"); len(files) > 0 {
+		return withDataFiles(src, files)
+	}
+	return src, nil
+}
+
 // loadPolicySource resolves the policy flags: a directory, a bundle file,
 // or (neither) the bundled library.
 func loadPolicySource(dir, bundleFile, keyFile string) (engine.Source, error) {
@@ -191,14 +204,9 @@ func policyEvalCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the decision, policy and fired rules as JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			src, err := loadPolicySource(c.String("policies"), c.String("bundle"), c.String(bundleKeyFlag.Name))
+			src, err := policyFromFlags(c)
 			if err != nil {
 				return cli.Exit("policy eval: "+err.Error(), 1)
-			}
-			if files := c.StringSlice("policy-data"); len(files) > 0 {
-				if src, err = withDataFiles(src, files); err != nil {
-					return cli.Exit("policy eval: "+err.Error(), 1)
-				}
 			}
 			raw, err := readInput(c.String("input"))
 			if err != nil {
@@ -424,14 +432,9 @@ func policyReplayCommand() *cli.Command {
 			&cli.BoolFlag{Name: "fail-on-change", Usage: "exit 2 when any decision would change (gate a rollout in CI)"},
 		},
 		Action: func(c *cli.Context) error {
-			src, err := loadPolicySource(c.String("policies"), c.String("bundle"), c.String(bundleKeyFlag.Name))
+			src, err := policyFromFlags(c)
 			if err != nil {
 				return cli.Exit("policy replay: "+err.Error(), 1)
-			}
-			if files := c.StringSlice("policy-data"); len(files) > 0 {
-				if src, err = withDataFiles(src, files); err != nil {
-					return cli.Exit("policy replay: "+err.Error(), 1)
-				}
 			}
 			eng, err := engine.NewFromSource(c.Context, src)
 			if err != nil {
