@@ -81,6 +81,19 @@ func (c *common) scratch() (string, func(), error) {
 	return d, func() { os.RemoveAll(d) }, nil
 }
 
+// begin prepares a run: the scratch directory (removed by cleanup unless
+// -work named it) and the machine description, printed first so every
+// table is read next to the machine it was measured on.
+func (c *common) begin() (work string, m bench.Machine, cleanup func(), err error) {
+	work, cleanup, err = c.scratch()
+	if err != nil {
+		return "", m, nil, err
+	}
+	m = bench.DescribeMachine()
+	bench.PrintMachine(os.Stdout, m)
+	return work, m, cleanup, nil
+}
+
 // save updates the results file with f's section and the machine.
 func (c *common) save(m bench.Machine, f func(*bench.Report)) error {
 	if c.out == "" {
@@ -138,13 +151,11 @@ func compare(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	work, cleanup, err := c.scratch()
+	work, m, cleanup, err := c.begin()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	m := bench.DescribeMachine()
-	bench.PrintMachine(os.Stdout, m)
 	cmp, err := bench.Compare(ctx, bench.CompareConfig{
 		GatelogBin: *gatelogBin, OPABin: *opaBin, PolicyDir: *policyDir, Requests: reqs,
 		Levels: lv, Warmup: *warmup, Duration: *duration, Runs: *runs, HalfPeak: *half,

@@ -26,13 +26,11 @@ func appendCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	work, cleanup, err := c.scratch()
+	work, m, cleanup, err := c.begin()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	m := bench.DescribeMachine()
-	bench.PrintMachine(os.Stdout, m)
 	fmt.Printf("\nappend path alone, %s per side: raw Tessera POSIX (await index) vs translog.Log.Append (envelope store + leaf + SET)\n", *duration)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "clients\ttessera/s\tp50 ms\tp99 ms\ttranslog/s\tp50 ms\tp99 ms\toverhead\t")
@@ -72,13 +70,11 @@ func growth(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	work, cleanup, err := c.scratch()
+	work, m, cleanup, err := c.begin()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	m := bench.DescribeMachine()
-	bench.PrintMachine(os.Stdout, m)
 	g, err := bench.Growth(ctx, bench.GrowthConfig{
 		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), Requests: reqs,
 		Clients: *clients, Points: pts, Progress: os.Stderr,
@@ -111,13 +107,11 @@ func startup(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	work, cleanup, err := c.scratch()
+	work, m, cleanup, err := c.begin()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	m := bench.DescribeMachine()
-	bench.PrintMachine(os.Stdout, m)
 	s, err := bench.Startup(ctx, *gatelogBin, policies.FS(), reqs[0], work, *runs)
 	if err != nil {
 		return err
