@@ -145,6 +145,7 @@ func (l *Log) CatchUp(ctx context.Context) error {
 		from = 0
 	}
 	if from == size {
+		l.marks.reset(size)
 		return nil
 	}
 	fetch := func(ctx context.Context) (uint64, error) { return size, nil }
@@ -183,6 +184,7 @@ func (l *Log) CatchUp(ctx context.Context) error {
 	if err := l.store.putIndexAndWatermark(recs, idx); err != nil {
 		return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
 	}
+	l.marks.reset(size)
 	return nil
 }
 

@@ -220,13 +220,22 @@ func (s *store) putIndex(recs ...indexRecord) error {
 }
 
 // putIndexAndWatermark records a run of leaves and advances the watermark
-// in the same transaction, so the watermark never claims more than is there.
+// in the same transaction, so the watermark never claims more than is
+// there. The watermark only moves forward: a lower one (from a writer that
+// knew less) leaves it as it is, and 0 writes none.
 func (s *store) putIndexAndWatermark(recs []indexRecord, watermark uint64) error {
 	return s.write(func(tx *bolt.Tx) error {
 		if err := putIndexTx(tx, recs); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyWatermark, binary.BigEndian.AppendUint64(nil, watermark))
+		if watermark == 0 {
+			return nil
+		}
+		meta := tx.Bucket(bucketMeta)
+		if cur := meta.Get(keyWatermark); len(cur) == 8 && binary.BigEndian.Uint64(cur) >= watermark {
+			return nil
+		}
+		return meta.Put(keyWatermark, binary.BigEndian.AppendUint64(nil, watermark))
 	})
 }
 

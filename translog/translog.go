@@ -113,6 +113,8 @@ type Log struct {
 	// indexing counts the writes in flight, which Close waits for.
 	pending  sync.Map
 	indexing sync.WaitGroup
+	// marks advances the watermark as those writes finish.
+	marks marks
 	// tiles serves /checkpoint and /tile/... of a log kept in MySQL.
 	tiles http.Handler
 	// checkpointTime is when the published checkpoint was written.
@@ -251,6 +253,13 @@ func (l *Log) Close(ctx context.Context) error {
 	err := l.shutdown(ctx)
 	l.cancel()
 	l.indexing.Wait()
+	if wm := l.marks.current(); wm > 0 {
+		// So that the next Open starts reading the tree where this one
+		// stopped, not where it last caught up.
+		if werr := l.store.putIndexAndWatermark(nil, wm); werr != nil {
+			l.cfg.Logger.Warn("watermark not stored; the next start re-reads entries from an older one", "err", werr)
+		}
+	}
 	return errors.Join(err, l.store.close())
 }
 
@@ -304,10 +313,14 @@ func (l *Log) recordIndex(r indexRecord) {
 	l.indexing.Add(1)
 	go func() {
 		defer l.indexing.Done()
-		if err := l.store.putIndex(r); err != nil {
+		// The watermark rides along with the record: it covers only
+		// records stored before this one was written, so it never claims
+		// an entry whose record is not durable. Close writes the last one.
+		if err := l.store.putIndexAndWatermark([]indexRecord{r}, l.marks.current()); err != nil {
 			l.cfg.Logger.Warn("index record not stored yet; it is rebuilt from the tree", "index", r.index, "err", err)
 			return
 		}
+		l.marks.stored(r.index)
 		l.pending.Delete(string(r.leaf))
 	}()
 }
