@@ -113,8 +113,8 @@ func TestSmoke(t *testing.T) {
 	if prof.Requests == 0 || prof.CPUSeconds <= 0 || prof.CPUUsPerReq["total"] <= 0 {
 		t.Fatalf("profile measured nothing: %+v", prof)
 	}
-	if prof.Shares["http serving (all of a request)"] <= 0 {
-		t.Errorf("profile has no HTTP serving share: %v", prof.Shares)
+	if prof.Shares["policy evaluation (OPA topdown)"] <= 0 {
+		t.Errorf("profile has no policy evaluation share: %v", prof.Shares)
 	}
 
 	out := filepath.Join(t.TempDir(), "results.json")
@@ -379,25 +379,31 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-func TestParsePprofTop(t *testing.T) {
-	out := []byte(`File: gatelog
-Type: cpu
-Duration: 15s, Total samples = 8.97s (59.79%)
-Showing nodes accounting for 5.56s, 61.98% of 8.97s total
-      flat  flat%   sum%        cum   cum%
-     5.29s 58.97% 58.97%      5.29s 58.97%  internal/runtime/syscall/linux.Syscall6
-         0     0% 58.97%      3.57s 39.80%  syscall.openat
-         0     0% 59.09%      1.67s 18.62%  github.com/gatelog/gatelog/engine.(*Engine).Decide
-         0     0% 61.65%      1.13s 12.60%  github.com/open-policy-agent/opa/v1/topdown.withSuppressEarlyExit (inline)
-`)
-	total, cum, err := bench.ParsePprofTop(out)
+func TestProfileShares(t *testing.T) {
+	raw, err := os.ReadFile("profiles/gatelog-cpu-16.pprof")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total != 8.97 || cum["syscall.openat"] != 39.80 || cum["github.com/gatelog/gatelog/engine.(*Engine).Decide"] != 18.62 {
-		t.Errorf("total %v, shares %v", total, cum)
+	total, shares, err := bench.ProfileShares(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, _, err := bench.ParsePprofTop([]byte("no profile here\n")); err == nil {
-		t.Error("accepted output without a total")
+	if total <= 0 {
+		t.Fatalf("total %v CPU seconds", total)
+	}
+	// Every decision is evaluated and signed: both parts must show up,
+	// and no share can exceed the whole.
+	for _, part := range []string{"policy evaluation (OPA topdown)", "signing the record (receipt.Sign)"} {
+		if shares[part] <= 0 {
+			t.Errorf("%s: share %v", part, shares[part])
+		}
+	}
+	for part, pct := range shares {
+		if pct < 0 || pct > 100 {
+			t.Errorf("%s: share %v%%", part, pct)
+		}
+	}
+	if _, _, err := bench.ProfileShares([]byte("no profile here\n")); err == nil {
+		t.Error("accepted bytes that are no profile")
 	}
 }

@@ -1,38 +1,42 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
+	"regexp"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
-// ProfileParts names the functions whose cumulative share of the daemon's
-// CPU profile says where a decision's time goes. Shares overlap where one
-// part calls another (the syscall rows are inside the log rows).
-var ProfileParts = []struct{ Part, Func string }{
-	{"http serving (all of a request)", "net/http.(*conn).serve"},
-	{"policy evaluation (engine.Decide)", "github.com/gatelog/gatelog/engine.(*Engine).Decide"},
-	{"request parsing", "github.com/gatelog/gatelog/engine/decision.ParseRequest"},
-	{"signing the record (receipt.Sign)", "github.com/gatelog/gatelog/engine/receipt.(*Signer).Sign"},
-	{"entry body + hashing (entry.DSSEBody)", "github.com/gatelog/gatelog/translog/entry.DSSEBody"},
-	{"SET signature", "github.com/gatelog/gatelog/translog.(*Log).signSET"},
-	{"translog.Append (not waiting)", "github.com/gatelog/gatelog/translog.(*Log).Append"},
-	{"envelope store writes (writeDurable)", "github.com/gatelog/gatelog/translog.writeDurable"},
-	{"tessera sequencing+integration (batch)", "github.com/transparency-dev/tessera/storage/posix.(*appender).sequenceBatch"},
-	{"reply encoding", "github.com/gatelog/gatelog/engine/server.writeJSON"},
-	{"syscall openat (file creates)", "syscall.openat"},
-	{"syscall fsync", "syscall.Fsync"},
-	{"syscall rename", "syscall.Renameat"},
-	{"garbage collection", "runtime.gcBgMarkWorker"},
+// ProfileParts names the parts of a decision and, for each, a pprof
+// -focus expression: a sample counts for a part when any frame of its
+// stack matches. Matching any frame (rather than taking one function's
+// cumulative share) matters here: the CPU profiler keeps only the 64
+// innermost frames, and OPA's evaluator recurses deeper than that, so a
+// root such as net/http's serve loop or engine.Decide loses most of the
+// evaluation's samples (the first profiles in bench/README.md showed
+// evaluation at a fifth of its real cost for that reason). Shares overlap
+// where one part calls another: the syscall rows are inside the log rows.
+var ProfileParts = []struct{ Part, Focus string }{
+	{"policy evaluation (OPA topdown)", `open-policy-agent/opa/v1/(topdown|rego)\.`},
+	{"request parsing", `gatelog/engine/decision\.ParseRequest`},
+	{"signing the record (receipt.Sign)", `gatelog/engine/receipt\.\(\*Signer\)\.Sign`},
+	{"entry body + hashing (entry.DSSEBody)", `gatelog/translog/entry\.DSSEBody`},
+	{"SET signature", `gatelog/translog\.\(\*Log\)\.signSET`},
+	{"envelope store commits (bbolt)", `gatelog/translog\.\(\*store\)\.commitLoop`},
+	{"tessera sequencing+integration (batch)", `tessera/storage/posix\.\(\*appender\)\.sequenceBatch`},
+	{"audit index follower", `gatelog/translog/index\.`},
+	{"reply encoding", `gatelog/engine/server\.writeJSON`},
+	{"encoding/json (anywhere)", `^encoding/json\.`},
+	{"syscall openat (file creates)", `^syscall\.openat$`},
+	{"syscall fsync", `^syscall\.(Fsync|Fdatasync)$`},
+	{"garbage collection", `^runtime\.gcBgMarkWorker$`},
 }
 
 // ProfileGatelog starts a fresh daemon with --pprof, drives it with
@@ -85,67 +89,77 @@ func ProfileGatelog(ctx context.Context, gatelogBin, dataDir string, requests []
 	if err := os.WriteFile(file, prof, 0o644); err != nil {
 		return nil, err
 	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=1000000", gatelogBin, file).Output()
-	if err != nil {
-		return nil, fmt.Errorf("go tool pprof: %w", err)
-	}
-	total, cum, err := ParsePprofTop(out)
+	s := &ProfileSummary{Clients: clients, Seconds: d.Seconds(), Requests: r.st.Requests, RPS: r.st.RPS,
+		File: file, Shares: map[string]float64{}, CPUUsPerReq: map[string]float64{}}
+	total, shares, err := ProfileShares(prof)
 	if err != nil {
 		return nil, err
 	}
-	s := &ProfileSummary{Clients: clients, Seconds: d.Seconds(), Requests: r.st.Requests, RPS: r.st.RPS,
-		CPUSeconds: total, File: file, Shares: map[string]float64{}, CPUUsPerReq: map[string]float64{}}
 	for _, p := range ProfileParts {
-		pct := cum[p.Func]
+		pct := shares[p.Part]
 		s.Shares[p.Part] = pct
 		if r.st.Requests > 0 {
 			s.CPUUsPerReq[p.Part] = total * pct / 100 / float64(r.st.Requests) * 1e6
 		}
 	}
+	s.CPUSeconds = total
 	if r.st.Requests > 0 {
 		s.CPUUsPerReq["total"] = total / float64(r.st.Requests) * 1e6
 	}
 	return s, nil
 }
 
-// ParsePprofTop reads `go tool pprof -top -cum` output: the total sampled
-// CPU seconds and each function's cumulative share in percent.
-func ParsePprofTop(out []byte) (totalSeconds float64, cumPct map[string]float64, err error) {
-	cumPct = map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if _, rest, ok := strings.Cut(line, "Total samples = "); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				return 0, nil, fmt.Errorf("pprof: no total in %q", line)
+// ProfileShares reads a CPU profile (pprof's gzipped protobuf) and returns
+// its total CPU seconds and, for each of ProfileParts, the share in percent
+// of the samples with a frame matching the part's expression.
+func ProfileShares(raw []byte) (totalSeconds float64, shares map[string]float64, err error) {
+	p, err := profile.ParseData(raw)
+	if err != nil {
+		return 0, nil, fmt.Errorf("parse CPU profile: %w", err)
+	}
+	vi := -1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" && st.Unit == "nanoseconds" {
+			vi = i
+		}
+	}
+	if vi < 0 {
+		return 0, nil, errors.New("not a CPU profile: no cpu/nanoseconds sample type")
+	}
+	res := make([]*regexp.Regexp, len(ProfileParts))
+	for i, part := range ProfileParts {
+		if res[i], err = regexp.Compile(part.Focus); err != nil {
+			return 0, nil, fmt.Errorf("part %q: %w", part.Part, err)
+		}
+	}
+	var total int64
+	per := make([]int64, len(ProfileParts))
+	for _, smp := range p.Sample {
+		v := smp.Value[vi]
+		total += v
+		for i, re := range res {
+			if sampleMatches(smp, re) {
+				per[i] += v
 			}
-			d, err := time.ParseDuration(f[0])
-			if err != nil {
-				return 0, nil, fmt.Errorf("pprof: total %q: %v", f[0], err)
+		}
+	}
+	if total == 0 {
+		return 0, nil, errors.New("empty CPU profile")
+	}
+	shares = map[string]float64{}
+	for i, part := range ProfileParts {
+		shares[part.Part] = 100 * float64(per[i]) / float64(total)
+	}
+	return float64(total) / 1e9, shares, nil
+}
+
+func sampleMatches(s *profile.Sample, re *regexp.Regexp) bool {
+	for _, loc := range s.Location {
+		for _, ln := range loc.Line {
+			if ln.Function != nil && re.MatchString(ln.Function.Name) {
+				return true
 			}
-			totalSeconds = d.Seconds()
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 6 || !strings.HasSuffix(f[4], "%") {
-			continue
-		}
-		pct, err := strconv.ParseFloat(strings.TrimSuffix(f[4], "%"), 64)
-		if err != nil {
-			continue // a header line
-		}
-		name := f[5]
-		if _, ok := cumPct[name]; !ok {
-			cumPct[name] = pct
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, nil, err
-	}
-	if totalSeconds == 0 {
-		return 0, nil, fmt.Errorf("pprof: no \"Total samples\" line (empty profile?)")
-	}
-	return totalSeconds, cumPct, nil
+	return false
 }
