@@ -148,7 +148,8 @@ func checkSide(t *testing.T, what string, s bench.Side) {
 }
 
 // TestGrowth grows a real daemon's log a little: the sizes are exact, and
-// proofs, offline verification, RSS and disk use are all measured.
+// start-up, index catch-up, proofs, search, offline verification, a burst
+// of decisions, RSS and disk use are all measured.
 func TestGrowth(t *testing.T) {
 	reqs, err := bench.LoadRequests("../examples/requests")
 	if err != nil {
@@ -156,7 +157,7 @@ func TestGrowth(t *testing.T) {
 	}
 	g, err := bench.Growth(context.Background(), bench.GrowthConfig{
 		GatelogBin: buildGatelog(t), DataDir: filepath.Join(t.TempDir(), "data"), Requests: reqs,
-		Clients: 4, Points: []int64{10, 30},
+		Clients: 4, Burst: 20, Fill: 8, Points: []int64{10, 100},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -165,16 +166,14 @@ func TestGrowth(t *testing.T) {
 		t.Fatalf("%d points, want 2", len(g.Points))
 	}
 	for i, p := range g.Points {
-		// Each point adds one decision of its own to look up.
-		if want := []int64{11, 31}[i]; p.Entries != want {
+		if want := []int64{10, 100}[i]; p.Entries != want {
 			t.Errorf("point %d has %d entries, want %d", i, p.Entries, want)
 		}
-		if p.AppendPerSec <= 0 || p.ProofMs <= 0 || p.VerifyUs <= 0 || p.RSSMB <= 0 || p.DiskBytesPerEntry <= 0 || p.FilesPerEntry <= 0 {
+		if p.FillPerSec <= 0 || p.AppendPerSec <= 0 || p.ProofMs <= 0 || p.VerifyUs <= 0 || p.SearchP50Ms <= 0 ||
+			p.SearchP99Ms < p.SearchP50Ms || p.RSSMB <= 0 || p.DiskBytesPerEntry <= 0 || p.FilesPerEntry <= 0 ||
+			p.ReadyMs <= 0 || p.FirstDecisionMs < p.ReadyMs {
 			t.Errorf("point %d not measured: %+v", i, p)
 		}
-	}
-	if r := g.Restart; r == nil || r.Entries != 31 || r.FirstDecisionMs < r.ReadyMs {
-		t.Errorf("restart: %+v", g.Restart)
 	}
 }
 
@@ -290,6 +289,10 @@ func TestParseProc(t *testing.T) {
 	}
 	if _, err := bench.ParseRSS([]byte("VmRSS: lots\n")); err == nil {
 		t.Error("ParseRSS accepted a malformed line")
+	}
+	anon, err := bench.ParseRSSAnon([]byte("VmRSS:\t   51200 kB\nRssAnon:\t   20480 kB\nRssFile:\t 30720 kB\n"))
+	if err != nil || anon != 20<<20 {
+		t.Errorf("ParseRSSAnon = %d, %v; want %d", anon, err, 20<<20)
 	}
 	// A command name with spaces and parentheses must not shift the fields.
 	stat := "1234 (my (odd) cmd) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0"

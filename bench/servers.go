@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -49,7 +50,17 @@ func (s *Server) Target(requests [][]byte) Target {
 
 // Decide sends one request and returns the raw reply body.
 func (s *Server) Decide(ctx context.Context, request []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(s.wrap(request)))
+	return s.do(ctx, http.MethodPost, s.URL, bytes.NewReader(s.wrap(request)))
+}
+
+// get fetches path (e.g. "/v1/audit/search?limit=1") from the server with
+// its credentials and returns the body of a 200.
+func (s *Server) get(ctx context.Context, path string) ([]byte, error) {
+	return s.do(ctx, http.MethodGet, "http://"+s.Addr+path, nil)
+}
+
+func (s *Server) do(ctx context.Context, method, url string, body io.Reader) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +77,7 @@ func (s *Server) Decide(ctx context.Context, request []byte) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d: %s", s.Name, resp.StatusCode, bytes.TrimSpace(buf.Bytes()))
+		return nil, fmt.Errorf("%s: %s %s: HTTP %d: %s", s.Name, method, url, resp.StatusCode, bytes.TrimSpace(buf.Bytes()))
 	}
 	return buf.Bytes(), nil
 }
@@ -81,6 +92,15 @@ func (s *Server) RSS() (int64, error) {
 		return 0, err
 	}
 	return ParseRSS(raw)
+}
+
+// RSSAnon is the server's resident memory not backed by files, in bytes.
+func (s *Server) RSSAnon() (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	return ParseRSSAnon(raw)
 }
 
 // CPUTime is the user plus system CPU time the server has used so far.
@@ -225,23 +245,31 @@ func freeAddr() (string, error) {
 }
 
 // ParseRSS reads VmRSS from the text of /proc/PID/status, in bytes.
-func ParseRSS(status []byte) (int64, error) {
+func ParseRSS(status []byte) (int64, error) { return parseStatusKB(status, "VmRSS") }
+
+// ParseRSSAnon reads RssAnon from the text of /proc/PID/status, in bytes:
+// the resident memory not backed by a file. VmRSS also counts the pages
+// of memory-mapped files the process has touched (the envelope store is
+// one, mapped whole by bbolt), which the kernel can drop at any time.
+func ParseRSSAnon(status []byte) (int64, error) { return parseStatusKB(status, "RssAnon") }
+
+func parseStatusKB(status []byte, field string) (int64, error) {
 	for line := range strings.Lines(string(status)) {
-		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		rest, ok := strings.CutPrefix(line, field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q: want \"<n> kB\"", strings.TrimSpace(line))
+			return 0, fmt.Errorf("%s line %q: want \"<n> kB\"", field, strings.TrimSpace(line))
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil || kb < 0 || kb > 1<<40 {
-			return 0, fmt.Errorf("VmRSS line %q: bad number", strings.TrimSpace(line))
+			return 0, fmt.Errorf("%s line %q: bad number", field, strings.TrimSpace(line))
 		}
 		return kb << 10, nil
 	}
-	return 0, errors.New("no VmRSS line in process status")
+	return 0, fmt.Errorf("no %s line in process status", field)
 }
 
 // ParseCPUTime reads utime+stime from the text of /proc/PID/stat. The

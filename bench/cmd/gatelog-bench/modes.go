@@ -55,8 +55,10 @@ func growth(ctx context.Context, args []string) error {
 	c.register(fs)
 	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
 	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
-	clients := fs.Int("clients", 64, "concurrent clients while growing")
-	points := fs.String("points", "1000,10000,100000", "log sizes to measure at")
+	clients := fs.Int("clients", 64, "concurrent clients in each point's burst of decisions")
+	burst := fs.Int("burst", 2000, "decisions sent through the daemon at each point")
+	fillers := fs.Int("fill", 256, "concurrent in-process appenders growing the log between points")
+	points := fs.String("points", "1000,10000,100000,1000000", "log sizes to measure at")
 	_ = fs.Parse(args)
 	var pts []int64
 	for f := range strings.SplitSeq(*points, ",") {
@@ -77,21 +79,13 @@ func growth(ctx context.Context, args []string) error {
 	defer cleanup()
 	g, err := bench.Growth(ctx, bench.GrowthConfig{
 		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), Requests: reqs,
-		Clients: *clients, Points: pts, Progress: os.Stderr,
+		Clients: *clients, Burst: *burst, Fill: *fillers, Points: pts, Progress: os.Stderr,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nlog growth through the daemon (%d clients)\n", g.Clients)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "entries\tappends/s\tGET receipt+proof ms\tverify.Receipt µs\tRSS MB\tdisk B/entry\tfiles/entry\t")
-	for _, p := range g.Points {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t\n", p.Entries, p.AppendPerSec, p.ProofMs, p.VerifyUs, p.RSSMB, p.DiskBytesPerEntry, p.FilesPerEntry)
-	}
-	tw.Flush()
-	if r := g.Restart; r != nil {
-		fmt.Printf("restart at %d entries: ready in %.0f ms, first decision in %.0f ms\n", r.Entries, r.ReadyMs, r.FirstDecisionMs)
-	}
+	fmt.Printf("\nlog growth: filled by %d in-process appenders, then a daemon started and measured at each size (%d clients)\n", g.Fill, g.Clients)
+	bench.PrintGrowth(os.Stdout, g)
 	return c.save(m, func(r *bench.Report) { r.Growth = g })
 }
 
