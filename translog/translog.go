@@ -97,7 +97,7 @@ type Log struct {
 	origin   string
 	treeID   int64
 	logID    string
-	add      tessera.AddFn
+	seq      *sequencer
 	reader   tessera.LogReader
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
@@ -144,7 +144,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.BatchMaxSize = 256
 	}
 	if cfg.BatchMaxAge == 0 {
-		cfg.BatchMaxAge = 3 * time.Millisecond
+		// Entries reach Tessera a group at a time (sequencer.go), so its
+		// batch age only covers the hand-over of a group, not the wait
+		// for one to form.
+		cfg.BatchMaxAge = time.Millisecond
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Second
@@ -215,7 +218,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg: cfg, tlogDir: tlogDir, origin: origin, treeID: treeID, logID: logID,
-		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
+		seq:    newSequencer(bg, appender.Add, int(cfg.BatchMaxSize)),
+		reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
 		store: st,
 		checkpointTime: func() (time.Time, error) {
 			fi, err := os.Stat(filepath.Join(tlogDir, layout.CheckpointPath))
@@ -250,6 +254,7 @@ func (l *Log) PublicKey() crypto.PublicKey { return l.cfg.Key.Public() }
 // Close waits for acknowledged appends to be integrated and a checkpoint
 // that covers them to be published, then stops the log.
 func (l *Log) Close(ctx context.Context) error {
+	l.seq.close()
 	err := l.shutdown(ctx)
 	l.cancel()
 	l.indexing.Wait()
@@ -288,7 +293,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 			return Entry{}, err
 		}
 	}
-	idx, err := l.await(ctx, l.add(ctx, tessera.NewEntry(body)))
+	idx, err := l.seq.sequence(ctx, body)
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: append: %v", ErrUnavailable, err)
 	}
@@ -325,26 +330,6 @@ func (l *Log) recordIndex(r indexRecord) {
 	}()
 }
 
-// await resolves a Tessera future, giving up (but not undoing the append)
-// when ctx ends.
-func (l *Log) await(ctx context.Context, f tessera.IndexFuture) (uint64, error) {
-	type result struct {
-		idx tessera.Index
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		i, err := f()
-		ch <- result{i, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.idx.Index, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-}
-
 func (l *Log) signSET(e Entry) ([]byte, error) {
 	payload, err := entry.SETPayload(e.Body, e.IntegratedTime, l.logID, e.Index)
 	if err != nil {
@@ -363,8 +348,19 @@ func (l *Log) Lookup(key string) (Entry, error) {
 	if leaf == nil {
 		return Entry{}, fmt.Errorf("%w: no entry for key %q", ErrNotFound, key)
 	}
-	return l.ByLeafHash(l.bg, leaf)
+	// Bounded: a log in a database that hangs makes the lookup fail
+	// rather than wait for it forever.
+	ctx, cancel := context.WithTimeout(l.bg, lookupTimeout)
+	defer cancel()
+	e, err := l.ByLeafHash(ctx, leaf)
+	if err != nil && ctx.Err() != nil {
+		return Entry{}, fmt.Errorf("%w: lookup of %q: %v", ErrUnavailable, key, err)
+	}
+	return e, err
 }
+
+// lookupTimeout bounds Lookup, which its callers cannot give a deadline.
+const lookupTimeout = 20 * time.Second
 
 // ByLeafHash returns the entry with the given leaf hash (see ByIndex).
 func (l *Log) ByLeafHash(ctx context.Context, leaf []byte) (Entry, error) {
@@ -508,7 +504,8 @@ func openMySQLLog(ctx context.Context, cfg Config, origin string, treeID int64, 
 	}
 	l := &Log{
 		cfg: cfg, origin: origin, treeID: treeID, logID: logID,
-		add: appender.Add, reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
+		seq:    newSequencer(bg, appender.Add, int(cfg.BatchMaxSize)),
+		reader: reader, shutdown: shutdown, cancel: cancel, verifier: verifier, bg: bg,
 		store: st, tiles: tilesHandler(reader), checkpointTime: st.checkpointTime,
 	}
 	if err := l.CatchUp(ctx); err != nil {
