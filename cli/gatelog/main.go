@@ -20,6 +20,7 @@ var version = "dev"
 const exitDenied = 2
 
 func main() {
+	reexecWithStackGODEBUG(os.Args)
 	app := &cli.App{
 		Name:    "gatelog",
 		Usage:   "signed, transparency-logged policy decisions for CI/CD",
