@@ -77,7 +77,7 @@ BENCH := $(GO) run ./bench/cmd/gatelog-bench
 bench: build $(OPA)
 	$(BENCH) startup -gatelog $(GATELOG) -out bench/results.json
 	$(BENCH) append -duration 5s -out bench/results.json
-	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -out bench/results.json
+	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -profile 16 -profile-out bench/profiles/gatelog-cpu-16.pprof -out bench/results.json
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
 
 ## bench-quick: one short run of the comparison (under a minute), results not saved
