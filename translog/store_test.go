@@ -5,11 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestStoreGroupCommitAndReopen(t *testing.T) {
@@ -97,4 +102,82 @@ func TestStoreIsExclusive(t *testing.T) {
 	if _, err := openStore(path, true, 100*time.Millisecond); err == nil {
 		t.Fatal("a second process could open the store while it is open for writing")
 	}
+}
+
+// A store written before records existed keeps its envelopes keyed by leaf
+// hash, as JSON; they are still read, next to records written now.
+func TestStoreReadsFirstLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), storeFile)
+	s, err := openStore(path, false, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := sha256.Sum256([]byte("old"))
+	legacy := storedEntry{Key: "old-key", IntegratedTime: 7, Envelope: []byte(`{"payload":"x"}`), SignerPEM: []byte("PEM")}
+	raw, err := json.Marshal(legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketEnvelopes)
+		if err != nil {
+			return err
+		}
+		return b.Put(old[:], raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := sha256.Sum256([]byte("new"))
+	if err := s.putEnvelope(context.Background(), "new-key", fresh[:], storedEntry{Key: "new-key", IntegratedTime: 8, Envelope: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	for leaf, want := range map[[32]byte]storedEntry{old: legacy, fresh: {Key: "new-key", IntegratedTime: 8, Envelope: []byte("{}"), SignerPEM: []byte{}}} {
+		got, ok, err := s.envelope(leaf[:])
+		if err != nil || !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("leaf %x: %+v %v %v, want %+v", leaf[:4], got, ok, err, want)
+		}
+	}
+	// A leaf that points at a missing or unreadable record is corruption,
+	// not absence.
+	broken := sha256.Sum256([]byte("broken"))
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketLeaves).Put(broken[:], []byte{0, 0, 0, 0, 0, 0, 0, 99}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 98}, []byte{recordVersion, 200}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketLeaves).Put(fresh[:], []byte{0, 0, 0, 0, 0, 0, 0, 98})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leaf := range [][32]byte{broken, fresh} {
+		if _, _, err := s.envelope(leaf[:]); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("leaf %x: err = %v, want ErrCorrupt", leaf[:4], err)
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzDecodeRecord: stored records come off the disk, so any bytes must
+// give a record or an error (never a panic), and what decodes re-encodes to
+// the same record.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(encodeRecord(storedEntry{Key: "k", IntegratedTime: -5, Envelope: []byte(`{"a":1}`), SignerPEM: []byte("pem")}))
+	f.Add([]byte{recordVersion})
+	f.Add([]byte{recordVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		rec, err := decodeRecord(raw)
+		if err != nil {
+			return
+		}
+		again, err := decodeRecord(encodeRecord(rec))
+		if err != nil || !reflect.DeepEqual(again, rec) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, rec)
+		}
+	})
 }
