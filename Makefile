@@ -79,6 +79,7 @@ bench: build $(OPA)
 	$(BENCH) append -duration 5s -out bench/results.json
 	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -profile 16 -profile-out bench/profiles/gatelog-cpu-16.pprof -out bench/results.json
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
+	$(BENCH) report -update bench/README.md
 
 ## bench-quick: one short run of the comparison (under a minute), results not saved
 bench-quick: build $(OPA)
@@ -88,6 +89,7 @@ bench-quick: build $(OPA)
 GROWTH_POINTS ?= 1000,10000,100000,1000000
 bench-long: build
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),10000000 -out bench/results.json
+	$(BENCH) report -update bench/README.md
 
 ## soak: the kill -9 crash test in its long form (SOAK_CYCLES restarts of the real daemon;
 ## make test runs 20); prints the seed and acknowledged/found/lost

@@ -49,7 +49,7 @@ type AppendFunc func(ctx context.Context, i int) error
 // use: translog's defaults, so the comparison is like for like.
 const (
 	BatchMaxSize = 256
-	BatchMaxAge  = 3 * time.Millisecond
+	BatchMaxAge  = time.Millisecond
 )
 
 // Envelope is a DSSE envelope shaped like gatelog's decision records whose

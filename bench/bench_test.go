@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -408,5 +410,47 @@ func TestProfileShares(t *testing.T) {
 	}
 	if _, _, err := bench.ProfileShares([]byte("no profile here\n")); err == nil {
 		t.Error("accepted bytes that are no profile")
+	}
+}
+
+// The tables in bench/README.md are generated from results.json by
+// `gatelog-bench report -update` (make bench runs it): they must be the
+// committed results, not an older copy.
+func TestReadmeTablesMatchResults(t *testing.T) {
+	r, err := bench.LoadReport("results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := bench.UpdateMarkdown(doc, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(doc, want) {
+		t.Error("bench/README.md's tables differ from results.json: run go run ./bench/cmd/gatelog-bench report -update bench/README.md")
+	}
+	var b strings.Builder
+	bench.WriteMarkdown(&b, r)
+	out := b.String()
+	for _, l := range r.Compare.Levels {
+		if row := fmt.Sprintf("| %d | %.0f |", l.Clients, l.OPA.RPS); !strings.Contains(out, row) {
+			t.Errorf("no row starting %q", row)
+		}
+	}
+	for _, p := range r.Growth.Points {
+		if row := fmt.Sprintf("| %d | %.0f |", p.Entries, p.FillPerSec); !strings.Contains(out, row) {
+			t.Errorf("no growth row starting %q", row)
+		}
+	}
+	for _, part := range bench.ProfileParts {
+		if !strings.Contains(out, "| "+part.Part+" |") {
+			t.Errorf("no profile row for %q", part.Part)
+		}
+	}
+	if _, err := bench.UpdateMarkdown([]byte("# no markers\n"), r); err == nil {
+		t.Error("UpdateMarkdown accepted a file without the markers")
 	}
 }

@@ -34,8 +34,15 @@ type Machine struct {
 	OS       string     `json:"os"`
 	Go       string     `json:"go"`
 	LoadAvg  [3]float64 `json:"load_avg_at_start"`
-	Loaded   bool       `json:"loaded"`
-	Note     string     `json:"note,omitempty"`
+	// BusyBefore is the share of all cores' time spent busy (not idle or
+	// waiting for I/O) during one second sampled just before the run,
+	// while the harness itself was idle: what others were using. The load
+	// average is kept for reference, but it still remembers the previous
+	// stage of the same make bench for minutes, so it does not decide
+	// Loaded.
+	BusyBefore float64 `json:"cpu_busy_before_run"`
+	Loaded     bool    `json:"loaded"`
+	Note       string  `json:"note,omitempty"`
 }
 
 // Comparison is gatelog against OPA at each concurrency level.
@@ -165,13 +172,56 @@ func DescribeMachine() Machine {
 			m.LoadAvg[i], _ = strconv.ParseFloat(f[i], 64)
 		}
 	}
-	// Before we start anything, a 1-minute load of half the cores or more
-	// means someone else is using the CPU.
-	m.Loaded = m.LoadAvg[0] >= float64(m.Cores)/2
+	// Before we start anything, a quarter of the machine busy means
+	// someone else is using the CPU.
+	if busy, err := busyShare(time.Second); err == nil {
+		m.BusyBefore = busy
+		m.Loaded = busy >= 0.25
+	}
 	if m.Loaded {
-		m.Note = fmt.Sprintf("taken on a loaded machine (1-minute load %.2f on %d cores before the run): absolute numbers are low and noisy, compare the ratio and CPU per request", m.LoadAvg[0], m.Cores)
+		m.Note = fmt.Sprintf("taken on a loaded machine (%.0f%% of the CPU busy with other work in the second before the run): absolute numbers are low and noisy, compare the ratio and CPU per request", 100*m.BusyBefore)
 	}
 	return m
+}
+
+// busyShare samples /proc/stat over d: the share of all CPU time that was
+// neither idle nor waiting for I/O.
+func busyShare(d time.Duration) (float64, error) {
+	read := func() (busy, total uint64, err error) {
+		raw, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0, err
+		}
+		line, _, _ := strings.Cut(string(raw), "\n")
+		f := strings.Fields(line)
+		if len(f) < 6 || f[0] != "cpu" {
+			return 0, 0, errors.New("/proc/stat: no cpu line")
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+			}
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return busy, total, nil
+	}
+	b0, t0, err := read()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	b1, t1, err := read()
+	if err != nil {
+		return 0, err
+	}
+	if t1 <= t0 {
+		return 0, errors.New("/proc/stat did not advance")
+	}
+	return float64(b1-b0) / float64(t1-t0), nil
 }
 
 func cpuModel(cpuinfo []byte) string {
@@ -212,8 +262,8 @@ func (r *Report) Save(path string) error {
 
 // PrintMachine writes one line describing the machine.
 func PrintMachine(w io.Writer, m Machine) {
-	fmt.Fprintf(w, "machine: %d cores, %s, %d MB, %s, %s, load %.2f %.2f %.2f\n",
-		m.Cores, m.CPU, m.MemoryMB, m.OS, m.Go, m.LoadAvg[0], m.LoadAvg[1], m.LoadAvg[2])
+	fmt.Fprintf(w, "machine: %d cores, %s, %d MB, %s, %s, load %.2f %.2f %.2f, %.0f%% busy before the run\n",
+		m.Cores, m.CPU, m.MemoryMB, m.OS, m.Go, m.LoadAvg[0], m.LoadAvg[1], m.LoadAvg[2], 100*m.BusyBefore)
 	if m.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", m.Note)
 	}

@@ -5,6 +5,7 @@
 //	gatelog-bench growth    the log grown to 10^5 or more entries
 //	gatelog-bench startup   time to first decision and policy reload
 //	gatelog-bench load      drive an already running daemon (for profiling)
+//	gatelog-bench report    results.json as the Markdown tables bench/README.md quotes
 //
 // Run it from the repository root (make bench, bench-quick, bench-long).
 package main
@@ -29,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|load [flags]")
+		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|load|report [flags]")
 		os.Exit(2)
 	}
 	// Tessera, run in-process by the append mode, logs through klog.
@@ -48,6 +49,8 @@ func main() {
 		err = startup(ctx, os.Args[2:])
 	case "load":
 		err = load(ctx, os.Args[2:])
+	case "report":
+		err = report(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
@@ -227,5 +230,33 @@ func load(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("%d clients: %.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d %s\n",
 		st.Clients, st.RPS, st.P50Ms, st.P99Ms, st.P999Ms, st.Errors, st.FirstError)
+	return nil
+}
+
+func report(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "bench/results.json", "results file to print")
+	update := fs.String("update", "", "rewrite the generated block of this Markdown file instead of printing")
+	_ = fs.Parse(args)
+	r, err := bench.LoadReport(*in)
+	if err != nil {
+		return err
+	}
+	if *update == "" {
+		bench.WriteMarkdown(os.Stdout, r)
+		return nil
+	}
+	doc, err := os.ReadFile(*update)
+	if err != nil {
+		return err
+	}
+	doc, err = bench.UpdateMarkdown(doc, r)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *update, err)
+	}
+	if err := os.WriteFile(*update, doc, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("updated the tables in %s\n", *update)
 	return nil
 }
