@@ -434,14 +434,6 @@ func timeVerify(rc decision.Receipt, logKey, signKey crypto.PublicKey) (float64,
 	})
 }
 
-func readPublicKey(path string) (crypto.PublicKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return cryptoutils.UnmarshalPEMToPublicKey(raw)
-}
-
 // diskUsage is the allocated size and the number of regular files under
 // dir (a directory or one file), and the part of the size in Tessera's
 // partial tiles and bundles (files in directories named "*.p").
