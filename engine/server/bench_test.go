@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,7 +19,6 @@ import (
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
 	"github.com/gatelog/gatelog/translog/verify"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
 
 // benchServer opens a daemon with the bundled policies on a fresh data
@@ -47,10 +45,9 @@ func benchServerDir(b *testing.B) (*server.Server, string, string) {
 	return srv, dir, strings.TrimSpace(string(key))
 }
 
-// BenchmarkDecide is one decision (evaluate, sign, durably append) through
-// Server.Decide, from 16 goroutines: the daemon's cost without HTTP.
-func BenchmarkDecide(b *testing.B) {
-	srv, _ := benchServer(b)
+// benchRequest is the example production deploy, parsed and raw.
+func benchRequest(b *testing.B) (decision.Request, []byte) {
+	b.Helper()
 	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
 	if err != nil {
 		b.Fatal(err)
@@ -59,6 +56,14 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return req, raw
+}
+
+// BenchmarkDecide is one decision (evaluate, sign, durably append) through
+// Server.Decide, from 16 goroutines: the daemon's cost without HTTP.
+func BenchmarkDecide(b *testing.B) {
+	srv, _ := benchServer(b)
+	req, _ := benchRequest(b)
 	caller := decision.Caller{ID: "apikey:bench", Kind: "api_key"}
 	b.ReportAllocs()
 	b.SetParallelism(8)
@@ -110,14 +115,7 @@ func BenchmarkDecideHTTP(b *testing.B) {
 // it stands on: one ECDSA P-256 verification, of which a receipt needs three.
 func BenchmarkVerifyReceipt(b *testing.B) {
 	srv, dir, _ := benchServerDir(b)
-	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, err := decision.ParseRequest(raw)
-	if err != nil {
-		b.Fatal(err)
-	}
+	req, raw := benchRequest(b)
 	rc, err := srv.Decide(context.Background(), req, decision.Caller{ID: "apikey:bench", Kind: "api_key"}, true)
 	if err != nil {
 		b.Fatal(err)
@@ -125,18 +123,7 @@ func BenchmarkVerifyReceipt(b *testing.B) {
 	if rc.InclusionProof == nil {
 		b.Fatal("no inclusion proof")
 	}
-	pub := func(name string) crypto.PublicKey {
-		raw, err := os.ReadFile(filepath.Join(dir, "keys", name))
-		if err != nil {
-			b.Fatal(err)
-		}
-		k, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return k
-	}
-	logKey, signKey := pub("log.pub"), pub("decision.pub")
+	logKey, signKey := readPub(b, filepath.Join(dir, "keys/log.pub")), readPub(b, filepath.Join(dir, "keys/decision.pub"))
 	b.Run("Receipt", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

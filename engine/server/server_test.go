@@ -98,7 +98,7 @@ func (d *daemon) stop() {
 	d.http = nil
 }
 
-func readPub(t *testing.T, path string) crypto.PublicKey {
+func readPub(t testing.TB, path string) crypto.PublicKey {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
