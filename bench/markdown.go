@@ -31,12 +31,13 @@ func WriteMarkdown(w io.Writer, r *Report) {
 		for _, l := range c.Levels {
 			errs += l.OPA.Errors + l.Gatelog.Errors
 		}
+		fmt.Fprintln(w)
 		if h := c.HalfPeak; h != nil {
-			fmt.Fprintf(w, "\ngatelog paced at half its peak (%.0f of %.0f req/s, %d clients, open loop): p50 %.1f ms, **p99 %.1f ms**, p99.9 %.1f ms, %.0f µs CPU per decision.",
+			fmt.Fprintf(w, "gatelog paced at half its peak (%.0f of %.0f req/s, %d clients, open loop): p50 %.1f ms, **p99 %.1f ms**, p99.9 %.1f ms, %.0f µs CPU per decision. ",
 				h.PeakRPS/2, h.PeakRPS, h.Clients, h.P50Ms, h.P99Ms, h.P999Ms, h.CPUUsPerReq)
 			errs += h.Errors
 		}
-		fmt.Fprintf(w, " Errors (non-200 answers) at all levels: %d.\n", errs)
+		fmt.Fprintf(w, "Errors (non-200 answers) at all levels: %d.\n", errs)
 	}
 	if p := r.Profile; p != nil {
 		fmt.Fprintf(w, "\n**Where gatelog's CPU goes** at %d clients: %.0f req/s during the profile, %.1f CPU-seconds sampled in %.0f s, **%.0f µs of CPU per decision**. Shares overlap where one part calls another.\n\n",
