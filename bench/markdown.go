@@ -22,13 +22,11 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			c.Runs, c.Duration, c.Warmup, strings.Join(c.Requests, ", "))
 		fmt.Fprintln(w, "| clients | opa req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | gatelog req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | ratio |")
 		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		errs := 0
 		for _, l := range c.Levels {
 			fmt.Fprintf(w, "| %d | %.0f | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f | %.2f | %.2f | %.0f | **%.2f** |\n",
 				l.Clients, l.OPA.RPS, l.OPA.P50Ms, l.OPA.P99Ms, l.OPA.P999Ms, l.OPA.CPUUsPerReq,
 				l.Gatelog.RPS, l.Gatelog.P50Ms, l.Gatelog.P99Ms, l.Gatelog.P999Ms, l.Gatelog.CPUUsPerReq, l.Ratio)
-		}
-		errs := 0
-		for _, l := range c.Levels {
 			errs += l.OPA.Errors + l.Gatelog.Errors
 		}
 		fmt.Fprintln(w)

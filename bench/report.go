@@ -197,7 +197,9 @@ func busyShare(d time.Duration) (float64, error) {
 		if len(f) < 6 || f[0] != "cpu" {
 			return 0, 0, errors.New("/proc/stat: no cpu line")
 		}
-		for i, v := range f[1:] {
+		// user nice system idle iowait irq softirq steal; guest time
+		// (the columns after) is already counted in user and nice.
+		for i, v := range f[1:min(len(f), 9)] {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
 				return 0, 0, fmt.Errorf("/proc/stat: %w", err)
