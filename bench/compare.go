@@ -78,8 +78,8 @@ func ParseAnswer(server string, body []byte) (bool, error) {
 // CompareConfig is what Compare runs.
 type CompareConfig struct {
 	GatelogBin, OPABin string
-	// PolicyDir is given to OPA; gatelog uses its bundled copy of the same
-	// files unless GatelogArgs says otherwise.
+	// PolicyDir holds the policies (the bundled ones: policies/). Both
+	// servers are given a copy with the working hours pinned (PinPolicies).
 	PolicyDir   string
 	GatelogArgs []string
 	Requests    []Request
@@ -106,6 +106,12 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Comparison, error) {
 		progress = io.Discard
 	}
 	c := &Comparison{Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(), Runs: cfg.Runs}
+	pinned, err := PinPolicies(cfg.PolicyDir, filepath.Join(cfg.WorkDir, "policies"))
+	if err != nil {
+		return nil, err
+	}
+	cfg.PolicyDir = pinned
+	cfg.GatelogArgs = append([]string{"--policies", pinned}, cfg.GatelogArgs...)
 	bodies := make([][]byte, len(cfg.Requests))
 	for i, r := range cfg.Requests {
 		c.Requests = append(c.Requests, r.Name)

@@ -90,7 +90,10 @@ type GrowthPoint struct {
 type GrowthConfig struct {
 	GatelogBin string
 	DataDir    string
-	Requests   []Request
+	// PolicyDir, if set, holds the daemon's policies; it is given a copy
+	// with the working hours pinned (PinPolicies). Empty: the bundled ones.
+	PolicyDir string
+	Requests  []Request
 	// Clients drive each point's burst of Burst decisions through the daemon.
 	Clients int
 	Burst   int
@@ -99,6 +102,8 @@ type GrowthConfig struct {
 	// Points are the log sizes to measure at, ascending.
 	Points   []int64
 	Progress io.Writer
+
+	args []string // the daemon's extra arguments
 }
 
 // Growth grows a daemon's log and measures it at each point. The log is
@@ -117,9 +122,16 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 	}
 	cfg.Fill = cmp.Or(cfg.Fill, 256)
 	cfg.Burst = cmp.Or(cfg.Burst, 2000)
+	if cfg.PolicyDir != "" {
+		pinned, err := PinPolicies(cfg.PolicyDir, cfg.DataDir+"-policies")
+		if err != nil {
+			return nil, err
+		}
+		cfg.args = []string{"--policies", pinned}
+	}
 	// A first start creates the keys; one decision per request gives the
 	// records the fill copies.
-	gl, err := StartGatelog(ctx, cfg.GatelogBin, cfg.DataDir)
+	gl, err := StartGatelog(ctx, cfg.GatelogBin, cfg.DataDir, cfg.args...)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +186,7 @@ func growthPoint(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templa
 	}
 	p := &GrowthPoint{Entries: size, FillPerSec: rate}
 	begin := time.Now()
-	gl, err := StartGatelog(ctx, cfg.GatelogBin, cfg.DataDir)
+	gl, err := StartGatelog(ctx, cfg.GatelogBin, cfg.DataDir, cfg.args...)
 	if err != nil {
 		return nil, err
 	}

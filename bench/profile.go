@@ -41,13 +41,14 @@ var ProfileParts = []struct{ Part, Focus string }{
 
 // ProfileGatelog starts a fresh daemon with --pprof, drives it with
 // clients for d while taking a CPU profile of exactly that window, saves
-// the profile to file and summarises it with `go tool pprof`.
-func ProfileGatelog(ctx context.Context, gatelogBin, dataDir string, requests [][]byte, clients int, d time.Duration, file string) (*ProfileSummary, error) {
+// the profile to file and summarises it with `go tool pprof`. extra is
+// added to the daemon's arguments.
+func ProfileGatelog(ctx context.Context, gatelogBin, dataDir string, requests [][]byte, clients int, d time.Duration, file string, extra ...string) (*ProfileSummary, error) {
 	pprofAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	gl, err := StartGatelog(ctx, gatelogBin, dataDir, "--pprof", pprofAddr)
+	gl, err := StartGatelog(ctx, gatelogBin, dataDir, append([]string{"--pprof", pprofAddr}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

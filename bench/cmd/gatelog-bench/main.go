@@ -136,7 +136,7 @@ func compare(ctx context.Context, args []string) error {
 	c.register(fs)
 	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
 	opaBin := fs.String("opa", "bin/opa-v1.22.2", "opa binary")
-	policyDir := fs.String("policies", "policies", "policy directory given to opa (gatelog serves its bundled copy)")
+	policyDir := fs.String("policies", "policies", "policy directory; both servers get a copy with the working hours pinned")
 	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
 	levels := fs.String("levels", "1,4,16,64", "concurrent clients per level")
 	duration := fs.Duration("duration", 5*time.Second, "measured time per level and server")
@@ -177,7 +177,8 @@ func compare(ctx context.Context, args []string) error {
 		for _, r := range reqs {
 			bodies = append(bodies, r.Body)
 		}
-		prof, err = bench.ProfileGatelog(ctx, *gatelogBin, filepath.Join(work, "profile"), bodies, *profClients, *duration, *profOut)
+		prof, err = bench.ProfileGatelog(ctx, *gatelogBin, filepath.Join(work, "profile"), bodies, *profClients, *duration, *profOut,
+			"--policies", filepath.Join(work, "policies"))
 		if err != nil {
 			return err
 		}

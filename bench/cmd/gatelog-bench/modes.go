@@ -55,6 +55,7 @@ func growth(ctx context.Context, args []string) error {
 	c.register(fs)
 	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
 	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
+	policyDir := fs.String("policies", "policies", "policy directory; the daemon gets a copy with the working hours pinned")
 	clients := fs.Int("clients", 64, "concurrent clients in each point's burst of decisions")
 	burst := fs.Int("burst", 2000, "decisions sent through the daemon at each point")
 	fillers := fs.Int("fill", 256, "concurrent in-process appenders growing the log between points")
@@ -78,7 +79,7 @@ func growth(ctx context.Context, args []string) error {
 	}
 	defer cleanup()
 	g, err := bench.Growth(ctx, bench.GrowthConfig{
-		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), Requests: reqs,
+		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), PolicyDir: *policyDir, Requests: reqs,
 		Clients: *clients, Burst: *burst, Fill: *fillers, Points: pts, Progress: os.Stderr,
 	})
 	if err != nil {
