@@ -348,3 +348,88 @@ func TestBurstDetector(t *testing.T) {
 		t.Error("a detector with count 0 fired")
 	}
 }
+
+// TestConcurrentEnqueueIsDurableAndOnce has many producers enqueue at
+// once (the writer batches them): every distinct alert is stored once and
+// is still pending after a restart, and of the producers racing with one
+// ID exactly one is told it queued it.
+func TestConcurrentEnqueueIsDurableAndOnce(t *testing.T) {
+	rcv := newReceiver(t, []byte("k"))
+	rcv.down.Store(true)
+	dir := t.TempDir()
+	sinks := []alert.Sink{alert.NewWebhook("secops", rcv.srv.URL, []byte("k"), nil)}
+	o, err := alert.OpenOutbox(dir, sinks, fastOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const distinct, racers = 64, 16
+	var queued atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, distinct+racers)
+	for i := range distinct {
+		wg.Go(func() {
+			if ok, err := o.Enqueue(mkAlert(i)); err != nil || !ok {
+				errs <- fmt.Errorf("Enqueue %d = %v, %v", i, ok, err)
+			}
+		})
+	}
+	shared := mkAlert(999)
+	for range racers {
+		wg.Go(func() {
+			ok, err := o.Enqueue(shared)
+			if err != nil {
+				errs <- err
+			}
+			if ok {
+				queued.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := queued.Load(); n != 1 {
+		t.Errorf("%d racers were told they queued alert %s, want 1", n, shared.ID)
+	}
+	if o.Depth() != distinct+1 {
+		t.Errorf("Depth = %d, want %d", o.Depth(), distinct+1)
+	}
+	reopened, err := alert.OpenOutbox(dir, sinks, fastOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reopened.Depth() != distinct+1 {
+		t.Errorf("after restart Depth = %d, want %d", reopened.Depth(), distinct+1)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "pending", ".tmp-*")); len(tmps) > 0 {
+		t.Errorf("temporary files left: %v", tmps)
+	}
+}
+
+// TestEnqueueReportsAFailedWrite: an alert that cannot be stored is an
+// error to its producer and is not held as pending; once the disk is back
+// the same alert is accepted.
+func TestEnqueueReportsAFailedWrite(t *testing.T) {
+	dir := t.TempDir()
+	o, err := alert.OpenOutbox(dir, []alert.Sink{alert.NewWriter("log", io.Discard)}, fastOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "pending")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := o.Enqueue(mkAlert(1)); err == nil || ok || !strings.Contains(err.Error(), "dec-001-0") {
+		t.Fatalf("Enqueue with pending/ gone = %v, %v; want an error naming the alert", ok, err)
+	}
+	if o.Depth() != 0 {
+		t.Errorf("Depth = %d after a failed write, want 0", o.Depth())
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "pending"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := o.Enqueue(mkAlert(1)); err != nil || !ok {
+		t.Fatalf("Enqueue after the disk came back = %v, %v; want true", ok, err)
+	}
+}

@@ -46,16 +46,30 @@ type Outbox struct {
 	mu      sync.Mutex
 	seq     uint64
 	pending map[string]*pendingAlert
-	wake    map[string]chan struct{}
-	subs    map[chan Alert]struct{}
-	recent  []Alert
-	created time.Time
+	// inflight holds the alerts being written (by ID), queue those waiting
+	// for the writer, writing whether a writer runs (see Enqueue).
+	inflight map[string]*write
+	queue    []*write
+	writing  bool
+	wake     map[string]chan struct{}
+	subs     map[chan Alert]struct{}
+	recent   []Alert
+	created  time.Time
 }
 
 type pendingAlert struct {
 	stored
 	// left holds the sinks still to deliver to, with their retry state.
 	left map[string]*attempt
+}
+
+// write is an alert on its way to pending/; done is closed once err says
+// how it went.
+type write struct {
+	st   stored
+	raw  []byte
+	err  error
+	done chan struct{}
 }
 
 type attempt struct {
@@ -95,7 +109,7 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 	}
 	o := &Outbox{
 		dir: dir, sinks: sinks, opts: opts, log: opts.Logger,
-		pending: map[string]*pendingAlert{}, wake: map[string]chan struct{}{}, subs: map[chan Alert]struct{}{},
+		pending: map[string]*pendingAlert{}, inflight: map[string]*write{}, wake: map[string]chan struct{}{}, subs: map[chan Alert]struct{}{},
 	}
 	seen := map[string]bool{}
 	for _, s := range sinks {
@@ -210,6 +224,11 @@ func (o *Outbox) sentPath(sink, id string) string {
 // Enqueue stores a durably (written and fsync'd) and schedules its
 // delivery to every sink. It reports false, and does nothing, when an
 // alert with the same ID is already pending or was delivered.
+//
+// Concurrent calls share their disk work (group commit): one writer takes
+// every alert queued while it wrote the last batch and writes them
+// together, so a burst of alerting decisions waits for about one write
+// each, not for one another's.
 func (o *Outbox) Enqueue(a Alert) (bool, error) {
 	if err := a.Validate(); err != nil {
 		return false, err
@@ -218,26 +237,80 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 		a.Time = o.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if _, ok := o.pending[a.ID]; ok {
+		o.mu.Unlock()
 		return false, nil
 	}
+	if w, ok := o.inflight[a.ID]; ok {
+		// Being written for another caller: its outcome is ours.
+		o.mu.Unlock()
+		<-w.done
+		return false, w.err
+	}
 	if _, err := os.Stat(o.donePath(a.ID)); err == nil {
+		o.mu.Unlock()
 		return false, nil
 	}
 	o.seq++
-	st := stored{Seq: o.seq, Alert: a}
-	raw, err := json.Marshal(st)
+	w := &write{st: stored{Seq: o.seq, Alert: a}, done: make(chan struct{})}
+	raw, err := json.Marshal(w.st)
 	if err != nil {
+		o.mu.Unlock()
 		return false, err
 	}
-	if err := durable.WriteFile(o.pendingPath(a.ID), raw); err != nil {
-		return false, fmt.Errorf("outbox: store alert %s: %w", a.ID, err)
+	w.raw = raw
+	o.inflight[a.ID] = w
+	o.queue = append(o.queue, w)
+	if !o.writing {
+		o.writing = true
+		go o.writeQueued()
 	}
+	o.mu.Unlock()
+	<-w.done
+	return w.err == nil, w.err
+}
+
+// writeQueued writes queued alerts, a batch at a time, until none is left.
+func (o *Outbox) writeQueued() {
+	for {
+		o.mu.Lock()
+		batch := o.queue
+		o.queue = nil
+		if len(batch) == 0 {
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+		files := make([]durable.File, len(batch))
+		for i, w := range batch {
+			files[i] = durable.File{Path: o.pendingPath(w.st.Alert.ID), Data: w.raw}
+		}
+		errs := durable.WriteFiles(files)
+		o.mu.Lock()
+		for i, w := range batch {
+			delete(o.inflight, w.st.Alert.ID)
+			if errs[i] != nil {
+				w.err = fmt.Errorf("outbox: store alert %s: %w", w.st.Alert.ID, errs[i])
+				continue
+			}
+			o.publish(w.st)
+		}
+		o.mu.Unlock()
+		for _, w := range batch {
+			close(w.done)
+		}
+	}
+}
+
+// publish makes a stored alert pending for every sink and tells the
+// delivery loops and subscribers. Called with o.mu held.
+func (o *Outbox) publish(st stored) {
 	p := &pendingAlert{stored: st, left: map[string]*attempt{}}
 	for _, s := range o.sinks {
 		p.left[s.Name()] = &attempt{}
 	}
+	a := st.Alert
 	o.pending[a.ID] = p
 	if len(p.left) == 0 {
 		o.finish(a.ID)
@@ -249,7 +322,8 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 		}
 	}
 	o.recent = append(o.recent, a)
-	if len(o.recent) > recentSize {
+	if len(o.recent) >= 2*recentSize {
+		// Trimmed in steps of recentSize, so not copied on every alert.
 		o.recent = slices.Clone(o.recent[len(o.recent)-recentSize:])
 	}
 	for ch := range o.subs {
@@ -258,7 +332,6 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 		default: // a slow subscriber misses live alerts; sinks never do
 		}
 	}
-	return true, nil
 }
 
 // Depth is the number of alerts not yet delivered to every sink.

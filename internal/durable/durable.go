@@ -1,38 +1,95 @@
 // Package durable writes files that survive a crash: once WriteFile
-// returns nil, the file's content and its name are on stable storage.
+// returns nil (or WriteFiles nil for a file), the file's content and its
+// name are on stable storage.
 // The outboxes (alerts, GitHub reviews) keep their queues this way.
 package durable
 
 import (
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // WriteFile writes data to path atomically and durably: a temporary file
 // in the same directory, fsync, rename over path, fsync of the directory.
 // A crash leaves either the old file or the new one, never a mix.
 func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := writeTemp(path, data)
 	if err != nil {
 		return err
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// File is one file of a WriteFiles batch.
+type File struct {
+	Path string
+	Data []byte
+}
+
+// WriteFiles writes a batch of files as WriteFile writes one, and returns
+// one error per file (nil: that file is durable). The files are written
+// and fsync'd concurrently, so that the file system can commit them
+// together, and each directory is fsync'd once for the whole batch.
+func WriteFiles(files []File) []error {
+	errs := make([]error, len(files))
+	tmps := make([]string, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Go(func() { tmps[i], errs[i] = writeTemp(f.Path, f.Data) })
+	}
+	wg.Wait()
+	dirs := map[string][]int{}
+	for i, f := range files {
+		if errs[i] != nil {
+			continue
+		}
+		if errs[i] = os.Rename(tmps[i], f.Path); errs[i] != nil {
+			_ = os.Remove(tmps[i])
+			continue
+		}
+		d := filepath.Dir(f.Path)
+		dirs[d] = append(dirs[d], i)
+	}
+	for d, members := range dirs {
+		if err := syncDir(d); err != nil {
+			for _, i := range members {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
+// writeTemp writes data to a new temporary file beside path and fsyncs it.
+func writeTemp(path string, data []byte) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return "", err
+	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return err
+		os.Remove(tmp)
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return err
+		os.Remove(tmp)
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		os.Remove(tmp)
+		return "", err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
+	return tmp, nil
+}
+
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -41,3 +41,33 @@ func ExampleWriteFile() {
 	fmt.Println(string(b))
 	// Output: {"id":"a1"}
 }
+
+// TestWriteFilesReportsPerFile writes a batch where one file's directory
+// is missing: the others are written, that one alone fails, and no
+// temporary file is left behind.
+func TestWriteFilesReportsPerFile(t *testing.T) {
+	dir := t.TempDir()
+	var files []durable.File
+	for i := range 8 {
+		files = append(files, durable.File{Path: filepath.Join(dir, fmt.Sprintf("f%d", i)), Data: fmt.Appendf(nil, "content %d", i)})
+	}
+	files = append(files, durable.File{Path: filepath.Join(dir, "missing", "f"), Data: []byte("x")})
+	errs := durable.WriteFiles(files)
+	if len(errs) != len(files) {
+		t.Fatalf("%d errors for %d files", len(errs), len(files))
+	}
+	for i, f := range files[:8] {
+		if errs[i] != nil {
+			t.Errorf("%s: %v", f.Path, errs[i])
+		}
+		if got, err := os.ReadFile(f.Path); err != nil || string(got) != string(f.Data) {
+			t.Errorf("%s holds %q, %v; want %q", f.Path, got, err, f.Data)
+		}
+	}
+	if errs[8] == nil {
+		t.Error("the file in a missing directory was reported written")
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(tmps) > 0 {
+		t.Errorf("temporary files left: %v", tmps)
+	}
+}
