@@ -52,14 +52,21 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 	added := 0
 	batch := make([]Row, 0, batchSize)
 	flush := func() error {
-		if err := ix.Add(ctx, src.TreeID(), batch); err != nil {
-			return err
-		}
 		ix.mu.Lock()
 		f := ix.onIndexed
 		ix.mu.Unlock()
+		// f sees the rows before they are committed: a crash between the
+		// two repeats them after the restart instead of skipping them. A
+		// failed commit does not show them to f a second time.
 		if f != nil && len(batch) > 0 {
-			f(slices.Clone(batch))
+			fresh := slices.DeleteFunc(slices.Clone(batch), func(r Row) bool { return r.LogIndex <= ix.shown })
+			if len(fresh) > 0 {
+				f(fresh)
+				ix.shown = fresh[len(fresh)-1].LogIndex
+			}
+		}
+		if err := ix.Add(ctx, src.TreeID(), batch); err != nil {
+			return err
 		}
 		added += len(batch)
 		batch = batch[:0]

@@ -36,11 +36,16 @@ type Index struct {
 	// catchingUp lets one CatchUp read the log at a time.
 	catchingUp sync.Mutex
 	onIndexed  func([]Row)
+	// shown is the last log index given to onIndexed (-1: none yet);
+	// guarded by catchingUp.
+	shown int64
 }
 
-// OnIndexed has f called with every batch of rows CatchUp commits (rows
-// indexed before may come again after a crash or a rebuild). The daemon
-// uses it to queue alerts that are in the log but not in its outbox.
+// OnIndexed has f called with every batch of rows CatchUp indexes, just
+// before the batch is committed, so that no row is missed: rows may come
+// again after a crash or in a rebuild, but one Index shows each row once.
+// The daemon uses it to queue alerts that are in the log but not in its
+// outbox.
 func (ix *Index) OnIndexed(f func([]Row)) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -107,7 +112,7 @@ func Open(ctx context.Context, db *sql.DB, d Dialect) (*Index, error) {
 	if err := migrate(ctx, db, d); err != nil {
 		return nil, err
 	}
-	return &Index{db: db, d: d}, nil
+	return &Index{db: db, d: d, shown: -1}, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, under the

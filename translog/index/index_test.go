@@ -408,3 +408,42 @@ func TestParseQueryRejectsBadInput(t *testing.T) {
 		t.Errorf("Values round trip: %+v, %v; want %+v", back, err, q)
 	}
 }
+
+// TestOnIndexedSeesRowsBeforeTheirCommit: the daemon queues alerts from
+// the rows OnIndexed shows; it must see them before the index records them
+// as done, or a crash in between would skip their alerts for good. Each
+// row is shown once by one Index.
+func TestOnIndexedSeesRowsBeforeTheirCommit(t *testing.T) {
+	ctx := context.Background()
+	tl, es := fixture(t)
+	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	var shown []int64
+	ix.OnIndexed(func(rows []index.Row) {
+		next, err := ix.Next(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		if next != rows[0].LogIndex {
+			t.Errorf("rows from %d shown with the index already at %d: they were committed first", rows[0].LogIndex, next)
+		}
+		for _, r := range rows {
+			shown = append(shown, r.LogIndex)
+		}
+	})
+	for range 2 {
+		if _, err := ix.CatchUp(ctx, tl.log.Reader(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := indexesOf(es); !reflect.DeepEqual(shown, want) {
+		t.Errorf("shown %v, want %v once each", shown, want)
+	}
+}
+
+func indexesOf(es []translog.Entry) []int64 {
+	out := make([]int64, len(es))
+	for i, e := range es {
+		out[i] = e.Index
+	}
+	return out
+}
