@@ -172,7 +172,7 @@ func TestGrowth(t *testing.T) {
 			t.Errorf("point %d has %d entries, want %d", i, p.Entries, want)
 		}
 		if p.FillPerSec <= 0 || p.AppendPerSec <= 0 || p.ProofMs <= 0 || p.VerifyUs <= 0 || p.SearchP50Ms <= 0 ||
-			p.SearchP99Ms < p.SearchP50Ms || p.RSSMB <= 0 || p.DiskBytesPerEntry <= 0 || p.FilesPerEntry <= 0 ||
+			p.SearchP99Ms < p.SearchP50Ms || p.RSSMB <= 0 || p.RestRSSMB <= 0 || p.DiskBytesPerEntry <= 0 || p.FilesPerEntry <= 0 ||
 			p.ReadyMs <= 0 || p.FirstDecisionMs < p.ReadyMs {
 			t.Errorf("point %d not measured: %+v", i, p)
 		}

@@ -70,12 +70,15 @@ type GrowthPoint struct {
 	// evaluated, signed and durably appended) during a burst of Burst
 	// decisions at this size.
 	AppendPerSec float64 `json:"append_per_sec"`
-	// RSSMB is the daemon's resident set size after the burst; AnonMB the
-	// part of it not backed by files (RSS also counts the pages of the
-	// memory-mapped envelope store the daemon has read, which the kernel
-	// reclaims under pressure).
-	RSSMB  float64 `json:"rss_mb"`
-	AnonMB float64 `json:"rss_anon_mb"`
+	// RSSMB is the daemon's resident set size right after the burst;
+	// AnonMB the part of it not backed by files (RSS also counts the pages
+	// of the memory-mapped envelope store the daemon has read, which the
+	// kernel reclaims under pressure and the daemon releases every 500 ms
+	// of use). RestRSSMB is the RSS once the daemon has indexed the burst
+	// and been idle for two seconds.
+	RSSMB     float64 `json:"rss_mb"`
+	AnonMB    float64 `json:"rss_anon_mb"`
+	RestRSSMB float64 `json:"rss_rest_mb"`
 	// DiskBytesPerEntry and FilesPerEntry cover the log directory (tiles,
 	// bundles, envelope store) and the audit index. PartialBytesPerEntry
 	// is the part of it in Tessera's partial tiles and bundles, which its
@@ -232,6 +235,14 @@ func growthPoint(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templa
 		return nil, err
 	}
 	p.AnonMB = float64(anon) / (1 << 20)
+	if err := waitIndexed(ctx, gl, rc.LogIndex+1+n); err != nil {
+		return nil, err
+	}
+	time.Sleep(2 * time.Second)
+	if rss, err = gl.RSS(); err != nil {
+		return nil, err
+	}
+	p.RestRSSMB = float64(rss) / (1 << 20)
 	if err := gl.Stop(time.Minute); err != nil {
 		return nil, err
 	}
@@ -246,8 +257,8 @@ func growthPoint(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templa
 	p.DiskBytesPerEntry = float64(bytes) / float64(p.Entries)
 	p.PartialBytesPerEntry = float64(partial) / float64(p.Entries)
 	p.FilesPerEntry = float64(files) / float64(p.Entries)
-	fmt.Fprintf(progress, "%8d entries: fill %6.0f/s  ready %6.0f ms  first decision %6.0f ms  index +%5.1f s  proof %5.2f ms  verify %4.0f µs  search p99 %6.2f ms  decide %5.0f/s  rss %5.1f MB (anon %5.1f)  %5.0f B/entry (%5.0f partial)\n",
-		p.Entries, p.FillPerSec, p.ReadyMs, p.FirstDecisionMs, p.IndexCatchUpS, p.ProofMs, p.VerifyUs, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry)
+	fmt.Fprintf(progress, "%8d entries: fill %6.0f/s  ready %6.0f ms  first decision %6.0f ms  index +%5.1f s  proof %5.2f ms  verify %4.0f µs  search p99 %6.2f ms  decide %5.0f/s  rss %5.1f MB (anon %5.1f, at rest %5.1f)  %5.0f B/entry (%5.0f partial)\n",
+		p.Entries, p.FillPerSec, p.ReadyMs, p.FirstDecisionMs, p.IndexCatchUpS, p.ProofMs, p.VerifyUs, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.RestRSSMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry)
 	return p, nil
 }
 
@@ -549,11 +560,11 @@ func grow(ctx context.Context, gl *Server, bodies [][]byte, clients int, n int64
 // PrintGrowth writes the growth table.
 func PrintGrowth(w io.Writer, g *GrowthReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "entries\tfill/s\tready ms\t1st decision ms\tindex catch-up s\tproof ms\tverify µs\tsearch p50 ms\tsearch p99 ms\tdecide/s\tRSS MB\tanon MB\tdisk B/entry\tof which partial\tfiles/entry\t")
+	fmt.Fprintln(tw, "entries\tfill/s\tready ms\t1st decision ms\tindex catch-up s\tproof ms\tverify µs\tsearch p50 ms\tsearch p99 ms\tdecide/s\tRSS MB\tanon MB\tRSS at rest MB\tdisk B/entry\tof which partial\tfiles/entry\t")
 	for _, p := range g.Points {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.0f\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%.4f\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.0f\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%.4f\t\n",
 			p.Entries, p.FillPerSec, p.ReadyMs, p.FirstDecisionMs, p.IndexCatchUpS, p.ProofMs, p.VerifyUs,
-			p.SearchP50Ms, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry, p.FilesPerEntry)
+			p.SearchP50Ms, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.RestRSSMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry, p.FilesPerEntry)
 	}
 	tw.Flush()
 }

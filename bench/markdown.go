@@ -61,12 +61,12 @@ func WriteMarkdown(w io.Writer, r *Report) {
 	}
 	if g := r.Growth; g != nil && len(g.Points) > 0 {
 		fmt.Fprintf(w, "\n**Growth** — the log filled by %d in-process appenders between points, then a daemon started on it and driven by %d clients\n\n", g.Fill, g.Clients)
-		fmt.Fprintln(w, "| entries | fill/s | ready ms | 1st decision ms | index catch-up s | proof ms | verify µs | search p50 ms | search p99 ms | decide/s | RSS MB | anon MB | disk B/entry | of which partial tiles | files/entry |")
-		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| entries | fill/s | ready ms | 1st decision ms | index catch-up s | proof ms | verify µs | search p50 ms | search p99 ms | decide/s | RSS MB | anon MB | RSS at rest MB | disk B/entry | of which partial tiles | files/entry |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, p := range g.Points {
-			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f | %.1f | %.2f | %.0f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f | %.4f |\n",
+			fmt.Fprintf(w, "| %d | %.0f | %.0f | %.0f | %.1f | %.2f | %.0f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.4f |\n",
 				p.Entries, p.FillPerSec, p.ReadyMs, p.FirstDecisionMs, p.IndexCatchUpS, p.ProofMs, p.VerifyUs,
-				p.SearchP50Ms, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry, p.FilesPerEntry)
+				p.SearchP50Ms, p.SearchP99Ms, p.AppendPerSec, p.RSSMB, p.AnonMB, p.RestRSSMB, p.DiskBytesPerEntry, p.PartialBytesPerEntry, p.FilesPerEntry)
 		}
 	}
 }
