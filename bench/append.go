@@ -26,10 +26,13 @@ import (
 // AppendReport compares raw Tessera appends with translog.Log.Append at
 // the same concurrency, both awaiting the durable index.
 type AppendReport struct {
-	Clients  int         `json:"clients"`
-	Duration string      `json:"duration"`
-	Tessera  AppendStats `json:"tessera_raw"`
-	Translog AppendStats `json:"translog"`
+	Clients  int    `json:"clients"`
+	Duration string `json:"duration"`
+	// BatchMaxSize and BatchMaxAge are the batching both sides ran with.
+	BatchMaxSize int         `json:"batch_max_size"`
+	BatchMaxAge  string      `json:"batch_max_age"`
+	Tessera      AppendStats `json:"tessera_raw"`
+	Translog     AppendStats `json:"translog"`
 	// Overhead is Tessera's throughput over translog's.
 	Overhead float64 `json:"overhead_tessera_over_translog"`
 }
@@ -204,7 +207,7 @@ func cmpOr(a, b error) error {
 // CompareAppends runs raw Tessera and translog, each on a fresh log under
 // dir, with the same concurrency and duration.
 func CompareAppends(ctx context.Context, dir string, clients int, d time.Duration) (*AppendReport, error) {
-	r := &AppendReport{Clients: clients, Duration: d.String()}
+	r := &AppendReport{Clients: clients, Duration: d.String(), BatchMaxSize: BatchMaxSize, BatchMaxAge: BatchMaxAge.String()}
 	for _, side := range []struct {
 		name string
 		open func(context.Context, string) (AppendFunc, func(context.Context) error, error)
