@@ -31,16 +31,25 @@ type File struct {
 	Data []byte
 }
 
+// writeConcurrency bounds the files WriteFiles has open at once.
+const writeConcurrency = 32
+
 // WriteFiles writes a batch of files as WriteFile writes one, and returns
 // one error per file (nil: that file is durable). The files are written
-// and fsync'd concurrently, so that the file system can commit them
-// together, and each directory is fsync'd once for the whole batch.
+// and fsync'd concurrently (up to writeConcurrency at a time), so that the
+// file system can commit them together, and each directory is fsync'd
+// once for the whole batch.
 func WriteFiles(files []File) []error {
 	errs := make([]error, len(files))
 	tmps := make([]string, len(files))
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, writeConcurrency)
 	for i, f := range files {
-		wg.Go(func() { tmps[i], errs[i] = writeTemp(f.Path, f.Data) })
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			tmps[i], errs[i] = writeTemp(f.Path, f.Data)
+		})
 	}
 	wg.Wait()
 	dirs := map[string][]int{}

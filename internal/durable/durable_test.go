@@ -48,7 +48,8 @@ func ExampleWriteFile() {
 func TestWriteFilesReportsPerFile(t *testing.T) {
 	dir := t.TempDir()
 	var files []durable.File
-	for i := range 8 {
+	const n = 40 // more than are written at once
+	for i := range n {
 		files = append(files, durable.File{Path: filepath.Join(dir, fmt.Sprintf("f%d", i)), Data: fmt.Appendf(nil, "content %d", i)})
 	}
 	files = append(files, durable.File{Path: filepath.Join(dir, "missing", "f"), Data: []byte("x")})
@@ -56,7 +57,7 @@ func TestWriteFilesReportsPerFile(t *testing.T) {
 	if len(errs) != len(files) {
 		t.Fatalf("%d errors for %d files", len(errs), len(files))
 	}
-	for i, f := range files[:8] {
+	for i, f := range files[:n] {
 		if errs[i] != nil {
 			t.Errorf("%s: %v", f.Path, errs[i])
 		}
@@ -64,7 +65,7 @@ func TestWriteFilesReportsPerFile(t *testing.T) {
 			t.Errorf("%s holds %q, %v; want %q", f.Path, got, err, f.Data)
 		}
 	}
-	if errs[8] == nil {
+	if errs[n] == nil {
 		t.Error("the file in a missing directory was reported written")
 	}
 	if tmps, _ := filepath.Glob(filepath.Join(dir, ".tmp-*")); len(tmps) > 0 {
