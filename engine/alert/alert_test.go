@@ -433,3 +433,33 @@ func TestEnqueueReportsAFailedWrite(t *testing.T) {
 		t.Fatalf("Enqueue after the disk came back = %v, %v; want true", ok, err)
 	}
 }
+
+// TestRunForgetsDeliveredAlertsAfterRetention: a daemon that runs for
+// months does not keep every delivered alert's ID: Run prunes done/ as it
+// goes, not only at open, and an ID forgotten that way is accepted again.
+func TestRunForgetsDeliveredAlertsAfterRetention(t *testing.T) {
+	dir := t.TempDir()
+	opts := fastOptions()
+	opts.Retention, opts.PruneInterval = 300*time.Millisecond, 20*time.Millisecond
+	o, err := alert.OpenOutbox(dir, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := o.Enqueue(mkAlert(1)); err != nil || !ok {
+		t.Fatalf("Enqueue = %v, %v", ok, err)
+	}
+	if ok, _ := o.Enqueue(mkAlert(1)); ok {
+		t.Fatal("a delivered alert was accepted again within its retention")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "done/ to be pruned while running", func() bool {
+		ents, err := os.ReadDir(filepath.Join(dir, "done"))
+		return err == nil && len(ents) == 0
+	})
+	if ok, err := o.Enqueue(mkAlert(1)); err != nil || !ok {
+		t.Errorf("Enqueue after the retention = %v, %v; want true", ok, err)
+	}
+}

@@ -28,8 +28,11 @@ type Options struct {
 	// Retention is how long the IDs of delivered alerts are kept to
 	// refuse duplicates.
 	Retention time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// PruneInterval is how often Run forgets delivered alerts older than
+	// Retention (they are also forgotten at every open).
+	PruneInterval time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Outbox is the durable queue between alert producers and sinks.
@@ -100,6 +103,9 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 30 * 24 * time.Hour
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = time.Hour
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -357,12 +363,25 @@ func (o *Outbox) Subscribe(n int) (recent []Alert, live <-chan Alert, cancel fun
 	}
 }
 
-// Run delivers alerts to every sink until ctx ends.
+// Run delivers alerts to every sink, and forgets delivered ones once
+// their retention is over, until ctx ends.
 func (o *Outbox) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range o.sinks {
 		wg.Go(func() { o.deliverLoop(ctx, s) })
 	}
+	wg.Go(func() {
+		t := time.NewTicker(o.opts.PruneInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				o.prune()
+			}
+		}
+	})
 	wg.Wait()
 }
 
