@@ -252,64 +252,6 @@ func putRecordTx(tx *bolt.Tx, key string, leaf, raw []byte) error {
 	return tx.Bucket(bucketKeys).Put([]byte(key), leaf)
 }
 
-// recordVersion leads every binary record.
-const recordVersion = 1
-
-// encodeRecord is the stored form of a record: a version byte, then the
-// key, the integrated time and the envelope and signer PEM, each string
-// length-prefixed (uvarint). The envelope's bytes are kept exactly as
-// signed (its hash is in the leaf), not re-encoded.
-func encodeRecord(rec storedEntry) []byte {
-	b := make([]byte, 0, 1+4*binary.MaxVarintLen64+len(rec.Key)+len(rec.Envelope)+len(rec.SignerPEM))
-	b = append(b, recordVersion)
-	b = binary.AppendUvarint(b, uint64(len(rec.Key)))
-	b = append(b, rec.Key...)
-	b = binary.AppendVarint(b, rec.IntegratedTime)
-	b = binary.AppendUvarint(b, uint64(len(rec.Envelope)))
-	b = append(b, rec.Envelope...)
-	b = binary.AppendUvarint(b, uint64(len(rec.SignerPEM)))
-	return append(b, rec.SignerPEM...)
-}
-
-// decodeRecord parses what encodeRecord wrote; the slices it returns are
-// copies, so they outlive the transaction raw was read in.
-func decodeRecord(raw []byte) (storedEntry, error) {
-	var rec storedEntry
-	if len(raw) == 0 || raw[0] != recordVersion {
-		return rec, errors.New("unknown record version")
-	}
-	b := raw[1:]
-	bytesField := func(name string) ([]byte, error) {
-		n, w := binary.Uvarint(b)
-		if w <= 0 || n > uint64(len(b)-w) {
-			return nil, fmt.Errorf("%s: bad length", name)
-		}
-		out := bytes.Clone(b[w : w+int(n)])
-		b = b[w+int(n):]
-		return out, nil
-	}
-	key, err := bytesField("key")
-	if err != nil {
-		return rec, err
-	}
-	t, w := binary.Varint(b)
-	if w <= 0 {
-		return rec, errors.New("integrated time: bad varint")
-	}
-	b = b[w:]
-	if rec.Envelope, err = bytesField("envelope"); err != nil {
-		return rec, err
-	}
-	if rec.SignerPEM, err = bytesField("signer PEM"); err != nil {
-		return rec, err
-	}
-	if len(b) != 0 {
-		return rec, fmt.Errorf("%d bytes after the record", len(b))
-	}
-	rec.Key, rec.IntegratedTime = string(key), t
-	return rec, nil
-}
-
 // indexRecord is what putIndex records for one sequenced leaf.
 type indexRecord struct {
 	leaf   []byte

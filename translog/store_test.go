@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -145,7 +146,7 @@ func TestStoreReadsFirstLayout(t *testing.T) {
 		if err := tx.Bucket(bucketLeaves).Put(broken[:], []byte{0, 0, 0, 0, 0, 0, 0, 99}); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 98}, []byte{recordVersion, 200}); err != nil {
+		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 98}, []byte{recordCompressed, 200}); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketLeaves).Put(fresh[:], []byte{0, 0, 0, 0, 0, 0, 0, 98})
@@ -168,8 +169,10 @@ func TestStoreReadsFirstLayout(t *testing.T) {
 // the same record.
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(storedEntry{Key: "k", IntegratedTime: -5, Envelope: []byte(`{"a":1}`), SignerPEM: []byte("pem")}))
-	f.Add([]byte{recordVersion})
-	f.Add([]byte{recordVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add(plainRecord(storedEntry{Key: "k", IntegratedTime: 3, Envelope: []byte(`{"b":2}`), SignerPEM: []byte("pem")}))
+	f.Add([]byte{recordCompressed})
+	f.Add([]byte{recordPlain, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{recordCompressed, 1, 'k', 2, 5, 0xff, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		rec, err := decodeRecord(raw)
 		if err != nil {
@@ -180,4 +183,38 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v; want %+v", again, err, rec)
 		}
 	})
+}
+
+// plainRecord is a record as version 1 wrote it: no compression.
+func plainRecord(rec storedEntry) []byte {
+	b := []byte{recordPlain}
+	b = appendBytes(b, []byte(rec.Key))
+	b = binary.AppendVarint(b, rec.IntegratedTime)
+	b = appendBytes(b, rec.Envelope)
+	return appendBytes(b, rec.SignerPEM)
+}
+
+// Records written uncompressed (version 1) are still read next to the
+// compressed ones written now, which are smaller for a real envelope.
+func TestRecordVersions(t *testing.T) {
+	env := bytes.Repeat([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEi"}`), 20)
+	rec := storedEntry{Key: "dec-1", IntegratedTime: 1700000000, Envelope: env, SignerPEM: []byte("-----BEGIN PUBLIC KEY-----\n...")}
+	for name, raw := range map[string][]byte{"plain": plainRecord(rec), "compressed": encodeRecord(rec)} {
+		got, err := decodeRecord(raw)
+		if err != nil || !reflect.DeepEqual(got, rec) {
+			t.Errorf("%s: %+v, %v", name, got, err)
+		}
+	}
+	if c, p := len(encodeRecord(rec)), len(plainRecord(rec)); c >= p/2 {
+		t.Errorf("compressed record %d bytes, plain %d: compression is not working", c, p)
+	}
+	// A compressed block that inflates to garbage, or is not deflate at
+	// all, is an error.
+	bad := []byte{recordCompressed}
+	bad = appendBytes(bad, []byte("k"))
+	bad = binary.AppendVarint(bad, 1)
+	bad = appendBytes(bad, []byte("not deflate"))
+	if _, err := decodeRecord(bad); err == nil {
+		t.Error("a record whose body is not deflate decoded")
+	}
 }
