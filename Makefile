@@ -85,7 +85,7 @@ bench: build $(OPA)
 bench-quick: build $(OPA)
 	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 1 -duration 2s -warmup 500ms
 
-## bench-long: the growth run alone, to 10^7 entries (hours; ~100 GB of scratch disk)
+## bench-long: the growth run alone, to 10^7 entries (hours; ~60 GB of scratch disk)
 GROWTH_POINTS ?= 1000,10000,100000,1000000
 bench-long: build
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),10000000 -out bench/results.json
