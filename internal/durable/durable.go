@@ -14,15 +14,7 @@ import (
 // in the same directory, fsync, rename over path, fsync of the directory.
 // A crash leaves either the old file or the new one, never a mix.
 func WriteFile(path string, data []byte) error {
-	tmp, err := writeTemp(path, data)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return WriteFiles([]File{{Path: path, Data: data}})[0]
 }
 
 // File is one file of a WriteFiles batch.
