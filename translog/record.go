@@ -58,7 +58,7 @@ func decodeRecord(raw []byte) (storedEntry, error) {
 	}
 	r.b = r.b[w:]
 	if raw[0] == recordCompressed {
-		block, err := r.bytes("body")
+		block, err := r.next("body")
 		if err != nil {
 			return rec, err
 		}
@@ -69,7 +69,8 @@ func decodeRecord(raw []byte) (storedEntry, error) {
 		if err != nil {
 			return rec, fmt.Errorf("body: %w", err)
 		}
-		r = fields{b: body}
+		// The inflated body is ours: its fields need no copies.
+		r = fields{b: body, owned: true}
 	}
 	if rec.Envelope, err = r.bytes("envelope"); err != nil {
 		return rec, err
@@ -89,17 +90,32 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-// fields reads length-prefixed fields off the front of b.
-type fields struct{ b []byte }
+// fields reads length-prefixed fields off the front of b. Unless owned,
+// b is the transaction's memory, and fields that must outlive it are
+// copied.
+type fields struct {
+	b     []byte
+	owned bool
+}
 
-func (f *fields) bytes(name string) ([]byte, error) {
+// next returns the next field as a slice of b.
+func (f *fields) next(name string) ([]byte, error) {
 	n, w := binary.Uvarint(f.b)
 	if w <= 0 || n > uint64(len(f.b)-w) {
 		return nil, fmt.Errorf("%s: bad length", name)
 	}
-	out := bytes.Clone(f.b[w : w+int(n)])
+	out := f.b[w : w+int(n) : w+int(n)]
 	f.b = f.b[w+int(n):]
 	return out, nil
+}
+
+// bytes returns the next field, copied unless b is owned.
+func (f *fields) bytes(name string) ([]byte, error) {
+	out, err := f.next(name)
+	if err != nil || f.owned {
+		return out, err
+	}
+	return bytes.Clone(out), nil
 }
 
 func (f *fields) end(what string) error {
