@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,12 +158,17 @@ func TestGrowth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var seen []int // points in the report at each OnPoint call
 	g, err := bench.Growth(context.Background(), bench.GrowthConfig{
 		GatelogBin: buildGatelog(t), DataDir: filepath.Join(t.TempDir(), "data"), Requests: reqs,
 		Clients: 4, Burst: 20, Fill: 8, Points: []int64{10, 100},
+		OnPoint: func(g *bench.GrowthReport) error { seen = append(seen, len(g.Points)); return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []int{1, 2}) {
+		t.Errorf("OnPoint saw reports of %v points, want [1 2]", seen)
 	}
 	if len(g.Points) != 2 {
 		t.Fatalf("%d points, want 2", len(g.Points))

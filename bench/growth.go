@@ -105,6 +105,9 @@ type GrowthConfig struct {
 	// Points are the log sizes to measure at, ascending.
 	Points   []int64
 	Progress io.Writer
+	// OnPoint, if set, is called with the report so far after each point
+	// (a long run keeps what it measured if it is stopped later).
+	OnPoint func(*GrowthReport) error
 
 	args []string // the daemon's extra arguments
 }
@@ -178,6 +181,11 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 			return nil, err
 		}
 		rep.Points = append(rep.Points, *p)
+		if cfg.OnPoint != nil {
+			if err := cfg.OnPoint(rep); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return rep, nil
 }

@@ -81,6 +81,9 @@ func growth(ctx context.Context, args []string) error {
 	g, err := bench.Growth(ctx, bench.GrowthConfig{
 		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), PolicyDir: *policyDir, Requests: reqs,
 		Clients: *clients, Burst: *burst, Fill: *fillers, Points: pts, Progress: os.Stderr,
+		OnPoint: func(g *bench.GrowthReport) error {
+			return c.save(m, func(r *bench.Report) { r.Growth = g })
+		},
 	})
 	if err != nil {
 		return err
