@@ -85,11 +85,15 @@ bench: build $(OPA)
 bench-quick: build $(OPA)
 	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 1 -duration 2s -warmup 500ms
 
-## bench-long: the growth run alone, to 10^7 entries (hours; ~60 GB of scratch disk)
+## bench-long: the growth run alone, to 10^7 entries (hours; ~60 GB of scratch disk in LONG_WORK).
+## Stopped, it resumes: run it again and it continues the log in LONG_WORK, keeping the points
+## it saved; the log is removed once the run is complete.
 GROWTH_POINTS ?= 1000,10000,100000,1000000
+LONG_WORK ?= /var/tmp/gatelog-bench-long
 bench-long: build
-	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),3000000,10000000 -out bench/results.json
+	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),3000000,10000000 -work $(LONG_WORK) -resume -out bench/results.json
 	$(BENCH) report -update bench/README.md
+	rm -rf $(LONG_WORK)
 
 ## soak: the kill -9 crash test in its long form (SOAK_CYCLES restarts of the real daemon;
 ## make test runs 20); prints the seed and acknowledged/found/lost

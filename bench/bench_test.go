@@ -104,12 +104,14 @@ func TestSmoke(t *testing.T) {
 	}
 	checkSide(t, "gatelog at half its peak", c.HalfPeak.Side)
 
-	// The daemon's --pprof listener and the profile summary.
+	// The daemon's --pprof listener and the profile summary, on the
+	// policies the comparison ran.
 	var bodies [][]byte
 	for _, r := range reqs {
 		bodies = append(bodies, r.Body)
 	}
-	prof, err := bench.ProfileGatelog(ctx, gl, t.TempDir(), bodies, 4, time.Second, filepath.Join(t.TempDir(), "cpu.pprof"))
+	prof, err := bench.ProfileGatelog(ctx, gl, t.TempDir(), bodies, 4, time.Second, filepath.Join(t.TempDir(), "cpu.pprof"),
+		"--policies", c.PolicyDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +161,9 @@ func TestGrowth(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []int // points in the report at each OnPoint call
+	dataDir := filepath.Join(t.TempDir(), "data")
 	g, err := bench.Growth(context.Background(), bench.GrowthConfig{
-		GatelogBin: buildGatelog(t), DataDir: filepath.Join(t.TempDir(), "data"), Requests: reqs,
+		GatelogBin: buildGatelog(t), DataDir: dataDir, Requests: reqs,
 		Clients: 4, Burst: 20, Fill: 8, Points: []int64{10, 100},
 		OnPoint: func(g *bench.GrowthReport) error { seen = append(seen, len(g.Points)); return nil },
 	})
@@ -172,6 +175,33 @@ func TestGrowth(t *testing.T) {
 	}
 	if len(g.Points) != 2 {
 		t.Fatalf("%d points, want 2", len(g.Points))
+	}
+	if len(g.Log) != 64 {
+		t.Errorf("log named %q, want its key's hex SHA-256", g.Log)
+	}
+	// A second run on the same data directory continues the log: the
+	// points it has passed are skipped, and After puts the first run's in
+	// front.
+	g2, err := bench.Growth(context.Background(), bench.GrowthConfig{
+		GatelogBin: buildGatelog(t), DataDir: dataDir, Requests: reqs,
+		Clients: 4, Burst: 20, Fill: 8, Points: []int64{50, 100, 200},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g2.Points) != 1 || g2.Points[0].Entries != 200 || g2.Log != g.Log {
+		t.Fatalf("continued run measured %+v of log %s, want one point at 200 of %s", g2.Points, g2.Log, g.Log)
+	}
+	all := g2.After(g)
+	var sizes []int64
+	for _, p := range all.Points {
+		sizes = append(sizes, p.Entries)
+	}
+	if !slices.Equal(sizes, []int64{10, 100, 200}) {
+		t.Errorf("continued report has points at %v, want [10 100 200]", sizes)
+	}
+	if other := g2.After(&bench.GrowthReport{Log: "another", Points: g.Points}); len(other.Points) != 1 {
+		t.Errorf("points of another log were kept: %+v", other.Points)
 	}
 	for i, p := range g.Points {
 		if want := []int64{10, 100}[i]; p.Entries != want {

@@ -105,11 +105,11 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Comparison, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	c := &Comparison{Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(), Runs: cfg.Runs}
 	pinned, err := PinPolicies(cfg.PolicyDir, filepath.Join(cfg.WorkDir, "policies"))
 	if err != nil {
 		return nil, err
 	}
+	c := &Comparison{Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(), Runs: cfg.Runs, PolicyDir: pinned}
 	cfg.PolicyDir = pinned
 	cfg.GatelogArgs = append([]string{"--policies", pinned}, cfg.GatelogArgs...)
 	bodies := make([][]byte, len(cfg.Requests))

@@ -6,11 +6,15 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -35,6 +39,9 @@ import (
 
 // GrowthReport follows one daemon's log as it grows.
 type GrowthReport struct {
+	// Log names the log measured (the SHA-256 of its public key, in hex),
+	// so that a resumed run only continues its own points.
+	Log string `json:"log,omitempty"`
 	// Clients is how many concurrent clients drive each point's burst of
 	// decisions through the daemon; Fill how many in-process appenders
 	// grow the log between points.
@@ -102,7 +109,9 @@ type GrowthConfig struct {
 	Burst   int
 	// Fill is how many concurrent in-process appenders grow the log.
 	Fill int
-	// Points are the log sizes to measure at, ascending.
+	// Points are the log sizes to measure at, ascending. A point the log
+	// in DataDir has already reached is skipped: a run on a data
+	// directory left by an earlier one continues it.
 	Points   []int64
 	Progress io.Writer
 	// OnPoint, if set, is called with the report so far after each point
@@ -174,11 +183,18 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 		}
 		templates = append(templates, st.Predicate)
 	}
-	rep := &GrowthReport{Clients: cfg.Clients, Fill: cfg.Fill}
+	logID, err := keyID(keys.logPub)
+	if err != nil {
+		return nil, err
+	}
+	rep := &GrowthReport{Log: logID, Clients: cfg.Clients, Fill: cfg.Fill}
 	for _, target := range cfg.Points {
 		p, err := growthPoint(ctx, cfg, keys, templates, target, progress)
 		if err != nil {
 			return nil, err
+		}
+		if p == nil {
+			continue
 		}
 		rep.Points = append(rep.Points, *p)
 		if cfg.OnPoint != nil {
@@ -194,6 +210,10 @@ func growthPoint(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templa
 	size, rate, err := fill(ctx, cfg, keys, templates, target, progress)
 	if err != nil {
 		return nil, err
+	}
+	if rate == 0 {
+		fmt.Fprintf(progress, "%8d entries: skipped, the log already holds %d\n", target, size)
+		return nil, nil
 	}
 	p := &GrowthPoint{Entries: size, FillPerSec: rate}
 	begin := time.Now()
@@ -320,7 +340,7 @@ func loadDaemonKeys(dataDir string) (*daemonKeys, error) {
 // fill appends signed copies of templates (fresh decision IDs and times)
 // to the stopped daemon's log until it holds target entries, with
 // cfg.Fill concurrent appenders, and returns the size reached and the
-// append rate.
+// append rate: 0 if the log held target entries already.
 func fill(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templates []decision.Record, target int64, progress io.Writer) (int64, float64, error) {
 	l, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(cfg.DataDir, "log"), Key: keys.log})
 	if err != nil {
@@ -380,6 +400,39 @@ func fill(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templates []d
 		return 0, 0, fmt.Errorf("filling the log: %w", err)
 	}
 	return int64(size) + done.Load(), float64(done.Load()) / secs, nil
+}
+
+// After returns g with the points of prev, an earlier run on the same
+// log, that g has not measured itself (those below its first point)
+// put in front: what a run that continued prev's log measured in all.
+// A prev of another log adds nothing.
+func (g *GrowthReport) After(prev *GrowthReport) *GrowthReport {
+	if prev == nil || prev.Log == "" || prev.Log != g.Log {
+		return g
+	}
+	first := int64(math.MaxInt64)
+	if len(g.Points) > 0 {
+		first = g.Points[0].Entries
+	}
+	out := *g
+	out.Points = nil
+	for _, p := range prev.Points {
+		if p.Entries < first {
+			out.Points = append(out.Points, p)
+		}
+	}
+	out.Points = append(out.Points, g.Points...)
+	return &out
+}
+
+// keyID is the hex SHA-256 of a public key's PKIX form.
+func keyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // waitIndexed waits until the daemon's audit index covers size entries.

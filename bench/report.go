@@ -55,6 +55,9 @@ type Comparison struct {
 	Answers  []Answer  `json:"answers"`
 	Levels   []Level   `json:"levels"`
 	HalfPeak *HalfPeak `json:"half_peak,omitempty"`
+	// PolicyDir is the pinned copy of the policies both servers ran, for
+	// anything else run afterwards on the same mix (not saved).
+	PolicyDir string `json:"-"`
 }
 
 // Answer is the decision both servers gave one request.

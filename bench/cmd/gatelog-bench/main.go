@@ -178,7 +178,7 @@ func compare(ctx context.Context, args []string) error {
 			bodies = append(bodies, r.Body)
 		}
 		prof, err = bench.ProfileGatelog(ctx, *gatelogBin, filepath.Join(work, "profile"), bodies, *profClients, *duration, *profOut,
-			"--policies", filepath.Join(work, "policies"))
+			"--policies", cmp.PolicyDir)
 		if err != nil {
 			return err
 		}

@@ -60,7 +60,11 @@ func growth(ctx context.Context, args []string) error {
 	burst := fs.Int("burst", 2000, "decisions sent through the daemon at each point")
 	fillers := fs.Int("fill", 256, "concurrent in-process appenders growing the log between points")
 	points := fs.String("points", "1000,10000,100000,1000000", "log sizes to measure at")
+	resume := fs.Bool("resume", false, "continue the log a stopped run left in -work (points it reached are skipped) and keep the points it saved")
 	_ = fs.Parse(args)
+	if *resume && c.workDir == "" {
+		return fmt.Errorf("-resume needs -work: the directory the stopped run grew its log in")
+	}
 	var pts []int64
 	for f := range strings.SplitSeq(*points, ",") {
 		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
@@ -78,17 +82,30 @@ func growth(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cleanup()
+	dataDir := filepath.Join(work, "growth")
+	if _, err := os.Stat(dataDir); err == nil && !*resume {
+		return fmt.Errorf("%s holds a log already: pass -resume to continue it, or name an empty -work", dataDir)
+	}
+	var prev *bench.GrowthReport
+	if *resume && c.out != "" {
+		r, err := bench.LoadReport(c.out)
+		if err != nil {
+			return err
+		}
+		prev = r.Growth
+	}
 	g, err := bench.Growth(ctx, bench.GrowthConfig{
-		GatelogBin: *gatelogBin, DataDir: filepath.Join(work, "growth"), PolicyDir: *policyDir, Requests: reqs,
+		GatelogBin: *gatelogBin, DataDir: dataDir, PolicyDir: *policyDir, Requests: reqs,
 		Clients: *clients, Burst: *burst, Fill: *fillers, Points: pts, Progress: os.Stderr,
 		OnPoint: func(g *bench.GrowthReport) error {
-			return c.save(m, func(r *bench.Report) { r.Growth = g })
+			return c.save(m, func(r *bench.Report) { r.Growth = g.After(prev) })
 		},
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Printf("\nlog growth: filled by %d in-process appenders, then a daemon started and measured at each size (%d clients)\n", g.Fill, g.Clients)
+	g = g.After(prev)
 	bench.PrintGrowth(os.Stdout, g)
 	return c.save(m, func(r *bench.Report) { r.Growth = g })
 }
