@@ -377,7 +377,7 @@ func fill(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templates []d
 		wg.Go(func() {
 			for i := next.Add(1); i <= n && ctx.Err() == nil; i = next.Add(1) {
 				rec := templates[int(i)%len(templates)]
-				rec.DecisionID = uuid.NewString()
+				rec.DecisionID = uuid.Must(uuid.NewV7()).String() // as the daemon names them
 				rec.Time = time.Now().UTC().Format(time.RFC3339Nano)
 				env, err := keys.sign.Sign(rec)
 				if err == nil {

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 )
@@ -47,7 +45,7 @@ func (s *Server) logAdminEvent(ctx context.Context, caller identity.Caller, acti
 	}
 	req.Context.Time = now.UTC().Format(time.RFC3339)
 	rec := decision.Record{
-		DecisionID: uuid.NewString(),
+		DecisionID: newDecisionID(),
 		Request:    req,
 		Caller:     caller.Caller,
 		Decision:   decision.Decision{Allow: true, Reasons: []string{fmt.Sprintf("%s holds the admin permission", caller.ID)}},

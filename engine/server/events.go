@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/translog/index"
@@ -135,7 +133,7 @@ func (s *Server) LogEvent(ctx context.Context, er EventRequest, caller identity.
 		reason = "event reported by " + caller.ID
 	}
 	rec := decision.Record{
-		DecisionID: uuid.NewString(),
+		DecisionID: newDecisionID(),
 		Request:    req,
 		Caller:     caller.Caller,
 		Decision:   decision.Decision{Allow: true, Reasons: []string{reason}, Alerts: er.Alerts},

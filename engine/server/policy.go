@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/decision"
 )
@@ -95,7 +93,7 @@ func (s *Server) logPolicyUpdate(ctx context.Context, ch PolicyChange) (decision
 	}
 	reason += fmt.Sprintf("; it compiled and its %d Rego tests passed", ch.TestsPassed)
 	rec := decision.Record{
-		DecisionID: uuid.NewString(),
+		DecisionID: newDecisionID(),
 		Request: decision.Request{
 			Subject: decision.Subject{ID: "gatelog-daemon", Kind: "service", Verified: true},
 			Action:  PolicyUpdateAction,

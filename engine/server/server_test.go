@@ -17,6 +17,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -168,6 +169,24 @@ func TestDecideAllowAndDenyVerifyOffline(t *testing.T) {
 		if rec.Caller.ID != "apikey:bootstrap" || rec.Policy.SHA256 == "" || rec.Daemon.KeyID == "" {
 			t.Errorf("record lacks caller, policy or key identity: %+v", rec)
 		}
+	}
+}
+
+// Decision IDs are time-ordered UUIDs (version 7): later decisions sort
+// after earlier ones.
+func TestDecisionIDsAreTimeOrdered(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	var prev string
+	for range 5 {
+		id := d.decide(allowedDeploy).DecisionID
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 {
+			t.Fatalf("decision ID %q is not a version 7 UUID (%v)", id, err)
+		}
+		if id <= prev {
+			t.Fatalf("decision ID %q does not sort after the previous one, %q", id, prev)
+		}
+		prev = id
 	}
 }
 
