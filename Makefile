@@ -91,7 +91,7 @@ bench-quick: build $(OPA)
 GROWTH_POINTS ?= 1000,10000,100000,1000000
 LONG_WORK ?= /var/tmp/gatelog-bench-long
 bench-long: build
-	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),3000000,10000000 -work $(LONG_WORK) -resume -out bench/results.json
+	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS),3000000,5000000,10000000 -work $(LONG_WORK) -resume -out bench/results.json
 	$(BENCH) report -update bench/README.md
 	rm -rf $(LONG_WORK)
 
