@@ -1,0 +1,191 @@
+package receipt_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/receipt"
+)
+
+// newKey returns a fresh P-256 signer-verifier, as the daemon loads its
+// decision key.
+func newKey(t testing.TB) *signature.ECDSASignerVerifier {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sv
+}
+
+func record() decision.Record {
+	return decision.Record{
+		DecisionID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+		Request: decision.Request{
+			Subject:  decision.Subject{ID: "alice", Kind: "user", MFA: true, Verified: true},
+			Action:   "deploy",
+			Resource: decision.Resource{System: "github", Kind: "environment", Environment: "production", Repository: "acme/shop"},
+		},
+		Caller:   decision.Caller{ID: "apikey:ci", Kind: "api_key"},
+		Decision: decision.Decision{Allow: true, Reasons: []string{"alice may deploy"}},
+		Policy:   decision.Policy{SHA256: strings.Repeat("ab", 32), Entrypoint: "data.gatelog.decision"},
+		Time:     "2026-12-06T10:00:00Z",
+	}
+}
+
+func TestSignThenOpenGivesTheRecordBack(t *testing.T) {
+	sv := newKey(t)
+	s, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := sv.PublicKey()
+	id, err := receipt.KeyID(pub)
+	if err != nil || id != s.KeyID() || len(id) != 64 {
+		t.Fatalf("key ID %q (signer says %q): %v", id, s.KeyID(), err)
+	}
+	rec := record()
+	env, err := s.Sign(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := receipt.Open(env, sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Daemon.KeyID = s.KeyID() // Sign stamps it
+	if !reflect.DeepEqual(st.Predicate, rec) {
+		t.Errorf("opened record differs:\n got %+v\nwant %+v", st.Predicate, rec)
+	}
+	digest, _ := receipt.RequestDigest(rec.Request)
+	if len(st.Subject) != 1 || st.Subject[0].Name != "decision:"+rec.DecisionID || st.Subject[0].Digest["sha256"] != digest {
+		t.Errorf("subject is %+v, want decision:%s with the request's digest %s", st.Subject, rec.DecisionID, digest)
+	}
+}
+
+// resign replaces the envelope's payload by change(payload) and signs it
+// again with sv: a validly signed envelope around whatever change makes.
+func resign(t *testing.T, sv signature.Signer, env []byte, change func([]byte) []byte) []byte {
+	t.Helper()
+	e, err := receipt.ParseEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(e.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sigdsse.WrapSigner(sv, receipt.PayloadType).SignMessage(bytes.NewReader(change(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestOpenRefusesWhatIsNotAnIntactRecord(t *testing.T) {
+	sv := newKey(t)
+	s, _ := receipt.NewSigner(sv)
+	env, err := s.Sign(record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e receipt.Envelope
+	if err := json.Unmarshal(env, &e); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := base64.StdEncoding.DecodeString(e.Payload)
+	withEnvelope := func(f func(*receipt.Envelope)) []byte {
+		c := e
+		c.Signatures = append([]receipt.EnvelopeSignature(nil), e.Signatures...)
+		f(&c)
+		b, _ := json.Marshal(c)
+		return b
+	}
+	for name, tc := range map[string]struct {
+		env  []byte
+		with signature.Verifier
+		want string
+	}{
+		"another key": {env, newKey(t), "does not verify"},
+		"payload changed after signing": {withEnvelope(func(c *receipt.Envelope) {
+			c.Payload = base64.StdEncoding.EncodeToString(bytes.Replace(payload, []byte(`"allow":true`), []byte(`"allow":false`), 1))
+		}), sv, "does not verify"},
+		"signature dropped":  {withEnvelope(func(c *receipt.Envelope) { c.Signatures = nil }), sv, "no signatures"},
+		"other payload type": {withEnvelope(func(c *receipt.Envelope) { c.PayloadType = "text/plain" }), sv, "payloadType"},
+		"not JSON":           {[]byte("not an envelope"), sv, "not DSSE JSON"},
+		"request changed, subject kept": {resign(t, sv, env, func(p []byte) []byte {
+			return bytes.Replace(p, []byte(`"alice"`), []byte(`"mallory"`), 1)
+		}), sv, "digest does not match"},
+		"not a gatelog decision": {resign(t, sv, env, func(p []byte) []byte {
+			return bytes.Replace(p, []byte(receipt.PredicateType), []byte("https://example.com/other"), 1)
+		}), sv, "not a gatelog decision"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := receipt.Open(tc.env, tc.with)
+			if !errors.Is(err, receipt.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open = %v, want ErrInvalid saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzOpen feeds Open arbitrary envelopes: it never panics, and what it
+// accepts is a gatelog record whose subject matches its request.
+func FuzzOpen(f *testing.F) {
+	sv := newKey(f)
+	s, _ := receipt.NewSigner(sv)
+	env, err := s.Sign(record())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(env)
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AA=="}]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := receipt.Open(data, sv)
+		if err != nil {
+			if !errors.Is(err, receipt.ErrInvalid) {
+				t.Fatalf("error not marked ErrInvalid: %v", err)
+			}
+			return
+		}
+		digest, err := receipt.RequestDigest(st.Predicate.Request)
+		if err != nil || st.Subject[0].Digest["sha256"] != digest || st.PredicateType != receipt.PredicateType {
+			t.Fatalf("accepted a statement that is not an intact record: %+v", st)
+		}
+	})
+}
+
+func ExampleSigner_Sign() {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sv, _ := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
+	s, _ := receipt.NewSigner(sv)
+
+	env, _ := s.Sign(decision.Record{
+		DecisionID: "d-1",
+		Request:    decision.Request{Subject: decision.Subject{ID: "alice"}, Action: "deploy"},
+		Decision:   decision.Decision{Allow: true},
+	})
+	// Anyone with the public key can open the envelope.
+	st, err := receipt.Open(env, sv)
+	fmt.Println(err, st.Subject[0].Name, st.Predicate.Decision.Allow)
+	// Output: <nil> decision:d-1 true
+}
