@@ -6,9 +6,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,7 +180,7 @@ func Growth(ctx context.Context, cfg GrowthConfig) (*GrowthReport, error) {
 		}
 		templates = append(templates, st.Predicate)
 	}
-	logID, err := keyID(keys.logPub)
+	logID, err := receipt.KeyID(keys.logPub)
 	if err != nil {
 		return nil, err
 	}
@@ -423,16 +420,6 @@ func (g *GrowthReport) After(prev *GrowthReport) *GrowthReport {
 	}
 	out.Points = append(out.Points, g.Points...)
 	return &out
-}
-
-// keyID is the hex SHA-256 of a public key's PKIX form.
-func keyID(pub crypto.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:]), nil
 }
 
 // waitIndexed waits until the daemon's audit index covers size entries.
