@@ -51,6 +51,22 @@ func record() decision.Record {
 	}
 }
 
+// signed returns a fresh key, its signer and the envelope of record()
+// signed with it.
+func signed(t testing.TB) (*signature.ECDSASignerVerifier, *receipt.Signer, []byte) {
+	t.Helper()
+	sv := newKey(t)
+	s, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.Sign(record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sv, s, env
+}
+
 func TestSignThenOpenGivesTheRecordBack(t *testing.T) {
 	sv := newKey(t)
 	s, err := receipt.NewSigner(sv)
@@ -101,12 +117,7 @@ func resign(t *testing.T, sv signature.Signer, env []byte, change func([]byte) [
 }
 
 func TestOpenRefusesWhatIsNotAnIntactRecord(t *testing.T) {
-	sv := newKey(t)
-	s, _ := receipt.NewSigner(sv)
-	env, err := s.Sign(record())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sv, _, env := signed(t)
 	var e receipt.Envelope
 	if err := json.Unmarshal(env, &e); err != nil {
 		t.Fatal(err)
@@ -150,12 +161,7 @@ func TestOpenRefusesWhatIsNotAnIntactRecord(t *testing.T) {
 // FuzzOpen feeds Open arbitrary envelopes: it never panics, and what it
 // accepts is a gatelog record whose subject matches its request.
 func FuzzOpen(f *testing.F) {
-	sv := newKey(f)
-	s, _ := receipt.NewSigner(sv)
-	env, err := s.Sign(record())
-	if err != nil {
-		f.Fatal(err)
-	}
+	sv, _, env := signed(f)
 	f.Add(env)
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AA=="}]}`))
 	f.Add([]byte(`{}`))
