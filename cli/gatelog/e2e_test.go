@@ -157,6 +157,20 @@ func TestReadmeWalkthrough(t *testing.T) {
 		})
 	}
 
+	// Many receipts in one run: each is reported, and one bad receipt among
+	// them makes the run fail and is named.
+	good, _ := filepath.Glob(filepath.Join(dir, "*.receipt.json"))
+	keys := []string{"--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub")}
+	code, text := run(t, bin, nil, append(append([]string{"verify"}, keys...), good...)...)
+	if code != 0 || strings.Count(text, "VERIFIED  decision") != 3 || !strings.Contains(text, "3 of 3 receipts verified") {
+		t.Errorf("verify of %d receipts: exit %d: %s", len(good), code, text)
+	}
+	bad := filepath.Join(dir, "pipeline-trigger.json.receipt.json.bad")
+	code, text = run(t, bin, nil, append(append([]string{"verify", "--receipt", bad}, keys...), good...)...)
+	if code != 1 || !strings.Contains(text, "3 of 4 receipts verified") || !strings.Contains(text, bad+": NOT VERIFIED") {
+		t.Errorf("verify of 3 good receipts and a tampered one: exit %d: %s", code, text)
+	}
+
 	// Errors are exit 1, never 0: no key, and a daemon that is gone.
 	if code, text := run(t, bin, []string{"GATELOG_API_KEY="}, "decide", "--server", server, "--input", filepath.Join(examples, "deploy-prod.json")); code != 1 {
 		t.Errorf("decide without a key: exit %d: %s", code, text)

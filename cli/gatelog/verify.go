@@ -16,45 +16,79 @@ import (
 
 func verifyCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "verify",
-		Usage: "verify a decision receipt offline with the log's and the daemon's public keys",
+		Name:      "verify",
+		Usage:     "verify decision receipts offline with the log's and the daemon's public keys",
+		ArgsUsage: "[more receipt files...]",
+		Description: "Checks each receipt's envelope signature, its summary against the signed record, its entry UUID,\n" +
+			"SET and inclusion proof up to a checkpoint signed by the log key. Receipts proven against the\n" +
+			"same checkpoint share the check of its signature. Exit 0 when every receipt verifies, 1 otherwise.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "receipt", Required: true, Usage: "receipt JSON written by gatelog decide --out"},
+			&cli.StringFlag{Name: "receipt", Usage: "receipt JSON written by gatelog decide --out (more can follow as arguments)"},
 			&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)"},
 			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM)"},
 			&cli.StringFlag{Name: "signer-keys", Usage: "the daemon's signing key set (GET /v1/keys, gatelog keys signers --out): the key is picked by the record's key ID and checked against its validity window"},
 		},
 		Action: func(c *cli.Context) error {
+			files := c.Args().Slice()
+			if r := c.String("receipt"); r != "" {
+				files = append([]string{r}, files...)
+			}
+			if len(files) == 0 {
+				return cli.Exit("give --receipt FILE, or receipt files as arguments", 1)
+			}
 			logKey, err := readPublicKey(c.String("log-key"))
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
 			}
-			rc, err := readReceipt(c.String("receipt"))
+			v, err := verify.New(logKey)
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("--receipt: %v", err), 1)
+				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
 			}
-			signerKey, err := signerKeyFor(c, rc)
-			if err != nil {
-				return cli.Exit(err.Error(), 1)
+			if len(files) == 1 {
+				return verifyOne(c, v, files[0])
 			}
-			res, err := verify.Receipt(rc, logKey, signerKey)
-			if err != nil {
-				return cli.Exit(fmt.Sprintf("NOT VERIFIED: %v", err), 1)
+			failed := 0
+			for _, f := range files {
+				if err := verifyOne(c, v, f); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", f, err)
+					failed++
+				}
 			}
-			rec := res.Statement.Predicate
-			outcome := "allow"
-			if !rec.Decision.Allow {
-				outcome = "deny"
+			fmt.Fprintf(c.App.Writer, "%d of %d receipts verified\n", len(files)-failed, len(files))
+			if failed > 0 {
+				return cli.Exit("", 1)
 			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
-			fmt.Fprintf(w, "  signed by the daemon key, at %s\n", rec.Time)
-			fmt.Fprintf(w, "  policy sha256 %s\n", rec.Policy.SHA256)
-			fmt.Fprintf(w, "  in log %q at index %d of %d (inclusion proof and checkpoint signature OK, SET OK)\n",
-				res.Checkpoint.Origin, rc.LogIndex, res.Checkpoint.Size)
 			return nil
 		},
 	}
+}
+
+// verifyOne verifies the receipt in file and reports it on c's writer.
+func verifyOne(c *cli.Context, v *verify.Verifier, file string) error {
+	rc, err := readReceipt(file)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("--receipt: %v", err), 1)
+	}
+	signerKey, err := signerKeyFor(c, rc)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	res, err := v.Receipt(rc, signerKey)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("NOT VERIFIED: %v", err), 1)
+	}
+	rec := res.Statement.Predicate
+	outcome := "allow"
+	if !rec.Decision.Allow {
+		outcome = "deny"
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
+	fmt.Fprintf(w, "  signed by the daemon key, at %s\n", rec.Time)
+	fmt.Fprintf(w, "  policy sha256 %s\n", rec.Policy.SHA256)
+	fmt.Fprintf(w, "  in log %q at index %d of %d (inclusion proof and checkpoint signature OK, SET OK)\n",
+		res.Checkpoint.Origin, rc.LogIndex, res.Checkpoint.Size)
+	return nil
 }
 
 func readPublicKey(path string) (crypto.PublicKey, error) {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
@@ -62,11 +63,17 @@ func CheckpointVerifier(origin string, pub crypto.PublicKey) (note.Verifier, err
 // it parsed. The origin is taken from the checkpoint's first line; callers
 // that know the expected origin should compare it.
 func Checkpoint(raw []byte, logKey crypto.PublicKey) (*log.Checkpoint, error) {
+	return checkpoint(raw, func(origin string) (note.Verifier, error) { return CheckpointVerifier(origin, logKey) })
+}
+
+// checkpoint parses raw and checks its signature with the verifier
+// verifierFor returns for the checkpoint's origin.
+func checkpoint(raw []byte, verifierFor func(origin string) (note.Verifier, error)) (*log.Checkpoint, error) {
 	origin, _, ok := strings.Cut(string(raw), "\n")
 	if !ok || origin == "" {
 		return nil, fail("checkpoint", "no origin line")
 	}
-	v, err := CheckpointVerifier(origin, logKey)
+	v, err := verifierFor(origin)
 	if err != nil {
 		return nil, fail("checkpoint", "origin %q: %v", origin, err)
 	}
@@ -84,16 +91,23 @@ func Inclusion(checkpoint []byte, logKey crypto.PublicKey, index, treeSize uint6
 	if err != nil {
 		return nil, err
 	}
-	if cp.Size != treeSize {
-		return nil, fail("inclusion proof", "proof is for tree size %d but the checkpoint is for %d", treeSize, cp.Size)
-	}
-	if !bytes.Equal(cp.Hash, rootHash) {
-		return nil, fail("inclusion proof", "proof root hash does not match the checkpoint root")
-	}
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, treeSize, leafHash, hashes, rootHash); err != nil {
-		return nil, fail("inclusion proof", "%v", err)
+	if err := inclusion(cp, index, treeSize, rootHash, leafHash, hashes); err != nil {
+		return nil, err
 	}
 	return cp, nil
+}
+
+func inclusion(cp *log.Checkpoint, index, treeSize uint64, rootHash, leafHash []byte, hashes [][]byte) error {
+	if cp.Size != treeSize {
+		return fail("inclusion proof", "proof is for tree size %d but the checkpoint is for %d", treeSize, cp.Size)
+	}
+	if !bytes.Equal(cp.Hash, rootHash) {
+		return fail("inclusion proof", "proof root hash does not match the checkpoint root")
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, treeSize, leafHash, hashes, rootHash); err != nil {
+		return fail("inclusion proof", "%v", err)
+	}
+	return nil
 }
 
 // Consistency checks that the tree of the older checkpoint is a prefix of
@@ -118,18 +132,11 @@ func Consistency(older, newer []byte, logKey crypto.PublicKey, hashes [][]byte) 
 
 // SET checks a Signed Entry Timestamp with the log key.
 func SET(set, body []byte, integratedTime int64, logID string, logIndex int64, logKey crypto.PublicKey) error {
-	payload, err := entry.SETPayload(body, integratedTime, logID, logIndex)
-	if err != nil {
-		return fail("signed entry timestamp", "%v", err)
-	}
 	v, err := signature.LoadVerifier(logKey, crypto.SHA256)
 	if err != nil {
 		return fail("signed entry timestamp", "%v", err)
 	}
-	if err := v.VerifySignature(bytes.NewReader(set), bytes.NewReader(payload)); err != nil {
-		return fail("signed entry timestamp", "does not verify with the log key (integrated time, log index, log ID or entry changed?)")
-	}
-	return nil
+	return (&Verifier{set: v}).checkSET(set, body, integratedTime, logID, logIndex)
 }
 
 // Result is what a verified receipt proves.
@@ -141,13 +148,143 @@ type Result struct {
 // Receipt verifies a decision receipt offline: the envelope signature with
 // signerKey, every summary field against the signed record, the leaf and
 // UUID recomputed from the envelope, the log ID, the SET, and the
-// inclusion proof up to a checkpoint signed by logKey.
+// inclusion proof up to a checkpoint signed by logKey. To verify many
+// receipts of one log, make a [Verifier] once and use its Receipt.
 func Receipt(r decision.Receipt, logKey, signerKey crypto.PublicKey) (Result, error) {
-	v, err := signature.LoadVerifier(signerKey, crypto.SHA256)
+	v, err := New(logKey)
 	if err != nil {
-		return Result{}, fail("signer key", "%v", err)
+		return Result{}, err
 	}
-	st, err := receipt.Open(r.Envelope, v)
+	return v.Receipt(r, signerKey)
+}
+
+// maxCached bounds each of a Verifier's caches; when one is full it is
+// emptied and refilled, so a stream of receipts with ever new checkpoints
+// costs what it would without the cache and no more memory.
+const maxCached = 256
+
+// Verifier verifies receipts of one log. It derives what the log key
+// implies (log ID, tree ID, the SET and checkpoint verifiers) once, and it
+// remembers the checkpoints whose signatures it has checked, so receipts
+// proven against the same checkpoint — an audit export, a directory of
+// receipts fetched together — cost that signature once. It is safe for
+// concurrent use.
+type Verifier struct {
+	logKey crypto.PublicKey
+	logID  string
+	treeID int64
+	set    signature.Verifier
+
+	mu          sync.Mutex
+	notes       map[string]note.Verifier  // checkpoint origin → signed-note verifier
+	checkpoints map[string]log.Checkpoint // checkpoint text → parsed, signature checked
+	signers     map[string]signerKey      // decision-signing key's PEM → its verifier
+}
+
+type signerKey struct {
+	verifier signature.Verifier
+	pem      []byte
+}
+
+// New makes a Verifier for the log whose public key is logKey.
+func New(logKey crypto.PublicKey) (*Verifier, error) {
+	treeID, err := entry.TreeID(logKey)
+	if err != nil {
+		return nil, fail("log key", "%v", err)
+	}
+	logID, err := entry.LogID(logKey)
+	if err != nil {
+		return nil, fail("log key", "%v", err)
+	}
+	set, err := signature.LoadVerifier(logKey, crypto.SHA256)
+	if err != nil {
+		return nil, fail("log key", "%v", err)
+	}
+	return &Verifier{
+		logKey: logKey, logID: logID, treeID: treeID, set: set,
+		notes:       map[string]note.Verifier{},
+		checkpoints: map[string]log.Checkpoint{},
+		signers:     map[string]signerKey{},
+	}, nil
+}
+
+// Checkpoint verifies a signed checkpoint against the log key, as the
+// package-level [Checkpoint] does, answering from the cache for a
+// checkpoint it has verified before.
+func (v *Verifier) Checkpoint(raw []byte) (*log.Checkpoint, error) {
+	v.mu.Lock()
+	cp, ok := v.checkpoints[string(raw)]
+	v.mu.Unlock()
+	if ok {
+		cp.Hash = bytes.Clone(cp.Hash)
+		return &cp, nil
+	}
+	parsed, err := checkpoint(raw, v.noteVerifier)
+	if err != nil {
+		return nil, err
+	}
+	cached := *parsed
+	cached.Hash = bytes.Clone(parsed.Hash)
+	v.mu.Lock()
+	remember(v.checkpoints, string(raw), cached)
+	v.mu.Unlock()
+	return parsed, nil
+}
+
+func (v *Verifier) noteVerifier(origin string) (note.Verifier, error) {
+	v.mu.Lock()
+	nv, ok := v.notes[origin]
+	v.mu.Unlock()
+	if ok {
+		return nv, nil
+	}
+	nv, err := CheckpointVerifier(origin, v.logKey)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	remember(v.notes, origin, nv)
+	v.mu.Unlock()
+	return nv, nil
+}
+
+func remember[K comparable, V any](m map[K]V, k K, val V) {
+	if len(m) >= maxCached {
+		clear(m)
+	}
+	m[k] = val
+}
+
+func (v *Verifier) signer(key crypto.PublicKey) (signerKey, error) {
+	pem, err := entry.PublicKeyPEM(key)
+	if err != nil {
+		return signerKey{}, fail("signer key", "%v", err)
+	}
+	v.mu.Lock()
+	s, ok := v.signers[string(pem)]
+	v.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	sv, err := signature.LoadVerifier(key, crypto.SHA256)
+	if err != nil {
+		return signerKey{}, fail("signer key", "%v", err)
+	}
+	s = signerKey{verifier: sv, pem: pem}
+	v.mu.Lock()
+	remember(v.signers, string(pem), s)
+	v.mu.Unlock()
+	return s, nil
+}
+
+// Receipt verifies a decision receipt of this log signed with signerKey;
+// see the package-level [Receipt] for what is checked.
+func (v *Verifier) Receipt(r decision.Receipt, signerKey crypto.PublicKey) (Result, error) {
+	sk, err := v.signer(signerKey)
+	if err != nil {
+		return Result{}, err
+	}
+	st, err := receipt.Open(r.Envelope, sk.verifier)
 	if err != nil {
 		return Result{}, fail("envelope", "%v", err)
 	}
@@ -162,30 +299,18 @@ func Receipt(r decision.Receipt, logKey, signerKey crypto.PublicKey) (Result, er
 	case !slices.Equal(r.Alerts, rec.Decision.Alerts):
 		return Result{}, fail("alerts", "receipt alerts differ from the signed record")
 	}
-	signerPEM, err := entry.PublicKeyPEM(signerKey)
-	if err != nil {
-		return Result{}, fail("signer key", "%v", err)
-	}
-	body, err := entry.DSSEBody(r.Envelope, signerPEM)
+	body, err := entry.DSSEBody(r.Envelope, sk.pem)
 	if err != nil {
 		return Result{}, fail("log entry", "%v", err)
 	}
 	leaf := entry.LeafHash(body)
-	treeID, err := entry.TreeID(logKey)
-	if err != nil {
-		return Result{}, fail("log key", "%v", err)
-	}
-	if want := entry.UUID(treeID, leaf); r.UUID != want {
+	if want := entry.UUID(v.treeID, leaf); r.UUID != want {
 		return Result{}, fail("uuid", "receipt says %q, recomputed from the envelope and log key %q", r.UUID, want)
 	}
-	logID, err := entry.LogID(logKey)
-	if err != nil {
-		return Result{}, fail("log key", "%v", err)
+	if r.LogID != v.logID {
+		return Result{}, fail("log_id", "receipt says %q, the log key's ID is %q", r.LogID, v.logID)
 	}
-	if r.LogID != logID {
-		return Result{}, fail("log_id", "receipt says %q, the log key's ID is %q", r.LogID, logID)
-	}
-	if err := SET(r.SignedEntryTimestamp, body, r.IntegratedTime, r.LogID, r.LogIndex, logKey); err != nil {
+	if err := v.checkSET(r.SignedEntryTimestamp, body, r.IntegratedTime, r.LogID, r.LogIndex); err != nil {
 		return Result{}, err
 	}
 	p := r.InclusionProof
@@ -208,12 +333,26 @@ func Receipt(r decision.Receipt, logKey, signerKey crypto.PublicKey) (Result, er
 			return Result{}, fail("inclusion proof", "hash %d is not hex", i)
 		}
 	}
-	cp, err := Inclusion([]byte(p.Checkpoint), logKey, uint64(p.LogIndex), uint64(p.TreeSize), root, leaf, hashes)
+	cp, err := v.Checkpoint([]byte(p.Checkpoint))
 	if err != nil {
 		return Result{}, err
 	}
-	if want := fmt.Sprintf("/%d", treeID); !strings.HasSuffix(cp.Origin, want) {
-		return Result{}, fail("checkpoint", "origin %q is not this log's (tree ID %d)", cp.Origin, treeID)
+	if err := inclusion(cp, uint64(p.LogIndex), uint64(p.TreeSize), root, leaf, hashes); err != nil {
+		return Result{}, err
+	}
+	if want := fmt.Sprintf("/%d", v.treeID); !strings.HasSuffix(cp.Origin, want) {
+		return Result{}, fail("checkpoint", "origin %q is not this log's (tree ID %d)", cp.Origin, v.treeID)
 	}
 	return Result{Statement: st, Checkpoint: cp}, nil
+}
+
+func (v *Verifier) checkSET(set, body []byte, integratedTime int64, logID string, logIndex int64) error {
+	payload, err := entry.SETPayload(body, integratedTime, logID, logIndex)
+	if err != nil {
+		return fail("signed entry timestamp", "%v", err)
+	}
+	if err := v.set.VerifySignature(bytes.NewReader(set), bytes.NewReader(payload)); err != nil {
+		return fail("signed entry timestamp", "does not verify with the log key (integrated time, log index, log ID or entry changed?)")
+	}
+	return nil
 }
