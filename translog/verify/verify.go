@@ -5,7 +5,9 @@
 //
 // It needs nothing but the receipt and the two public keys; proofs are
 // checked with transparency-dev/merkle, checkpoints with the C2SP
-// signed-note code, envelopes with sigstore's DSSE verifier.
+// signed-note code, envelopes with sigstore's DSSE verifier. A [Verifier]
+// verifies many receipts of one log, checking each checkpoint's signature
+// once.
 package verify
 
 import (
