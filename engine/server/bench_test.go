@@ -3,10 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,17 +14,11 @@ import (
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
-	"github.com/gatelog/gatelog/translog/verify"
 )
 
 // benchServer opens a daemon with the bundled policies on a fresh data
 // directory (a real Tessera log and envelope store on disk).
 func benchServer(b *testing.B) (*server.Server, string) {
-	srv, _, key := benchServerDir(b)
-	return srv, key
-}
-
-func benchServerDir(b *testing.B) (*server.Server, string, string) {
 	b.Helper()
 	dir := b.TempDir()
 	srv, err := server.Open(context.Background(), server.Config{
@@ -42,7 +32,7 @@ func benchServerDir(b *testing.B) (*server.Server, string, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return srv, dir, strings.TrimSpace(string(key))
+	return srv, strings.TrimSpace(string(key))
 }
 
 // benchRequest is the example production deploy, parsed and raw.
@@ -109,44 +99,3 @@ func BenchmarkDecideHTTP(b *testing.B) {
 	})
 }
 
-// BenchmarkVerifyReceipt is offline receipt verification (verify.Receipt:
-// the envelope signature, the summary fields, the entry body and UUID, the
-// SET, the inclusion proof and the checkpoint signature) next to the floor
-// it stands on: one ECDSA P-256 verification, of which a receipt needs three.
-func BenchmarkVerifyReceipt(b *testing.B) {
-	srv, dir, _ := benchServerDir(b)
-	req, raw := benchRequest(b)
-	rc, err := srv.Decide(context.Background(), req, decision.Caller{ID: "apikey:bench", Kind: "api_key"}, true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if rc.InclusionProof == nil {
-		b.Fatal("no inclusion proof")
-	}
-	logKey, signKey := readPub(b, filepath.Join(dir, "keys/log.pub")), readPub(b, filepath.Join(dir, "keys/decision.pub"))
-	b.Run("Receipt", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := verify.Receipt(rc, logKey, signKey); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("one-P256-verify", func(b *testing.B) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			b.Fatal(err)
-		}
-		digest := sha256.Sum256(raw)
-		sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if !ecdsa.VerifyASN1(&k.PublicKey, digest[:], sig) {
-				b.Fatal("does not verify")
-			}
-		}
-	})
-}
