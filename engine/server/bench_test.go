@@ -98,4 +98,3 @@ func BenchmarkDecideHTTP(b *testing.B) {
 		}
 	})
 }
-
