@@ -138,7 +138,7 @@ func SET(set, body []byte, integratedTime int64, logID string, logIndex int64, l
 	if err != nil {
 		return fail("signed entry timestamp", "%v", err)
 	}
-	return (&Verifier{set: v}).checkSET(set, body, integratedTime, logID, logIndex)
+	return checkSET(v, set, body, integratedTime, logID, logIndex)
 }
 
 // Result is what a verified receipt proves.
@@ -312,7 +312,7 @@ func (v *Verifier) Receipt(r decision.Receipt, signerKey crypto.PublicKey) (Resu
 	if r.LogID != v.logID {
 		return Result{}, fail("log_id", "receipt says %q, the log key's ID is %q", r.LogID, v.logID)
 	}
-	if err := v.checkSET(r.SignedEntryTimestamp, body, r.IntegratedTime, r.LogID, r.LogIndex); err != nil {
+	if err := checkSET(v.set, r.SignedEntryTimestamp, body, r.IntegratedTime, r.LogID, r.LogIndex); err != nil {
 		return Result{}, err
 	}
 	p := r.InclusionProof
@@ -348,12 +348,12 @@ func (v *Verifier) Receipt(r decision.Receipt, signerKey crypto.PublicKey) (Resu
 	return Result{Statement: st, Checkpoint: cp}, nil
 }
 
-func (v *Verifier) checkSET(set, body []byte, integratedTime int64, logID string, logIndex int64) error {
+func checkSET(v signature.Verifier, set, body []byte, integratedTime int64, logID string, logIndex int64) error {
 	payload, err := entry.SETPayload(body, integratedTime, logID, logIndex)
 	if err != nil {
 		return fail("signed entry timestamp", "%v", err)
 	}
-	if err := v.set.VerifySignature(bytes.NewReader(set), bytes.NewReader(payload)); err != nil {
+	if err := v.VerifySignature(bytes.NewReader(set), bytes.NewReader(payload)); err != nil {
 		return fail("signed entry timestamp", "does not verify with the log key (integrated time, log index, log ID or entry changed?)")
 	}
 	return nil
