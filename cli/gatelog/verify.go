@@ -67,7 +67,7 @@ func verifyCommand() *cli.Command {
 func verifyOne(c *cli.Context, v *verify.Verifier, file string) error {
 	rc, err := readReceipt(file)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("--receipt: %v", err), 1)
+		return cli.Exit(fmt.Sprintf("receipt: %v", err), 1)
 	}
 	signerKey, err := signerKeyFor(c, rc)
 	if err != nil {
