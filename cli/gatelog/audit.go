@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -152,13 +151,23 @@ func auditSearch(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	var logKey crypto.PublicKey
+	var (
+		logVerifier *verify.Verifier
+		keys        *signerKeys
+	)
 	if c.Bool("verify") {
 		if c.String("log-key") == "" {
 			return cli.Exit("--verify needs --log-key (and --signer-key or --signer-keys)", 1)
 		}
-		if logKey, err = readPublicKey(c.String("log-key")); err != nil {
+		logKey, err := readPublicKey(c.String("log-key"))
+		if err != nil {
 			return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+		}
+		if logVerifier, err = verify.New(logKey); err != nil {
+			return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+		}
+		if keys, err = loadSignerKeys(c); err != nil {
+			return cli.Exit(err.Error(), 1)
 		}
 	}
 	ac, err := newAuditClient(c)
@@ -207,7 +216,7 @@ func auditSearch(c *cli.Context) error {
 	}
 	failed := 0
 	if c.Bool("verify") {
-		failed = verifyRows(c, ac, logKey, rows)
+		failed = verifyRows(c, ac, logVerifier, keys, rows)
 	}
 	w := c.App.Writer
 	switch {
@@ -230,7 +239,7 @@ func auditSearch(c *cli.Context) error {
 // the page, or else one fetched with a fresh inclusion proof); a row
 // verifies only if the signed record says what the index said. It reports
 // progress on stderr and returns the failures.
-func verifyRows(c *cli.Context, ac *auditClient, logKey crypto.PublicKey, rows []auditResult) int {
+func verifyRows(c *cli.Context, ac *auditClient, v *verify.Verifier, keys *signerKeys, rows []auditResult) int {
 	var (
 		mu     sync.Mutex
 		done   int
@@ -242,7 +251,7 @@ func verifyRows(c *cli.Context, ac *auditClient, logKey crypto.PublicKey, rows [
 	for range 4 {
 		wg.Go(func() {
 			for i := range next {
-				err := verifyRow(c, ac, logKey, rows[i].Row, rows[i].receipt)
+				err := verifyRow(ac, v, keys, rows[i].Row, rows[i].receipt)
 				ok := err == nil
 				mu.Lock()
 				rows[i].Verified = &ok
@@ -270,7 +279,7 @@ func verifyRows(c *cli.Context, ac *auditClient, logKey crypto.PublicKey, rows [
 	return failed
 }
 
-func verifyRow(c *cli.Context, ac *auditClient, logKey crypto.PublicKey, r index.Row, given *decision.Receipt) error {
+func verifyRow(ac *auditClient, v *verify.Verifier, keys *signerKeys, r index.Row, given *decision.Receipt) error {
 	if r.Kind != index.KindDecision && r.Kind != index.KindEvent {
 		return fmt.Errorf("entry %d is %s: the index could not read it, so there is nothing to verify", r.LogIndex, r.Kind)
 	}
@@ -280,11 +289,11 @@ func verifyRow(c *cli.Context, ac *auditClient, logKey crypto.PublicKey, r index
 	} else if err := ac.get("/v1/decisions/"+url.PathEscape(r.ID), &rc); err != nil {
 		return fmt.Errorf("fetch decision %s: %v", r.ID, err)
 	}
-	signerKey, err := signerKeyFor(c, rc)
+	signerKey, err := keys.For(rc)
 	if err != nil {
 		return err
 	}
-	res, err := verify.Receipt(rc, logKey, signerKey)
+	res, err := v.Receipt(rc, signerKey)
 	if err != nil {
 		return err
 	}

@@ -312,11 +312,15 @@ func keysSigners(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// signerKeyFor picks the key that should have signed rc: --signer-key, or
-// from --signer-keys the key named by the record's daemon.key_id that was
-// valid when the log integrated the entry (verify then checks the SET, so
-// that time is the log's).
-func signerKeyFor(c *cli.Context, rc decision.Receipt) (crypto.PublicKey, error) {
+// signerKeys is where verify and audit --verify take the key that should
+// have signed a receipt: --signer-key, or the key set of --signer-keys,
+// read once for all the receipts of a run.
+type signerKeys struct {
+	one crypto.PublicKey   // --signer-key
+	set server.SigningKeys // --signer-keys, when one is nil
+}
+
+func loadSignerKeys(c *cli.Context) (*signerKeys, error) {
 	one, set := c.String("signer-key"), c.String("signer-keys")
 	switch {
 	case one != "" && set != "":
@@ -326,7 +330,7 @@ func signerKeyFor(c *cli.Context, rc decision.Receipt) (crypto.PublicKey, error)
 		if err != nil {
 			return nil, fmt.Errorf("--signer-key: %v", err)
 		}
-		return k, nil
+		return &signerKeys{one: k}, nil
 	case set == "":
 		return nil, fmt.Errorf("give --signer-key or --signer-keys")
 	}
@@ -337,6 +341,17 @@ func signerKeyFor(c *cli.Context, rc decision.Receipt) (crypto.PublicKey, error)
 	ks, err := server.ParseSigningKeys(raw)
 	if err != nil {
 		return nil, fmt.Errorf("--signer-keys %s: %v", set, err)
+	}
+	return &signerKeys{set: ks}, nil
+}
+
+// For picks the key that should have signed rc: the --signer-key, or from
+// the key set the key named by the record's daemon.key_id that was valid
+// when the log integrated the entry (verify then checks the SET, so that
+// time is the log's).
+func (s *signerKeys) For(rc decision.Receipt) (crypto.PublicKey, error) {
+	if s.one != nil {
+		return s.one, nil
 	}
 	env, err := receipt.ParseEnvelope(rc.Envelope)
 	if err != nil {
@@ -350,7 +365,7 @@ func signerKeyFor(c *cli.Context, rc decision.Receipt) (crypto.PublicKey, error)
 	if err != nil {
 		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
 	}
-	k, err := ks.Select(st.Predicate.Daemon.KeyID, time.Unix(rc.IntegratedTime, 0))
+	k, err := s.set.Select(st.Predicate.Daemon.KeyID, time.Unix(rc.IntegratedTime, 0))
 	if err != nil {
 		return nil, fmt.Errorf("NOT VERIFIED: signer key: %v", err)
 	}

@@ -44,12 +44,16 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
 			}
+			keys, err := loadSignerKeys(c)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
 			if len(files) == 1 {
-				return verifyOne(c, v, files[0])
+				return verifyOne(c, v, keys, files[0])
 			}
 			failed := 0
 			for _, f := range files {
-				if err := verifyOne(c, v, f); err != nil {
+				if err := verifyOne(c, v, keys, f); err != nil {
 					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", f, err)
 					failed++
 				}
@@ -64,12 +68,12 @@ func verifyCommand() *cli.Command {
 }
 
 // verifyOne verifies the receipt in file and reports it on c's writer.
-func verifyOne(c *cli.Context, v *verify.Verifier, file string) error {
+func verifyOne(c *cli.Context, v *verify.Verifier, keys *signerKeys, file string) error {
 	rc, err := readReceipt(file)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("receipt: %v", err), 1)
 	}
-	signerKey, err := signerKeyFor(c, rc)
+	signerKey, err := keys.For(rc)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
