@@ -1,0 +1,303 @@
+// Package e2e runs the real gatelog binary for end-to-end tests of the CI
+// integrations: it builds cli/gatelog, starts `gatelog serve` on a loopback
+// port with the arguments a user would give (shipped example configs,
+// bundled policies, keys generated on first start), and checks that a
+// decision a CI system was answered with is in the log and verifies offline
+// with `gatelog verify` and the daemon's public keys alone.
+//
+// It is a helper for tests (it takes a *testing.T) and is imported by no
+// production code.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/receipt"
+)
+
+// Build compiles cli/gatelog into a temporary directory of t and returns the
+// binary's path.
+func Build(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gatelog")
+	cmd := exec.Command("go", "build", "-o", bin, "./cli/gatelog")
+	cmd.Dir = RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cli/gatelog: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// RepoRoot is the module's root directory (where go.mod is).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("e2e: cannot locate the source tree")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Path is a path below the repository root, e.g. Path(t, "examples/jenkins").
+func Path(t testing.TB, rel string) string {
+	t.Helper()
+	return filepath.Join(RepoRoot(t), filepath.FromSlash(rel))
+}
+
+// Daemon is a running `gatelog serve`.
+type Daemon struct {
+	Bin  string
+	Addr string
+	// URL is http://Addr.
+	URL string
+	// Data is the daemon's --data directory.
+	Data string
+	// APIKey is the bootstrap API key the daemon wrote on first start (all
+	// permissions): tests use it to read decisions back.
+	APIKey string
+
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+}
+
+// Start runs `gatelog serve --addr <free loopback port> --data <temp dir>`
+// plus args, with env added to the environment, and waits for /readyz.
+func Start(t testing.TB, bin string, env []string, args ...string) *Daemon {
+	t.Helper()
+	d := &Daemon{Bin: bin, Data: filepath.Join(t.TempDir(), "gatelog-data")}
+	d.Addr = freeAddr(t)
+	d.URL = "http://" + d.Addr
+	all := append([]string{"serve", "--addr", d.Addr, "--data", d.Data, "--checkpoint-interval", "100ms"}, args...)
+	d.cmd = exec.Command(bin, all...)
+	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Stdout = &lockedWriter{d: d}
+	d.cmd.Stderr = &lockedWriter{d: d}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(t) })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get(d.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if d.cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("gatelog serve %s: not ready: %v\n%s", strings.Join(args, " "), err, d.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	key, err := os.ReadFile(filepath.Join(d.Data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatalf("bootstrap API key: %v", err)
+	}
+	d.APIKey = strings.TrimSpace(string(key))
+	return d
+}
+
+type lockedWriter struct{ d *Daemon }
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.d.mu.Lock()
+	defer w.d.mu.Unlock()
+	return w.d.stderr.Write(p)
+}
+
+// Log is what the daemon printed so far.
+func (d *Daemon) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String()
+}
+
+// Stop ends the daemon with SIGTERM (SIGKILL after 20 s). It is called at
+// the end of the test; calling it earlier is fine.
+func (d *Daemon) Stop(t testing.TB) {
+	if d.cmd.Process == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("gatelog serve did not exit cleanly: %v\n%s", err, d.Log())
+		}
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+		t.Errorf("gatelog serve did not stop on SIGTERM\n%s", d.Log())
+	}
+}
+
+// Post sends body to path (e.g. "/v1/adapters/jenkins") with the headers
+// given and returns the status, the response headers and the body.
+func (d *Daemon) Post(t testing.TB, path string, body []byte, headers http.Header) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, d.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v\n%s", path, err, d.Log())
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, raw
+}
+
+// Receipt reads decision id back from the daemon (GET /v1/decisions/{id}
+// with the bootstrap key), waiting until its inclusion proof is there.
+func (d *Daemon) Receipt(t testing.TB, id string) decision.Receipt {
+	t.Helper()
+	if id == "" {
+		t.Fatal("e2e: no decision id to look up")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rc, status, err := d.getReceipt(id)
+		if err == nil && status == http.StatusOK && rc.InclusionProof != nil {
+			return rc
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("decision %s not in the log with a proof: status %d, %v\n%s", id, status, err, d.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *Daemon) getReceipt(id string) (decision.Receipt, int, error) {
+	var rc decision.Receipt
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+"/v1/decisions/"+id, nil)
+	if err != nil {
+		return rc, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return rc, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rc, resp.StatusCode, nil
+	}
+	return rc, resp.StatusCode, json.NewDecoder(resp.Body).Decode(&rc)
+}
+
+// Verified is a decision found in the log and verified offline.
+type Verified struct {
+	Receipt decision.Receipt
+	// Record is the signed record the receipt carries: the request as the
+	// policy saw it and the decision.
+	Record decision.Record
+	// Output is what `gatelog verify` printed.
+	Output string
+}
+
+// Verify fetches decision id, writes its receipt to a file and runs
+// `gatelog verify` on it with the daemon's two public keys only (the log
+// key and the decision signer key, as an auditor has them). It fails t
+// unless verify exits 0, and returns the record that was verified.
+func (d *Daemon) Verify(t testing.TB, id string) Verified {
+	t.Helper()
+	rc := d.Receipt(t, id)
+	raw, err := json.Marshal(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "receipt.json")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := Run(t, d.Bin, nil, "verify", "--log-key", filepath.Join(d.Data, "keys", "log.pub"),
+		"--signer-key", filepath.Join(d.Data, "keys", "decision.pub"), "--receipt", file)
+	if code != 0 || !strings.Contains(out, "VERIFIED") {
+		t.Fatalf("gatelog verify of decision %s: exit %d\n%s", id, code, out)
+	}
+	rec, err := recordOf(rc)
+	if err != nil {
+		t.Fatalf("decision %s: %v", id, err)
+	}
+	return Verified{Receipt: rc, Record: rec, Output: out}
+}
+
+// recordOf decodes the signed record inside a receipt's DSSE envelope.
+// `gatelog verify` has checked the signature; this reads what was signed.
+func recordOf(rc decision.Receipt) (decision.Record, error) {
+	env, err := receipt.ParseEnvelope(rc.Envelope)
+	if err != nil {
+		return decision.Record{}, err
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return decision.Record{}, fmt.Errorf("envelope payload: %w", err)
+	}
+	st, err := receipt.ParseStatement(payload)
+	return st.Predicate, err
+}
+
+// Run runs the gatelog binary with args (env added to the environment) and
+// returns its exit code and combined output.
+func Run(t testing.TB, bin string, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatalf("gatelog %s: %v", strings.Join(args, " "), err)
+	}
+	return 0, string(out)
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
