@@ -236,3 +236,43 @@ func TestServeHelpMatchesReadme(t *testing.T) {
 		t.Errorf("read only %d flags from serve --help:\n%s", n, help)
 	}
 }
+
+// TestDataDirIsOwnerOnly: started with the usual umask 022, the daemon
+// still creates nothing under --data that its group or others may read.
+func TestDataDirIsOwnerOnly(t *testing.T) {
+	bin := buildGatelog(t)
+	data := filepath.Join(t.TempDir(), "gatelog-data")
+	old := syscall.Umask(0o022)
+	d := startServe(t, bin, data)
+	syscall.Umask(old)
+	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
+	if code, out := run(t, bin, env, "decide", "--server", "http://"+d.addr, "--input", filepath.Join("..", "..", "examples", "requests", "pipeline-trigger.json")); code != 0 {
+		t.Fatalf("decide: exit %d: %s", code, out)
+	}
+	d.stop(t)
+	n := 0
+	err = filepath.WalkDir(data, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		n++
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %04o; want nothing for group and others", strings.TrimPrefix(p, data), fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Errorf("only %d files under the data directory", n)
+	}
+}

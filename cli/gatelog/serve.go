@@ -45,6 +45,11 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)", EnvVars: []string{"GATELOG_PPROF"}},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
+			// Everything the daemon writes under --data (keys, the log, the
+			// audit index, the outbox) is its owner's alone, whatever umask
+			// it was started with; libraries that create files 0644
+			// (SQLite's index.db and its -wal/-shm) included.
+			syscall.Umask(0o077)
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			// Tessera logs through klog; send it to the same place.
 			klog.SetSlogLogger(logger.With("component", "tessera"))
