@@ -308,6 +308,12 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"trailing data", d.key, `{"action":"deploy"} {}`, 400, "after the JSON object"},
 		{"bad time", d.key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
 		{"oversized", d.key, big, 400, "larger than"},
+		// What is signed is what was sent: nothing is coerced.
+		{"duplicate key", d.key, `{"action":"secret.read","action":"deploy"}`, 400, `"action" appears twice`},
+		{"invalid UTF-8", d.key, "{\"action\":\"deploy\xc3\"}", 400, "not valid UTF-8"},
+		{"NUL", d.key, `{"action":"deploy\u0000"}`, 400, "NUL"},
+		{"unpaired surrogate", d.key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
+		{"rounded integer", d.key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
 		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
 	}
 	for _, tc := range cases {
