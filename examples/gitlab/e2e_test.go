@@ -290,10 +290,10 @@ func TestCIFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	type job struct {
-		Stage       string                    `yaml:"stage"`
-		Image       string                    `yaml:"image"`
-		Environment string                    `yaml:"environment"`
-		Script      []string                  `yaml:"script"`
+		Stage       string   `yaml:"stage"`
+		Image       string   `yaml:"image"`
+		Environment string   `yaml:"environment"`
+		Script      []string `yaml:"script"`
 	}
 	var builds []map[string]any
 	var deploy job

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gatelog/gatelog/plugins/adapter"
 )
@@ -231,4 +234,25 @@ func TestDeployJobsRecorded(t *testing.T) {
 	if req.Resource.Attributes["protected_ref"] != false {
 		t.Errorf("protected_ref = %v", req.Resource.Attributes["protected_ref"])
 	}
+}
+
+// globMatch agrees with the regular expression its globs stand for; the
+// refs it reads come from payloads.
+func FuzzGlobMatch(f *testing.F) {
+	f.Add("refs/tags/v*", "refs/tags/v1.2.0")
+	f.Add("a*b*a", "ab")
+	f.Add("*", "")
+	f.Fuzz(func(t *testing.T, pattern, s string) {
+		parts := strings.Split(pattern, "*")
+		for i, p := range parts {
+			parts[i] = regexp.QuoteMeta(p)
+		}
+		re, err := regexp.Compile(`^(?s:` + strings.Join(parts, ".*") + `)$`)
+		if err != nil || !utf8.ValidString(pattern) || !utf8.ValidString(s) {
+			return
+		}
+		if got, want := globMatch(pattern, s), re.MatchString(s); got != want {
+			t.Fatalf("globMatch(%q, %q) = %v, want %v", pattern, s, got, want)
+		}
+	})
 }
