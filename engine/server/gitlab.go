@@ -65,7 +65,11 @@ func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", gitlab.MaxPayloadBytes)})
 		return
 	}
+	// Before the token is checked the header is anyone's: bounded for the log.
 	correlation := r.Header.Get(correlationHeader)
+	if len(correlation) > 128 {
+		correlation = correlation[:128]
+	}
 	if err := gitlab.VerifyToken(h.token, r.Header.Get(gitlab.TokenHeader)); err != nil {
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonInvalid)
 		s.logger.Warn("gitlab pipeline rejected: X-Gitlab-Token refused, no decision made", "adapter", h.name,
