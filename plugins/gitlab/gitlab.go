@@ -252,8 +252,10 @@ func parseMappings(setting, v string) ([]mapping, error) {
 	return out, nil
 }
 
-// Payload is the external pipeline validation request, as GitLab's
-// documentation ("External pipeline validation", payload schema) lists it.
+// Payload is the external pipeline validation request, as GitLab builds it
+// (Validate::External#validation_service_payload, and its EE module for
+// namespace and provisioning_group) and its documentation's payload schema
+// lists it.
 type Payload struct {
 	Project *struct {
 		ID                   int64   `json:"id"`
@@ -286,7 +288,9 @@ type Payload struct {
 	ProvisioningGrp  *Plan   `json:"provisioning_group"`
 }
 
-// Build is one job of the pipeline.
+// Build is one job of the pipeline's configuration: every job, whether or
+// not its rules let it run on this ref, and without its environment,
+// which GitLab does not send.
 type Build struct {
 	Name     string   `json:"name"`
 	Stage    string   `json:"stage"`
