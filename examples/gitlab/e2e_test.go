@@ -197,6 +197,19 @@ func TestExternalPipelineValidation(t *testing.T) {
 		t.Errorf("bob's tests were decided as %+v", v.Record.Request)
 	}
 
+	// bob's merge request pipeline of the same project: GitLab lists
+	// deploy_prod too (its rules are evaluated later), but the ref is not
+	// protected: a trigger, with the deploy job recorded.
+	status, ans = validate(t, d, fixture(t, "merge-request-deploy-config", "", 0), token, "01JD3K5Q8R2W6Y9Z0A1B2C3D55")
+	if status != http.StatusOK || !ans.Allow {
+		t.Fatalf("bob's merge request: %d %+v", status, ans)
+	}
+	if v := decided(t, "bob's merge request", ans); v.Record.Request.Action != "pipeline.trigger" ||
+		v.Record.Request.Resource.Ref != "refs/merge-requests/12/head" ||
+		!slices.Equal(v.Record.Request.Resource.Attributes["deploy_jobs"].([]any), []any{"deploy_prod"}) {
+		t.Errorf("bob's merge request was decided as %+v", v.Record.Request)
+	}
+
 	// carol's pipeline on main whose stages say nothing (GitLab's own
 	// external_spec.rb configuration): unknown intent on a protected ref
 	// fails closed as a deploy to production, refused for her.
