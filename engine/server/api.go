@@ -95,12 +95,35 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "%v", err)
 		return
 	}
+	demoteDaemonFields(&req)
 	rc, err := s.Decide(r.Context(), req, caller.Caller, r.URL.Query().Get("wait") == "checkpoint")
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rc)
+}
+
+// demoteDaemonFields moves what only the daemon may state out of a request
+// a caller wrote itself: which adapter it came through (the adapter
+// endpoint sets that, and metrics count by it) and the subject's history
+// (the first_privileged_use alert reads it). The caller's values are kept
+// under context.unverified, as "source" and "history".
+func demoteDaemonFields(req *decision.Request) {
+	keep := func(key string, v any) {
+		if req.Context.Unverified == nil {
+			req.Context.Unverified = map[string]any{}
+		}
+		req.Context.Unverified[key] = v
+	}
+	if req.Source.Adapter != "" || req.Source.AdapterVersion != "" {
+		keep("source", map[string]any{"adapter": req.Source.Adapter, "adapter_version": req.Source.AdapterVersion})
+		req.Source.Adapter, req.Source.AdapterVersion = "", ""
+	}
+	if req.Context.History != nil {
+		keep("history", req.Context.History)
+		req.Context.History = nil
+	}
 }
 
 // newDecisionID names a decision with a time-ordered UUID (version 7,

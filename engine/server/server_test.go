@@ -476,3 +476,27 @@ func TestKeysAreOwnerOnly(t *testing.T) {
 		t.Fatalf("world-readable log key accepted: %v", err)
 	}
 }
+
+// TestCallerCannotClaimDaemonFields: on /v1/decide the caller's
+// source.adapter and context.history are its word, not the daemon's: they
+// are recorded under context.unverified and policies and metrics do not
+// see them as fact.
+func TestCallerCannotClaimDaemonFields(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	rc := d.decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"production"},` +
+		`"source":{"adapter":"tekton","adapter_version":"9","request_id":"r-1"},` +
+		`"context":{"history":{"privileged_actions_used":["deploy"]}}}`)
+	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := res.Statement.Predicate.Request
+	if req.Source.Adapter != "" || req.Source.AdapterVersion != "" || req.Source.RequestID != "r-1" || req.Context.History != nil {
+		t.Errorf("caller-written daemon fields kept as fact: source %+v, history %+v", req.Source, req.Context.History)
+	}
+	src, _ := req.Context.Unverified["source"].(map[string]any)
+	hist, _ := req.Context.Unverified["history"].(map[string]any)
+	if src["adapter"] != "tekton" || hist == nil {
+		t.Errorf("the caller's values are not kept as unverified context: %+v", req.Context.Unverified)
+	}
+}
