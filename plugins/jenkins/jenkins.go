@@ -123,7 +123,8 @@ func (a *Adapter) settings() settings {
 
 // payload is what the adapter reads. The upper-case fields are Jenkins'
 // own environment variable names, so a pipeline step can send them as they
-// are; build is the build's REST API object (/job/NAME/NUMBER/api/json).
+// are; build is the build's REST API object (/job/NAME/NUMBER/api/json),
+// which alone is a whole payload.
 type payload struct {
 	Action      string `json:"action"`
 	Environment string `json:"environment"`
@@ -148,6 +149,9 @@ type payload struct {
 	Parameters json.RawMessage `json:"parameters"`
 	Causes     []cause         `json:"causes"`
 	Build      *build          `json:"build"`
+	// Attributes are further resource attributes the pipeline adds (a
+	// service name, say); they never replace what the adapter sets.
+	Attributes map[string]any `json:"attributes"`
 }
 
 // cause is a Jenkins build cause, e.g. hudson.model.Cause$UserIdCause.
@@ -316,6 +320,11 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	set("change_target", p.ChangeTarget)
 	if len(params) > 0 {
 		attrs["parameters"] = params
+	}
+	for k, v := range p.Attributes {
+		if _, taken := attrs[k]; !taken && k != "" && v != nil {
+			attrs[k] = v
+		}
 	}
 	if len(checkouts) > 1 {
 		list := make([]any, 0, len(checkouts))
