@@ -1,8 +1,10 @@
 // Package jenkins is gatelog's adapter for Jenkins: it turns a build's
 // description (its environment variables such as JOB_NAME and BUILD_URL, its
-// causes, parameters and node, or the build's REST API JSON) into a Request,
-// and the decision into a JSON answer whose HTTP status fails the build's
-// HTTP call on anything but an allow.
+// causes, parameters and node, or the build's REST API JSON alone) into a
+// Request, and the decision into a JSON answer whose HTTP status fails the
+// build's HTTP call on anything but an allow. Refs are given in full
+// (GIT_BRANCH "origin/main" is "refs/heads/main"), so policies compare one
+// spelling whatever kind of job reported it.
 //
 // Jenkins has no admission point a pipeline author cannot bypass, so the
 // adapter only describes a build. Who asks is never taken from the payload:
