@@ -11,6 +11,7 @@ package jenkins_test
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -182,7 +183,7 @@ type answer struct {
 
 // decide runs resources/gatelog/decide.sh as the step does and returns its
 // exit code, what it printed to the build log and the answer file.
-func decide(t *testing.T, url, token string, payload map[string]any) (int, string, answer) {
+func decide(t *testing.T, url, token string, payload map[string]any, env ...string) (int, string, answer) {
 	t.Helper()
 	dir := t.TempDir()
 	reqFile, ansFile := filepath.Join(dir, "request.json"), filepath.Join(dir, "answer.json")
@@ -194,7 +195,7 @@ func decide(t *testing.T, url, token string, payload map[string]any) (int, strin
 		t.Fatal(err)
 	}
 	cmd := exec.Command("sh", "resources/gatelog/decide.sh", reqFile, ansFile)
-	cmd.Env = append(os.Environ(), "GATELOG_URL="+url, "GATELOG_TOKEN="+token, "GATELOG_TIMEOUT=30")
+	cmd.Env = append(append(os.Environ(), "GATELOG_URL="+url, "GATELOG_TOKEN="+token, "GATELOG_TIMEOUT=30"), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	var ee *exec.ExitError
@@ -210,6 +211,18 @@ func decide(t *testing.T, url, token string, payload map[string]any) (int, strin
 		}
 	}
 	return code, string(out), ans
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 func TestJenkinsEndToEnd(t *testing.T) {
@@ -296,6 +309,14 @@ func TestJenkinsEndToEnd(t *testing.T) {
 		code, out, ans := decide(t, d.URL, tok, stepPayload(paymentsDeploy("origin/main"), "deploy", "production", nil))
 		if code != 1 || ans.Allow || ans.DecisionID != "" || !strings.Contains(out, `field \"resource.name\" is \"payments/deploy\" but the caller's verified token says \"storefront/deploy\"`) {
 			t.Fatalf("exit %d, answer %+v\n%s", code, ans, out)
+		}
+	})
+
+	t.Run("no daemon listening blocks the build", func(t *testing.T) {
+		env := storefrontDeploy("33")
+		code, out, ans := decide(t, "http://"+closedAddr(t), j.token(t, env), stepPayload(env, "deploy", "staging", nil), "GATELOG_RETRIES=0")
+		if code != 1 || ans.Allow || !strings.Contains(out, "no answer") {
+			t.Fatalf("exit %d, want 1:\n%s", code, out)
 		}
 	})
 

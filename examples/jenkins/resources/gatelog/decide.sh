@@ -27,9 +27,12 @@ headers="$(mktemp)"
 trap 'rm -f "$headers"' EXIT
 printf 'Authorization: Bearer %s\nContent-Type: application/json\n' "$GATELOG_TOKEN" >"$headers"
 
-# No --retry: the token is accepted once, so a retried request would be
-# refused as a replay; the step binds a new token instead.
+# curl retries when it could not connect, and on 429 and 5xx answers. A
+# token is accepted once, so a retry after an answer that came after the
+# token was checked is refused as already used (exit 3), and the step binds
+# a new token.
 status=$(curl --silent --show-error --max-time "${GATELOG_TIMEOUT:-30}" \
+	--retry "${GATELOG_RETRIES:-2}" --retry-connrefused \
 	-H @"$headers" \
 	-o "$answer" -w '%{http_code}' \
 	--data-binary @"$request" \
