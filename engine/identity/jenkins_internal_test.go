@@ -8,6 +8,8 @@ func TestJenkinsJobFromURL(t *testing.T) {
 		{"https://jenkins.example.com/oidc", "https://jenkins.example.com/job/nightly/", "nightly"},
 		// A folder's credentials: the issuer is the folder's.
 		{"https://jenkins.example.com/oidc/job/payments", "https://jenkins.example.com/job/payments/job/deploy/", "payments/deploy"},
+		// A folder named "oidc".
+		{"https://jenkins.example.com/oidc/job/oidc", "https://jenkins.example.com/job/oidc/job/deploy/", "oidc/deploy"},
 		// Jenkins under a context path.
 		{"https://ci.example.com/jenkins/oidc", "https://ci.example.com/jenkins/job/a/job/b/", "a/b"},
 		{"https://ci.example.com/jenkins/oidc", "https://ci.example.com/other/job/a/", ""},

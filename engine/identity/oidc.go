@@ -425,18 +425,11 @@ func jenkinsJobFromURL(issuer, u string) string {
 	}
 	segs := strings.Split(strings.Trim(pu.EscapedPath(), "/"), "/")
 	rootKnown := false
-	if iu, err := url.Parse(issuer); err == nil {
-		ip := "/" + strings.Trim(iu.EscapedPath(), "/")
-		if i := strings.LastIndex(ip, "/oidc"); i >= 0 && (len(ip) == i+5 || strings.HasPrefix(ip[i+5:], "/job/")) {
-			var root []string
-			if r := strings.Trim(ip[:i], "/"); r != "" {
-				root = strings.Split(r, "/")
-			}
-			if len(segs) < len(root) || !slices.Equal(segs[:len(root)], root) {
-				return ""
-			}
-			segs, rootKnown = segs[len(root):], true
+	if root, ok := jenkinsRootPath(issuer); ok {
+		if len(segs) < len(root) || !slices.Equal(segs[:len(root)], root) {
+			return ""
 		}
+		segs, rootKnown = segs[len(root):], true
 	}
 	var names []string
 	for i := len(segs) - 2; i >= 0 && segs[i] == "job"; i -= 2 {
@@ -450,4 +443,29 @@ func jenkinsJobFromURL(issuer, u string) string {
 		return ""
 	}
 	return strings.Join(names, "/")
+}
+
+// jenkinsRootPath is the path segments of Jenkins' root URL, read from an
+// issuer of the form "<root URL>oidc" followed by "/job/<folder>" pairs;
+// ok is false for any other issuer (one an administrator chose).
+func jenkinsRootPath(issuer string) (root []string, ok bool) {
+	iu, err := url.Parse(issuer)
+	if err != nil {
+		return nil, false
+	}
+	segs := strings.Split(strings.Trim(iu.EscapedPath(), "/"), "/")
+	for i, s := range segs {
+		rest := segs[i+1:]
+		if s != "oidc" || len(rest)%2 != 0 {
+			continue
+		}
+		folders := true
+		for j := 0; j < len(rest); j += 2 {
+			folders = folders && rest[j] == "job" && rest[j+1] != ""
+		}
+		if folders {
+			return segs[:i], true
+		}
+	}
+	return nil, false
 }
