@@ -38,7 +38,8 @@ type jenkins struct {
 // start runs `gatelog serve` as the README says, with one documented
 // override: identity.json is copied with its issuer replaced by the test
 // Jenkins' loopback URL (tokens must come from an issuer the test controls).
-func start(t *testing.T) *jenkins {
+// edit, if given, changes the issuer's settings further.
+func start(t *testing.T, edit func(issuer map[string]any)) *jenkins {
 	t.Helper()
 	ctrl, err := identitytest.NewJenkins("gatelog-oidc-token")
 	if err != nil {
@@ -61,6 +62,9 @@ func start(t *testing.T) *jenkins {
 		t.Fatalf("identity.json: want one issuer %s: %v %v", shippedIssuer, err, cfg)
 	}
 	cfg.OIDC[0]["issuer"] = ctrl.Issuer
+	if edit != nil {
+		edit(cfg.OIDC[0])
+	}
 	idFile := filepath.Join(t.TempDir(), "identity.json")
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(idFile, b, 0o600); err != nil {
@@ -231,7 +235,7 @@ func TestJenkinsEndToEnd(t *testing.T) {
 			t.Fatalf("%s is needed: the shared library step runs it on the Jenkins agent", tool)
 		}
 	}
-	j := start(t)
+	j := start(t, nil)
 	d := j.d
 
 	t.Run("release manager job deploys main to production", func(t *testing.T) {
@@ -346,4 +350,21 @@ func TestJenkinsEndToEnd(t *testing.T) {
 			t.Errorf("logged decision %+v", v.Record.Decision)
 		}
 	})
+}
+
+// Without the operator's MFA statement a job's token carries no second
+// factor, and the bundled policy denies the release manager job's
+// production deploy with its MFA reason.
+func TestWithoutMFASettingProductionIsDenied(t *testing.T) {
+	j := start(t, func(issuer map[string]any) { delete(issuer, "mfa_setting") })
+	env := paymentsDeploy("origin/main")
+	code, out, ans := decide(t, j.d.URL, j.token(t, env), stepPayload(env, "deploy", "production", nil))
+	const reason = `privileged action \"deploy\" on system \"jenkins\"`
+	if code != 2 || !strings.Contains(out, reason) || !strings.Contains(out, "requires multi-factor authentication") {
+		t.Fatalf("exit %d, answer %+v\n%s", code, ans, out)
+	}
+	v := j.d.Verify(t, ans.DecisionID)
+	if s := v.Record.Request.Subject; s.MFA || s.Claims["mfa_source"] != nil || v.Record.Decision.Allow {
+		t.Errorf("logged subject %+v, decision %+v", s, v.Record.Decision)
+	}
 }
