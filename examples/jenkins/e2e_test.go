@@ -89,11 +89,15 @@ func (j *jenkins) token(t *testing.T, env map[string]string) string {
 
 // Builds, by their variables as Jenkins sets them (see the fixtures'
 // README in plugins/jenkins/testdata for the names).
-func paymentsDeploy(branch string) map[string]string {
+//
+// Each case is another build: tokens of one build minted in the same second
+// are the same token (the plugin's claims do not change and RS256 is
+// deterministic), which is accepted once.
+func paymentsDeploy(build, branch string) map[string]string {
 	return map[string]string{
 		"JOB_NAME": "payments/deploy", "JOB_URL": "https://jenkins.example.com/job/payments/job/deploy/",
-		"BUILD_NUMBER": "142", "BUILD_URL": "https://jenkins.example.com/job/payments/job/deploy/142/",
-		"BUILD_TAG": "jenkins-payments-deploy-142", "NODE_NAME": "linux-agent-3", "JENKINS_URL": "https://jenkins.example.com/",
+		"BUILD_NUMBER": build, "BUILD_URL": "https://jenkins.example.com/job/payments/job/deploy/" + build + "/",
+		"BUILD_TAG": "jenkins-payments-deploy-" + build, "NODE_NAME": "linux-agent-3", "JENKINS_URL": "https://jenkins.example.com/",
 		"GIT_URL": "https://git.example.com/payments/api.git", "GIT_BRANCH": branch,
 		"GIT_COMMIT": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d",
 	}
@@ -239,7 +243,7 @@ func TestJenkinsEndToEnd(t *testing.T) {
 	d := j.d
 
 	t.Run("release manager job deploys main to production", func(t *testing.T) {
-		env := paymentsDeploy("origin/main")
+		env := paymentsDeploy("142", "origin/main")
 		tok := j.token(t, env)
 		code, out, ans := decide(t, d.URL, tok, stepPayload(env, "deploy", "production", map[string]any{"service": "payments-api"}))
 		if code != 0 || !ans.Allow || ans.DecisionID == "" || ans.LogIndex == nil || len(ans.LogEntryUUID) != 80 {
@@ -296,7 +300,7 @@ func TestJenkinsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("release manager job from another branch is denied", func(t *testing.T) {
-		env := paymentsDeploy("origin/hotfix-42")
+		env := paymentsDeploy("143", "origin/hotfix-42")
 		code, out, ans := decide(t, d.URL, j.token(t, env), stepPayload(env, "deploy", "production", nil))
 		if code != 2 || !strings.Contains(out, `not from ref \"refs/heads/hotfix-42\"`) {
 			t.Fatalf("exit %d, answer %+v\n%s", code, ans, out)
@@ -307,10 +311,8 @@ func TestJenkinsEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a payload naming another job than the token is refused", func(t *testing.T) {
-		// Another build: the plugin's tokens for one build minted in the
-		// same second are the same token, which is accepted once.
 		tok := j.token(t, storefrontDeploy("32"))
-		code, out, ans := decide(t, d.URL, tok, stepPayload(paymentsDeploy("origin/main"), "deploy", "production", nil))
+		code, out, ans := decide(t, d.URL, tok, stepPayload(paymentsDeploy("142", "origin/main"), "deploy", "production", nil))
 		if code != 1 || ans.Allow || ans.DecisionID != "" || !strings.Contains(out, `field \"resource.name\" is \"payments/deploy\" but the caller's verified token says \"storefront/deploy\"`) {
 			t.Fatalf("exit %d, answer %+v\n%s", code, ans, out)
 		}
@@ -357,7 +359,7 @@ func TestJenkinsEndToEnd(t *testing.T) {
 // production deploy with its MFA reason.
 func TestWithoutMFASettingProductionIsDenied(t *testing.T) {
 	j := start(t, func(issuer map[string]any) { delete(issuer, "mfa_setting") })
-	env := paymentsDeploy("origin/main")
+	env := paymentsDeploy("142", "origin/main")
 	code, out, ans := decide(t, j.d.URL, j.token(t, env), stepPayload(env, "deploy", "production", nil))
 	const reason = `privileged action \"deploy\" on system \"jenkins\"`
 	if code != 2 || !strings.Contains(out, reason) || !strings.Contains(out, "requires multi-factor authentication") {
