@@ -416,8 +416,20 @@ func TestRestartKeepsEverything(t *testing.T) {
 func TestPublicReadEndpoints(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	d.decide(allowedDeploy)
-	for path, want := range map[string]int{"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200, "/.state/treeState": 404} {
-		resp, err := http.Get(d.http.URL + path)
+	for path, want := range map[string]int{
+		"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200,
+		// Nothing but the tlog-tiles layout, however the path is spelled.
+		"/.state/treeState": 404, "/tile/%2e%2e/.state/treeState": 404, "/tile/%2E%2E/%2E%2E/keys/log.key": 404,
+		"/tile/..%2f.state/treeState": 404, "/tile/": 404, "/tile/0/": 404, "/tile/0/000.p/": 404,
+		"/tile/entries/%2e%2e/%2e%2e/.state/treeState": 404, "/tile/0/x001": 404, "/tile/99/000": 404,
+	} {
+		req, err := http.NewRequest(http.MethodGet, d.http.URL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The escapes must reach the daemon as sent, not cleaned by the client.
+		req.URL.Opaque = path
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
