@@ -64,6 +64,7 @@ type githubAPI struct {
 	teams   map[string][]string // team slug → active members
 	reviews map[string]github.Review
 	lookups []string
+	down    bool // the organization and membership endpoints answer 502
 }
 
 func apiFixture(t *testing.T, name string) []byte {
@@ -109,7 +110,12 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey, appID int64) *githubAPI {
 		}
 		g.mu.Lock()
 		g.lookups = append(g.lookups, r.URL.Path)
+		down := g.down
 		g.mu.Unlock()
+		if down {
+			http.Error(w, `{"message":"Server Error"}`, http.StatusBadGateway)
+			return false
+		}
 		return true
 	}
 	answer := func(w http.ResponseWriter, ok bool, body []byte) {
@@ -319,6 +325,25 @@ func TestDeploymentProtectionEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Fail closed: while GitHub's API cannot say who the sender is, the
+	// deployment is rejected with that reason, and nothing is decided.
+	api.mu.Lock()
+	api.down = true
+	api.mu.Unlock()
+	blind := bytes.Replace(delivery(t, api.srv.URL, "org-production-push-nonmember"), []byte("/runs/"+runID+"/"), []byte("/runs/5453085692/"), 1)
+	status, ans = post(t, d, blind, headers(blind, github.EventName, "0f1e2d3c-0005"))
+	if status != http.StatusOK || ans.DecisionID != "" || ans.Review.State != github.StateRejected {
+		t.Fatalf("delivery while GitHub's API is down answered %d %+v", status, ans)
+	}
+	rv = api.review(t, "5453085692")
+	if rv.State != github.StateRejected || !strings.Contains(rv.Comment, "could not read whether "+developer+" is a member of organization "+org) ||
+		!strings.Contains(rv.Comment, "502") {
+		t.Errorf("review posted to GitHub while its API was down: %+v", rv)
+	}
+	api.mu.Lock()
+	api.down = false
+	api.mu.Unlock()
+
 	// Deny path: an organization member who is not a release manager
 	// deploys to production → rejected, with the policy's reason in the
 	// review comment.
@@ -358,15 +383,15 @@ func TestDeploymentProtectionEndToEnd(t *testing.T) {
 	if rc := d.Receipt(t, denied); rc.LogIndex != 1 {
 		t.Errorf("second decision at log index %d, want 1: something else was logged", rc.LogIndex)
 	}
-	// Two reviews were queued and delivered, none is pending: the forged
-	// and the replayed deliveries queued nothing.
+	// Three reviews were queued and delivered, none is pending: the
+	// forged and the replayed deliveries queued nothing.
 	resp, err := http.Get(d.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"gatelog_github_reviews_pending 0\n", `gatelog_github_reviews_total{outcome="delivered"} 2` + "\n"} {
+	for _, want := range []string{"gatelog_github_reviews_pending 0\n", `gatelog_github_reviews_total{outcome="delivered"} 3` + "\n"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
