@@ -43,7 +43,7 @@ type githubHook struct {
 	retention  time.Duration
 	deliveries *identity.ReplayCache
 	callbacks  *callback.Outbox
-	senders    *githubSenders
+	facts      *githubFacts
 }
 
 // deliveryIDRE bounds what a delivery ID may look like (GitHub sends a GUID).
@@ -64,7 +64,7 @@ func newGitHubHook(s *Server, cfg GitHubWebhook) (*githubHook, error) {
 		return nil, fmt.Errorf("webhooks: github: %w", err)
 	}
 	api := strings.TrimRight(cmp.Or(cfg.APIURL, callback.DefaultAPIURL), "/")
-	senders, err := newGitHubSenders(cfg, api, s.cfg.Now)
+	facts, err := newGitHubFacts(cfg, api, s.cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: github: %w", err)
 	}
@@ -75,7 +75,7 @@ func newGitHubHook(s *Server, cfg GitHubWebhook) (*githubHook, error) {
 	id := "webhook:github-app:" + strconv.FormatInt(cfg.AppID, 10)
 	return &githubHook{
 		s: s, name: defaultName(cfg.Adapter, github.Name), secret: cfg.Secret, retention: cfg.DeliveryRetention,
-		deliveries: rc, callbacks: cb, senders: senders,
+		deliveries: rc, callbacks: cb, facts: facts,
 		caller: identity.Caller{
 			Caller:      decision.Caller{ID: id, Kind: kindWebhook},
 			Permissions: []string{identity.PermDecide, identity.PermVouch},
@@ -166,9 +166,13 @@ func (h *githubHook) handle(w http.ResponseWriter, r *http.Request) {
 	var rc *decision.Receipt
 	req, err := s.adapters.Translate(r.Context(), h.name, body, headers)
 	if err == nil {
-		// Groups and MFA of the sender, as GitHub's API tells the App; a
-		// failure rejects the deployment with the reason.
-		err = h.senders.apply(r.Context(), &req, ev)
+		// Groups and MFA of the sender, and whether a bare ref is a tag,
+		// as GitHub's API tells the App; a failure rejects the deployment
+		// with the reason.
+		err = h.facts.apply(r.Context(), &req, ev)
+	}
+	if err == nil {
+		err = h.facts.resolveRef(r.Context(), &req, ev)
 	}
 	if err == nil {
 		rc, err = s.webhookDecide(r.Context(), req, h.caller)

@@ -55,12 +55,12 @@ type GitHubWebhook struct {
 	CallbackMinBackoff, CallbackMaxBackoff time.Duration
 	// Teams are the organization team slugs whose members are given the
 	// slug as a group (subject.groups), as GitHub's API tells the App
-	// (githubsender.go). Name the teams your policy data's group_roles
+	// (githubfacts.go). Name the teams your policy data's group_roles
 	// name, e.g. release-managers.
 	Teams []string
 	// TwoFactorOrgs are organizations the operator states require 2FA,
 	// used only when GitHub's answer to the App leaves
-	// two_factor_requirement_enabled out (githubsender.go).
+	// two_factor_requirement_enabled out (githubfacts.go).
 	TwoFactorOrgs []string
 	// SenderCacheTTL is how long GitHub's answers about a sender are kept
 	// (default 1m).

@@ -49,10 +49,10 @@ const (
 )
 
 // githubAPI stands in for GitHub's REST API: installation tokens for a JWT
-// signed with the App's key; the organization, organization membership and
-// team membership answers of GitHub's documentation (testdata/api) for
-// requests made with that installation's token, 404 for non-members; and
-// the deployment reviews.
+// signed with the App's key; the organization, organization membership,
+// team membership and tag list answers of GitHub's documentation
+// (testdata/api) for requests made with that installation's token, 404 for
+// non-members; and the deployment reviews.
 type githubAPI struct {
 	t     *testing.T
 	key   *rsa.PrivateKey
@@ -84,6 +84,7 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey, appID int64) *githubAPI {
 	orgJSON := apiFixture(t, "get-an-organization.json")
 	orgMember := apiFixture(t, "get-organization-membership.active-member.json")
 	teamMember := apiFixture(t, "get-team-membership.active-member.json")
+	tags := apiFixture(t, "list-repository-tags.json")
 	token := "ghs_inst" + strconv.Itoa(installation)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
@@ -146,6 +147,11 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey, appID int64) *githubAPI {
 			ok := r.PathValue("org") == org && slices.Contains(g.teams[r.PathValue("team")], r.PathValue("user"))
 			g.mu.Unlock()
 			answer(w, ok, teamMember)
+		}
+	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/tags", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			answer(w, r.PathValue("owner")+"/"+r.PathValue("repo") == repo, tags)
 		}
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule", func(w http.ResponseWriter, r *http.Request) {
@@ -316,6 +322,7 @@ func TestDeploymentProtectionEndToEnd(t *testing.T) {
 		"/orgs/" + org + "/memberships/" + releaseMgr,
 		"/orgs/" + org + "/teams/release-managers/memberships/" + releaseMgr,
 		"/orgs/" + org,
+		"/repos/" + repo + "/tags",
 	} {
 		api.mu.Lock()
 		asked := slices.Contains(api.lookups, want)

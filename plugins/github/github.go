@@ -271,8 +271,9 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	// a bare branch name ("main"). Policies compare full refs, so it is
 	// normalised ("refs/heads/main"); the spelling GitHub sent is kept
 	// beside it. The payload does not say whether a bare name is a tag
-	// (the event is "push" for both), so a tag arrives as refs/heads/NAME
-	// and matches no refs/tags/… rule: tag deploys fail closed.
+	// (the event is "push" for both): it is read as a branch here, and the
+	// daemon, which may ask GitHub's API, makes it refs/tags/NAME when the
+	// repository has that tag at the deployment's commit.
 	ref := ev.Ref
 	if ref == "" && ev.Deployment != nil {
 		ref = ev.Deployment.Ref

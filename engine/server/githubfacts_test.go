@@ -23,7 +23,7 @@ import (
 	"github.com/gatelog/gatelog/plugins/github"
 )
 
-// orgAPI stands in for the three GitHub endpoints githubSenders asks,
+// orgAPI stands in for the three GitHub endpoints githubFacts asks,
 // answering with GitHub's documented examples (plugins/github/testdata/api).
 type orgAPI struct {
 	mu      sync.Mutex
@@ -104,7 +104,7 @@ func senderEvent(org, login, typ string) github.Event {
 	return ev
 }
 
-func TestGitHubSenders(t *testing.T) {
+func TestGitHubFacts(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestGitHubSenders(t *testing.T) {
 			for p, s := range tc.status {
 				api.status[p] = s
 			}
-			g, err := newGitHubSenders(GitHubWebhook{AppID: 1012345, PrivateKey: pemKey, Teams: []string{"release-managers", "developers"}, TwoFactorOrgs: tc.twoFAOrgs}, srv.URL, time.Now)
+			g, err := newGitHubFacts(GitHubWebhook{AppID: 1012345, PrivateKey: pemKey, Teams: []string{"release-managers", "developers"}, TwoFactorOrgs: tc.twoFAOrgs}, srv.URL, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +238,7 @@ func TestGitHubSenders(t *testing.T) {
 }
 
 // Answers are kept for the TTL, then asked again; failures are not kept.
-func TestGitHubSendersCache(t *testing.T) {
+func TestGitHubFactsCache(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestGitHubSendersCache(t *testing.T) {
 	api, srv := newOrgAPI(t, key)
 	api.status["/orgs/acme/memberships/alice"] = http.StatusBadGateway
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	g, err := newGitHubSenders(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"release-managers"}}, srv.URL, func() time.Time { return now })
+	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"release-managers"}}, srv.URL, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,14 +285,14 @@ func TestGitHubSendersCache(t *testing.T) {
 
 // A subject that is not the delivery's sender (a misbehaving adapter) is
 // refused, and nothing is asked.
-func TestGitHubSendersSubjectMustBeSender(t *testing.T) {
+func TestGitHubFactsSubjectMustBeSender(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	api, srv := newOrgAPI(t, key)
-	g, err := newGitHubSenders(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,107 @@ func TestGitHubSendersSubjectMustBeSender(t *testing.T) {
 	if len(api.lookups) != 0 {
 		t.Errorf("asked GitHub %q", api.lookups)
 	}
-	if _, err := newGitHubSenders(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"../admins"}}, srv.URL, time.Now); err == nil {
+	if _, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"../admins"}}, srv.URL, time.Now); err == nil {
 		t.Error("a team that is not a slug was accepted")
+	}
+}
+
+// A bare ref is a tag only if the repository has that tag at the
+// deployment's commit (GitHub's "List repository tags" example: v0.1 at
+// c5b97d5…); everything else stays the branch reading.
+func TestGitHubFactsResolveRef(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	const (
+		tagged = "c5b97d5ae6c19d5c5df71a34c7fbeeda2479ccbc"
+		other  = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
+		tags   = "/repos/acme/shop/tags"
+	)
+	for _, tc := range []struct {
+		name, ref, sha string
+		status         int
+		wantRef        string
+		wantAsked      bool
+		wantFail       bool
+	}{
+		{name: "a tag at the deployment's commit", ref: "v0.1", sha: tagged, wantRef: "refs/tags/v0.1", wantAsked: true},
+		{name: "a tag of that name at another commit", ref: "v0.1", sha: other, wantRef: "refs/heads/v0.1", wantAsked: true},
+		{name: "a branch", ref: "main", sha: other, wantRef: "refs/heads/main", wantAsked: true},
+		{name: "a full ref is not looked up", ref: "refs/pull/318/merge", sha: other, wantRef: "refs/pull/318/merge"},
+		{name: "no sha to compare: not looked up", ref: "v0.1", wantRef: "refs/heads/v0.1"},
+		{name: "GitHub fails: fails closed", ref: "v0.1", sha: tagged, status: http.StatusBadGateway, wantFail: true, wantAsked: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api, srv := newOrgAPI(t, key)
+			api.body[tags] = apiExample(t, "list-repository-tags.json")
+			if tc.status != 0 {
+				api.status[tags] = tc.status
+			}
+			g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := senderEvent("acme", "alice", "User")
+			ev.Ref, ev.SHA = tc.ref, tc.sha
+			ev.Repository.FullName = "acme/shop"
+			req := decision.Request{Resource: decision.Resource{Ref: decision.NormalizeRef(tc.ref)}}
+			err = g.resolveRef(t.Context(), &req, ev)
+			var f *adapter.Failure
+			if tc.wantFail != (errors.As(err, &f) && f.Kind == adapter.Unavailable) || (err != nil && !tc.wantFail) {
+				t.Fatalf("resolveRef: %v", err)
+			}
+			if !tc.wantFail && req.Resource.Ref != tc.wantRef {
+				t.Errorf("ref %q, want %q", req.Resource.Ref, tc.wantRef)
+			}
+			if asked := slices.Contains(api.lookups, tags); asked != tc.wantAsked {
+				t.Errorf("asked GitHub %q", api.lookups)
+			}
+			if tc.wantRef == "refs/tags/v0.1" && req.Resource.Attributes["ref_source"] != "github-tag-list" {
+				t.Errorf("attributes %v: the record must say where the tag reading came from", req.Resource.Attributes)
+			}
+		})
+	}
+}
+
+// The tag is found on a later page of the listing (GitHub's Link header).
+func TestGitHubFactsResolveRefPages(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var pages []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/access_tokens") {
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, `{"token":"ghs_test","expires_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+			return
+		}
+		page := r.URL.Query().Get("page")
+		pages = append(pages, page)
+		if page == "" {
+			w.Header().Set("Link", fmt.Sprintf(`<http://%s/repos/acme/shop/tags?per_page=100&page=2>; rel="next"`, r.Host))
+			fmt.Fprint(w, `[{"name":"v2.0","commit":{"sha":"6dcb09b5b57875f334f61aebed695e2e4193db5e"}}]`)
+			return
+		}
+		_, _ = w.Write(apiExample(t, "list-repository-tags.json"))
+	}))
+	t.Cleanup(srv.Close)
+	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := senderEvent("acme", "alice", "User")
+	ev.Ref, ev.SHA = "v0.1", "c5b97d5ae6c19d5c5df71a34c7fbeeda2479ccbc"
+	ev.Repository.FullName = "acme/shop"
+	req := decision.Request{Resource: decision.Resource{Ref: "refs/heads/v0.1"}}
+	if err := g.resolveRef(t.Context(), &req, ev); err != nil || req.Resource.Ref != "refs/tags/v0.1" {
+		t.Fatalf("ref %q, %v (pages read %q)", req.Resource.Ref, err, pages)
+	}
+	if !slices.Equal(pages, []string{"", "2"}) {
+		t.Errorf("pages read %q", pages)
 	}
 }

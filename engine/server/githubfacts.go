@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +21,12 @@ import (
 	"github.com/gatelog/gatelog/plugins/github"
 )
 
-// githubSenders learns, through GitHub's REST API as the App's
+// githubFacts learns, through GitHub's REST API as the App's
 // installation, what a signed deployment_protection_rule delivery does not
-// say about its sender: which of the configured organization teams it is an
-// active member of (subject.groups) and whether its organization requires
-// two-factor authentication of its members (subject.mfa).
+// say: which of the configured organization teams its sender is an active
+// member of (subject.groups), whether the sender's organization requires
+// two-factor authentication of its members (subject.mfa), and whether the
+// bare ref name GitHub sent is a tag (resource.ref, resolveRef).
 //
 // Why the daemon asks and not the adapter: adapters make no network calls,
 // and these facts are identity, which is the daemon's. Why the App: GitHub
@@ -48,7 +50,7 @@ import (
 // Answers are cached for ttl (per installation, organization and user);
 // failures are not cached. A failure fails the delivery closed: the review
 // is a rejection that says what could not be read.
-type githubSenders struct {
+type githubFacts struct {
 	api           string
 	apps          *ghinstallation.AppsTransport
 	teams         []string
@@ -87,7 +89,7 @@ const (
 // GitHub spells them, so that nothing else reaches a request path.
 var githubNameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})$`)
 
-func newGitHubSenders(cfg GitHubWebhook, apiURL string, now func() time.Time) (*githubSenders, error) {
+func newGitHubFacts(cfg GitHubWebhook, apiURL string, now func() time.Time) (*githubFacts, error) {
 	apps, err := ghinstallation.NewAppsTransport(transportOr(cfg.Transport), cfg.AppID, cfg.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("GitHub App private key: %w", err)
@@ -115,7 +117,7 @@ func newGitHubSenders(cfg GitHubWebhook, apiURL string, now func() time.Time) (*
 	if ttl <= 0 {
 		ttl = defaultSenderCacheTTL
 	}
-	return &githubSenders{
+	return &githubFacts{
 		api: apiURL, apps: apps, teams: teams, twoFactorOrgs: orgs, ttl: ttl, timeout: senderLookupTimeout, now: now,
 		clients: map[int64]*gogithub.Client{}, cache: map[string]cachedAnswer{},
 	}, nil
@@ -132,7 +134,7 @@ func transportOr(t http.RoundTripper) http.RoundTripper {
 // API. The subject must be the delivery's sender: the daemon looks up the
 // user GitHub signed for, whatever an adapter returned. Whatever groups or
 // mfa the adapter set are replaced. Errors are adapter.Failures.
-func (g *githubSenders) apply(ctx context.Context, req *decision.Request, ev github.Event) error {
+func (g *githubFacts) apply(ctx context.Context, req *decision.Request, ev github.Event) error {
 	if ev.Sender == nil || req.Subject.ID != ev.Sender.Login {
 		return &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("the adapter's subject %q is not the delivery's sender", req.Subject.ID)}
 	}
@@ -214,10 +216,54 @@ func (g *githubSenders) apply(ctx context.Context, req *decision.Request, ev git
 	return nil
 }
 
+// maxTagPages bounds the tag listing resolveRef reads (100 tags a page).
+const maxTagPages = 10
+
+// resolveRef decides whether the deployment's ref is a tag. GitHub names it
+// by its short name ("main", "v1.2.3": the workflow's GITHUB_REF_NAME) and
+// the payload does not say which kind it is, so the adapter made it
+// refs/heads/NAME. It is refs/tags/NAME only if the repository has a tag
+// NAME whose commit is the deployment's sha ("List repository tags", which
+// every App may call with its default Metadata permission); a tag of that
+// name at another commit, or one beyond the first maxTagPages pages, leaves
+// the branch reading, which matches no tag rule (fail closed). The record
+// keeps the name as sent in resource.attributes.ref_name and, for a tag,
+// ref_source "github-tag-list".
+func (g *githubFacts) resolveRef(ctx context.Context, req *decision.Request, ev github.Event) error {
+	name, sha := ev.Ref, ev.SHA
+	if ev.Deployment != nil {
+		name, sha = cmp.Or(name, ev.Deployment.Ref), cmp.Or(sha, ev.Deployment.SHA)
+	}
+	owner, repo, ok := strings.Cut(ev.Repository.FullName, "/")
+	if name == "" || sha == "" || !ok || req.Resource.Ref != "refs/heads/"+name || ev.Installation == nil {
+		return nil
+	}
+	if !githubNameRE.MatchString(owner) || !githubNameRE.MatchString(repo) {
+		return &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("repository %q is not owner/name", ev.Repository.FullName)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	a, err := g.lookup(ctx, ev.Installation.ID, "tag", ev.Repository.FullName, name, "")
+	if err != nil {
+		return &adapter.Failure{Kind: adapter.Unavailable, Message: fmt.Sprintf(
+			"gatelog could not read the tags of %s from GitHub's API as the App's installation %d, to tell whether %q is a tag, so the deployment is not approved: %s",
+			ev.Repository.FullName, ev.Installation.ID, name, githubAPIError(err))}
+	}
+	if a.found && strings.EqualFold(a.state, sha) {
+		req.Resource.Ref = "refs/tags/" + name
+		if req.Resource.Attributes == nil {
+			req.Resource.Attributes = map[string]any{}
+		}
+		req.Resource.Attributes["ref_source"] = "github-tag-list"
+	}
+	return nil
+}
+
 // lookup answers one question, from the cache or from GitHub: "member"
-// (organization membership of user), "team" (membership of user in team)
-// or "org" (the organization's 2FA requirement).
-func (g *githubSenders) lookup(ctx context.Context, inst int64, kind, org, user, team string) (cachedAnswer, error) {
+// (organization membership of user), "team" (membership of user in team),
+// "org" (the organization's 2FA requirement) or "tag" (the commit of tag
+// user in repository org).
+func (g *githubFacts) lookup(ctx context.Context, inst int64, kind, org, user, team string) (cachedAnswer, error) {
 	key := strings.ToLower(strings.Join([]string{strconv.FormatInt(inst, 10), kind, org, user, team}, "\x00"))
 	now := g.now()
 	g.mu.Lock()
@@ -254,6 +300,25 @@ func (g *githubSenders) lookup(ctx context.Context, inst int64, kind, org, user,
 		if o.TwoFactorRequirementEnabled != nil {
 			a.state = strconv.FormatBool(*o.TwoFactorRequirementEnabled)
 		}
+	case "tag":
+		owner, repo, _ := strings.Cut(org, "/")
+		opts := &gogithub.ListOptions{PerPage: 100}
+		for page := 0; page < maxTagPages && !a.found; page++ {
+			tags, resp, err := c.Repositories.ListTags(ctx, owner, repo, opts)
+			if err != nil {
+				return a, err
+			}
+			for _, t := range tags {
+				if t.GetName() == user {
+					a.found, a.state = true, t.GetCommit().GetSHA()
+					break
+				}
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opts.Page = resp.NextPage
+		}
 	default:
 		return a, fmt.Errorf("unknown lookup %q", kind)
 	}
@@ -288,7 +353,7 @@ func membershipAnswer(m *gogithub.Membership, err error) (cachedAnswer, error) {
 	return cachedAnswer{found: true, state: m.GetState()}, nil
 }
 
-func (g *githubSenders) client(inst int64) (*gogithub.Client, error) {
+func (g *githubFacts) client(inst int64) (*gogithub.Client, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.clients[inst]; ok {
