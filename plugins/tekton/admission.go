@@ -333,6 +333,17 @@ func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
 	if r.DryRun != nil && *r.DryRun {
 		req.Context.DryRun = true
 	}
+	// Stamps already on the object are whoever created it's claim (the
+	// controller copies a PipelineRun's onto its TaskRuns, and so can a
+	// user): kept as unverified context, replaced on the object if allowed.
+	for k, v := range run.Metadata.Annotations {
+		if strings.HasPrefix(k, "gatelog.dev/") {
+			if req.Context.Unverified == nil {
+				req.Context.Unverified = map[string]any{"annotations": map[string]any{}}
+			}
+			req.Context.Unverified["annotations"].(map[string]any)[k] = v
+		}
+	}
 	return req, nil
 }
 
