@@ -287,3 +287,52 @@ func TestEnvironmentPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the API server sends, rendering an allow never panics, and an
+// answer that admits a real (not dry-run) create always carries a patch
+// that stamps the decision id.
+func FuzzRenderAdmissionAllow(f *testing.F) {
+	paths, err := filepath.Glob("testdata/*.payload.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	a := New()
+	rc := &decision.Receipt{DecisionID: "d-fuzz", Allow: true, LogIndex: 1, UUID: "u-fuzz"}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		resp, err := a.Render(t.Context(), adapter.Native{Body: body}, adapter.Outcome{Receipt: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rev admissionv1.AdmissionReview
+		if resp.Status != http.StatusOK || json.Unmarshal(resp.Body, &rev) != nil || rev.Response == nil || !rev.Response.Allowed {
+			return
+		}
+		var sent admissionv1.AdmissionReview
+		if json.Unmarshal(body, &sent) == nil && sent.Request != nil && sent.Request.DryRun != nil && *sent.Request.DryRun {
+			return
+		}
+		var ops []jsonPatchOp
+		if err := json.Unmarshal(rev.Response.Patch, &ops); err != nil || len(ops) == 0 {
+			t.Fatalf("an allow without a stamping patch: %s", resp.Body)
+		}
+		stamped := false
+		for _, op := range ops {
+			if !strings.HasPrefix(op.Path, "/metadata/annotations") || op.Op != "add" {
+				t.Fatalf("patch touches %s %s", op.Op, op.Path)
+			}
+			if m, ok := op.Value.(map[string]any); (ok && m[AnnotationDecisionID] == "d-fuzz") || (op.Path == "/metadata/annotations/gatelog.dev~1decision-id" && op.Value == "d-fuzz") {
+				stamped = true
+			}
+		}
+		if !stamped {
+			t.Fatalf("patch does not stamp the decision id: %s", rev.Response.Patch)
+		}
+	})
+}
