@@ -1,7 +1,8 @@
 // Package tekton is gatelog's adapter for Tekton. It answers two kinds of
 // payload on one endpoint: the Kubernetes API server's AdmissionReview for a
-// PipelineRun or TaskRun being created (a validating admission webhook), and
-// Tekton Triggers' InterceptorRequest (a ClusterInterceptor gating the runs an
+// PipelineRun or TaskRun being created (a mutating admission webhook that
+// gates the create and stamps the decision onto the run), and Tekton
+// Triggers' InterceptorRequest (a ClusterInterceptor gating the runs an
 // EventListener would create).
 package tekton
 
@@ -121,7 +122,7 @@ func (a *Adapter) Info(context.Context) (adapter.Info, error) {
 		Version: Version,
 		Kinds:   []string{KindAdmissionReview, KindInterceptorRequest},
 		// A non-200 answer is a failed webhook call to the API server (the
-		// ValidatingWebhookConfiguration has failurePolicy: Fail) and an
+		// MutatingWebhookConfiguration has failurePolicy: Fail) and an
 		// error to an EventListener: both block the run.
 		Unavailable: &adapter.Response{
 			Status:  http.StatusServiceUnavailable,
