@@ -309,6 +309,7 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"bad time", d.key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
 		{"oversized", d.key, big, 400, "larger than"},
 		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
+		{"dry run", d.key, `{"action":"deploy","context":{"dry_run":true}}`, 400, `"context.dry_run"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
