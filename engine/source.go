@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing/fstest"
@@ -120,6 +121,25 @@ func Prepare(ctx context.Context, src Source, runTests bool) (*Prepared, error) 
 // flight finish with the policy they started with.
 func (e *Engine) Swap(p *Prepared) (old decision.Policy) {
 	return e.cur.Swap(p.c).policy
+}
+
+// WithDataFiles is WithData with the contents of the named files (JSON or
+// YAML), each keyed by its base name: an organisation's configuration kept
+// outside the policy, as `gatelog serve --policy-data` and `gatelog policy
+// eval --policy-data` give it. Two files with one base name are an error.
+func (src Source) WithDataFiles(paths []string) (Source, error) {
+	data := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return Source{}, fmt.Errorf("%w: data file: %w", ErrPolicy, err)
+		}
+		if _, dup := data[filepath.Base(p)]; dup {
+			return Source{}, fmt.Errorf("%w: two data files named %s", ErrPolicy, filepath.Base(p))
+		}
+		data[filepath.Base(p)] = b
+	}
+	return src.WithData(data)
 }
 
 // WithData returns src with its data files (JSON, YAML) replaced by files,

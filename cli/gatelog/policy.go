@@ -52,7 +52,10 @@ func policyFromFlags(c *cli.Context) (engine.Source, error) {
 		return src, err
 	}
 	if files := c.StringSlice("policy-data"); len(files) > 0 {
-		return withDataFiles(src, files)
+		src, err = src.WithDataFiles(files)
+		if err != nil {
+			return src, fmt.Errorf("--policy-data: %w", err)
+		}
 	}
 	return src, nil
 }
@@ -107,22 +110,6 @@ func checkArgs(c *cli.Context, max int) error {
 		return fmt.Errorf("give at most %d directory or bundle, got %d", max, c.NArg())
 	}
 	return nil
-}
-
-// withDataFiles replaces src's data files with the named files.
-func withDataFiles(src engine.Source, files []string) (engine.Source, error) {
-	data := map[string][]byte{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return src, fmt.Errorf("--policy-data: %v", err)
-		}
-		if _, dup := data[filepath.Base(f)]; dup {
-			return src, fmt.Errorf("--policy-data: two files named %s", filepath.Base(f))
-		}
-		data[filepath.Base(f)] = b
-	}
-	return src.WithData(data)
 }
 
 func describePolicy(p decision.Policy) string {
@@ -352,8 +339,9 @@ func policyServeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "bundle", Usage: "policy bundle file (tar.gz); reloaded when it changes", EnvVars: []string{"GATELOG_BUNDLE"}},
 		&cli.StringFlag{Name: "bundle-url", Usage: "policy bundle URL, polled with If-None-Match", EnvVars: []string{"GATELOG_BUNDLE_URL"}},
-		&cli.DurationFlag{Name: "bundle-poll-interval", Value: 30 * time.Second, Usage: "how often to poll --bundle-url"},
+		&cli.DurationFlag{Name: "bundle-poll-interval", Value: 30 * time.Second, Usage: "how often to poll --bundle-url", EnvVars: []string{"GATELOG_BUNDLE_POLL_INTERVAL"}},
 		bundleKeyFlag,
+		&cli.StringSliceFlag{Name: "policy-data", Usage: "data `FILE` (JSON/YAML) that replaces the policy's own data files, e.g. an organisation's configuration for the bundled library; re-read on every reload (SIGHUP); repeatable", EnvVars: []string{"GATELOG_POLICY_DATA"}},
 	}
 }
 
@@ -403,6 +391,13 @@ func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
 		w.BundleURL, w.PollInterval = url, c.Duration("bundle-poll-interval")
 	default:
 		src = engine.Embedded(policies.FS())
+		w.Embedded = src
+	}
+	if files := c.StringSlice("policy-data"); len(files) > 0 {
+		if src, err = src.WithDataFiles(files); err != nil {
+			return src, w, fmt.Errorf("--policy-data: %w", err)
+		}
+		w.DataFiles = files
 	}
 	// Caught from here on, so SIGHUP reloads instead of ending the daemon.
 	hup := make(chan os.Signal, 1)

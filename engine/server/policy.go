@@ -128,7 +128,7 @@ func (s *Server) logPolicyUpdate(ctx context.Context, ch PolicyChange) (decision
 
 // PolicyWatch says where the running policy comes from and what reloads
 // it. Exactly one of Dir, BundleFile and BundleURL is set, or none for
-// the embedded library (which never changes).
+// the embedded library (which never changes, though its DataFiles may).
 type PolicyWatch struct {
 	// Dir is a policy directory, reloaded when its files change.
 	Dir string
@@ -149,6 +149,14 @@ type PolicyWatch struct {
 	// Debounce is the quiet time after a file change before reloading
 	// (default 250ms).
 	Debounce time.Duration
+	// DataFiles (JSON/YAML) replace the data files of every policy loaded,
+	// and are read again on every reload: an organisation's configuration
+	// of the bundled library (serve --policy-data). They are not watched;
+	// SIGHUP reloads them.
+	DataFiles []string
+	// Embedded is the bundled library, reloaded with DataFiles when no
+	// Dir, BundleFile or BundleURL is set.
+	Embedded engine.Source
 }
 
 // WatchPolicy reloads the policy on SIGHUP, file changes and bundle polls
@@ -191,12 +199,28 @@ func (s *Server) WatchPolicy(ctx context.Context, w PolicyWatch) error {
 		poll = t.C
 		fetcher = &BundleFetcher{URL: w.BundleURL, Verification: w.Verification, Client: w.Client, ETag: w.ETag}
 	}
+	// withData gives a freshly loaded policy the operator's data files.
+	withData := func(src engine.Source) (engine.Source, error) {
+		if len(w.DataFiles) == 0 {
+			return src, nil
+		}
+		return src.WithDataFiles(w.DataFiles)
+	}
 	reload := func(trigger string) {
 		switch {
 		case fetcher != nil:
 			src, etag, err := fetcher.Fetch(ctx)
 			if errors.Is(err, ErrNotModified) {
 				return
+			}
+			if err == nil {
+				var derr error
+				if src, derr = withData(src); derr != nil {
+					// The operator's files, not the bundle: try this
+					// bundle again once they are fixed.
+					s.logger.Error("policy data not loaded; the running policy stays in force", "trigger", trigger, "files", w.DataFiles, "err", derr)
+					return
+				}
 			}
 			if err != nil {
 				s.logger.Error("policy bundle fetch failed; the running policy stays in force", "trigger", trigger, "url", redactURL(w.BundleURL), "err", err)
@@ -211,6 +235,9 @@ func (s *Server) WatchPolicy(ctx context.Context, w PolicyWatch) error {
 		case w.Dir != "":
 			src, err := engine.LoadDir(w.Dir)
 			if err == nil {
+				src, err = withData(src)
+			}
+			if err == nil {
 				_, _ = s.ReloadPolicy(ctx, src, trigger) // it logs why it refused
 			} else {
 				s.logger.Error("policy not loaded; the running policy stays in force", "trigger", trigger, "dir", w.Dir, "err", err)
@@ -218,9 +245,19 @@ func (s *Server) WatchPolicy(ctx context.Context, w PolicyWatch) error {
 		case w.BundleFile != "":
 			src, err := engine.LoadBundleFile(w.BundleFile, w.Verification)
 			if err == nil {
+				src, err = withData(src)
+			}
+			if err == nil {
 				_, _ = s.ReloadPolicy(ctx, src, trigger) // it logs why it refused
 			} else {
 				s.logger.Error("policy not loaded; the running policy stays in force", "trigger", trigger, "bundle", w.BundleFile, "err", err)
+			}
+		case len(w.DataFiles) > 0 && w.Embedded.FS != nil:
+			src, err := withData(w.Embedded)
+			if err == nil {
+				_, _ = s.ReloadPolicy(ctx, src, trigger) // it logs why it refused
+			} else {
+				s.logger.Error("policy data not loaded; the running policy stays in force", "trigger", trigger, "files", w.DataFiles, "err", err)
 			}
 		default:
 			s.logger.Info("policy reload asked for, but the embedded library cannot change", "trigger", trigger)

@@ -308,6 +308,12 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"trailing data", d.key, `{"action":"deploy"} {}`, 400, "after the JSON object"},
 		{"bad time", d.key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
 		{"oversized", d.key, big, 400, "larger than"},
+		// What is signed is what was sent: nothing is coerced.
+		{"duplicate key", d.key, `{"action":"secret.read","action":"deploy"}`, 400, `"action" appears twice`},
+		{"invalid UTF-8", d.key, "{\"action\":\"deploy\xc3\"}", 400, "not valid UTF-8"},
+		{"NUL", d.key, `{"action":"deploy\u0000"}`, 400, "NUL"},
+		{"unpaired surrogate", d.key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
+		{"rounded integer", d.key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
 		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
 		{"dry run", d.key, `{"action":"deploy","context":{"dry_run":true}}`, 400, `"context.dry_run"`},
 	}
@@ -417,8 +423,20 @@ func TestRestartKeepsEverything(t *testing.T) {
 func TestPublicReadEndpoints(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	d.decide(allowedDeploy)
-	for path, want := range map[string]int{"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200, "/.state/treeState": 404} {
-		resp, err := http.Get(d.http.URL + path)
+	for path, want := range map[string]int{
+		"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200,
+		// Nothing but the tlog-tiles layout, however the path is spelled.
+		"/.state/treeState": 404, "/tile/%2e%2e/.state/treeState": 404, "/tile/%2E%2E/%2E%2E/keys/log.key": 404,
+		"/tile/..%2f.state/treeState": 404, "/tile/": 404, "/tile/0/": 404, "/tile/0/000.p/": 404,
+		"/tile/entries/%2e%2e/%2e%2e/.state/treeState": 404, "/tile/0/x001": 404, "/tile/99/000": 404,
+	} {
+		req, err := http.NewRequest(http.MethodGet, d.http.URL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The escapes must reach the daemon as sent, not cleaned by the client.
+		req.URL.Opaque = path
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

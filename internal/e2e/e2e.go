@@ -132,6 +132,9 @@ func (d *Daemon) Log() string {
 	return d.stderr.String()
 }
 
+// PID is the daemon's process ID (to send it SIGHUP, say).
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // Stop ends the daemon with SIGTERM (SIGKILL after 20 s). It is called at
 // the end of the test; calling it earlier is fine.
 func (d *Daemon) Stop(t testing.TB) {
