@@ -360,16 +360,17 @@ func controllerOwner(refs []ownerReference) *ownerReference {
 
 // admissionAction is what creating this run means:
 //
-//   - a TaskRun the Tekton controller creates for a PipelineRun it owns is
-//     step.run: the PipelineRun was gated when it was created, and the
-//     TaskRun is one of its steps. Only the controller's own username, as
+//   - a TaskRun (or, with pipelines in pipelines, a child PipelineRun) the
+//     Tekton controller creates for a PipelineRun it owns is step.run: the
+//     PipelineRun was gated when it was created, and the child is one of
+//     its steps. Only the controller's own username, as
 //     the API server authenticated it, counts: labels and owner references
 //     are written by whoever creates the object, so a TaskRun a user makes
 //     by hand with the controller's labels is gated like any other.
 //   - any other run into an environment deploys into it: deploy.
 //   - otherwise a PipelineRun is pipeline.trigger and a TaskRun step.run.
 func admissionAction(cfg settings, r *admissionRequest, owner *ownerReference, env string) string {
-	if r.Kind.Kind == "TaskRun" && r.UserInfo.Username == cfg.controllerUsername &&
+	if r.UserInfo.Username == cfg.controllerUsername &&
 		owner != nil && owner.Kind == "PipelineRun" && strings.HasPrefix(owner.APIVersion, "tekton.dev/") {
 		return ActionStepRun
 	}

@@ -98,21 +98,36 @@ func TestControllerIsKnownByUsernameOnly(t *testing.T) {
 			t.Errorf("settings %v: action %q, want %q", tc.settings, req.Action, tc.want)
 		}
 	}
-	// A TaskRun without a controlling PipelineRun is not a step, even from
-	// the controller.
-	var rev map[string]any
-	if err := json.Unmarshal(body, &rev); err != nil {
-		t.Fatal(err)
-	}
-	meta := rev["request"].(map[string]any)["object"].(map[string]any)["metadata"].(map[string]any)
-	meta["ownerReferences"].([]any)[0].(map[string]any)["controller"] = false
-	edited, _ := json.Marshal(rev)
-	req, err := configured(t).Translate(t.Context(), adapter.Native{Body: edited})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if req.Action != ActionDeploy {
-		t.Errorf("TaskRun not controlled by a PipelineRun: action %q, want deploy", req.Action)
+	for _, tc := range []struct {
+		name string
+		edit func(review, owner map[string]any)
+		want string
+	}{
+		// A child PipelineRun (pipelines in pipelines) is a step too.
+		{"child PipelineRun", func(review, _ map[string]any) {
+			review["kind"].(map[string]any)["kind"] = "PipelineRun"
+		}, ActionStepRun},
+		// Without a controlling PipelineRun it is not a step, even from the
+		// controller.
+		{"owner is not the controller", func(_, owner map[string]any) { owner["controller"] = false }, ActionDeploy},
+		{"owner is not a PipelineRun", func(_, owner map[string]any) { owner["kind"] = "Deployment" }, ActionDeploy},
+		{"owner is not Tekton's", func(_, owner map[string]any) { owner["apiVersion"] = "example.com/v1" }, ActionDeploy},
+	} {
+		var rev map[string]any
+		if err := json.Unmarshal(body, &rev); err != nil {
+			t.Fatal(err)
+		}
+		review := rev["request"].(map[string]any)
+		meta := review["object"].(map[string]any)["metadata"].(map[string]any)
+		tc.edit(review, meta["ownerReferences"].([]any)[0].(map[string]any))
+		edited, _ := json.Marshal(rev)
+		req, err := configured(t).Translate(t.Context(), adapter.Native{Body: edited})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.Action != tc.want {
+			t.Errorf("%s: action %q, want %q", tc.name, req.Action, tc.want)
+		}
 	}
 }
 

@@ -38,12 +38,12 @@ const (
 	// ActionPipelineTrigger: a PipelineRun is created, or an EventListener
 	// is about to create runs for an event.
 	ActionPipelineTrigger = "pipeline.trigger"
-	// ActionStepRun: a TaskRun is created outside any environment, or by
-	// the Tekton controller for a PipelineRun it owns (see
-	// Resource.Attributes["owner"]).
+	// ActionStepRun: a TaskRun is created outside any environment, or a
+	// TaskRun or child PipelineRun is created by the Tekton controller for
+	// a PipelineRun it owns (see Resource.Attributes["owner"]).
 	ActionStepRun = "step.run"
 	// ActionDeploy: a PipelineRun or TaskRun is created into an
-	// environment (see SettingNamespaceEnvironments), except a TaskRun the
+	// environment (see SettingNamespaceEnvironments), except the runs the
 	// controller creates for an already gated PipelineRun.
 	ActionDeploy = "deploy"
 )
