@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -60,21 +59,29 @@ func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	ctx, cancel := context.WithTimeout(r.Context(), h.within)
 	defer cancel()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, gitlab.MaxPayloadBytes))
-	if err != nil {
-		h.refuse(w, r, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", gitlab.MaxPayloadBytes)})
-		return
-	}
 	// Before the token is checked the header is anyone's: bounded for the log.
 	correlation := r.Header.Get(correlationHeader)
 	if len(correlation) > 128 {
 		correlation = correlation[:128]
 	}
+	// The token is a header: check it before reading a byte of the body.
 	if err := gitlab.VerifyToken(h.token, r.Header.Get(gitlab.TokenHeader)); err != nil {
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonInvalid)
-		s.logger.Warn("gitlab pipeline rejected: X-Gitlab-Token refused, no decision made", "adapter", h.name,
-			"correlation_id", correlation, "remote", r.RemoteAddr, "err", err)
+		if s.refusals.Allow() {
+			s.logger.Warn("gitlab pipeline rejected: X-Gitlab-Token refused, no decision made (further refusals within a second are counted in gatelog_auth_total, not logged)", "adapter", h.name,
+				"correlation_id", correlation, "remote", r.RemoteAddr, "err", err)
+		}
 		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
+		return
+	}
+	body, release, err := s.bodies.read(w, r, gitlab.MaxPayloadBytes)
+	defer release()
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", gitlab.MaxPayloadBytes)})
+		return
+	case err != nil:
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unavailable, Message: "gatelog is busy reading other requests; try again"})
 		return
 	}
 	if s.door.limiter != nil && !s.door.limiter.Allow(h.caller.ID, s.cfg.Now()) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/formats/log"
+	"golang.org/x/time/rate"
 
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/alert"
@@ -131,10 +132,15 @@ type Server struct {
 	policies  *engine.Engine // hot reload swaps policies here (policy.go)
 	policyMu  sync.Mutex
 	door      *authState
-	signers   *signerRing
-	adapters  *host.Host     // nil without adapters (adapters.go)
-	webhooks  *webhookState  // nil without webhooks (webhooks.go)
-	witness   *witness.Store // nil without witness keys (witness.go)
+	bodies    *bodyBudget // request bytes in flight (bodies.go)
+	// refusals spaces out WARN lines about refused unauthenticated calls
+	// (one a second): each is counted in gatelog_auth_total anyway, and a
+	// flood of them must not become a flood of log lines.
+	refusals *rate.Limiter
+	signers  *signerRing
+	adapters *host.Host     // nil without adapters (adapters.go)
+	webhooks *webhookState  // nil without webhooks (webhooks.go)
+	witness  *witness.Store // nil without witness keys (witness.go)
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
@@ -218,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door, signers: ring}
+	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door, signers: ring, bodies: newBodyBudget(), refusals: rate.NewLimiter(1, 1)}
 	if err := s.openOperations(ctx); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
