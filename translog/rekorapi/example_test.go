@@ -29,7 +29,7 @@ func ExampleHandler() {
 	}
 	defer l.Close(ctx)
 
-	srv := httptest.NewServer(rekorapi.Handler(l))
+	srv := httptest.NewServer(rekorapi.Handler(l, rekorapi.Options{}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/api/v1/log")
 	if err != nil {
