@@ -42,7 +42,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
 			&cli.StringFlag{Name: "log-file", Usage: "read the --log DSN from this file", EnvVars: []string{"GATELOG_LOG_FILE"}},
 			&cli.StringSliceFlag{Name: "witness-vkey", Usage: "trust this witness (its cosignature/v1 verifier key, from gatelog log witness-key): keep and serve at /witness/checkpoint the latest checkpoint it cosigned; repeatable", EnvVars: []string{"GATELOG_WITNESS_VKEYS"}},
-			&cli.BoolFlag{Name: "public-records", Usage: "serve every decision record (subject, resource, source IP, reasons) to anyone through the Rekor API; by default only callers with the read permission see records, everyone else the leaves, proofs and SETs", EnvVars: []string{"GATELOG_PUBLIC_RECORDS"}},
+			&cli.BoolFlag{Name: "public-records", Usage: "serve every decision record (subject, resource, source IP, reasons) to anyone through the Rekor API; without it only callers with the read permission see records, everyone else the leaves, proofs and SETs", EnvVars: []string{"GATELOG_PUBLIC_RECORDS"}},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)", EnvVars: []string{"GATELOG_PPROF"}},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
