@@ -19,16 +19,16 @@ import (
 // (package translog/sigbundle).
 func bundleCommands() []*cli.Command {
 	common := func(more ...cli.Flag) []cli.Flag {
-		return append([]cli.Flag{
-			&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon; no credentials needed)", EnvVars: []string{"GATELOG_SERVER"}},
+		return append(append([]cli.Flag{
+			&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon)", EnvVars: []string{"GATELOG_SERVER"}},
 			&cli.StringFlag{Name: "out", Usage: "write to this file instead of standard output"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
-		}, more...)
+		}, readKeyFlags()...), more...)
 	}
 	return []*cli.Command{
 		{
 			Name:   "bundle",
-			Usage:  "write the Sigstore bundle (v0.3) of the decision at a log index, for sigstore-go or cosign",
+			Usage:  "write the Sigstore bundle (v0.3) of the decision at a log index, for sigstore-go or cosign (the bundle holds the record: needs a read key unless records are public)",
 			Flags:  common(&cli.Int64Flag{Name: "index", Required: true, Usage: "log index"}),
 			Action: logBundle,
 		},
@@ -61,7 +61,11 @@ func writeOut(c *cli.Context, m proto.Message) error {
 }
 
 func rekorClient(c *cli.Context) (*rekorapi.Client, error) {
-	rc, err := rekorapi.NewClient(c.String("server"), &http.Client{Timeout: c.Duration("timeout")})
+	key, err := readKey(c)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), 1)
+	}
+	rc, err := rekorapi.NewClient(c.String("server"), &http.Client{Timeout: c.Duration("timeout")}, rekorapi.WithBearer(key))
 	if err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
 	}

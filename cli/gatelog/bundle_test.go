@@ -20,7 +20,8 @@ import (
 
 // gatelog log bundle and gatelog log trusted-root write files that
 // sigstore-go v1.3.0 verifies offline, with the decision key as a trusted
-// public key, as the README's "For auditors" shows.
+// public key, as the README's "For auditors" shows; writing a bundle
+// needs a read key, since it carries the record.
 func TestBundleVerifiesWithSigstoreGo(t *testing.T) {
 	f := newLogFixture(t, 3)
 	dir := t.TempDir()
@@ -37,16 +38,22 @@ func TestBundleVerifiesWithSigstoreGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A bundle holds the record: without a read key the command says why
+	// it cannot write one.
+	if code, out := run(t, f.bin, nil, "log", "bundle", "--server", f.server, "--index", "0"); code != 1 || !strings.Contains(out, "records are private") {
+		t.Errorf("log bundle without a read key: exit %d\n%s", code, out)
+	}
+	reader := []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}
 	for _, index := range []string{"0", "2"} {
 		bundlePath := filepath.Join(dir, "bundle-"+index+".json")
-		if code, out := run(t, f.bin, nil, "log", "bundle", "--server", f.server, "--index", index, "--out", bundlePath); code != 0 {
+		if code, out := run(t, f.bin, reader, "log", "bundle", "--server", f.server, "--index", index, "--out", bundlePath); code != 0 {
 			t.Fatalf("log bundle --index %s: exit %d\n%s", index, code, out)
 		}
 		if err := verifyBundleFiles(rootPath, bundlePath, signKey); err != nil {
 			t.Errorf("sigstore-go rejects the bundle of entry %s: %v", index, err)
 		}
 	}
-	if code, out := run(t, f.bin, nil, "log", "bundle", "--server", f.server, "--index", "99"); code != 1 {
+	if code, out := run(t, f.bin, reader, "log", "bundle", "--server", f.server, "--index", "99"); code != 1 {
 		t.Errorf("log bundle of a missing entry: exit %d\n%s", code, out)
 	}
 }

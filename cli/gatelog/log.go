@@ -31,14 +31,36 @@ import (
 // entry, bad checkpoint): distinct from 1, a plain error.
 const exitAlarm = 3
 
-func auditorFlags() []cli.Flag {
+// readKeyFlags are the optional credential of commands that read the log:
+// the public view (leaves, proofs, SETs) needs none; the records (signed
+// envelopes) need an API key with the read permission unless the daemon
+// runs with --public-records.
+func readKeyFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon; no credentials needed)", EnvVars: []string{"GATELOG_SERVER"}},
+		&cli.StringFlag{Name: "api-key", Usage: "API key with the read permission, to see and check the records (envelopes) of a log that keeps them private (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
+		&cli.StringFlag{Name: "api-key-file", Usage: "file holding the read API key"},
+	}
+}
+
+// readKey is the credential given with readKeyFlags, or "" for none.
+func readKey(c *cli.Context) (string, error) {
+	if c.String("api-key-file") == "" && strings.TrimSpace(c.String("api-key")) == "" {
+		return "", nil
+	}
+	return apiKey(c)
+}
+
+// privateHint is what to tell someone who ran without a read key.
+const privateHint = "records are private: give an API key with the read permission (--api-key-file or GATELOG_API_KEY)"
+
+func auditorFlags() []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon; the leaves, proofs and checkpoints are public)", EnvVars: []string{"GATELOG_SERVER"}},
 		&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)", EnvVars: []string{"GATELOG_LOG_KEY"}},
 		&cli.StringFlag{Name: "state-dir", Usage: "where the last checkpoint seen is kept (default $XDG_CONFIG_HOME/gatelog/state)"},
 		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-	}
+	}, readKeyFlags()...)
 }
 
 func logCommand() *cli.Command {
@@ -104,12 +126,16 @@ func newAuditor(c *cli.Context) (*auditor, error) {
 			return nil, cli.Exit(fmt.Sprintf("no state directory (set --state-dir): %v", err), 1)
 		}
 	}
+	key, err := readKey(c)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), 1)
+	}
 	hc := &http.Client{Timeout: c.Duration("timeout")}
-	a.follower, err = monitor.New(monitor.Config{Server: c.String("server"), LogKey: logKey, SignerKey: a.signerKey, HTTPClient: hc})
+	a.follower, err = monitor.New(monitor.Config{Server: c.String("server"), LogKey: logKey, SignerKey: a.signerKey, Bearer: key, HTTPClient: hc})
 	if err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
 	}
-	if a.rekor, err = rekorapi.NewClient(c.String("server"), hc); err != nil {
+	if a.rekor, err = rekorapi.NewClient(c.String("server"), hc, rekorapi.WithBearer(key)); err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
 	}
 	return a, nil
@@ -154,7 +180,8 @@ func logInfo(c *cli.Context) error {
 		oc, _ := verify.Checkpoint(old, a.logKey)
 		consistency = fmt.Sprintf("consistent with the checkpoint of size %d this client saw before", oc.Size)
 	}
-	if err := a.follower.CheckLatest(ctx, raw, cp); err != nil {
+	envs, err := a.follower.CheckLatest(ctx, raw, cp)
+	if err != nil {
 		return auditFail(c.App.ErrWriter, err)
 	}
 	if err := monitor.SaveState(a.stateDir, cp.Origin, raw); err != nil {
@@ -164,6 +191,7 @@ func logInfo(c *cli.Context) error {
 		return printAuditJSON(c, map[string]any{
 			"origin": cp.Origin, "tree_size": cp.Size, "root_hash": hex.EncodeToString(cp.Hash),
 			"checkpoint": string(raw), "consistency": consistency,
+			"envelopes_checked": envs.Checked, "envelopes_private": envs.Private,
 		})
 	}
 	w := c.App.Writer
@@ -171,7 +199,8 @@ func logInfo(c *cli.Context) error {
 	fmt.Fprintf(w, "  tree size %d, root %x\n", cp.Size, cp.Hash)
 	fmt.Fprintf(w, "  checkpoint signed by the log key\n")
 	fmt.Fprintf(w, "  %s\n", consistency)
-	fmt.Fprintf(w, "  the tiles reproduce the root; the last entry bundle re-hashes into them and its envelopes match\n")
+	fmt.Fprintf(w, "  the tiles reproduce the root; the last entry bundle re-hashes into them\n")
+	fmt.Fprintf(w, "  last entry bundle: %s\n", envs.Describe(a.signerKey != nil))
 	return nil
 }
 
@@ -185,17 +214,26 @@ func printAuditJSON(c *cli.Context, v any) error {
 type checkedEntry struct {
 	UUID  string                `json:"uuid"`
 	Entry rekorapi.LogEntryAnon `json:"entry"`
-	// Record is the signed decision record (the in-toto statement).
+	// Record is the signed decision record (the in-toto statement); null
+	// when the log keeps records private and no read key was given.
 	Record json.RawMessage `json:"record"`
+	// RecordPrivate says the record was neither shown nor checked: the
+	// log keeps records private and no read key was given.
+	RecordPrivate bool `json:"record_private,omitempty"`
 	// SignatureChecked says whether the envelope signature was verified
-	// (it is when --signer-key is given).
+	// (it is when --signer-key is given and the record was read).
 	SignatureChecked bool `json:"signature_checked"`
+	// SignerNamed says the entry's body names the --signer-key as its
+	// verifier (checked with --signer-key, record or not).
+	SignerNamed bool `json:"signer_named,omitempty"`
 }
 
 // fetchChecked fetches an entry by index or UUID and verifies everything
 // the log key can: leaf hash and UUID, SET, inclusion proof to a signed
-// checkpoint of this log, and that the envelope is the one the body
-// commits to (with the signer key, also its signature).
+// checkpoint of this log, and, with the record, that the envelope is the
+// one the body commits to (with the signer key, also its signature). A
+// log that keeps records private gives none without a read key: then the
+// entry is checked as far as its leaf goes and RecordPrivate says so.
 func (a *auditor) fetchChecked(index int64, uuid string) (checkedEntry, *verifiedProof, error) {
 	ctx := a.c.Context
 	var (
@@ -247,19 +285,29 @@ func (a *auditor) fetchChecked(index int64, uuid string) (checkedEntry, *verifie
 	if vp.index != e.LogIndex {
 		return checkedEntry{}, nil, bad("the proof is for index %d", vp.index)
 	}
-	if e.Attestation == nil {
-		return checkedEntry{}, nil, bad("the log returned no envelope")
+	out := checkedEntry{UUID: id, Entry: e}
+	var pem []byte
+	if a.signerKey != nil {
+		if pem, err = entry.PublicKeyPEM(a.signerKey); err != nil {
+			return checkedEntry{}, nil, err
+		}
+		if err := monitor.NamesSigner(b, pem); err != nil {
+			return checkedEntry{}, nil, bad("%v", err)
+		}
+		out.SignerNamed = true
 	}
-	env := e.Attestation.Data
+	env, err := a.rekor.Envelope(e)
+	if errors.Is(err, rekorapi.ErrRecordsPrivate) {
+		out.RecordPrivate = true
+		return out, vp, nil
+	}
+	if err != nil {
+		return checkedEntry{}, nil, bad("%v", err)
+	}
 	if sum := sha256Hex(env); b.Spec.EnvelopeHash.Value != sum {
 		return checkedEntry{}, nil, bad("the envelope (sha256 %s) is not the one the logged body commits to (%s)", sum, b.Spec.EnvelopeHash.Value)
 	}
-	out := checkedEntry{UUID: id, Entry: e}
 	if a.signerKey != nil {
-		pem, err := entry.PublicKeyPEM(a.signerKey)
-		if err != nil {
-			return checkedEntry{}, nil, err
-		}
 		v, err := signature.LoadVerifier(a.signerKey, crypto.SHA256)
 		if err != nil {
 			return checkedEntry{}, nil, err
@@ -327,6 +375,17 @@ func logGet(c *cli.Context) error {
 	if c.Bool("json") {
 		return printAuditJSON(c, ce)
 	}
+	w := c.App.Writer
+	if ce.RecordPrivate {
+		fmt.Fprintf(w, "VERIFIED  entry %d  %s (its leaf: the record is not shown)\n", ce.Entry.LogIndex, ce.UUID)
+		fmt.Fprintf(w, "  logged %s\n", time.Unix(ce.Entry.IntegratedTime, 0).UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "  in log %q at index %d of %d: inclusion proof, checkpoint signature and SET OK\n", vp.origin, vp.index, vp.size)
+		if ce.SignerNamed {
+			fmt.Fprintln(w, "  the entry names the signer key")
+		}
+		fmt.Fprintf(w, "  record not shown, envelope not checked: %s\n", privateHint)
+		return nil
+	}
 	var st receipt.Statement
 	_ = json.Unmarshal(ce.Record, &st)
 	rec := st.Predicate
@@ -334,7 +393,6 @@ func logGet(c *cli.Context) error {
 	if rec.Decision.Allow {
 		outcome = "ALLOW"
 	}
-	w := c.App.Writer
 	fmt.Fprintf(w, "VERIFIED  entry %d  %s\n", ce.Entry.LogIndex, ce.UUID)
 	fmt.Fprintf(w, "  decision %s: %s %s by %s", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
 	if r := rec.Request.Resource; r.Name != "" || r.Environment != "" || r.Repository != "" {

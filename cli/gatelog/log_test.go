@@ -14,37 +14,94 @@ import (
 	"github.com/gatelog/gatelog/translog"
 )
 
-// audit runs a gatelog auditor command against the fixture's daemon.
+// audit runs a gatelog auditor command against the fixture's daemon,
+// without a credential: what anyone can check.
 func (f *logFixture) audit(t *testing.T, state string, args ...string) (int, string) {
 	t.Helper()
-	return run(t, f.bin, nil, append(args, "--server", f.server, "--log-key", f.logPub(), "--state-dir", state)...)
+	return f.auditWith(t, nil, state, args...)
 }
 
+// auditKeyed runs it as an auditor with a read key (the bootstrap key in
+// GATELOG_API_KEY), who may see the records.
+func (f *logFixture) auditKeyed(t *testing.T, state string, args ...string) (int, string) {
+	t.Helper()
+	return f.auditWith(t, []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}, state, args...)
+}
+
+func (f *logFixture) auditWith(t *testing.T, env []string, state string, args ...string) (int, string) {
+	t.Helper()
+	return run(t, f.bin, env, append(args, "--server", f.server, "--log-key", f.logPub(), "--state-dir", state)...)
+}
+
+func (f *logFixture) bootstrapKey(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(string(mustRead(t, filepath.Join(f.data, "bootstrap-api-key"))))
+}
+
+// createKey makes an API key with the permissions given, with gatelog keys
+// create as an operator would.
+func (f *logFixture) createKey(t *testing.T, name string, perms ...string) string {
+	t.Helper()
+	args := []string{"keys", "create", "--server", f.server, "--name", name}
+	for _, p := range perms {
+		args = append(args, "--perm", p)
+	}
+	code, out := run(t, f.bin, []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}, args...)
+	if code != 0 {
+		t.Fatalf("keys create: exit %d\n%s", code, out)
+	}
+	for _, w := range strings.Fields(out) {
+		if strings.HasPrefix(w, "glk_") {
+			return w
+		}
+	}
+	t.Fatalf("keys create printed no key:\n%s", out)
+	return ""
+}
+
+// TestAuditorCommands runs every auditor command twice: as anyone (the
+// log keeps its records private: everything the leaves prove is checked,
+// and each command says what it could not check) and with a read key (the
+// records are shown and their envelopes checked).
 func TestAuditorCommands(t *testing.T) {
 	f := newLogFixture(t, 3)
 	state := t.TempDir()
 
 	code, out := f.audit(t, state, "log", "info")
-	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "tree size 3") || !strings.Contains(out, "first time") {
+	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "tree size 3") || !strings.Contains(out, "first time") ||
+		!strings.Contains(out, "3 envelopes not checked: records are private (give a read key)") {
 		t.Fatalf("log info: exit %d\n%s", code, out)
 	}
 	f.decide(t)
-	code, out = f.audit(t, state, "log", "info", "--signer-key", f.signerPub())
-	if code != 0 || !strings.Contains(out, "consistent with the checkpoint of size 3") {
-		t.Fatalf("log info after growth: exit %d\n%s", code, out)
+	code, out = f.auditKeyed(t, state, "log", "info", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "consistent with the checkpoint of size 3") || !strings.Contains(out, "4 envelope signatures OK") {
+		t.Fatalf("log info after growth, with a read key: exit %d\n%s", code, out)
 	}
 
+	// Without a key: the leaf, its proof and SET, and the signer it names.
 	code, out = f.audit(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "VERIFIED  entry 0") || !strings.Contains(out, "inclusion proof, checkpoint signature and SET OK") ||
+		!strings.Contains(out, "names the signer key") || !strings.Contains(out, "record not shown, envelope not checked: records are private") ||
+		strings.Contains(out, "deploy") || strings.Contains(out, f.receipts[0].DecisionID) {
+		t.Fatalf("log get --index without a key: exit %d\n%s", code, out)
+	}
+	code, out = f.auditKeyed(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
 	if code != 0 || !strings.Contains(out, "VERIFIED  entry 0") || !strings.Contains(out, "ALLOW deploy") || !strings.Contains(out, "envelope signature OK") {
-		t.Fatalf("log get --index: exit %d\n%s", code, out)
+		t.Fatalf("log get --index with a read key: exit %d\n%s", code, out)
+	}
+	var ce struct {
+		UUID          string          `json:"uuid"`
+		Record        json.RawMessage `json:"record"`
+		RecordPrivate bool            `json:"record_private"`
 	}
 	code, out = f.audit(t, state, "log", "get", "--uuid", f.receipts[1].UUID, "--json")
-	var ce struct {
-		UUID   string          `json:"uuid"`
-		Record json.RawMessage `json:"record"`
+	if code != 0 || json.Unmarshal([]byte(out), &ce) != nil || ce.UUID != f.receipts[1].UUID || !ce.RecordPrivate || string(ce.Record) != "null" {
+		t.Fatalf("log get --uuid --json without a key: exit %d\n%s", code, out)
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &ce) != nil || ce.UUID != f.receipts[1].UUID || !strings.Contains(string(ce.Record), f.receipts[1].DecisionID) {
-		t.Fatalf("log get --uuid --json: exit %d\n%s", code, out)
+	ce.RecordPrivate = false
+	code, out = f.auditKeyed(t, state, "log", "get", "--uuid", f.receipts[1].UUID, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &ce) != nil || ce.UUID != f.receipts[1].UUID || ce.RecordPrivate || !strings.Contains(string(ce.Record), f.receipts[1].DecisionID) {
+		t.Fatalf("log get --uuid --json with a read key: exit %d\n%s", code, out)
 	}
 	if code, out = f.audit(t, state, "log", "proof", "--index", "2"); code != 0 || !strings.Contains(out, "VERIFIED  entry 2 is in the tree of size 4") {
 		t.Fatalf("log proof: exit %d\n%s", code, out)
@@ -54,15 +111,38 @@ func TestAuditorCommands(t *testing.T) {
 	}
 
 	mstate := t.TempDir()
-	if code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "OK  size 4") || !strings.Contains(out, "4 new entries") {
-		t.Fatalf("monitor: exit %d\n%s", code, out)
+	code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "OK  size 4") || !strings.Contains(out, "4 new entries") ||
+		!strings.Contains(out, "4 envelopes not checked: records are private (give a read key); every entry names the signer key") || strings.Contains(out, "ALARM") {
+		t.Fatalf("monitor without a key: exit %d\n%s", code, out)
 	}
 	f.decide(t)
-	if code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "from the saved checkpoint of size 4") || !strings.Contains(out, "1 new entries") {
-		t.Fatalf("monitor from saved state: exit %d\n%s", code, out)
+	if code, out = f.auditKeyed(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "from the saved checkpoint of size 4") || !strings.Contains(out, "1 new entries") || !strings.Contains(out, "1 envelope signatures OK") {
+		t.Fatalf("monitor from saved state, with a read key: exit %d\n%s", code, out)
 	}
 	if code, out = f.audit(t, state, "log", "get", "--index", "99"); code != 1 {
 		t.Fatalf("log get of a missing entry: exit %d\n%s", code, out)
+	}
+
+	// A key the daemon refuses, or one without the read permission, is
+	// an error (exit 1) saying so: neither a quiet public view nor an alarm.
+	decider := f.createKey(t, "ci-only", "decide")
+	for _, tc := range []struct {
+		key, want string
+	}{
+		{"glk_not-a-key", "401"},
+		{decider, "lacks the read permission"},
+	} {
+		for _, args := range [][]string{{"log", "get", "--index", "0"}, {"monitor", "--once"}, {"log", "info"}} {
+			code, out := f.auditWith(t, []string{"GATELOG_API_KEY=" + tc.key}, t.TempDir(), args...)
+			if code != 1 || !strings.Contains(out, tc.want) || strings.Contains(out, "ALARM") {
+				t.Errorf("%v with key %.12s…: exit %d, want 1 with %q\n%s", args, tc.key, code, tc.want, out)
+			}
+		}
+	}
+	reader := f.createKey(t, "auditor", "read")
+	if code, out := f.auditWith(t, []string{"GATELOG_API_KEY=" + reader}, t.TempDir(), "log", "get", "--index", "0"); code != 0 || !strings.Contains(out, "ALLOW deploy") {
+		t.Errorf("log get with a read-only key: exit %d\n%s", code, out)
 	}
 }
 
@@ -159,10 +239,11 @@ func TestTamperDetected(t *testing.T) {
 				}
 			}
 
-			if code, out := f.audit(t, t.TempDir(), "log", "info", "--signer-key", f.signerPub()); code == 0 {
+			// An auditor with a read key: the stored envelopes are checked too.
+			if code, out := f.auditKeyed(t, t.TempDir(), "log", "info", "--signer-key", f.signerPub()); code == 0 {
 				t.Errorf("log info did not notice:\n%s", out)
 			}
-			if code, out := f.audit(t, t.TempDir(), "monitor", "--once", "--signer-key", f.signerPub()); code == 0 {
+			if code, out := f.auditKeyed(t, t.TempDir(), "monitor", "--once", "--signer-key", f.signerPub()); code == 0 {
 				t.Errorf("monitor did not notice:\n%s", out)
 			}
 			if ok, why := f.freshReceiptVerifies(t, target); ok {

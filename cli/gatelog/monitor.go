@@ -18,7 +18,7 @@ func monitorCommand() *cli.Command {
 		Name:  "monitor",
 		Usage: "follow a log: every checkpoint must extend the last, every entry must hash into the tree",
 		Flags: append(auditorFlags(),
-			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): verify every new envelope"},
+			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): every new entry must name it; with a read key (or public records) also verify every new envelope"},
 			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "how often to look for a new checkpoint"},
 			&cli.BoolFlag{Name: "once", Usage: "check the latest checkpoint once and exit"},
 			&cli.BoolFlag{Name: "from-start", Usage: "re-hash the whole log instead of starting from the last checkpoint saved"},
@@ -74,12 +74,8 @@ func monitorCommand() *cli.Command {
 					if err := monitor.SaveState(a.stateDir, cp.Origin, rep.Checkpoint); err != nil {
 						return cli.Exit(fmt.Sprintf("state: %v", err), 1)
 					}
-					what := "signatures not checked (no --signer-key)"
-					if a.signerKey != nil {
-						what = "envelope signatures OK"
-					}
 					fmt.Fprintf(w, "%s  OK  size %d root %x: consistent, %d new entries re-hashed into the root, %s\n",
-						time.Now().UTC().Format(time.RFC3339), rep.Size, rep.Root, rep.NewEntries, what)
+						time.Now().UTC().Format(time.RFC3339), rep.Size, rep.Root, rep.NewEntries, rep.Envelopes.Describe(a.signerKey != nil))
 					if cosigner != nil {
 						if err := cosignAndSend(c, cosigner, cp.Origin, a.logKey, rep.Checkpoint); err != nil && c.Bool("once") {
 							return cli.Exit(err.Error(), 1)

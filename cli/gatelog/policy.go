@@ -417,6 +417,8 @@ func policyReplayCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-key", Usage: "with --server: the log's public key (SETs must verify with it)"},
 			&cli.StringSliceFlag{Name: "signer-key", Usage: "with --server: a decision signing public key (PEM); repeatable"},
 			&cli.StringFlag{Name: "signer-keys", Usage: "with --server: the daemon's signing key set (gatelog keys signers --out)"},
+			&cli.StringFlag{Name: "api-key", Usage: "with --server: API key with the read permission, since replay needs the records (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
+			&cli.StringFlag{Name: "api-key-file", Usage: "with --server: file holding the read API key"},
 			&cli.Int64Flag{Name: "from", Usage: "first log index to replay"},
 			&cli.Int64Flag{Name: "to", Value: -1, Usage: "last log index to replay (default: the end of the log)"},
 			&cli.StringFlag{Name: "policies", Usage: "the new policy directory (default: the bundled library)"},
@@ -547,7 +549,11 @@ func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord
 	if len(signers) == 0 {
 		return nil, 0, fmt.Errorf("--server needs --signer-key or --signer-keys: the decision signing key(s)")
 	}
-	client, err := rekorapi.NewClient(url, &http.Client{Timeout: 30 * time.Second})
+	key, err := readKey(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	client, err := rekorapi.NewClient(url, &http.Client{Timeout: 30 * time.Second}, rekorapi.WithBearer(key))
 	if err != nil {
 		return nil, 0, err
 	}

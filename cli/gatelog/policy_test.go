@@ -295,7 +295,7 @@ func TestServeBundleAndReplay(t *testing.T) {
 	// A running daemon holds its envelope store: replay reads it over the
 	// daemon's API, and from the data directory once it has stopped.
 	live := []string{"--server", server, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub")}
-	code, out = run(t, bin, nil, append([]string{"policy", "replay"}, live...)...)
+	code, out = run(t, bin, env, append([]string{"policy", "replay"}, live...)...)
 	expectExit(t, code, out, 0, "nothing to replay")
 	for _, req := range []string{"deploy-prod-denied.json", "deploy-prod.json", "pipeline-trigger.json"} {
 		// --out waits for a checkpoint covering the decision, so replay sees it.
@@ -305,14 +305,17 @@ func TestServeBundleAndReplay(t *testing.T) {
 		}
 	}
 	acme := "../../examples/policies/acme.yaml"
+	// Replay reads the records, which the daemon keeps for read callers.
 	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--policy-data", acme}, live...)...)
+	expectExit(t, code, out, 1, "records are private")
+	code, out = run(t, bin, env, append([]string{"policy", "replay", "--policy-data", acme}, live...)...)
 	expectExit(t, code, out, 0, "replayed 3 decisions (log indexes 0 to 2", "allow -> deny  pipeline.trigger by bob", "allow -> deny  deploy by alice")
-	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/log.pub"),
+	code, out = run(t, bin, env, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/log.pub"),
 		"--signer-key", filepath.Join(data, "keys/decision.pub"), "--from", "1", "--to", "1", "--policy-data", acme, "--fail-on-change")
 	expectExit(t, code, out, 2, "replayed 1 decisions (log indexes 1 to 1", "1 would change")
-	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change"}, live...)...)
+	code, out = run(t, bin, env, append([]string{"policy", "replay", "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change"}, live...)...)
 	expectExit(t, code, out, 0, "revision r1", "0 would change")
-	code, out = run(t, bin, nil, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/decision.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
+	code, out = run(t, bin, env, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/decision.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
 	expectExit(t, code, out, 1, "signed entry timestamp")
 
 	// An unsigned bundle over the file is refused; a new signed revision loads.
@@ -326,7 +329,7 @@ func TestServeBundleAndReplay(t *testing.T) {
 		Replayed int `json:"replayed"`
 		Skipped  int `json:"skipped_policy_updates"`
 	}
-	code, out = run(t, bin, nil, append([]string{"policy", "replay", "--json", "--policy-data", acme}, live...)...)
+	code, out = run(t, bin, env, append([]string{"policy", "replay", "--json", "--policy-data", acme}, live...)...)
 	expectExit(t, code, out, 0)
 	var rep replayReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Replayed != 3 || rep.Skipped != 1 {

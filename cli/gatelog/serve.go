@@ -42,6 +42,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
 			&cli.StringFlag{Name: "log-file", Usage: "read the --log DSN from this file", EnvVars: []string{"GATELOG_LOG_FILE"}},
 			&cli.StringSliceFlag{Name: "witness-vkey", Usage: "trust this witness (its cosignature/v1 verifier key, from gatelog log witness-key): keep and serve at /witness/checkpoint the latest checkpoint it cosigned; repeatable", EnvVars: []string{"GATELOG_WITNESS_VKEYS"}},
+			&cli.BoolFlag{Name: "public-records", Usage: "serve every decision record (subject, resource, source IP, reasons) to anyone through the Rekor API; without it only callers with the read permission see records, everyone else the leaves, proofs and SETs", EnvVars: []string{"GATELOG_PUBLIC_RECORDS"}},
 			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)", EnvVars: []string{"GATELOG_PPROF"}},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
@@ -92,13 +93,17 @@ func serveCommand() *cli.Command {
 			if c.Duration("append-timeout") < 0 {
 				return fmt.Errorf("--append-timeout must not be negative")
 			}
+			if c.Bool("public-records") {
+				logger.Warn("--public-records: every decision record is readable by anyone through the Rekor API")
+			}
 			srv, err := server.Open(ctx, server.Config{
-				Index:       indexDSN,
-				Log:         logDSN,
-				Adapters:    adapters,
-				Webhooks:    webhooks,
-				WitnessKeys: c.StringSlice("witness-vkey"),
-				Alerts:      alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
+				Index:         indexDSN,
+				Log:           logDSN,
+				Adapters:      adapters,
+				Webhooks:      webhooks,
+				WitnessKeys:   c.StringSlice("witness-vkey"),
+				PublicRecords: c.Bool("public-records"),
+				Alerts:        alerts, MaxCheckpointAge: c.Duration("max-checkpoint-age"),
 				DataDir: c.String("data"), Policies: pol.FS, PolicyRevision: pol.Revision, Host: c.String("log-host"),
 				Identity: idcfg, TLSCertFile: c.String("tls-cert"), TLSKeyFile: c.String("tls-key"), RateLimit: c.Float64("rate-limit"),
 				CheckpointInterval: c.Duration("checkpoint-interval"), AppendTimeout: c.Duration("append-timeout"), Version: version, Logger: logger,

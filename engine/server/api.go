@@ -34,7 +34,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /checkpoint", s.log.TilesHandler())
 	mux.Handle("GET /tile/", s.log.TilesHandler())
 	if rl, ok := s.log.(rekorapi.Log); ok {
-		mux.Handle("/api/v1/", rekorapi.Handler(rl)) // Rekor v1 API, public like the tiles
+		mux.Handle("/api/v1/", rekorapi.Handler(rl, s.recordAccess())) // Rekor v1 API: leaves public like the tiles, records for readers (records.go)
 	}
 	if s.witness != nil {
 		mux.Handle(witness.CheckpointPath, s.witness.Handler()) // cosigned checkpoints (witness.go)

@@ -130,7 +130,9 @@ func loggedRecords(t *testing.T, d *daemon, upto int64) []decision.Record {
 	}
 	var recs []decision.Record
 	for i := int64(0); i <= upto; i++ {
-		resp, err := http.Get(fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", d.http.URL, i))
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", d.http.URL, i), nil)
+		req.Header.Set("Authorization", "Bearer "+d.key) // records are for read callers
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -198,7 +198,9 @@ func clampRange(from, to, size int64) (int64, error) {
 // /api/v1/log/entries?logIndex=N); to <= 0 means up to the log's size.
 // Each entry's Signed Entry Timestamp must verify with logKey, and its
 // envelope must be the one the entry commits to, signed by one of
-// signerKeys.
+// signerKeys. Records are private by default, so c needs a read
+// credential; without one the first entry fails with
+// rekorapi.ErrRecordsPrivate.
 func RemoteRecords(ctx context.Context, c *rekorapi.Client, logKey crypto.PublicKey, signerKeys []crypto.PublicKey, from, to int64) (iter.Seq2[LoggedRecord, error], int64, error) {
 	op, err := newRecordOpener(signerKeys)
 	if err != nil {
@@ -235,11 +237,17 @@ func remoteRecord(ctx context.Context, c *rekorapi.Client, index int64, logID st
 	if err != nil {
 		return LoggedRecord{}, fmt.Errorf("entry %d: body is not base64: %v", index, err)
 	}
-	if e.LogIndex != index || e.Verification == nil || e.Attestation == nil {
-		return LoggedRecord{}, fmt.Errorf("entry %d: the server answered for index %d, or without SET or envelope", index, e.LogIndex)
+	if e.LogIndex != index || e.Verification == nil {
+		return LoggedRecord{}, fmt.Errorf("entry %d: the server answered for index %d, or without SET", index, e.LogIndex)
 	}
 	if err := verify.SET(e.Verification.SignedEntryTimestamp, body, e.IntegratedTime, logID, e.LogIndex, logKey); err != nil {
 		return LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
 	}
-	return op.open(index, body, e.Attestation.Data)
+	// Replay needs the records themselves: with a log that keeps them
+	// private, c must carry a read credential (rekorapi.WithBearer).
+	env, err := c.Envelope(e)
+	if err != nil {
+		return LoggedRecord{}, err
+	}
+	return op.open(index, body, env)
 }

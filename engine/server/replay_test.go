@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,20 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	}
 	last := d.decide(deniedDeploy)
 
-	client, err := rekorapi.NewClient(d.http.URL, http.DefaultClient)
+	// Records are private: without a credential replay cannot read them,
+	// and says why.
+	anon, err := rekorapi.NewClient(d.http.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, _, err := server.RemoteRecords(ctx, anon, d.logKey, []crypto.PublicKey{d.signKey}, 1, 3)
+	if err == nil {
+		_, err = collect(t, seq)
+	}
+	if !errors.Is(err, rekorapi.ErrRecordsPrivate) {
+		t.Fatalf("remote records without a read key: %v, want ErrRecordsPrivate", err)
+	}
+	client, err := rekorapi.NewClient(d.http.URL, http.DefaultClient, rekorapi.WithBearer(d.key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +142,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err := translog.RewriteStoredEnvelope(dir, leafOf(last), func([]byte) []byte { return envFirst }); err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err := server.LocalRecords(ctx, d.dir, 0, 0)
+	seq, _, err = server.LocalRecords(ctx, d.dir, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

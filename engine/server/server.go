@@ -101,6 +101,9 @@ type Config struct {
 	// witnesses (gatelog monitor --witness-key): the daemon keeps the
 	// latest checkpoint they cosigned and serves it at /witness/checkpoint.
 	WitnessKeys []string
+	// PublicRecords serves every decision record to anyone through the
+	// Rekor API (records.go); by default only read callers see them.
+	PublicRecords bool
 }
 
 // Decider evaluates requests (engine.Engine).

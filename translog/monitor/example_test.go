@@ -22,8 +22,10 @@ import (
 	"github.com/gatelog/gatelog/translog/rekorapi"
 )
 
-// Follow a log holding only its public key (and the signer's, to check
-// envelopes): every entry is re-hashed into the checkpoint's root.
+// Follow a log holding only its public keys: every entry is re-hashed into
+// the checkpoint's root and must name the signer key. The log keeps its
+// records private and the monitor has no read key, so the envelopes are
+// counted as not checked (Envelopes{Checked: 0, Private: 3}).
 func ExampleFollower_Step() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "monitor-example")
@@ -52,7 +54,7 @@ func ExampleFollower_Step() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/", l.TilesHandler())
-	mux.Handle("/api/v1/", rekorapi.Handler(l))
+	mux.Handle("/api/v1/", rekorapi.Handler(l, rekorapi.Options{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -63,6 +65,6 @@ func ExampleFollower_Step() {
 	}
 	_ = f.Start(ctx, nil)
 	rep, err := f.Step(ctx)
-	fmt.Println(rep.Size, rep.NewEntries, err)
-	// Output: 3 3 <nil>
+	fmt.Println(rep.Size, rep.NewEntries, rep.Envelopes, err)
+	// Output: 3 3 {0 3} <nil>
 }

@@ -4,6 +4,12 @@
 //
 // It reads the C2SP tlog-tiles endpoints (/checkpoint, /tile/...) and,
 // to check envelopes, the Rekor v1 API. Misbehaviour is an *Alarm.
+//
+// A log keeps its records (the envelopes) private unless its operator
+// publishes them: without a read credential the monitor checks everything
+// the leaves allow (consistency, leaf hashes, that each entry names the
+// expected signer key) and counts the envelopes it could not check in
+// Envelopes.Private. That is reported, never an alarm and never a pass.
 package monitor
 
 import (
@@ -62,8 +68,13 @@ type Config struct {
 	Server string
 	// LogKey verifies checkpoints.
 	LogKey crypto.PublicKey
-	// SignerKey, when set, verifies every new entry's DSSE envelope.
-	SignerKey  crypto.PublicKey
+	// SignerKey, when set, verifies every new entry's DSSE envelope, and
+	// that every entry's body names it as the verifier.
+	SignerKey crypto.PublicKey
+	// Bearer, when set, is sent to the Rekor API to read the envelopes of
+	// a log that keeps records private: an API key with the read
+	// permission (or an OIDC token the daemon maps to it).
+	Bearer     string
 	HTTPClient *http.Client
 }
 
@@ -95,7 +106,7 @@ func New(cfg Config) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := rekorapi.NewClient(cfg.Server, cfg.HTTPClient)
+	rc, err := rekorapi.NewClient(cfg.Server, cfg.HTTPClient, rekorapi.WithBearer(cfg.Bearer))
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +239,45 @@ type Report struct {
 	Checkpoint []byte
 	Size       uint64
 	Root       []byte
-	// NewEntries is how many entries were re-hashed (and, with a signer
-	// key, had their envelopes verified).
+	// NewEntries is how many entries were re-hashed into the root.
 	NewEntries uint64
+	// Envelopes says how many of their envelopes were checked.
+	Envelopes Envelopes
+}
+
+// Envelopes counts what was checked of entries' envelopes (the records).
+type Envelopes struct {
+	// Checked envelopes were fetched and are the ones their leaves commit
+	// to (and, with a signer key, their signatures verify).
+	Checked uint64
+	// Private envelopes were not checked: the log keeps records private
+	// and the monitor has no read credential. Their leaves were checked.
+	Private uint64
+}
+
+func (e *Envelopes) add(o Envelopes) { e.Checked += o.Checked; e.Private += o.Private }
+
+// Describe says in words what was checked of the envelopes, with or
+// without a signer key, for people reading a monitor's output.
+func (e Envelopes) Describe(signerKey bool) string {
+	what := "envelopes match their leaves (signatures not checked: no signer key)"
+	if signerKey {
+		what = "envelope signatures OK"
+	}
+	switch {
+	case e.Private == 0 && e.Checked == 0:
+		return "no new envelopes"
+	case e.Private == 0:
+		return fmt.Sprintf("%d %s", e.Checked, what)
+	}
+	s := fmt.Sprintf("%d envelopes not checked: records are private (give a read key)", e.Private)
+	if signerKey {
+		s += "; every entry names the signer key"
+	}
+	if e.Checked > 0 {
+		s = fmt.Sprintf("%d %s, %s", e.Checked, what, s)
+	}
+	return s
 }
 
 // Step reads the latest checkpoint, checks it against the last one,
@@ -259,6 +306,7 @@ func (f *Follower) Step(ctx context.Context) (Report, error) {
 			return Report{}, err
 		}
 	}
+	var envs Envelopes
 	for i := from; i < cp.Size; {
 		b, err := client.GetEntryBundle(ctx, f.tiles.ReadEntryBundle, i/layout.EntryBundleWidth, cp.Size)
 		if err != nil {
@@ -280,9 +328,14 @@ func (f *Follower) Step(ctx context.Context) (Report, error) {
 				return Report{}, err
 			}
 		}
-		if err := f.checkLeaves(ctx, i, bodies, cp.Size); err != nil {
+		got, err := f.checkLeaves(ctx, i, bodies, cp.Size)
+		if refused(err) {
+			return Report{}, err
+		}
+		if err != nil {
 			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: err.Error()}
 		}
+		envs.add(got)
 		i += uint64(len(bodies))
 	}
 	if err := f.RightEdge(ctx, raw, cp); err != nil {
@@ -298,19 +351,19 @@ func (f *Follower) Step(ctx context.Context) (Report, error) {
 		return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: fmt.Sprintf("the entries hash to root %x, the checkpoint of size %d says %x", root, cp.Size, cp.Hash)}
 	}
 	f.last, f.lastCP, f.rng = raw, cp, rng
-	return Report{Checkpoint: raw, Size: cp.Size, Root: cp.Hash, NewEntries: cp.Size - from}, nil
+	return Report{Checkpoint: raw, Size: cp.Size, Root: cp.Hash, NewEntries: cp.Size - from, Envelopes: envs}, nil
 }
 
 // checkLeaves compares entries first.. re-hashed from the bundles with the
 // leaf hashes in the tiles, and checks their envelopes.
-func (f *Follower) checkLeaves(ctx context.Context, first uint64, bodies [][]byte, size uint64) error {
+func (f *Follower) checkLeaves(ctx context.Context, first uint64, bodies [][]byte, size uint64) (Envelopes, error) {
 	tiles, err := client.FetchLeafHashes(ctx, f.tiles.ReadTile, first, uint64(len(bodies)), size)
 	if err != nil {
-		return fmt.Errorf("leaf hashes of entries %d..: %v", first, err)
+		return Envelopes{}, fmt.Errorf("leaf hashes of entries %d..: %w", first, err)
 	}
 	for k, body := range bodies {
 		if !bytes.Equal(tiles[k], entry.LeafHash(body)) {
-			return fmt.Errorf("entry %d: its body hashes to %x, the tiles hold %x", first+uint64(k), entry.LeafHash(body), tiles[k])
+			return Envelopes{}, fmt.Errorf("entry %d: its body hashes to %x, the tiles hold %x", first+uint64(k), entry.LeafHash(body), tiles[k])
 		}
 	}
 	return f.checkEnvelopes(ctx, first, bodies)
@@ -320,29 +373,37 @@ func (f *Follower) checkLeaves(ctx context.Context, first uint64, bodies [][]byt
 // them against the tiles and their envelopes (signatures too, with a
 // signer key), and checks the tiles reproduce the checkpoint's root: the
 // cheap right-edge audit "gatelog log info" does. Step checks every entry.
-func (f *Follower) CheckLatest(ctx context.Context, raw []byte, cp *log.Checkpoint) error {
+func (f *Follower) CheckLatest(ctx context.Context, raw []byte, cp *log.Checkpoint) (Envelopes, error) {
 	if cp.Size == 0 {
-		return nil
+		return Envelopes{}, nil
 	}
 	last := cp.Size - 1
 	b, err := client.GetEntryBundle(ctx, f.tiles.ReadEntryBundle, last/layout.EntryBundleWidth, cp.Size)
 	if err != nil {
-		return &Alarm{Kind: BadEntry, New: raw, Detail: fmt.Sprintf("last entry bundle: %v", err)}
+		return Envelopes{}, &Alarm{Kind: BadEntry, New: raw, Detail: fmt.Sprintf("last entry bundle: %v", err)}
 	}
 	first := last - last%layout.EntryBundleWidth
 	if uint64(len(b.Entries)) < cp.Size-first {
-		return &Alarm{Kind: BadEntry, New: raw, Detail: "the last entry bundle is short"}
+		return Envelopes{}, &Alarm{Kind: BadEntry, New: raw, Detail: "the last entry bundle is short"}
 	}
-	if err := f.checkLeaves(ctx, first, b.Entries[:cp.Size-first], cp.Size); err != nil {
-		return &Alarm{Kind: BadEntry, New: raw, Detail: err.Error()}
+	envs, err := f.checkLeaves(ctx, first, b.Entries[:cp.Size-first], cp.Size)
+	if refused(err) {
+		return Envelopes{}, err
 	}
-	return f.RightEdge(ctx, raw, cp)
+	if err != nil {
+		return Envelopes{}, &Alarm{Kind: BadEntry, New: raw, Detail: err.Error()}
+	}
+	return envs, f.RightEdge(ctx, raw, cp)
 }
 
-// checkEnvelopes fetches the envelopes of entries first.. through the
-// Rekor API and checks each is the one its logged body commits to and is
-// signed by the signer key.
-func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]byte) error {
+// checkEnvelopes fetches entries first.. through the Rekor API, checks the
+// API serves the bodies the bundles hold and that each names the signer
+// key, and checks each envelope is the one its logged body commits to and
+// is signed by the signer key. An envelope the log keeps private (no read
+// credential) is counted, not checked; one withheld from a reader is an
+// error.
+func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]byte) (Envelopes, error) {
+	var envs Envelopes
 	for start := 0; start < len(bodies); start += 10 {
 		end := min(start+10, len(bodies))
 		var idx []int64
@@ -351,7 +412,7 @@ func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]
 		}
 		les, err := f.rekor.EntriesByIndex(ctx, idx)
 		if err != nil {
-			return fmt.Errorf("entries %d..%d: %v", idx[0], idx[len(idx)-1], err)
+			return envs, fmt.Errorf("entries %d..%d: %w", idx[0], idx[len(idx)-1], err)
 		}
 		got := map[int64]rekorapi.LogEntryAnon{}
 		for _, le := range les {
@@ -362,25 +423,64 @@ func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]
 		for k := start; k < end; k++ {
 			i := int64(first) + int64(k)
 			a, ok := got[i]
-			if !ok || a.Attestation == nil {
-				return fmt.Errorf("entry %d: the log did not return its envelope", i)
+			if !ok {
+				return envs, fmt.Errorf("entry %d: the log did not return it", i)
 			}
 			if b, _ := base64.StdEncoding.DecodeString(a.Body); !bytes.Equal(b, bodies[k]) {
-				return fmt.Errorf("entry %d: the Rekor API and the entry bundles disagree on the body", i)
+				return envs, fmt.Errorf("entry %d: the Rekor API and the entry bundles disagree on the body", i)
 			}
-			if f.signerV == nil {
-				b, err := entry.ParseBody(bodies[k])
-				if err != nil {
-					return fmt.Errorf("entry %d: %v", i, err)
+			b, err := entry.ParseBody(bodies[k])
+			if err != nil {
+				return envs, fmt.Errorf("entry %d: %w", i, err)
+			}
+			if f.signerPEM != nil {
+				if err := NamesSigner(b, f.signerPEM); err != nil {
+					return envs, fmt.Errorf("entry %d: %w", i, err)
 				}
-				if sum := sha256.Sum256(a.Attestation.Data); hex.EncodeToString(sum[:]) != b.Spec.EnvelopeHash.Value {
-					return fmt.Errorf("entry %d: the envelope is not the one the logged body commits to", i)
-				}
+			}
+			env, err := f.rekor.Envelope(a)
+			if errors.Is(err, rekorapi.ErrRecordsPrivate) {
+				envs.Private++
 				continue
 			}
-			if err := CheckEnvelope(bodies[k], a.Attestation.Data, f.signerPEM, f.signerV); err != nil {
-				return fmt.Errorf("entry %d: %v", i, err)
+			if err != nil {
+				return envs, err
 			}
+			if f.signerV == nil {
+				if sum := sha256.Sum256(env); hex.EncodeToString(sum[:]) != b.Spec.EnvelopeHash.Value {
+					return envs, fmt.Errorf("entry %d: the envelope is not the one the logged body commits to", i)
+				}
+			} else if err := CheckEnvelope(bodies[k], env, f.signerPEM, f.signerV); err != nil {
+				return envs, fmt.Errorf("entry %d: %w", i, err)
+			}
+			envs.Checked++
+		}
+	}
+	return envs, nil
+}
+
+// refused reports whether err is the log refusing the monitor's read
+// credential (401 or 403): the monitor's problem to fix, not the log's
+// misbehaviour, so never an Alarm.
+func refused(err error) bool {
+	var he *rekorapi.HTTPError
+	return errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden)
+}
+
+// ErrOtherSigner means a logged body names a verifier key other than the
+// expected signer key.
+var ErrOtherSigner = errors.New("the entry names a verifier key that is not the signer key")
+
+// NamesSigner checks that every signature of a logged body names signerPEM
+// as its verifier: what a leaf says about who signed, without the record.
+func NamesSigner(b entry.Body, signerPEM []byte) error {
+	if len(b.Spec.Signatures) == 0 {
+		return fmt.Errorf("%w: it has no signatures", ErrOtherSigner)
+	}
+	for _, sig := range b.Spec.Signatures {
+		pem, err := base64.StdEncoding.DecodeString(sig.Verifier)
+		if err != nil || !bytes.Equal(pem, signerPEM) {
+			return ErrOtherSigner
 		}
 	}
 	return nil
@@ -393,13 +493,13 @@ func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]
 func CheckEnvelope(body, envelope, signerPEM []byte, v signature.Verifier) error {
 	want, err := entry.DSSEBody(envelope, signerPEM)
 	if err != nil {
-		return fmt.Errorf("envelope: %v", err)
+		return fmt.Errorf("envelope: %w", err)
 	}
 	if !bytes.Equal(want, body) {
 		return errors.New("the envelope is not the one the logged body commits to (changed, or signed by another key)")
 	}
 	if err := v.VerifySignature(bytes.NewReader(envelope), nil); err != nil {
-		return fmt.Errorf("envelope signature does not verify with the signer key: %v", err)
+		return fmt.Errorf("envelope signature does not verify with the signer key: %w", err)
 	}
 	return nil
 }

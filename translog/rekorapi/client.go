@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,12 +16,24 @@ import (
 // Client reads a log through its Rekor v1 API. It trusts nothing it reads:
 // callers verify what it returns (package translog/verify).
 type Client struct {
-	base string
-	hc   *http.Client
+	base   string
+	hc     *http.Client
+	bearer string
+}
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithBearer sends token (a gatelog API key with the read permission, or
+// an OIDC token) as "Authorization: Bearer" with every request, so that a
+// log keeping its records private serves entries with their envelopes.
+// An empty token sends nothing.
+func WithBearer(token string) ClientOption {
+	return func(c *Client) { c.bearer = strings.TrimSpace(token) }
 }
 
 // NewClient returns a client for the log served at server (its root URL).
-func NewClient(server string, hc *http.Client) (*Client, error) {
+func NewClient(server string, hc *http.Client, opts ...ClientOption) (*Client, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server %q: want an http(s) URL", server)
@@ -28,7 +41,65 @@ func NewClient(server string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(server, "/"), hc: hc}, nil
+	c := &Client{base: strings.TrimRight(server, "/"), hc: hc}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Authenticated reports whether the client sends a credential.
+func (c *Client) Authenticated() bool { return c.bearer != "" }
+
+// ErrRecordsPrivate means an entry came without its record (the stored
+// envelope) because the log keeps records private and the client sent no
+// credential: only the leaf, its proofs and its SET are public.
+var ErrRecordsPrivate = errors.New("records are private: the log serves entries without their envelopes to callers without a read key (give an API key with the read permission)")
+
+// ErrRecordWithheld means an entry came without its record although the
+// client sent a credential the log accepted: a log owes a reader its
+// records, so this is the log's fault, not the reader's.
+var ErrRecordWithheld = errors.New("the log accepted the read credential but returned no envelope")
+
+// Envelope is the stored DSSE envelope of e (its attestation), or an
+// error saying why there is none: ErrRecordsPrivate when this client sent
+// no credential, ErrRecordWithheld when it did. It checks nothing else.
+func (c *Client) Envelope(e LogEntryAnon) ([]byte, error) {
+	if e.Attestation != nil && len(e.Attestation.Data) > 0 {
+		return e.Attestation.Data, nil
+	}
+	if c.Authenticated() {
+		return nil, fmt.Errorf("entry %d: %w", e.LogIndex, ErrRecordWithheld)
+	}
+	return nil, fmt.Errorf("entry %d: %w", e.LogIndex, ErrRecordsPrivate)
+}
+
+// HTTPError is a reply other than 200 OK: 401 for a credential the log
+// refused, 403 for one without the read permission, 404 for no such entry.
+type HTTPError struct {
+	Method, Path string
+	StatusCode   int
+	// Message is the server's error message, or the status text.
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.StatusCode, e.Message)
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+}
+
+func httpError(method, path string, resp *http.Response, raw []byte) error {
+	he := &HTTPError{Method: method, Path: path, StatusCode: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
+	var e Error
+	if json.Unmarshal(raw, &e) == nil && e.Message != "" {
+		he.Message = e.Message
+	}
+	return he
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -47,6 +118,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err
@@ -57,14 +129,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e Error
-		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
-			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, e.Message)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return httpError(method, path, resp, raw)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("%s %s: reply is not Rekor JSON: %v", method, path, err)
+		return fmt.Errorf("%s %s: reply is not Rekor JSON: %w", method, path, err)
 	}
 	return nil
 }
@@ -128,6 +196,7 @@ func (c *Client) RekorV1Checkpoint(ctx context.Context, raw []byte) ([]byte, err
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "text/plain")
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -138,11 +207,7 @@ func (c *Client) RekorV1Checkpoint(ctx context.Context, raw []byte) ([]byte, err
 		return nil, fmt.Errorf("POST %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e Error
-		if json.Unmarshal(out, &e) == nil && e.Message != "" {
-			return nil, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, e.Message)
-		}
-		return nil, fmt.Errorf("POST %s: %s", path, resp.Status)
+		return nil, httpError(http.MethodPost, path, resp, out)
 	}
 	return out, nil
 }

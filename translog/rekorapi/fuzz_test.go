@@ -35,7 +35,7 @@ func fuzzLog(f *testing.F) (*testLog, http.Handler) {
 	if _, err := tl.log.InclusionProof(ctx, int64(len(tl.entries)-1), true); err != nil {
 		f.Fatal(err)
 	}
-	return tl, rekorapi.Handler(tl.log)
+	return tl, rekorapi.Handler(tl.log, rekorapi.Options{Access: rekorapi.PublicRecords})
 }
 
 func post(h http.Handler, path string, body []byte) *httptest.ResponseRecorder {

@@ -1,6 +1,13 @@
 // Package rekorapi serves a gatelog log through the Rekor v1 REST API, so
 // that rekor-cli, Rekor's Go client and sigstore tools read and verify it
 // unchanged. It is read-only: entries enter the log through decide calls.
+//
+// An entry is public as its leaf: the canonical dsse body (payload and
+// envelope hashes, signature, verifier key), its inclusion proof and its
+// Signed Entry Timestamp, which is all a Rekor client verifies. The stored
+// envelope, i.e. the signed decision record with who asked for what, is
+// served as the entry's attestation only to callers Options.Access lets
+// see records.
 package rekorapi
 
 import (
@@ -56,17 +63,51 @@ const maxBody = 1 << 20
 // covers a just-sequenced entry (one checkpoint interval, normally).
 const proofWait = 10 * time.Second
 
+// View is what an entry read shows its caller.
+type View int
+
+const (
+	// Refused means Access has answered the request itself (401 for a bad
+	// credential, 403, 429, 503); nothing more is written. It is the zero
+	// View, so an access rule that forgets to decide refuses.
+	Refused View = iota
+	// Leaf is the public view: body, inclusion proof and SET, no
+	// attestation.
+	Leaf
+	// Full adds each entry's stored DSSE envelope as its attestation.
+	Full
+)
+
+// Options says who sees what.
+type Options struct {
+	// Access decides, per request to an entry endpoint (GET
+	// /api/v1/log/entries…, POST /api/v1/log/entries/retrieve), which View
+	// the caller gets, before any of the request's body is read. Nil
+	// serves every caller the Leaf view. The daemon's rule: no credential
+	// is the Leaf view, a credential with the read permission Full, any
+	// other credential Refused (or Full for all with --public-records).
+	Access func(w http.ResponseWriter, r *http.Request) View
+}
+
+// PublicRecords is an Access rule that shows every caller full records,
+// for logs whose operator chose to publish them.
+func PublicRecords(http.ResponseWriter, *http.Request) View { return Full }
+
 type api struct {
 	log    Log
 	pubPEM []byte
 	treeID string
+	access func(w http.ResponseWriter, r *http.Request) View
 }
 
 // Handler serves the Rekor v1 API under /api/v1/.
-func Handler(l Log) http.Handler {
+func Handler(l Log, opts Options) http.Handler {
 	// An ECDSA log key always marshals; a nil PEM is answered with a 500.
 	pub, _ := cryptoutils.MarshalPublicKeyToPEM(l.PublicKey())
-	a := &api{log: l, pubPEM: pub, treeID: strconv.FormatInt(l.TreeID(), 10)}
+	a := &api{log: l, pubPEM: pub, treeID: strconv.FormatInt(l.TreeID(), 10), access: opts.Access}
+	if a.access == nil {
+		a.access = func(http.ResponseWriter, *http.Request) View { return Leaf }
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/log", a.logInfo)
 	mux.HandleFunc("GET /api/v1/log/publicKey", a.publicKey)
@@ -200,17 +241,29 @@ func hexAll(hs [][]byte) []string {
 	return out
 }
 
+// view asks the access rule what this caller sees. Answers to entry reads
+// differ by credential, so caches must key them by it.
+func (a *api) view(w http.ResponseWriter, r *http.Request) View {
+	w.Header().Add("Vary", "Authorization")
+	return a.access(w, r)
+}
+
 // anon renders an entry with an inclusion proof up to the latest
-// checkpoint, waiting briefly for one that covers a fresh entry.
-func (a *api) anon(ctx context.Context, e translog.Entry) (LogEntryAnon, error) {
+// checkpoint, waiting briefly for one that covers a fresh entry; the
+// stored envelope only in the Full view.
+func (a *api) anon(ctx context.Context, e translog.Entry, v View) (LogEntryAnon, error) {
 	ctx, cancel := context.WithTimeout(ctx, proofWait)
 	defer cancel()
 	p, err := a.log.InclusionProof(ctx, e.Index, true)
 	if err != nil {
 		return LogEntryAnon{}, err
 	}
+	var att *Attestation
+	if v == Full {
+		att = &Attestation{Data: e.Envelope}
+	}
 	return LogEntryAnon{
-		Attestation:    &Attestation{Data: e.Envelope},
+		Attestation:    att,
 		Body:           base64.StdEncoding.EncodeToString(e.Body),
 		IntegratedTime: e.IntegratedTime,
 		LogID:          a.log.LogID(),
@@ -229,6 +282,10 @@ func (a *api) anon(ctx context.Context, e translog.Entry) (LogEntryAnon, error) 
 }
 
 func (a *api) entryByIndex(w http.ResponseWriter, r *http.Request) {
+	v := a.view(w, r)
+	if v == Refused {
+		return
+	}
 	s := r.URL.Query().Get("logIndex")
 	idx, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || idx < 0 {
@@ -240,11 +297,11 @@ func (a *api) entryByIndex(w http.ResponseWriter, r *http.Request) {
 		writeLogError(w, err)
 		return
 	}
-	a.writeEntry(w, r, e)
+	a.writeEntry(w, r, e, v)
 }
 
-func (a *api) writeEntry(w http.ResponseWriter, r *http.Request, e translog.Entry) {
-	anon, err := a.anon(r.Context(), e)
+func (a *api) writeEntry(w http.ResponseWriter, r *http.Request, e translog.Entry, v View) {
+	anon, err := a.anon(r.Context(), e, v)
 	if err != nil {
 		writeLogError(w, err)
 		return
@@ -266,6 +323,10 @@ func (a *api) leafFromID(id string) ([]byte, error) {
 }
 
 func (a *api) entryByUUID(w http.ResponseWriter, r *http.Request) {
+	v := a.view(w, r)
+	if v == Refused {
+		return
+	}
 	leaf, err := a.leafFromID(r.PathValue("uuid"))
 	if errors.Is(err, translog.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "%v", err)
@@ -280,7 +341,7 @@ func (a *api) entryByUUID(w http.ResponseWriter, r *http.Request) {
 		writeLogError(w, err)
 		return
 	}
-	a.writeEntry(w, r, e)
+	a.writeEntry(w, r, e, v)
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -297,6 +358,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (a *api) retrieve(w http.ResponseWriter, r *http.Request) {
+	v := a.view(w, r)
+	if v == Refused {
+		return
+	}
 	var q SearchLogQuery
 	if !decodeBody(w, r, &q) {
 		return
@@ -332,7 +397,7 @@ func (a *api) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 		if err == nil {
 			var anon LogEntryAnon
-			if anon, err = a.anon(r.Context(), e); err == nil {
+			if anon, err = a.anon(r.Context(), e, v); err == nil {
 				out = append(out, LogEntry{e.UUID: anon})
 				return true
 			}

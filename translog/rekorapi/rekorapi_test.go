@@ -47,8 +47,10 @@ import (
 
 // testLog is a real Tessera log on disk serving the Rekor API over HTTP.
 type testLog struct {
-	log       *translog.Log
-	srv       *httptest.Server
+	log *translog.Log
+	// srv serves the API with the daemon's access rule (testAccess); pub
+	// with public records.
+	srv, pub  *httptest.Server
 	logKey    *ecdsa.PrivateKey
 	signer    signature.SignerVerifier
 	signerPEM []byte
@@ -89,9 +91,37 @@ func openLog(t testing.TB, n int) *testLog {
 	for i := range n {
 		tl.append(t, fmt.Sprintf("decision-%d", i))
 	}
-	tl.srv = httptest.NewServer(rekorapi.Handler(l))
+	tl.srv = httptest.NewServer(rekorapi.Handler(l, rekorapi.Options{Access: testAccess}))
 	t.Cleanup(tl.srv.Close)
+	tl.pub = httptest.NewServer(rekorapi.Handler(l, rekorapi.Options{Access: rekorapi.PublicRecords}))
+	t.Cleanup(tl.pub.Close)
 	return tl
+}
+
+// Credentials testAccess knows.
+const (
+	readerKey  = "reader"  // may read records
+	deciderKey = "decider" // valid, but without the read permission
+)
+
+// testAccess is the daemon's access rule (engine/server) with two fixed
+// credentials: none is the public view, a reader sees records, a valid
+// credential without the read permission is refused with 403, a bad one
+// with 401.
+func testAccess(w http.ResponseWriter, r *http.Request) rekorapi.View {
+	switch r.Header.Get("Authorization") {
+	case "":
+		return rekorapi.Leaf
+	case "Bearer " + readerKey:
+		return rekorapi.Full
+	case "Bearer " + deciderKey:
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"code":403,"message":"caller decider lacks the read permission"}`)
+	default:
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"code":401,"message":"unauthenticated"}`)
+	}
+	return rekorapi.Refused
 }
 
 // statement is an in-toto statement like a decision record's.
@@ -117,7 +147,13 @@ func (tl *testLog) append(t testing.TB, id string) translog.Entry {
 
 func (tl *testLog) rekor(t testing.TB) *rekorClient {
 	t.Helper()
-	c, err := rclient.GetRekorClient(tl.srv.URL)
+	return tl.rekorAt(t, tl.srv.URL)
+}
+
+// rekorAt is Rekor's own client for the API served at url.
+func (tl *testLog) rekorAt(t testing.TB, url string) *rekorClient {
+	t.Helper()
+	c, err := rclient.GetRekorClient(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +211,33 @@ func rekorCanonical(t *testing.T, env, pem []byte) []byte {
 
 // TestRekorClientReadsAndVerifies drives every endpoint with Rekor's
 // generated client and checks the answers with Rekor's pkg/verify and
-// pkg/util, and the JSON with Rekor's model validation.
+// pkg/util, and the JSON with Rekor's model validation: in the public view
+// (no attestation; Rekor verifies the leaf, its proof and its SET without
+// one) and with public records (the attestation is the logged envelope).
 func TestRekorClientReadsAndVerifies(t *testing.T) {
-	tl := openLog(t, 5)
-	rc := tl.rekor(t)
+	for _, tc := range []struct {
+		name    string
+		records bool
+	}{{"public view", false}, {"public records", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := openLog(t, 5)
+			url := tl.srv.URL
+			if tc.records {
+				url = tl.pub.URL
+			}
+			rekorClientReadsAndVerifies(t, tl, tl.rekorAt(t, url), tc.records)
+		})
+	}
+}
+
+func rekorClientReadsAndVerifies(t *testing.T, tl *testLog, rc *rekorClient, records bool) {
 	ctx := context.Background()
+	envelope := func(i int) []byte {
+		if records {
+			return tl.envelopes[i]
+		}
+		return nil
+	}
 
 	// The log's public key, as PEM.
 	pk, err := rc.Pubkey.GetPublicKey(pubkey.NewGetPublicKeyParams())
@@ -218,7 +276,7 @@ func TestRekorClientReadsAndVerifies(t *testing.T) {
 			t.Fatal(err)
 		}
 		anon := only(t, byIdx.Payload, e.UUID)
-		checkEntry(t, rc, anon, tl.envelopes[i], int64(i))
+		checkEntry(t, rc, anon, envelope(i), int64(i))
 
 		// By UUID and by bare leaf hash.
 		for _, id := range []string{e.UUID, e.UUID[16:]} {
@@ -226,7 +284,7 @@ func TestRekorClientReadsAndVerifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkEntry(t, rc, only(t, byUUID.Payload, e.UUID), tl.envelopes[i], int64(i))
+			checkEntry(t, rc, only(t, byUUID.Payload, e.UUID), envelope(i), int64(i))
 		}
 	}
 
@@ -249,6 +307,9 @@ func TestRekorClientReadsAndVerifies(t *testing.T) {
 			got = append(got, *a.LogIndex)
 			if err := rverify.VerifyLogEntry(ctx, &a, rc.verifier); err != nil {
 				t.Error(err)
+			}
+			if (a.Attestation != nil) != records {
+				t.Errorf("retrieve: entry %d has attestation %v, want records shown: %v", *a.LogIndex, a.Attestation != nil, records)
 			}
 		}
 	}
@@ -308,7 +369,7 @@ func only(t *testing.T, le models.LogEntry, uuid string) models.LogEntryAnon {
 }
 
 // checkEntry verifies an entry the way rekor-cli does, and that the
-// attestation is the logged envelope.
+// attestation is the logged envelope (none when envelope is nil).
 func checkEntry(t *testing.T, rc *rekorClient, a models.LogEntryAnon, envelope []byte, index int64) {
 	t.Helper()
 	ctx := context.Background()
@@ -327,7 +388,10 @@ func checkEntry(t *testing.T, rc *rekorClient, a models.LogEntryAnon, envelope [
 	if err := rverify.VerifyCheckpointSignature(&a, rc.verifier); err != nil {
 		t.Errorf("entry %d: VerifyCheckpointSignature: %v", index, err)
 	}
-	if !bytes.Equal(a.Attestation.Data, envelope) {
+	switch {
+	case envelope == nil && a.Attestation != nil:
+		t.Errorf("entry %d: the public view carries an attestation", index)
+	case envelope != nil && (a.Attestation == nil || !bytes.Equal(a.Attestation.Data, envelope)):
 		t.Errorf("entry %d: attestation is not the logged envelope", index)
 	}
 	body, _ := base64.StdEncoding.DecodeString(a.Body.(string))
@@ -441,4 +505,93 @@ func verifyConsistency(first, last int64, oldRoot, newRoot string, hashes []stri
 		hs = append(hs, x)
 	}
 	return proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(first), uint64(last), hs, a, b)
+}
+
+// TestEntryViews: every entry endpoint shows the record (the envelope)
+// only to whom the access rule lets see it. Without a credential the
+// answer is the leaf, its proofs and SET, and nothing of the record is in
+// it; a reader gets the envelope; a credential without the read
+// permission gets 403 and a bad one 401, never a quiet public view; with
+// public records everyone gets it.
+func TestEntryViews(t *testing.T) {
+	tl := openLog(t, 3)
+	rc := tl.rekor(t)
+	waitLogInfo(t, rc, 3)
+	e := tl.entries[1]
+	secret := "decision-1" // in the record only: the decision ID inside the statement
+	reads := []struct{ method, path, body string }{
+		{"GET", "/api/v1/log/entries?logIndex=1", ""},
+		{"GET", "/api/v1/log/entries/" + e.UUID, ""},
+		{"POST", "/api/v1/log/entries/retrieve", `{"logIndexes":[1]}`},
+	}
+	for _, tc := range []struct {
+		name   string
+		server string
+		bearer string
+		code   int
+		full   bool
+	}{
+		{"no credential", tl.srv.URL, "", 200, false},
+		{"read key", tl.srv.URL, readerKey, 200, true},
+		{"key without read", tl.srv.URL, deciderKey, 403, false},
+		{"bad key", tl.srv.URL, "forged", 401, false},
+		{"public records, no credential", tl.pub.URL, "", 200, true},
+		{"public records, bad key", tl.pub.URL, "forged", 200, true},
+	} {
+		for _, rd := range reads {
+			t.Run(tc.name+" "+rd.method+" "+rd.path, func(t *testing.T) {
+				req, _ := http.NewRequest(rd.method, tc.server+rd.path, strings.NewReader(rd.body))
+				if tc.bearer != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.bearer)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.code {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.code, raw)
+				}
+				if !strings.Contains(resp.Header.Get("Vary"), "Authorization") {
+					t.Errorf("Vary %q: caches must key entry reads by credential", resp.Header.Get("Vary"))
+				}
+				decoded := string(raw)
+				if tc.code == 200 {
+					var les []rekorapi.LogEntry
+					if rd.method == "GET" {
+						var le rekorapi.LogEntry
+						err = json.Unmarshal(raw, &le)
+						les = append(les, le)
+					} else {
+						err = json.Unmarshal(raw, &les)
+					}
+					if err != nil || len(les) != 1 || len(les[0]) != 1 {
+						t.Fatalf("want one entry: %v %s", err, raw)
+					}
+					a := les[0][e.UUID]
+					body, _ := base64.StdEncoding.DecodeString(a.Body)
+					if a.LogIndex != 1 || entry.UUID(tl.log.TreeID(), entry.LeafHash(body)) != e.UUID || a.Verification == nil || a.Verification.InclusionProof == nil || len(a.Verification.SignedEntryTimestamp) == 0 {
+						t.Errorf("the entry lacks its leaf, proof or SET: %s", raw)
+					}
+					if tc.full != (a.Attestation != nil) {
+						t.Fatalf("attestation shown: %v, want %v", a.Attestation != nil, tc.full)
+					}
+					if tc.full && !bytes.Equal(a.Attestation.Data, tl.envelopes[1]) {
+						t.Errorf("attestation is not the logged envelope")
+					}
+					decoded += string(body)
+					if a.Attestation != nil {
+						decoded += string(a.Attestation.Data)
+					}
+				}
+				// The record's contents, base64 of the payload included.
+				payload := base64.StdEncoding.EncodeToString(statement(secret))
+				found := strings.Contains(decoded, payload) || strings.Contains(decoded, secret)
+				if found != tc.full {
+					t.Errorf("record contents in the answer: %v, want %v", found, tc.full)
+				}
+			})
+		}
+	}
 }

@@ -12,10 +12,12 @@ import (
 )
 
 // Write the Sigstore bundle of the decision at log index 0, and a trusted
-// root for the log, for sigstore-go or cosign to verify offline.
+// root for the log, for sigstore-go or cosign to verify offline. The
+// bundle holds the record, so the client needs an API key with the read
+// permission (unless the daemon runs with --public-records).
 func Example() {
 	ctx := context.Background()
-	c, err := rekorapi.NewClient("http://127.0.0.1:8080", nil)
+	c, err := rekorapi.NewClient("http://127.0.0.1:8080", nil, rekorapi.WithBearer(os.Getenv("GATELOG_API_KEY")))
 	if err != nil {
 		log.Fatal(err)
 	}

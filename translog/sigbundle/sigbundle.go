@@ -61,7 +61,8 @@ type envelopeJSON struct {
 }
 
 // Fetch builds the bundle for the entry at index from the log served
-// through c: the entry as the Rekor v1 API returns it, with the inclusion
+// through c (with a read credential, rekorapi.WithBearer, unless the log
+// publishes its records): the entry as the Rekor v1 API returns it, with the inclusion
 // proof's checkpoint restated by the log in Rekor v1's origin form
 // ("<host> - <tree id>"). sigstore-go (v1.3.0) treats a checkpoint whose
 // origin does not end in " - <tree id>" as a Rekor v2 checkpoint and then
@@ -73,6 +74,11 @@ func Fetch(ctx context.Context, c *rekorapi.Client, index int64) (*protobundle.B
 	}
 	if e.LogIndex != index {
 		return nil, fmt.Errorf("asked for entry %d, the log answered with entry %d", index, e.LogIndex)
+	}
+	// A bundle carries the envelope: a log that keeps records private
+	// serves it only to a client with a read credential.
+	if _, err := c.Envelope(e); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
 	if e.Verification == nil || e.Verification.InclusionProof == nil {
 		return nil, fmt.Errorf("%w: no inclusion proof", ErrIncomplete)

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -77,10 +78,21 @@ func newFixture(t *testing.T, extra int) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{logKey: readPub(t, filepath.Join(dir, "keys/log.pub")), signKey: readPub(t, filepath.Join(dir, "keys/decision.pub"))}
-	c, err := rekorapi.NewClient(hs.URL, nil)
+	// Records are private: without a read key there is no envelope to
+	// bundle, and Fetch says why.
+	anon, err := rekorapi.NewClient(hs.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c, err := rekorapi.NewClient(hs.URL, nil, rekorapi.WithBearer(strings.TrimSpace(string(key))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := sigbundle.Fetch(ctx, anon, 0); !errors.Is(err, sigbundle.ErrIncomplete) || !errors.Is(err, rekorapi.ErrRecordsPrivate) {
+			t.Errorf("bundle without a read key: %v, want ErrIncomplete and ErrRecordsPrivate", err)
+		}
+	}()
 	var first rekorapi.LogEntryAnon
 	for i := range 1 + extra {
 		index := decide(t, hs.URL, strings.TrimSpace(string(key)))

@@ -454,8 +454,9 @@ function perDayChart(rows, counts) {
   return card(counts ? 'Decisions per day (all matching entries)' : 'Decisions per day (results loaded)', svg, h('div', { class: 'legend' }, h('i', { class: 'allow' }), 'allow', h('i', { class: 'deny' }), 'deny'));
 }
 
-// recentFromLog lists the newest log entries through the public Rekor API,
-// decoding each attestation for a one-line summary.
+// recentFromLog lists the newest log entries through the Rekor API,
+// decoding each attestation for a one-line summary. Records are private by
+// default: without a read key an entry is its leaf only, listed as such.
 async function recentFromLog(n = 10) {
   let info;
   try {
@@ -468,8 +469,11 @@ async function recentFromLog(n = 10) {
   for (let i = size - 1; i >= 0 && idx.length < n; i--) idx.push(i);
   const rows = await Promise.all(idx.map(async (i) => {
     try {
-      const e = await api(`/api/v1/log/entries?logIndex=${i}`, { auth: false });
+      const e = await api(`/api/v1/log/entries?logIndex=${i}`);
       const [uuid, anon] = Object.entries(e)[0];
+      if (!anon.attestation) {
+        return { log_index: i, uuid, kind: 'record private', id: '', time: new Date(Number(anon.integratedTime) * 1000).toISOString() };
+      }
       const st = decodeEnvelope(base64Decode(anon.attestation?.data || '')).statement;
       const rec = st.predicate || {};
       return { log_index: i, uuid, id: rec.decision_id, time: rec.time, subject: rec.request?.subject?.id, action: rec.request?.action,
@@ -480,7 +484,7 @@ async function recentFromLog(n = 10) {
   }));
   return card(`Newest entries in the log (${size} in all)`,
     rows.length ? resultsTable(rows) : h('p', { class: 'muted' }, 'The log is empty.'),
-    h('p', { class: 'muted' }, 'Read from the public Rekor API. Open one to verify it.'));
+    h('p', { class: 'muted' }, 'Read from the Rekor API: anyone sees the leaves (hashes, signature, key); the records need a read key. Open one to verify it.'));
 }
 
 // ---- Log page ----------------------------------------------------------------
