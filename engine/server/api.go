@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -145,14 +144,18 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "caller %s lacks the decide permission", caller.ID)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, decision.MaxRequestBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusBadRequest, "body is larger than %d bytes", decision.MaxRequestBytes)
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: %v", err)
+	body, release, err := s.bodies.read(w, r, decision.MaxRequestBytes)
+	defer release()
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		writeError(w, http.StatusBadRequest, "body is larger than %d bytes", decision.MaxRequestBytes)
+		return
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
 	req, err := decision.ParseRequest(body)

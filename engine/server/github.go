@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -100,9 +99,23 @@ type deliveryAnswer struct {
 // 10 s webhook timeout, and without waiting for GitHub's API.
 func (h *githubHook) handle(w http.ResponseWriter, r *http.Request) {
 	s := h.s
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, github.MaxPayloadBytes))
-	if err != nil {
+	// The HMAC covers the body, so the body must be read to check it; a
+	// delivery without a well-formed signature is refused before that, and
+	// the body is read within the daemon's in-flight budget.
+	if err := github.CheckSignatureHeader(r.Header.Get(github.SignatureHeader)); err != nil {
+		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonBadSignature)
+		writeError(w, http.StatusUnauthorized, "%v", err)
+		return
+	}
+	body, release, err := s.bodies.read(w, r, github.MaxPayloadBytes)
+	defer release()
+	switch {
+	case errors.Is(err, errBodyTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "delivery is larger than %d bytes", github.MaxPayloadBytes)
+		return
+	case err != nil:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
 	if err := github.VerifySignature(h.secret, body, r.Header.Get(github.SignatureHeader)); err != nil {

@@ -33,16 +33,9 @@ func VerifySignature(secret, body []byte, header string) error {
 	if len(secret) == 0 {
 		return fmt.Errorf("%w: no webhook secret is configured", ErrSignature)
 	}
-	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
-	switch {
-	case header == "":
-		return fmt.Errorf("%w: missing %s header", ErrSignature, SignatureHeader)
-	case !ok:
-		return fmt.Errorf("%w: %s must be \"sha256=<hex HMAC>\"", ErrSignature, SignatureHeader)
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil || len(got) != sha256.Size {
-		return fmt.Errorf("%w: %s must be \"sha256=<64 hex digits>\"", ErrSignature, SignatureHeader)
+	got, err := parseSignature(header)
+	if err != nil {
+		return err
 	}
 	m := hmac.New(sha256.New, secret)
 	m.Write(body)
@@ -50,4 +43,27 @@ func VerifySignature(secret, body []byte, header string) error {
 		return fmt.Errorf("%w: %s does not match the body and the configured webhook secret", ErrSignature, SignatureHeader)
 	}
 	return nil
+}
+
+// CheckSignatureHeader reports whether header has the form of an
+// X-Hub-Signature-256 value, so a delivery without one is refused before
+// its body is read.
+func CheckSignatureHeader(header string) error {
+	_, err := parseSignature(header)
+	return err
+}
+
+func parseSignature(header string) ([]byte, error) {
+	hexSig, ok := strings.CutPrefix(strings.TrimSpace(header), "sha256=")
+	switch {
+	case header == "":
+		return nil, fmt.Errorf("%w: missing %s header", ErrSignature, SignatureHeader)
+	case !ok:
+		return nil, fmt.Errorf("%w: %s must be \"sha256=<hex HMAC>\"", ErrSignature, SignatureHeader)
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil || len(got) != sha256.Size {
+		return nil, fmt.Errorf("%w: %s must be \"sha256=<64 hex digits>\"", ErrSignature, SignatureHeader)
+	}
+	return got, nil
 }
