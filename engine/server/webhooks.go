@@ -28,6 +28,9 @@ import (
 type Webhooks struct {
 	GitHub *GitHubWebhook
 	GitLab *GitLabWebhook
+	// TektonTriggers does not take over its endpoint: it adds a way to
+	// authenticate calls of the tekton adapter (tekton_triggers.go).
+	TektonTriggers *TektonTriggersWebhook
 }
 
 // GitHubWebhook is a GitHub App whose deployment protection rule webhooks
@@ -82,6 +85,15 @@ type webhooksFile struct {
 		TokenFile    string `json:"token_file"`
 		AnswerWithin string `json:"answer_within"`
 	} `json:"gitlab"`
+	TektonTriggers *struct {
+		Adapter string `json:"adapter"`
+		Sources []struct {
+			Name       string   `json:"name"`
+			Provider   string   `json:"provider"`
+			SecretFile string   `json:"secret_file"`
+			Namespaces []string `json:"namespaces"`
+		} `json:"sources"`
+	} `json:"tekton_triggers"`
 }
 
 // LoadWebhooks reads a webhooks config file. Secrets are read from the
@@ -152,6 +164,20 @@ func LoadWebhooks(path string) (Webhooks, error) {
 		}
 		w.GitLab = gl
 	}
+	if t := f.TektonTriggers; t != nil {
+		tt := &TektonTriggersWebhook{Adapter: t.Adapter}
+		for i, src := range t.Sources {
+			b, err := secret(fmt.Sprintf("tekton_triggers.sources[%d].secret_file", i), src.SecretFile)
+			if err != nil {
+				return Webhooks{}, err
+			}
+			tt.Sources = append(tt.Sources, TriggersSource{Name: src.Name, Provider: src.Provider, Secret: b, Namespaces: src.Namespaces})
+		}
+		if _, err := newTriggersHook(*tt); err != nil {
+			return Webhooks{}, fmt.Errorf("webhooks config %s: %w", path, err)
+		}
+		w.TektonTriggers = tt
+	}
 	return w, nil
 }
 
@@ -165,10 +191,11 @@ const (
 
 // webhookState is the daemon's side of the webhook endpoints.
 type webhookState struct {
-	github *githubHook
-	gitlab *gitlabHook
-	stop   context.CancelFunc
-	done   chan struct{}
+	github   *githubHook
+	gitlab   *gitlabHook
+	triggers *triggersHook
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // caller kind of a CI system authenticated by its webhook secret.
@@ -176,7 +203,7 @@ const kindWebhook = "webhook"
 
 func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 	cfg := s.cfg.Webhooks
-	if cfg.GitHub == nil && cfg.GitLab == nil {
+	if cfg.GitHub == nil && cfg.GitLab == nil && cfg.TektonTriggers == nil {
 		return nil, nil
 	}
 	enabled := func(what, name string) error {
@@ -186,6 +213,16 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 		return nil
 	}
 	st := &webhookState{}
+	if t := cfg.TektonTriggers; t != nil {
+		h, err := newTriggersHook(*t)
+		if err != nil {
+			return nil, err
+		}
+		if err := enabled("tekton_triggers", h.name); err != nil {
+			return nil, err
+		}
+		st.triggers = h
+	}
 	if g := cfg.GitLab; g != nil {
 		h, err := newGitLabHook(s, *g)
 		if err != nil {
