@@ -62,6 +62,8 @@ var forwardedWebhooks = []forwardedWebhook{
 	{"interceptor-gitlab-pipeline", "gitlab", "pipeline.json", "Pipeline Hook", "namespaces/ci/triggers/gitlab-pipeline", nil, "5e6f7a8b-9c0d-4e1f-8a3b-4c5d6e7f8a9b"},
 	{"interceptor-gitlab-job", "gitlab", "job.json", "Job Hook", "namespaces/ci/triggers/gitlab-job", nil, "6f7a8b9c-0d1e-4f2a-9b4c-5d6e7f8a9b0c"},
 	{"interceptor-gitlab-deployment", "gitlab", "deployment.json", "Deployment Hook", "namespaces/ci/triggers/gitlab-deployment", nil, "7a8b9c0d-1e2f-4a3b-8c5d-6e7f8a9b0c1d"},
+	{"interceptor-gitlab-issue", "gitlab", "issue.json", "Issue Hook", "namespaces/ci/triggers/gitlab-issue", nil, "9c0d1e2f-3a4b-4c5d-8e7f-8a9b0c1d2e3f"},
+	{"interceptor-gitlab-wiki-page", "gitlab", "wiki_page.json", "Wiki Page Hook", "namespaces/ci/triggers/gitlab-wiki", nil, "0d1e2f3a-4b5c-4d6e-9f8a-9b0c1d2e3f4a"},
 	{"interceptor-gitlab-release", "gitlab", "release.json", "Release Hook", "namespaces/ci/triggers/gitlab-release", nil, "8b9c0d1e-2f3a-4b4c-9d6e-7f8a9b0c1d2e"},
 }
 
@@ -224,6 +226,10 @@ func gitlabUser(t *testing.T, ev any) string {
 	case *gogitlab.JobEvent:
 		return e.User.Username
 	case *gogitlab.DeploymentEvent:
+		return e.User.Username
+	case *gogitlab.IssueEvent:
+		return e.User.Username
+	case *gogitlab.WikiPageEvent:
 		return e.User.Username
 	case *gogitlab.ReleaseEvent:
 		return ""
