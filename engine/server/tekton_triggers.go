@@ -1,12 +1,15 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
@@ -37,6 +40,11 @@ type TektonTriggersWebhook struct {
 	Adapter string
 	// Sources are the webhooks whose events may reach the interceptor.
 	Sources []TriggersSource
+	// ReplayWindow is how long a forwarded webhook is remembered so that
+	// the same event cannot pass the same trigger twice (default 24h). A
+	// webhook carries no signed time, so a replay older than the window
+	// is not recognised.
+	ReplayWindow time.Duration
 }
 
 // TriggersSource is one webhook configured in GitHub or GitLab with a
@@ -83,11 +91,21 @@ var forwardedHeaderDenylist = []string{
 	"Authorization", "Proxy-Authorization", "Cookie",
 }
 
+// TektonTriggersSeenFile in the data directory remembers the webhooks
+// forwarded to each trigger (hashed), to refuse replays.
+const TektonTriggersSeenFile = "tekton-triggers-seen"
+
+// ErrWebhookReplayed means the same webhook already passed the same
+// trigger.
+var ErrWebhookReplayed = errors.New("this webhook was already forwarded for this trigger")
+
 // triggersHook authenticates the EventListener's calls (see
 // TektonTriggersWebhook).
 type triggersHook struct {
 	name    string
 	sources []triggersSource
+	window  time.Duration
+	seen    *identity.ReplayCache // nil in tests of verify alone
 }
 
 type triggersSource struct {
@@ -99,7 +117,10 @@ func newTriggersHook(cfg TektonTriggersWebhook) (*triggersHook, error) {
 	if len(cfg.Sources) == 0 {
 		return nil, errors.New("webhooks: tekton_triggers: at least one source is required")
 	}
-	h := &triggersHook{name: defaultName(cfg.Adapter, "tekton")}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = 24 * time.Hour
+	}
+	h := &triggersHook{name: defaultName(cfg.Adapter, "tekton"), window: cfg.ReplayWindow}
 	seen := map[string]bool{}
 	for i, src := range cfg.Sources {
 		switch {
@@ -204,6 +225,31 @@ func (h *triggersHook) verify(body []byte) (identity.Caller, []byte, error) {
 	// The first source's error says what was wrong with the header; with
 	// several sources it names the problem well enough.
 	return identity.Caller{}, nil, fmt.Errorf("%w: %w (sources tried: %s)", ErrWebhookUnverified, firstErr, strings.Join(tried, ", "))
+}
+
+// use remembers that the verified webhook body passed the trigger. The
+// EventListener calls each trigger's interceptors once per event, and GitHub
+// and GitLab put each event's own identifiers (commits, IDs, times) in its
+// body, so the same body on the same trigger again is a replay: of a
+// captured delivery, or GitHub's "Redeliver". It is refused, and so is a
+// webhook the memory cannot record (fail closed).
+func (h *triggersHook) use(triggerID string, verified []byte, now time.Time) error {
+	if h.seen == nil {
+		return errors.New("the replay memory of Triggers webhooks is not open")
+	}
+	var env interceptorEnvelope
+	if err := json.Unmarshal(verified, &env); err != nil {
+		return fmt.Errorf("%w: %w", ErrWebhookUnverified, err)
+	}
+	sum := sha256.Sum256([]byte(env.Body))
+	err := h.seen.Use("tekton-trigger:"+triggerID, hex.EncodeToString(sum[:]), now.Add(h.window), now)
+	switch {
+	case errors.Is(err, identity.ErrReplayed):
+		return fmt.Errorf("%w (%s, within %s): replays are refused; push again to trigger again", ErrWebhookReplayed, triggerID, h.window)
+	case err != nil:
+		return fmt.Errorf("the webhook could not be recorded against replays: %w", err)
+	}
+	return nil
 }
 
 // check verifies the webhook's own header against the source's secret,
@@ -311,6 +357,16 @@ func (s *Server) authenticateAdapterCall(r *http.Request, name string, body []by
 	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
 		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
 		return c, out, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
+	}
+	var env interceptorEnvelope
+	_ = json.Unmarshal(out, &env) // verify produced it
+	switch err := h.use(env.Context.TriggerID, out, s.cfg.Now()); {
+	case errors.Is(err, ErrWebhookReplayed):
+		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonReplayed)
+		return c, out, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
+	case err != nil:
+		s.logger.Warn("Triggers webhook could not be recorded; refusing", "caller", c.ID, "err", err)
+		return c, out, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()}
 	}
 	s.door.counters.ObserveAuth(kindWebhook, "ok")
 	return c, out, nil

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/github"
 )
 
@@ -152,6 +154,39 @@ func TestTriggersVerifyHandsOnTheVerifiedBody(t *testing.T) {
 	}
 }
 
+func TestTriggersRefusesReplays(t *testing.T) {
+	h := testTriggersHook(t)
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	seen, err := identity.OpenReplayCache(filepath.Join(t.TempDir(), TektonTriggersSeenFile), 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seen.Close()
+	h.seen = seen
+	_, push, err := h.verify(interceptorFixture(t, "interceptor-github-push"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.use("namespaces/ci/triggers/release", push, now); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := h.use("namespaces/ci/triggers/release", push, now.Add(time.Hour)); !errors.Is(err, ErrWebhookReplayed) {
+		t.Errorf("same webhook, same trigger: %v, want ErrWebhookReplayed", err)
+	}
+	// One event passes every trigger of the EventListener once.
+	if err := h.use("namespaces/ci/triggers/deploy-production", push, now.Add(time.Hour)); err != nil {
+		t.Errorf("same webhook, another trigger: %v", err)
+	}
+	// After the window the webhook is forgotten (it carries no signed time).
+	if err := h.use("namespaces/ci/triggers/release", push, now.Add(25*time.Hour)); err != nil {
+		t.Errorf("after the replay window: %v", err)
+	}
+	h.seen = nil
+	if err := h.use("namespaces/ci/triggers/other", push, now); err == nil {
+		t.Error("a hook without its replay memory accepted a webhook")
+	}
+}
+
 func TestStripInterceptorSecrets(t *testing.T) {
 	mr := interceptorFixture(t, "interceptor-gitlab-merge-request")
 	out := stripInterceptorSecrets(mr)
@@ -189,9 +224,9 @@ func TestLoadWebhooksTektonTriggers(t *testing.T) {
 	}
 	write("gh", fixtureGitHubSecret+"\n", 0o600)
 	write("open", "secret\n", 0o644)
-	write("ok.json", `{"tekton_triggers": {"sources": [{"name": "github", "provider": "github", "secret_file": "gh", "namespaces": ["ci"]}]}}`, 0o644)
+	write("ok.json", `{"tekton_triggers": {"replay_window": "72h", "sources": [{"name": "github", "provider": "github", "secret_file": "gh", "namespaces": ["ci"]}]}}`, 0o644)
 	w, err := LoadWebhooks(filepath.Join(dir, "ok.json"))
-	if err != nil || w.TektonTriggers == nil || len(w.TektonTriggers.Sources) != 1 {
+	if err != nil || w.TektonTriggers == nil || len(w.TektonTriggers.Sources) != 1 || w.TektonTriggers.ReplayWindow != 72*time.Hour {
 		t.Fatalf("LoadWebhooks = %+v, %v", w, err)
 	}
 	src := w.TektonTriggers.Sources[0]
@@ -204,6 +239,7 @@ func TestLoadWebhooksTektonTriggers(t *testing.T) {
 		"inline secret":             `{"tekton_triggers": {"sources": [{"name": "g", "provider": "github", "secret": "s"}]}}`,
 		"unknown provider":          `{"tekton_triggers": {"sources": [{"name": "g", "provider": "gitea", "secret_file": "gh"}]}}`,
 		"no sources":                `{"tekton_triggers": {}}`,
+		"bad replay window":         `{"tekton_triggers": {"replay_window": "a day", "sources": [{"name": "g", "provider": "github", "secret_file": "gh"}]}}`,
 	} {
 		write("bad.json", cfg, 0o644)
 		if _, err := LoadWebhooks(filepath.Join(dir, "bad.json")); err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -86,8 +87,9 @@ type webhooksFile struct {
 		AnswerWithin string `json:"answer_within"`
 	} `json:"gitlab"`
 	TektonTriggers *struct {
-		Adapter string `json:"adapter"`
-		Sources []struct {
+		Adapter      string `json:"adapter"`
+		ReplayWindow string `json:"replay_window"`
+		Sources      []struct {
 			Name       string   `json:"name"`
 			Provider   string   `json:"provider"`
 			SecretFile string   `json:"secret_file"`
@@ -166,6 +168,9 @@ func LoadWebhooks(path string) (Webhooks, error) {
 	}
 	if t := f.TektonTriggers; t != nil {
 		tt := &TektonTriggersWebhook{Adapter: t.Adapter}
+		if tt.ReplayWindow, err = duration("tekton_triggers.replay_window", t.ReplayWindow); err != nil {
+			return Webhooks{}, err
+		}
 		for i, src := range t.Sources {
 			b, err := secret(fmt.Sprintf("tekton_triggers.sources[%d].secret_file", i), src.SecretFile)
 			if err != nil {
@@ -253,6 +258,16 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 			h.callbacks.Run(rctx)
 		}()
 	}
+	if st.triggers != nil {
+		// Opened last: nothing after it can fail and leave it open.
+		seen, err := identity.OpenReplayCache(filepath.Join(s.cfg.DataDir, TektonTriggersSeenFile), 0, s.cfg.Now())
+		if err != nil {
+			st.triggers = nil
+			_ = st.close()
+			return nil, fmt.Errorf("webhooks: tekton_triggers: %w", err)
+		}
+		st.triggers.seen = seen
+	}
 	return st, nil
 }
 
@@ -271,19 +286,26 @@ func (s *Server) mountWebhooks(mux *http.ServeMux) {
 }
 
 func (s *Server) closeWebhooks() error {
-	st := s.webhooks
-	if st == nil {
+	if s.webhooks == nil {
 		return nil
 	}
+	return s.webhooks.close()
+}
+
+func (st *webhookState) close() error {
 	if st.stop != nil {
 		st.stop()
 		<-st.done
 		st.stop = nil
 	}
-	if st.github != nil {
-		return st.github.close()
+	var errs []error
+	if st.triggers != nil && st.triggers.seen != nil {
+		errs = append(errs, st.triggers.seen.Close())
 	}
-	return nil
+	if st.github != nil {
+		errs = append(errs, st.github.close())
+	}
+	return errors.Join(errs...)
 }
 
 // GitHubCallbacksPending is the number of deployment reviews not yet

@@ -218,6 +218,7 @@ func TestTriggersEndToEnd(t *testing.T) {
 		{"body changed after signing", forwardWebhook(t, pushHeader, tampered, release.id, "e1000000-0000-4000-8000-000000000004", release.params), "X-Hub-Signature-256 does not match"},
 		{"wrong GitLab token", forwardWebhook(t, wrongToken, mrBody, mr.id, "e1000000-0000-4000-8000-000000000005", mr.params), "X-Gitlab-Token does not match"},
 		{"no event header", forwardWebhook(t, noEvent, push, release.id, "e1000000-0000-4000-8000-000000000006", release.params), "neither X-GitHub-Event nor X-Gitlab-Event"},
+		{"the same webhook forwarded again", forwardWebhook(t, pushHeader, push, release.id, "e1000000-0000-4000-8000-00000000000b", release.params), "already forwarded for this trigger"},
 		{"trigger in a namespace no source serves", forwardWebhook(t, pushHeader, push, "namespaces/payments/triggers/release", "e1000000-0000-4000-8000-000000000007", release.params), `namespace "payments"`},
 	} {
 		if !bytes.Contains(tc.ir, []byte(`"trigger_id"`)) {
