@@ -181,6 +181,20 @@ func TestTriggersRefusesReplays(t *testing.T) {
 	if err := h.use("namespaces/ci/triggers/release", push, now.Add(25*time.Hour)); err != nil {
 		t.Errorf("after the replay window: %v", err)
 	}
+	// A full memory refuses (the daemon answers UNAVAILABLE) rather than
+	// forget.
+	full, err := identity.OpenReplayCache(filepath.Join(t.TempDir(), TektonTriggersSeenFile), 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	h.seen = full
+	if err := h.use("namespaces/ci/triggers/a", push, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.use("namespaces/ci/triggers/b", push, now); err == nil || errors.Is(err, ErrWebhookReplayed) || !errors.Is(err, identity.ErrUnavailable) {
+		t.Errorf("full memory: %v, want an ErrUnavailable refusal", err)
+	}
 	h.seen = nil
 	if err := h.use("namespaces/ci/triggers/other", push, now); err == nil {
 		t.Error("a hook without its replay memory accepted a webhook")
