@@ -13,7 +13,6 @@ import (
 
 	mysqldrv "github.com/go-sql-driver/mysql"
 	"github.com/transparency-dev/tessera"
-	"github.com/transparency-dev/tessera/api/layout"
 	tmysql "github.com/transparency-dev/tessera/storage/mysql"
 )
 
@@ -332,36 +331,26 @@ func openMySQLDriver(ctx context.Context, db *sql.DB) (tessera.Driver, error) {
 // for logs whose tiles are not files.
 func tilesHandler(r tileReader) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		p := req.URL.Path
+		t, ok := parseTileRequest(req.URL.Path)
+		if !ok {
+			http.NotFound(w, req)
+			return
+		}
 		var (
 			body []byte
 			err  error
 		)
 		switch {
-		case p == "/"+layout.CheckpointPath:
+		case t.checkpoint:
 			w.Header().Set("Cache-Control", "no-cache")
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			body, err = r.ReadCheckpoint(req.Context())
-		case strings.HasPrefix(p, "/tile/entries/"):
-			idx, part, perr := layout.ParseTileIndexPartial(strings.TrimPrefix(p, "/tile/entries/"))
-			if perr != nil {
-				http.NotFound(w, req)
-				return
-			}
+		case t.entries:
 			w.Header().Set("Content-Type", "application/octet-stream")
-			body, err = r.ReadEntryBundle(req.Context(), idx, part)
-		case strings.HasPrefix(p, "/tile/"):
-			lvl, rest, _ := strings.Cut(strings.TrimPrefix(p, "/tile/"), "/")
-			level, idx, part, perr := layout.ParseTileLevelIndexPartial(lvl, rest)
-			if perr != nil {
-				http.NotFound(w, req)
-				return
-			}
-			w.Header().Set("Content-Type", "application/octet-stream")
-			body, err = r.ReadTile(req.Context(), level, idx, part)
+			body, err = r.ReadEntryBundle(req.Context(), t.index, t.part)
 		default:
-			http.NotFound(w, req)
-			return
+			w.Header().Set("Content-Type", "application/octet-stream")
+			body, err = r.ReadTile(req.Context(), t.level, t.index, t.part)
 		}
 		if errors.Is(err, os.ErrNotExist) || (err == nil && body == nil) {
 			http.NotFound(w, req)

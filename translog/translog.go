@@ -444,30 +444,80 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 }
 
 // TilesHandler serves the log's tlog-tiles resources (/checkpoint and
-// /tile/...) read-only, straight from the POSIX layout Tessera writes.
+// /tile/...) read-only, straight from the POSIX layout Tessera writes. Only
+// paths of that layout are served (parsed with Tessera's own layout
+// package, then rebuilt from the numbers): nothing else of the directory,
+// whatever the path spells.
 func (l *Log) TilesHandler() http.Handler {
 	if l.tiles != nil {
 		return l.tiles
 	}
-	fs := http.FileServer(http.Dir(l.tlogDir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if p != "/checkpoint" && !strings.HasPrefix(p, "/tile/") {
+		t, ok := parseTileRequest(r.URL.Path)
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
-		if strings.HasSuffix(p, "/") {
+		f, err := os.Open(filepath.Join(l.tlogDir, filepath.FromSlash(t.file())))
+		if errors.Is(err, os.ErrNotExist) {
 			http.NotFound(w, r)
 			return
 		}
-		if p == "/checkpoint" {
+		if err != nil {
+			http.Error(w, "log unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
+		if t.checkpoint {
 			w.Header().Set("Cache-Control", "no-cache")
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		} else {
 			w.Header().Set("Content-Type", "application/octet-stream")
 		}
-		fs.ServeHTTP(w, r)
+		http.ServeContent(w, r, "", fi.ModTime(), f)
 	})
+}
+
+// tileRequest is a resource of the tlog-tiles layout: the checkpoint, an
+// entry bundle or a tile of the Merkle tree.
+type tileRequest struct {
+	checkpoint, entries bool
+	level, index        uint64
+	part                uint8
+}
+
+// parseTileRequest reads a request path with Tessera's layout parsers and
+// reports false for any path that is not one of the layout's resources.
+func parseTileRequest(p string) (tileRequest, bool) {
+	switch {
+	case p == "/"+layout.CheckpointPath:
+		return tileRequest{checkpoint: true}, true
+	case strings.HasPrefix(p, "/tile/entries/"):
+		idx, part, err := layout.ParseTileIndexPartial(strings.TrimPrefix(p, "/tile/entries/"))
+		return tileRequest{entries: true, index: idx, part: part}, err == nil
+	case strings.HasPrefix(p, "/tile/"):
+		lvl, rest, _ := strings.Cut(strings.TrimPrefix(p, "/tile/"), "/")
+		level, idx, part, err := layout.ParseTileLevelIndexPartial(lvl, rest)
+		return tileRequest{level: level, index: idx, part: part}, err == nil
+	}
+	return tileRequest{}, false
+}
+
+// file is the resource's path in the layout, rebuilt from its numbers.
+func (t tileRequest) file() string {
+	switch {
+	case t.checkpoint:
+		return layout.CheckpointPath
+	case t.entries:
+		return layout.EntriesPath(t.index, t.part)
+	default:
+		return layout.TilePath(t.level, t.index, t.part)
+	}
 }
 
 // openMySQLLog opens the log kept in MySQL/MariaDB (Config.MySQL).

@@ -11,13 +11,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/engine/server"
 )
 
 // alertServeFlags are gatelog serve's flags for alerts and readiness.
 func alertServeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "alerts-config", Usage: "JSON file of alert sinks (stdout, webhook, slack, syslog); see README, Audit search and alerts", EnvVars: []string{"GATELOG_ALERTS_CONFIG"}},
-		&cli.DurationFlag{Name: "max-checkpoint-age", Usage: "/readyz fails when the published checkpoint is older (default 15m)"},
+		&cli.DurationFlag{Name: "max-checkpoint-age", Value: server.DefaultMaxCheckpointAge, Usage: "/readyz fails when the published checkpoint is older", EnvVars: []string{"GATELOG_MAX_CHECKPOINT_AGE"}},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,5 +195,84 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	code, text = run(t, bin, nil, "verify", "--receipt", "x.json", "--log-key", "nope.pub", "--signer-key", "nope.pub")
 	if code != 1 || !strings.Contains(text, "--log-key") {
 		t.Errorf("exit %d: %s", code, text)
+	}
+}
+
+// TestServeHelpMatchesReadme: every `serve` flag has one default in its
+// help line and an environment variable, and the README's flag table names
+// both.
+func TestServeHelpMatchesReadme(t *testing.T) {
+	bin := buildGatelog(t)
+	code, help := run(t, bin, nil, "serve", "--help")
+	if code != 0 {
+		t.Fatalf("serve --help: exit %d\n%s", code, help)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagLine := regexp.MustCompile(`^\s+--([a-z0-9-]+)\b`)
+	envVar := regexp.MustCompile(`\[\$([A-Z0-9_]+)\]`)
+	n := 0
+	for _, line := range strings.Split(help, "\n") {
+		m := flagLine.FindStringSubmatch(line)
+		if m == nil || m[1] == "help" {
+			continue
+		}
+		n++
+		if c := strings.Count(line, "default"); c > 1 {
+			t.Errorf("--%s names %d defaults: %s", m[1], c, line)
+		}
+		env := envVar.FindStringSubmatch(line)
+		if env == nil {
+			t.Errorf("--%s has no environment variable: %s", m[1], line)
+			continue
+		}
+		if !bytes.Contains(readme, []byte("`--"+m[1]+"`")) || !bytes.Contains(readme, []byte("`"+env[1]+"`")) {
+			t.Errorf("README's flag table lacks --%s (%s)", m[1], env[1])
+		}
+	}
+	if n < 25 {
+		t.Errorf("read only %d flags from serve --help:\n%s", n, help)
+	}
+}
+
+// TestDataDirIsOwnerOnly: started with the usual umask 022, the daemon
+// still creates nothing under --data that its group or others may read.
+func TestDataDirIsOwnerOnly(t *testing.T) {
+	bin := buildGatelog(t)
+	data := filepath.Join(t.TempDir(), "gatelog-data")
+	old := syscall.Umask(0o022)
+	d := startServe(t, bin, data)
+	syscall.Umask(old)
+	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
+	if code, out := run(t, bin, env, "decide", "--server", "http://"+d.addr, "--input", filepath.Join("..", "..", "examples", "requests", "pipeline-trigger.json")); code != 0 {
+		t.Fatalf("decide: exit %d: %s", code, out)
+	}
+	d.stop(t)
+	n := 0
+	err = filepath.WalkDir(data, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		n++
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %04o; want nothing for group and others", strings.TrimPrefix(p, data), fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Errorf("only %d files under the data directory", n)
 	}
 }

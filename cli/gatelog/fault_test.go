@@ -117,6 +117,10 @@ func TestFaultsFailClosed(t *testing.T) {
 			if status != http.StatusServiceUnavailable || !strings.Contains(msg, reason) || !strings.Contains(msg, "denied") {
 				t.Fatalf("decide under %q: %d %s (receipt allow=%v index %d)", reason, status, msg, rc.Allow, rc.LogIndex)
 			}
+			// The answer says what failed, not where the daemon keeps its files.
+			if strings.Contains(msg, data) || strings.Contains(msg, filepath.Dir(data)) {
+				t.Fatalf("decide under %q: the 503 names a server path: %s", reason, msg)
+			}
 		}
 		if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
 			t.Errorf("readyz under %q: %d %s", reason, code, body)

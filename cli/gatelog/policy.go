@@ -339,7 +339,7 @@ func policyServeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "bundle", Usage: "policy bundle file (tar.gz); reloaded when it changes", EnvVars: []string{"GATELOG_BUNDLE"}},
 		&cli.StringFlag{Name: "bundle-url", Usage: "policy bundle URL, polled with If-None-Match", EnvVars: []string{"GATELOG_BUNDLE_URL"}},
-		&cli.DurationFlag{Name: "bundle-poll-interval", Value: 30 * time.Second, Usage: "how often to poll --bundle-url"},
+		&cli.DurationFlag{Name: "bundle-poll-interval", Value: 30 * time.Second, Usage: "how often to poll --bundle-url", EnvVars: []string{"GATELOG_BUNDLE_POLL_INTERVAL"}},
 		bundleKeyFlag,
 		&cli.StringSliceFlag{Name: "policy-data", Usage: "data `FILE` (JSON/YAML) that replaces the policy's own data files, e.g. an organisation's configuration for the bundled library; re-read on every reload (SIGHUP); repeatable", EnvVars: []string{"GATELOG_POLICY_DATA"}},
 	}

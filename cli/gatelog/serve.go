@@ -29,22 +29,27 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "listen address", EnvVars: []string{"GATELOG_ADDR"}},
 			&cli.StringFlag{Name: "data", Value: "./gatelog-data", Usage: "data directory (keys, API keys, log)", EnvVars: []string{"GATELOG_DATA"}},
 			&cli.StringFlag{Name: "policies", Usage: "policy directory (default: the bundled library)", EnvVars: []string{"GATELOG_POLICIES"}},
-			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line"},
-			&cli.DurationFlag{Name: "checkpoint-interval", Value: 0, Usage: "how often to publish a checkpoint (default 1s)"},
-			&cli.DurationFlag{Name: "append-timeout", Value: 0, Usage: "how long a decide waits for the log before it fails closed with 503 (default 10s)", EnvVars: []string{"GATELOG_APPEND_TIMEOUT"}},
+			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line", EnvVars: []string{"GATELOG_LOG_HOST"}},
+			&cli.DurationFlag{Name: "checkpoint-interval", Value: time.Second, Usage: "how often to publish a checkpoint", EnvVars: []string{"GATELOG_CHECKPOINT_INTERVAL"}},
+			&cli.DurationFlag{Name: "append-timeout", Value: 10 * time.Second, Usage: "how long a decide waits for the log before it fails closed with 503", EnvVars: []string{"GATELOG_APPEND_TIMEOUT"}},
 			&cli.StringFlag{Name: "identity-config", Usage: "JSON file of trusted OIDC issuers and mTLS clients (see README, Identity)", EnvVars: []string{"GATELOG_IDENTITY_CONFIG"}},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)", EnvVars: []string{"GATELOG_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
-			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert"},
-			&cli.Float64Flag{Name: "rate-limit", Usage: "requests per second per caller (default 50; negative: no limit)"},
+			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert", EnvVars: []string{"GATELOG_CLIENT_CAS"}},
+			&cli.Float64Flag{Name: "rate-limit", Value: server.DefaultRateLimit, Usage: "requests per second per caller (negative: no limit)", EnvVars: []string{"GATELOG_RATE_LIMIT"}},
 			&cli.StringFlag{Name: "index", Usage: "audit index shared by several daemons: a PostgreSQL DSN postgres://… (default: DATA/index.db); never logged", EnvVars: []string{"GATELOG_INDEX"}},
 			&cli.StringFlag{Name: "index-file", Usage: "read the --index DSN from this file (keeps it out of the process list)", EnvVars: []string{"GATELOG_INDEX_FILE"}},
 			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
 			&cli.StringFlag{Name: "log-file", Usage: "read the --log DSN from this file", EnvVars: []string{"GATELOG_LOG_FILE"}},
 			&cli.StringSliceFlag{Name: "witness-vkey", Usage: "trust this witness (its cosignature/v1 verifier key, from gatelog log witness-key): keep and serve at /witness/checkpoint the latest checkpoint it cosigned; repeatable", EnvVars: []string{"GATELOG_WITNESS_VKEYS"}},
-			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)"},
+			&cli.StringFlag{Name: "pprof", Usage: "serve Go profiles (net/http/pprof) on this separate address, e.g. 127.0.0.1:6060 (off by default; never expose it)", EnvVars: []string{"GATELOG_PPROF"}},
 		}, append(append(append(policyServeFlags(), alertServeFlags()...), adapterServeFlags()...), webhookServeFlags()...)...),
 		Action: func(c *cli.Context) error {
+			// Everything the daemon writes under --data (keys, the log, the
+			// audit index, the outbox) is its owner's alone, whatever umask
+			// it was started with; libraries that create files 0644
+			// (SQLite's index.db and its -wal/-shm) included.
+			syscall.Umask(0o077)
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			// Tessera logs through klog; send it to the same place.
 			klog.SetSlogLogger(logger.With("component", "tessera"))

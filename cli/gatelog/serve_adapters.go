@@ -16,7 +16,7 @@ import (
 func adapterServeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "adapter", Usage: "serve a built-in CI adapter at /v1/adapters/NAME (" + fmt.Sprint(builtin.Names()) + "); repeatable", EnvVars: []string{"GATELOG_ADAPTERS"}},
-		&cli.StringFlag{Name: "adapters-config", Usage: "JSON file listing adapters: [{\"Name\",\"Builtin\"|\"Command\",\"SHA256\",\"Args\",\"Settings\"}]"},
+		&cli.StringFlag{Name: "adapters-config", Usage: "JSON file listing adapters: [{\"Name\",\"Builtin\"|\"Command\",\"SHA256\",\"Args\",\"Settings\"}]", EnvVars: []string{"GATELOG_ADAPTERS_CONFIG"}},
 	}
 }
 

@@ -101,12 +101,16 @@ var ErrBadRequest = errors.New("bad request")
 const MaxRequestBytes = 1 << 20
 
 // ParseRequest decodes a JSON request strictly: unknown fields, trailing
-// data and a missing action are errors that wrap ErrBadRequest and name the
-// offending field.
+// data, a missing action and anything the decoder would have to change to
+// accept (duplicate keys, invalid UTF-8, NUL, integers beyond ±2^53) are
+// errors that wrap ErrBadRequest and name the offending field.
 func ParseRequest(data []byte) (Request, error) {
 	var r Request
 	if len(data) > MaxRequestBytes {
 		return r, fmt.Errorf("%w: body is larger than %d bytes", ErrBadRequest, MaxRequestBytes)
+	}
+	if err := checkExactJSON(data); err != nil {
+		return r, err
 	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()

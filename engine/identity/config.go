@@ -58,6 +58,10 @@ type IssuerConfig struct {
 	Algorithms []string `json:"algorithms,omitempty"`
 	// MaxTokenAge bounds now − (auth_time, else iat) (default 1h).
 	MaxTokenAge Duration `json:"max_token_age,omitzero"`
+	// Replay says how a token is kept from being used twice; see the
+	// Replay constants. Default ReplayJTI, except ReplayTokenHash for
+	// kind jenkins, whose oidc-provider plugin sets no jti.
+	Replay string `json:"replay,omitempty"`
 	// ClockSkew is tolerated on exp, nbf and iat (default 30s).
 	ClockSkew Duration `json:"clock_skew,omitzero"`
 	// Permissions of every caller with a token from this issuer (default decide).
@@ -74,7 +78,38 @@ type IssuerConfig struct {
 	// (default "mfa") or acr is one of MFAACR.
 	MFAAMR []string `json:"mfa_amr,omitempty"`
 	MFAACR []string `json:"mfa_acr,omitempty"`
+	// MFASetting is the operator's statement that every token of this
+	// issuer stands for a second-factor login, named by a short fact such
+	// as "jenkins.security_realm_requires_2fa" (the Jenkins login that can
+	// start these jobs is an SSO that enforces 2FA). Tokens of CI jobs carry
+	// no amr or acr, so without it subject.mfa is false for them. It sets
+	// subject.mfa and records subject.claims.mfa_source =
+	// "setting:<MFASetting>", so the record says where the fact came from.
+	MFASetting string `json:"mfa_setting,omitempty"`
 }
+
+// Replay protection modes (IssuerConfig.Replay). Every mode also bounds
+// a token's age by max_token_age and its expiry.
+const (
+	// ReplayJTI: a token must carry a jti and each jti is accepted once.
+	ReplayJTI = "jti"
+	// ReplayTokenHash: each token is accepted once, remembered by the
+	// SHA-256 of its signed part (header and claims), so it needs no jti.
+	// For issuers that set no jti but mint a fresh token for every use,
+	// such as the Jenkins oidc-provider plugin (one token per credential
+	// binding).
+	ReplayTokenHash = "token_hash"
+	// ReplayMaxAge: a token may be used again until it is max_token_age
+	// old; only allowed with a max_token_age of at most MaxReplayWindow.
+	// For issuers whose tokens are reused by design and carry no jti.
+	ReplayMaxAge = "max_age"
+)
+
+// MaxReplayWindow is the largest max_token_age allowed with ReplayMaxAge:
+// that is how long a stolen token could be replayed.
+const MaxReplayWindow = 5 * time.Minute
+
+var replayModes = []string{ReplayJTI, ReplayTokenHash, ReplayMaxAge}
 
 // MTLSConfig lists the CAs client certificates must chain to and what each
 // client may do.
@@ -224,8 +259,23 @@ func (ic *IssuerConfig) normalize(dir string) error {
 			return fmt.Errorf("algorithm %q is not allowed (want asymmetric ones: %s)", a, strings.Join(asymmetricAlgs, ", "))
 		}
 	}
+	if ic.Replay == "" {
+		ic.Replay = ReplayJTI
+		if ic.Kind == IssuerJenkins {
+			ic.Replay = ReplayTokenHash
+		}
+	}
+	if !slices.Contains(replayModes, ic.Replay) {
+		return fmt.Errorf("replay %q: want one of %s", ic.Replay, strings.Join(replayModes, ", "))
+	}
+	if ic.Replay == ReplayMaxAge && (ic.MaxTokenAge == 0 || time.Duration(ic.MaxTokenAge) > MaxReplayWindow) {
+		return fmt.Errorf("replay %q lets a token be used again until it is max_token_age old: set max_token_age to at most %s (it is %s)", ReplayMaxAge, MaxReplayWindow, time.Duration(ic.MaxTokenAge))
+	}
 	if ic.MaxTokenAge == 0 {
 		ic.MaxTokenAge = Duration(time.Hour)
+	}
+	if ic.MFASetting != "" && !validSettingName(ic.MFASetting) {
+		return fmt.Errorf("mfa_setting %q: want a short name of letters, digits and . _ - (at most 64)", ic.MFASetting)
 	}
 	if ic.ClockSkew == 0 {
 		ic.ClockSkew = Duration(30 * time.Second)
@@ -255,6 +305,20 @@ func (ic *IssuerConfig) normalize(dir string) error {
 		ic.MFAAMR = []string{"mfa"}
 	}
 	return nil
+}
+
+// validSettingName keeps mfa_setting short and printable: it is recorded
+// in every decision of the issuer's callers.
+func validSettingName(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkURL accepts https URLs, and http only on the loopback interface

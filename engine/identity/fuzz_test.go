@@ -13,6 +13,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(`{"oidc":[{"name":"gh","kind":"github","issuer":"https://token.actions.githubusercontent.com","audience":"gatelog"}]}`))
 	f.Add([]byte(`{"mtls":{"client_ca_files":["ca.pem"],"clients":[{"cn":"x*","permissions":["decide"]}]}}`))
 	f.Add([]byte(`{"oidc":[{"name":"a","issuer":"http://10.0.0.1","audience":"x","algorithms":["HS256"],"max_token_age":"-1s"}]}`))
+	f.Add([]byte(`{"oidc":[{"name":"j","kind":"jenkins","issuer":"https://jenkins.example.com/oidc","audience":"gatelog","replay":"max_age","max_token_age":"5m","mfa_setting":"jenkins.sso_2fa"}]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c, err := identity.ParseConfig(raw, "/etc/gatelog")
 		if err != nil {
@@ -21,6 +22,15 @@ func FuzzParseConfig(f *testing.F) {
 		for _, ic := range c.OIDC {
 			if ic.Audience == "" || len(ic.Algorithms) == 0 || len(ic.Permissions) == 0 {
 				t.Fatalf("accepted issuer without defaults filled: %+v", ic)
+			}
+			switch ic.Replay {
+			case identity.ReplayJTI, identity.ReplayTokenHash:
+			case identity.ReplayMaxAge:
+				if time.Duration(ic.MaxTokenAge) > identity.MaxReplayWindow {
+					t.Fatalf("accepted replay max_age with max_token_age %s", time.Duration(ic.MaxTokenAge))
+				}
+			default:
+				t.Fatalf("accepted replay mode %q", ic.Replay)
 			}
 			for _, a := range ic.Algorithms {
 				if a[0] == 'H' || a == "none" {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -96,6 +97,14 @@ type ResourceClaims struct {
 	Repository  string
 	Ref         string
 	Environment string
+	// Name is the resource's name (a Jenkins job's full name).
+	Name string
+	// Attributes are resource.attributes the credential proves (a Jenkins
+	// build number). Unlike the fields above, a request that says
+	// otherwise is not refused: the credential's value replaces it and the
+	// request's is kept as context.unverified["payload_attributes"], since
+	// a build number is description, not scope.
+	Attributes map[string]string
 }
 
 // Has reports whether the caller holds perm (admin holds all).
@@ -139,6 +148,7 @@ func Bind(req *decision.Request, c Caller, now time.Time) error {
 		{"repository", &req.Resource.Repository, c.Resource.Repository},
 		{"ref", &req.Resource.Ref, c.Resource.Ref},
 		{"environment", &req.Resource.Environment, c.Resource.Environment},
+		{"name", &req.Resource.Name, c.Resource.Name},
 	} {
 		switch {
 		case f.verified == "":
@@ -147,6 +157,24 @@ func Bind(req *decision.Request, c Caller, now time.Time) error {
 		case *f.field != f.verified:
 			return fmt.Errorf("%w: field \"resource.%s\" is %q but the caller's verified token says %q", ErrForbidden, f.name, *f.field, f.verified)
 		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Resource.Attributes)) {
+		v := c.Resource.Attributes[k]
+		if claimed, ok := req.Resource.Attributes[k]; ok && fmt.Sprint(claimed) != v {
+			if req.Context.Unverified == nil {
+				req.Context.Unverified = map[string]any{}
+			}
+			payload, _ := req.Context.Unverified["payload_attributes"].(map[string]any)
+			if payload == nil {
+				payload = map[string]any{}
+				req.Context.Unverified["payload_attributes"] = payload
+			}
+			payload[k] = claimed
+		}
+		if req.Resource.Attributes == nil {
+			req.Resource.Attributes = map[string]any{}
+		}
+		req.Resource.Attributes[k] = v
 	}
 	return nil
 }

@@ -83,7 +83,12 @@ func (m *mtlsVerifier) authenticate(chain []*x509.Certificate) (Caller, error) {
 		Subject: decision.Subject{ID: id, Kind: KindMTLS, Issuer: leaf.Issuer.String(), Claims: claims},
 	}
 	for _, cl := range m.clients {
-		if cl.matches(leaf) {
+		if name, ok := cl.matches(leaf); ok {
+			// The permissions were granted to the name that matched, so
+			// that is who the record says asked, not the first SAN.
+			if name != "" {
+				c.Caller.ID, c.Subject.ID = "mtls:"+name, name
+			}
 			c.Permissions = slices.Clone(cl.Permissions)
 			break
 		}
@@ -91,17 +96,40 @@ func (m *mtlsVerifier) authenticate(chain []*x509.Certificate) (Caller, error) {
 	return c, nil
 }
 
-func (cl MTLSClient) matches(leaf *x509.Certificate) bool {
-	if cl.CN != "" && !globMatch(cl.CN, leaf.Subject.CommonName) {
-		return false
+// matches reports whether the certificate fits the rule and, if so, the
+// name the rule matched: the URI SAN for a URI rule, else the DNS SAN for
+// a DNS rule, else the common name for a CN rule ("" for a rule with no
+// pattern at all).
+func (cl MTLSClient) matches(leaf *x509.Certificate) (string, bool) {
+	var cn, dns, uri string
+	if cl.CN != "" {
+		if !globMatch(cl.CN, leaf.Subject.CommonName) {
+			return "", false
+		}
+		cn = leaf.Subject.CommonName
 	}
-	if cl.DNS != "" && !slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return globMatch(cl.DNS, n) }) {
-		return false
+	if cl.DNS != "" {
+		i := slices.IndexFunc(leaf.DNSNames, func(n string) bool { return globMatch(cl.DNS, n) })
+		if i < 0 {
+			return "", false
+		}
+		dns = leaf.DNSNames[i]
 	}
-	if cl.URI != "" && !slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return globMatch(cl.URI, u.String()) }) {
-		return false
+	if cl.URI != "" {
+		i := slices.IndexFunc(leaf.URIs, func(u *url.URL) bool { return globMatch(cl.URI, u.String()) })
+		if i < 0 {
+			return "", false
+		}
+		uri = leaf.URIs[i].String()
 	}
-	return true
+	switch {
+	case uri != "":
+		return uri, true
+	case dns != "":
+		return dns, true
+	default:
+		return cn, true
+	}
 }
 
 func globMatch(pattern, s string) bool {

@@ -50,6 +50,10 @@ func TestClientCertificates(t *testing.T) {
 		{"api server", issue(ca, "kube-apiserver", []string{"kube-apiserver.cluster.local"}, nil, true), "mtls:kube-apiserver.cluster.local", "[decide vouch]", false},
 		{"spiffe", issue(ca, "", nil, []string{"spiffe://acme/ns/ci/sa/runner"}, true), "mtls:spiffe://acme/ns/ci/sa/runner", "[decide]", false},
 		{"unmapped", issue(ca, "someone", nil, nil, true), "mtls:someone", "[]", false},
+		// The permissions were granted to the second SAN: the caller is
+		// that name, not the first one the certificate lists.
+		{"matched SAN named", issue(ca, "x", []string{"evil.example", "kube-apiserver.cluster.local"}, nil, true), "mtls:kube-apiserver.cluster.local", "[decide vouch]", false},
+		{"matched URI named", issue(ca, "", nil, []string{"spiffe://other/x", "spiffe://acme/ns/ci/sa/runner"}, true), "mtls:spiffe://acme/ns/ci/sa/runner", "[decide]", false},
 		{"wrong CA", issue(rogue, "kube-apiserver", []string{"kube-apiserver.cluster.local"}, nil, true), "", "", true},
 		{"server cert", issue(ca, "kube-apiserver", []string{"kube-apiserver.cluster.local"}, nil, false), "", "", true},
 	} {
@@ -65,7 +69,7 @@ func TestClientCertificates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.ID != tc.id || c.Kind != "mtls" || fmt.Sprint(c.Permissions) != tc.perms || c.Expires.Before(time.Now()) {
+			if c.ID != tc.id || "mtls:"+c.Subject.ID != tc.id || c.Kind != "mtls" || fmt.Sprint(c.Permissions) != tc.perms || c.Expires.Before(time.Now()) {
 				t.Errorf("caller = %+v", c)
 			}
 		})

@@ -3,11 +3,14 @@ package identity
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -206,8 +209,8 @@ func (v *oidcVerifier) authenticate(ctx context.Context, raw string, now time.Ti
 		return Caller{}, authError(KindOIDC, ReasonMalformed, "token has no iat claim")
 	case idt.IssuedAt.After(now.Add(skew)):
 		return Caller{}, authError(KindOIDC, ReasonNotYetValid, "token is issued in the future (%s)", idt.IssuedAt.UTC().Format(time.RFC3339))
-	case tc.JTI == "":
-		return Caller{}, authError(KindOIDC, ReasonMalformed, "token has no jti claim, which replay protection needs")
+	case tc.JTI == "" && cfg.Replay == ReplayJTI:
+		return Caller{}, authError(KindOIDC, ReasonMalformed, "token has no jti claim, which replay protection of issuer %s needs (replay %q)", cfg.Name, ReplayJTI)
 	}
 	authAt := idt.IssuedAt
 	if tc.AuthTime != nil {
@@ -239,13 +242,34 @@ func (v *oidcVerifier) authenticate(ctx context.Context, raw string, now time.Ti
 		forget = t
 	}
 	forget = forget.Add(skew)
-	if err := v.replay.Use(cfg.Issuer, tc.JTI, forget, now); err != nil {
-		if errors.Is(err, ErrReplayed) {
-			return Caller{}, authError(KindOIDC, ReasonReplayed, "token %s from issuer %s was already used", tc.JTI, cfg.Name)
+	if id, what := replayID(cfg.Replay, raw, tc.JTI); id != "" {
+		if err := v.replay.Use(cfg.Issuer, id, forget, now); err != nil {
+			if errors.Is(err, ErrReplayed) {
+				return Caller{}, authError(KindOIDC, ReasonReplayed, "token %s from issuer %s was already used", what, cfg.Name)
+			}
+			return Caller{}, err
 		}
-		return Caller{}, err
 	}
 	return c, nil
+}
+
+// replayID is the key under which a token is remembered as used, and how
+// to name the token in an error ("" for ReplayMaxAge, which remembers
+// nothing). A token hash covers the signed part only: the signature's
+// encoding is not unique (an ECDSA signature (r, s) verifies as (r, n−s)
+// too, and base64 has slack in its last character), so hashing it would
+// let a replayed token pass as new. The token itself is never stored.
+func replayID(mode, raw, jti string) (id, what string) {
+	switch mode {
+	case ReplayJTI:
+		return jti, "with jti " + strconv.Quote(jti)
+	case ReplayTokenHash:
+		signed := raw[:strings.LastIndexByte(raw, '.')]
+		sum := sha256.Sum256([]byte(signed))
+		h := hex.EncodeToString(sum[:])
+		return "token-sha256:" + h, "with signed-part SHA-256 " + h[:16] + "…"
+	}
+	return "", ""
 }
 
 // mapClaims turns verified claims into a caller, per issuer kind.
@@ -264,6 +288,10 @@ func mapClaims(cfg IssuerConfig, all map[string]any, tc tokenClaims) (Caller, er
 	}
 	sub.MFA = slices.ContainsFunc(tc.AMR, func(m string) bool { return slices.Contains(cfg.MFAAMR, m) }) ||
 		(tc.ACR != "" && slices.Contains(cfg.MFAACR, tc.ACR))
+	if cfg.MFASetting != "" {
+		sub.MFA = true
+		sub.Claims["mfa_source"] = "setting:" + cfg.MFASetting
+	}
 	var res ResourceClaims
 	copyClaims := slices.Clone(cfg.Claims)
 	switch cfg.Kind {
@@ -287,7 +315,8 @@ func mapClaims(cfg IssuerConfig, all map[string]any, tc tokenClaims) (Caller, er
 			sub.Claims["actor"] = u
 		}
 	case IssuerJenkins:
-		copyClaims = append(copyClaims, "build_number")
+		copyClaims = append(copyClaims, "build_number", JenkinsJobNameClaim, JenkinsBranchClaim)
+		res = jenkinsResource(cfg.Issuer, all)
 	case IssuerKubernetes:
 		if k, ok := all["kubernetes.io"].(map[string]any); ok {
 			if ns, ok := k["namespace"].(string); ok {
@@ -319,10 +348,13 @@ func mapClaims(cfg IssuerConfig, all map[string]any, tc tokenClaims) (Caller, er
 		}
 	}
 	var proven []string
-	for name, v := range map[string]string{"repository": res.Repository, "ref": res.Ref, "environment": res.Environment} {
+	for name, v := range map[string]string{"repository": res.Repository, "ref": res.Ref, "environment": res.Environment, "name": res.Name} {
 		if v != "" {
 			proven = append(proven, name)
 		}
+	}
+	for name := range res.Attributes {
+		proven = append(proven, "attributes."+name)
 	}
 	if len(proven) > 0 {
 		// Tells the policy which resource fields come from the token
@@ -352,4 +384,88 @@ func claimString(all map[string]any, name string) string {
 		return fmt.Sprint(v)
 	}
 	return ""
+}
+
+// Claims of Jenkins oidc-provider tokens beyond the plugin's defaults (sub =
+// ${JOB_URL}, build_number = ${BUILD_NUMBER}): an administrator adds them as
+// build claim templates (job_name = ${JOB_NAME}; branch = ${BRANCH_NAME},
+// which only multibranch jobs have).
+const (
+	JenkinsJobNameClaim = "job_name"
+	JenkinsBranchClaim  = "branch"
+)
+
+// jenkinsResource is what a Jenkins build token proves about the resource:
+// the job's full name (the job_name claim, else read from a sub that is the
+// job's URL, the plugin's default), the branch of a multibranch job as a
+// full ref, and the build number.
+func jenkinsResource(issuer string, all map[string]any) ResourceClaims {
+	var res ResourceClaims
+	res.Name = claimString(all, JenkinsJobNameClaim)
+	if res.Name == "" {
+		res.Name = jenkinsJobFromURL(issuer, claimString(all, "sub"))
+	}
+	res.Ref = decision.NormalizeRef(claimString(all, JenkinsBranchClaim))
+	if n := claimString(all, "build_number"); n != "" {
+		res.Attributes = map[string]string{"build_number": n}
+	}
+	return res
+}
+
+// jenkinsJobFromURL reads a job's full name ("payments/deploy") from its
+// URL ("https://jenkins.example.com/job/payments/job/deploy/"), or returns
+// "" if u is not a job URL. Jenkins' root URL may have a path of its own
+// ("https://ci.example.com/jenkins/"); the issuer, "<root URL>oidc" or
+// "<root URL>oidc/job/<folder>…" for a folder's credentials, tells where
+// it ends. Failing that, the trailing "/job/<name>" pairs make the name.
+func jenkinsJobFromURL(issuer, u string) string {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+		return ""
+	}
+	segs := strings.Split(strings.Trim(pu.EscapedPath(), "/"), "/")
+	rootKnown := false
+	if root, ok := jenkinsRootPath(issuer); ok {
+		if len(segs) < len(root) || !slices.Equal(segs[:len(root)], root) {
+			return ""
+		}
+		segs, rootKnown = segs[len(root):], true
+	}
+	var names []string
+	for i := len(segs) - 2; i >= 0 && segs[i] == "job"; i -= 2 {
+		name, err := url.PathUnescape(segs[i+1])
+		if err != nil || name == "" {
+			return ""
+		}
+		names = append([]string{name}, names...)
+	}
+	if len(names) == 0 || rootKnown && 2*len(names) != len(segs) {
+		return ""
+	}
+	return strings.Join(names, "/")
+}
+
+// jenkinsRootPath is the path segments of Jenkins' root URL, read from an
+// issuer of the form "<root URL>oidc" followed by "/job/<folder>" pairs;
+// ok is false for any other issuer (one an administrator chose).
+func jenkinsRootPath(issuer string) (root []string, ok bool) {
+	iu, err := url.Parse(issuer)
+	if err != nil {
+		return nil, false
+	}
+	segs := strings.Split(strings.Trim(iu.EscapedPath(), "/"), "/")
+	for i, s := range segs {
+		rest := segs[i+1:]
+		if s != "oidc" || len(rest)%2 != 0 {
+			continue
+		}
+		folders := true
+		for j := 0; j < len(rest); j += 2 {
+			folders = folders && rest[j] == "job" && rest[j+1] != ""
+		}
+		if folders {
+			return segs[:i], true
+		}
+	}
+	return nil, false
 }

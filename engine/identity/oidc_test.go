@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -290,7 +291,8 @@ func TestIssuerKindsMapClaims(t *testing.T) {
 			"project_path:acme/shop:ref_type:branch:ref:main", map[string]any{"actor": "alice", "ref_protected": "true"},
 			identity.ResourceClaims{Repository: "acme/shop", Ref: "refs/heads/main", Environment: "production"}},
 		{"jenkins", map[string]any{"sub": "https://jenkins.example/job/deploy/", "build_number": 42},
-			"https://jenkins.example/job/deploy/", map[string]any{"build_number": float64(42)}, identity.ResourceClaims{}},
+			"https://jenkins.example/job/deploy/", map[string]any{"build_number": float64(42)},
+			identity.ResourceClaims{Name: "deploy", Attributes: map[string]string{"build_number": "42"}}},
 		{"kubernetes", map[string]any{"sub": "system:serviceaccount:tekton-pipelines:tekton-controller", "kubernetes.io": map[string]any{"namespace": "tekton-pipelines", "serviceaccount": map[string]any{"name": "tekton-controller"}, "pod": map[string]any{"name": "ctl-0"}}},
 			"system:serviceaccount:tekton-pipelines:tekton-controller", map[string]any{"namespace": "tekton-pipelines", "service_account": "tekton-controller", "pod": "ctl-0"}, identity.ResourceClaims{}},
 	} {
@@ -306,7 +308,7 @@ func TestIssuerKindsMapClaims(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if caller.Subject.ID != tc.id || caller.ID != "oidc:"+tc.kind+":"+tc.id || caller.Resource != tc.res {
+			if caller.Subject.ID != tc.id || caller.ID != "oidc:"+tc.kind+":"+tc.id || !reflect.DeepEqual(caller.Resource, tc.res) {
 				t.Errorf("caller = %+v", caller)
 			}
 			for k, v := range tc.want {

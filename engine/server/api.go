@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,8 +49,74 @@ func (s *Server) Handler() http.Handler {
 	s.mountMetrics(mux)  // Prometheus: /metrics
 	s.mountIdentity(mux) // API keys and signing keys: /v1/apikeys, /v1/keys
 	s.mountUI(mux)       // auditor console, /ui/
-	return mux
+	return withoutPaths(mux, s.cfg.DataDir)
 }
+
+// withoutPaths keeps where the daemon keeps its files out of error
+// answers: in the body of a 5xx answer the data directory's path is
+// replaced by "DATA". Errors from the log, the index or the outbox name
+// their files, which helps the operator reading the daemon's log and
+// nobody on the other side of the API.
+func withoutPaths(next http.Handler, dataDir string) http.Handler {
+	var dirs [][]byte
+	for _, d := range []string{dataDir, absPath(dataDir)} {
+		if d != "" && d != "." && d != "/" && !slices.ContainsFunc(dirs, func(b []byte) bool { return string(b) == d }) {
+			dirs = append(dirs, []byte(d))
+		}
+	}
+	if len(dirs) == 0 {
+		return next
+	}
+	// The longest first, so an absolute path is not half replaced by a
+	// relative one it ends with.
+	slices.SortFunc(dirs, func(a, b []byte) int { return len(b) - len(a) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&pathScrubber{ResponseWriter: w, dirs: dirs}, r)
+	})
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	if r, err := filepath.EvalSymlinks(a); err == nil {
+		return r
+	}
+	return a
+}
+
+type pathScrubber struct {
+	http.ResponseWriter
+	dirs  [][]byte
+	scrub bool
+}
+
+func (w *pathScrubber) WriteHeader(code int) {
+	w.scrub = code >= 500
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *pathScrubber) Write(b []byte) (int, error) {
+	if !w.scrub {
+		return w.ResponseWriter.Write(b)
+	}
+	out := b
+	for _, d := range w.dirs {
+		out = bytes.ReplaceAll(out, d, []byte("DATA"))
+	}
+	if _, err := w.ResponseWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush for the
+// alert stream).
+func (w *pathScrubber) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // apiError is the JSON error body, shaped like Rekor's.
 type apiError struct {
@@ -95,12 +164,35 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "%v", err)
 		return
 	}
+	demoteDaemonFields(&req)
 	rc, err := s.Decide(r.Context(), req, caller.Caller, r.URL.Query().Get("wait") == "checkpoint")
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rc)
+}
+
+// demoteDaemonFields moves what only the daemon may state out of a request
+// a caller wrote itself: which adapter it came through (the adapter
+// endpoint sets that, and metrics count by it) and the subject's history
+// (the first_privileged_use alert reads it). The caller's values are kept
+// under context.unverified, as "source" and "history".
+func demoteDaemonFields(req *decision.Request) {
+	keep := func(key string, v any) {
+		if req.Context.Unverified == nil {
+			req.Context.Unverified = map[string]any{}
+		}
+		req.Context.Unverified[key] = v
+	}
+	if req.Source.Adapter != "" || req.Source.AdapterVersion != "" {
+		keep("source", map[string]any{"adapter": req.Source.Adapter, "adapter_version": req.Source.AdapterVersion})
+		req.Source.Adapter, req.Source.AdapterVersion = "", ""
+	}
+	if req.Context.History != nil {
+		keep("history", req.Context.History)
+		req.Context.History = nil
+	}
 }
 
 // newDecisionID names a decision with a time-ordered UUID (version 7,

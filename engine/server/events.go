@@ -64,13 +64,36 @@ func (er EventRequest) validate() error {
 			return fmt.Errorf("%w: field \"time\" is not an RFC 3339 time: %q", decision.ErrBadRequest, er.Time)
 		}
 	}
+	if len(er.Alerts) > maxEventAlerts {
+		return fmt.Errorf("%w: field \"alerts\" has %d alerts; an event raises at most %d", decision.ErrBadRequest, len(er.Alerts), maxEventAlerts)
+	}
 	for i, a := range er.Alerts {
-		if a.Code == "" {
+		switch {
+		case a.Code == "":
 			return fmt.Errorf("%w: field \"alerts[%d].code\" is required", decision.ErrBadRequest, i)
+		case len(a.Code) > 64 || !labelSafe(a.Code) || strings.ContainsAny(a.Code, " \t"):
+			return fmt.Errorf("%w: field \"alerts[%d].code\": up to 64 printable ASCII characters without spaces", decision.ErrBadRequest, i)
+		case strings.HasPrefix(strings.ToLower(a.Code), daemonAlertPrefix):
+			return fmt.Errorf("%w: field \"alerts[%d].code\" %q: codes starting %q are the daemon's own", decision.ErrBadRequest, i, a.Code, daemonAlertPrefix)
+		case !eventSeverities[a.Severity]:
+			return fmt.Errorf("%w: field \"alerts[%d].severity\" %q: want one of info, low, medium, warning, high, critical", decision.ErrBadRequest, i, a.Severity)
+		case len(a.Message) > 4096:
+			return fmt.Errorf("%w: field \"alerts[%d].message\" is longer than 4096 characters", decision.ErrBadRequest, i)
 		}
 	}
 	return nil
 }
+
+// maxEventAlerts bounds the alerts one event raises: each is a durable
+// outbox file and a delivery to every sink.
+const maxEventAlerts = 8
+
+// daemonAlertPrefix marks the daemon's own alert codes (AlertFailClosed,
+// …); a caller may not raise them, or it could forge the daemon's alarms.
+const daemonAlertPrefix = "gatelog."
+
+// eventSeverities are the severities a reported event's alerts may carry.
+var eventSeverities = map[string]bool{"info": true, "low": true, "medium": true, "warning": true, "high": true, "critical": true}
 
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	caller, ok := s.authenticate(w, r)

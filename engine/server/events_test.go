@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -47,6 +48,13 @@ func TestEventsAreSignedLoggedAndSearchable(t *testing.T) {
 		{d.decideOnlyKey, `{"type":"login","subject":{"id":"bob"}}`, http.StatusForbidden},
 		{d.readKey, `{"type":"login"}`, http.StatusForbidden},
 		{"", `{"type":"login"}`, http.StatusUnauthorized},
+		// A caller cannot raise the daemon's own alarms, nor flood the outbox.
+		{d.key, `{"type":"x","alerts":[{"severity":"critical","code":"gatelog.fail_closed","message":"forged"}]}`, http.StatusBadRequest},
+		{d.key, `{"type":"x","alerts":[{"severity":"critical","code":"GATELOG.deny_burst"}]}`, http.StatusBadRequest},
+		{d.key, `{"type":"x","alerts":[` + strings.Repeat(`{"severity":"high","code":"c"},`, 1300) + `{"severity":"high","code":"c"}]}`, http.StatusBadRequest},
+		{d.key, `{"type":"x","alerts":[{"severity":"apocalyptic","code":"c"}]}`, http.StatusBadRequest},
+		{d.key, `{"type":"x","alerts":[{"severity":"high","code":"` + strings.Repeat("c", 65) + `"}]}`, http.StatusBadRequest},
+		{d.key, `{"type":"x","alerts":[{"severity":"high","code":"a\u001b[2Kb"}]}`, http.StatusBadRequest},
 	} {
 		if code, raw := d.post("/v1/events", tc.key, []byte(tc.body)); code != tc.want {
 			t.Errorf("POST %s: %d %s, want %d", tc.body, code, raw, tc.want)

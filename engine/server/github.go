@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -41,6 +43,7 @@ type githubHook struct {
 	retention  time.Duration
 	deliveries *identity.ReplayCache
 	callbacks  *callback.Outbox
+	facts      *githubFacts
 }
 
 // deliveryIDRE bounds what a delivery ID may look like (GitHub sends a GUID).
@@ -60,6 +63,11 @@ func newGitHubHook(s *Server, cfg GitHubWebhook) (*githubHook, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: github: %w", err)
 	}
+	api := strings.TrimRight(cmp.Or(cfg.APIURL, callback.DefaultAPIURL), "/")
+	facts, err := newGitHubFacts(cfg, api, s.cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: github: %w", err)
+	}
 	rc, err := identity.OpenReplayCache(filepath.Join(s.cfg.DataDir, GitHubDeliveriesFile), 0, s.cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: github: %w", err)
@@ -67,7 +75,7 @@ func newGitHubHook(s *Server, cfg GitHubWebhook) (*githubHook, error) {
 	id := "webhook:github-app:" + strconv.FormatInt(cfg.AppID, 10)
 	return &githubHook{
 		s: s, name: defaultName(cfg.Adapter, github.Name), secret: cfg.Secret, retention: cfg.DeliveryRetention,
-		deliveries: rc, callbacks: cb,
+		deliveries: rc, callbacks: cb, facts: facts,
 		caller: identity.Caller{
 			Caller:      decision.Caller{ID: id, Kind: kindWebhook},
 			Permissions: []string{identity.PermDecide, identity.PermVouch},
@@ -157,6 +165,15 @@ func (h *githubHook) handle(w http.ResponseWriter, r *http.Request) {
 	headers := r.Header.Clone()
 	var rc *decision.Receipt
 	req, err := s.adapters.Translate(r.Context(), h.name, body, headers)
+	if err == nil {
+		// Groups and MFA of the sender, and whether a bare ref is a tag,
+		// as GitHub's API tells the App; a failure rejects the deployment
+		// with the reason.
+		err = h.facts.apply(r.Context(), &req, ev)
+	}
+	if err == nil {
+		err = h.facts.resolveRef(r.Context(), &req, ev)
+	}
 	if err == nil {
 		rc, err = s.webhookDecide(r.Context(), req, h.caller)
 	}

@@ -24,7 +24,12 @@ import (
 // timeout (5 s by default). So every refusal here is a 406 — a wrong token
 // included, where other endpoints answer 401 — and the answer is due within
 // AnswerWithin: when deciding takes longer the pipeline is rejected before
-// GitLab stops waiting. Nothing is logged for a refused token.
+// GitLab stops waiting. A refused token puts nothing in the decision log.
+//
+// GitLab reads only the status and shows its user "External validation
+// failed" whatever the body says, so each rejection's reasons also go to
+// the daemon's log with GitLab's correlation ID, which GitLab's own log
+// line for the rejection ("Pipeline not authorized") carries too.
 type gitlabHook struct {
 	s      *Server
 	name   string
@@ -60,8 +65,15 @@ func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", gitlab.MaxPayloadBytes)})
 		return
 	}
+	// Before the token is checked the header is anyone's: bounded for the log.
+	correlation := r.Header.Get(correlationHeader)
+	if len(correlation) > 128 {
+		correlation = correlation[:128]
+	}
 	if err := gitlab.VerifyToken(h.token, r.Header.Get(gitlab.TokenHeader)); err != nil {
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonInvalid)
+		s.logger.Warn("gitlab pipeline rejected: X-Gitlab-Token refused, no decision made", "adapter", h.name,
+			"correlation_id", correlation, "remote", r.RemoteAddr, "err", err)
 		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
 		return
 	}
@@ -80,8 +92,20 @@ func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
 	if err != nil && ctx.Err() != nil {
 		err = &adapter.Failure{Kind: adapter.Unavailable, Message: fmt.Sprintf("gatelog did not decide within %s", h.within)}
 	}
+	switch {
+	case err != nil:
+		s.logger.Warn("gitlab pipeline rejected: not decided", "adapter", h.name, "correlation_id", correlation, "err", err)
+	case !rc.Allow:
+		s.logger.Info("gitlab pipeline rejected", "adapter", h.name, "correlation_id", correlation,
+			"project", req.Resource.Repository, "ref", req.Resource.Ref, "user", req.Subject.ID,
+			"action", req.Action, "environment", req.Resource.Environment,
+			"decision_id", rc.DecisionID, "log_index", rc.LogIndex, "reasons", rc.Reasons)
+	}
 	h.write(w, r, body, headers, rc, err)
 }
+
+// correlationHeader is the request ID GitLab sends (Labkit's correlation ID).
+const correlationHeader = "X-Gitlab-Correlation-Id"
 
 // refuse answers without passing the unauthenticated payload to anyone.
 func (h *gitlabHook) refuse(w http.ResponseWriter, r *http.Request, f *adapter.Failure) {

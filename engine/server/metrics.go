@@ -33,6 +33,11 @@ const appendFailureWindow = 30 * time.Second
 // both come from requests; later values are counted as "other".
 const maxLabelValues = 200
 
+// maxLabelLen bounds a request-derived label value: a longer one, or one
+// with bytes outside printable ASCII, is counted as "other", so a caller
+// cannot grow the registry (and every scrape) by a megabyte per value.
+const maxLabelLen = 64
+
 // metrics is the daemon's Prometheus registry (one per Server, no globals).
 type metrics struct {
 	reg       *prometheus.Registry
@@ -148,6 +153,9 @@ func (l *labelLimiter) value(label, v string) string {
 	if v == "" {
 		return "none"
 	}
+	if !labelSafe(v) {
+		return "other"
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	vs := l.seen[label]
@@ -163,6 +171,20 @@ func (l *labelLimiter) value(label, v string) string {
 	}
 	vs[v] = true
 	return v
+}
+
+// labelSafe reports whether v may be a label value as it is: at most
+// maxLabelLen bytes of printable ASCII.
+func labelSafe(v string) bool {
+	if len(v) > maxLabelLen {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // stateCollector reads the daemon's state at scrape time.

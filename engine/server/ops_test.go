@@ -437,6 +437,35 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	waitUntil(t, "the outbox drains", func() bool { return scrape(t, d)["gatelog_outbox_depth"].value(nil) == 0 })
 }
 
+// TestMetricLabelsBounded: label values taken from requests (action,
+// adapter) are capped in length and charset, so huge or odd values cannot
+// grow the registry or /metrics; they are counted as "other".
+func TestMetricLabelsBounded(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	long, huge := strings.Repeat("a", 100), strings.Repeat("b", 100_000)
+	for i := range 20 {
+		d.decide(fmt.Sprintf(`{"subject":{"id":"x"},"action":"%s%d","source":{"adapter":"%s%d"}}`, long, i, huge, i))
+	}
+	d.decide(`{"subject":{"id":"x"},"action":"deploy\u001b[2K"}`)
+	code, raw := d.get("/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	if len(raw) > 200_000 {
+		t.Errorf("/metrics is %d bytes after 20 requests with 100-byte actions and 100 kB adapters", len(raw))
+	}
+	// /v1/decide records the caller's source.adapter as unverified, so
+	// every one of these counts as adapter "none".
+	m := scrape(t, d)
+	if v := m["gatelog_decisions_total"].value(map[string]string{"outcome": "deny", "action": "other", "adapter": "none"}); v != 21 {
+		t.Errorf("decisions with oversized or odd actions counted as other = %v, want 21", v)
+	}
+	d.srv.AdapterRestarted(huge, nil)
+	if v := scrape(t, d)["gatelog_adapter_restarts_total"].value(map[string]string{"adapter": "other"}); v != 1 {
+		t.Errorf("restarts of an adapter with a 100 kB name counted as other = %v, want 1", v)
+	}
+}
+
 func TestReadyzFailsOnStaleCheckpoint(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
 	d.decide(allowedDeploy)

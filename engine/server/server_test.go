@@ -308,6 +308,12 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"trailing data", d.key, `{"action":"deploy"} {}`, 400, "after the JSON object"},
 		{"bad time", d.key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
 		{"oversized", d.key, big, 400, "larger than"},
+		// What is signed is what was sent: nothing is coerced.
+		{"duplicate key", d.key, `{"action":"secret.read","action":"deploy"}`, 400, `"action" appears twice`},
+		{"invalid UTF-8", d.key, "{\"action\":\"deploy\xc3\"}", 400, "not valid UTF-8"},
+		{"NUL", d.key, `{"action":"deploy\u0000"}`, 400, "NUL"},
+		{"unpaired surrogate", d.key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
+		{"rounded integer", d.key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
 		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
 	}
 	for _, tc := range cases {
@@ -416,8 +422,20 @@ func TestRestartKeepsEverything(t *testing.T) {
 func TestPublicReadEndpoints(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	d.decide(allowedDeploy)
-	for path, want := range map[string]int{"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200, "/.state/treeState": 404} {
-		resp, err := http.Get(d.http.URL + path)
+	for path, want := range map[string]int{
+		"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200,
+		// Nothing but the tlog-tiles layout, however the path is spelled.
+		"/.state/treeState": 404, "/tile/%2e%2e/.state/treeState": 404, "/tile/%2E%2E/%2E%2E/keys/log.key": 404,
+		"/tile/..%2f.state/treeState": 404, "/tile/": 404, "/tile/0/": 404, "/tile/0/000.p/": 404,
+		"/tile/entries/%2e%2e/%2e%2e/.state/treeState": 404, "/tile/0/x001": 404, "/tile/99/000": 404,
+	} {
+		req, err := http.NewRequest(http.MethodGet, d.http.URL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The escapes must reach the daemon as sent, not cleaned by the client.
+		req.URL.Opaque = path
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,5 +474,29 @@ func TestKeysAreOwnerOnly(t *testing.T) {
 	_, err := server.Open(context.Background(), server.Config{DataDir: dir, Policies: fstest.MapFS{"d.rego": {Data: []byte(testPolicy)}}})
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("world-readable log key accepted: %v", err)
+	}
+}
+
+// TestCallerCannotClaimDaemonFields: on /v1/decide the caller's
+// source.adapter and context.history are its word, not the daemon's: they
+// are recorded under context.unverified and policies and metrics do not
+// see them as fact.
+func TestCallerCannotClaimDaemonFields(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	rc := d.decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"production"},` +
+		`"source":{"adapter":"tekton","adapter_version":"9","request_id":"r-1"},` +
+		`"context":{"history":{"privileged_actions_used":["deploy"]}}}`)
+	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := res.Statement.Predicate.Request
+	if req.Source.Adapter != "" || req.Source.AdapterVersion != "" || req.Source.RequestID != "r-1" || req.Context.History != nil {
+		t.Errorf("caller-written daemon fields kept as fact: source %+v, history %+v", req.Source, req.Context.History)
+	}
+	src, _ := req.Context.Unverified["source"].(map[string]any)
+	hist, _ := req.Context.Unverified["history"].(map[string]any)
+	if src["adapter"] != "tekton" || hist == nil {
+		t.Errorf("the caller's values are not kept as unverified context: %+v", req.Context.Unverified)
 	}
 }

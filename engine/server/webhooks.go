@@ -57,6 +57,18 @@ type GitHubWebhook struct {
 	// CallbackMinBackoff and CallbackMaxBackoff bound the retries of a
 	// callback (defaults 1s, 5m).
 	CallbackMinBackoff, CallbackMaxBackoff time.Duration
+	// Teams are the organization team slugs whose members are given the
+	// slug as a group (subject.groups), as GitHub's API tells the App
+	// (githubfacts.go). Name the teams your policy data's group_roles
+	// name, e.g. release-managers.
+	Teams []string
+	// TwoFactorOrgs are organizations the operator states require 2FA,
+	// used only when GitHub's answer to the App leaves
+	// two_factor_requirement_enabled out (githubfacts.go).
+	TwoFactorOrgs []string
+	// SenderCacheTTL is how long GitHub's answers about a sender are kept
+	// (default 1m).
+	SenderCacheTTL time.Duration
 }
 
 // GitLabWebhook is a GitLab instance whose external pipeline validation
@@ -74,12 +86,15 @@ type GitLabWebhook struct {
 // webhooksFile is the JSON form of Webhooks (serve --webhooks-config).
 type webhooksFile struct {
 	GitHub *struct {
-		Adapter           string `json:"adapter"`
-		WebhookSecretFile string `json:"webhook_secret_file"`
-		AppID             int64  `json:"app_id"`
-		PrivateKeyFile    string `json:"private_key_file"`
-		APIURL            string `json:"api_url"`
-		DeliveryRetention string `json:"delivery_retention"`
+		Adapter           string   `json:"adapter"`
+		WebhookSecretFile string   `json:"webhook_secret_file"`
+		AppID             int64    `json:"app_id"`
+		PrivateKeyFile    string   `json:"private_key_file"`
+		APIURL            string   `json:"api_url"`
+		DeliveryRetention string   `json:"delivery_retention"`
+		Teams             []string `json:"teams"`
+		OrgTwoFactor      []string `json:"org_2fa_required"`
+		SenderCacheTTL    string   `json:"sender_cache_ttl"`
 	} `json:"github"`
 	GitLab *struct {
 		Adapter      string `json:"adapter"`
@@ -144,7 +159,7 @@ func LoadWebhooks(path string) (Webhooks, error) {
 	}
 	var w Webhooks
 	if g := f.GitHub; g != nil {
-		gh := &GitHubWebhook{Adapter: g.Adapter, AppID: g.AppID, APIURL: g.APIURL}
+		gh := &GitHubWebhook{Adapter: g.Adapter, AppID: g.AppID, APIURL: g.APIURL, Teams: g.Teams, TwoFactorOrgs: g.OrgTwoFactor}
 		if gh.Secret, err = secret("github.webhook_secret_file", g.WebhookSecretFile); err != nil {
 			return Webhooks{}, err
 		}
@@ -152,6 +167,9 @@ func LoadWebhooks(path string) (Webhooks, error) {
 			return Webhooks{}, err
 		}
 		if gh.DeliveryRetention, err = duration("github.delivery_retention", g.DeliveryRetention); err != nil {
+			return Webhooks{}, err
+		}
+		if gh.SenderCacheTTL, err = duration("github.sender_cache_ttl", g.SenderCacheTTL); err != nil {
 			return Webhooks{}, err
 		}
 		w.GitHub = gh

@@ -1,16 +1,18 @@
-// End to end: a real daemon with the built-in github adapter (a separate
-// process, as in production) answers signed deployment_protection_rule
-// deliveries, logs the decision and reviews the run through a stand-in for
-// GitHub's API that checks the App's installation token.
+// End to end, as a GitHub user runs it: the built gatelog binary serves
+// the bundled policy with the shipped webhooks.json (its api_url pointed at
+// a loopback stand-in of GitHub's REST API, the only override), answers
+// signed deployment_protection_rule deliveries, learns the sender's teams
+// and its organization's 2FA requirement from the stand-in as the App's
+// installation, logs the decision and posts the review to the run's
+// deployment_callback_url; every decision is then verified offline with
+// `gatelog verify` and the daemon's public keys.
 package github_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -19,71 +21,71 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v4"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
-	"github.com/gatelog/gatelog/plugins/builtin"
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/plugins/github"
-	"github.com/gatelog/gatelog/plugins/host"
 )
 
-// The test binary doubles as the gatelog binary: the daemon starts the
-// built-in adapter as `<this executable> adapter serve github`.
-func TestMain(m *testing.M) {
-	if len(os.Args) == 4 && os.Args[1] == "adapter" && os.Args[2] == "serve" {
-		if err := builtin.Serve(os.Args[3]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
+// The fixtures' App installation, organization, run and users
+// (plugins/github/testdata/README.md says where each comes from).
 const (
-	appID        = 1012345
-	installation = 52210437
+	installation = 35490125
+	org          = "terraform-test-github"
+	repo         = "terraform-test-github/sample-app"
+	runID        = "5453085689"
+	releaseMgr   = "ilmax"     // sender of org-production-push
+	developer    = "lineville" // sender of org-production-push-nonmember
 	secret       = "webhook secret of the gatelog App"
 )
 
-// policy: alice, vouched for by the App, may deploy from main; nobody else.
-const policy = `package gatelog
-
-default decision := {"allow": false, "reasons": ["only release managers deploy, from main"]}
-
-decision := {"allow": true, "reasons": ["alice is a release manager; GitHub vouches for her"]} if {
-	input.action == "deploy"
-	input.subject.id == "alice"
-	input.subject.verified
-	input.subject.asserted_by == "webhook:github-app:1012345"
-	input.resource.ref == "main"
-}
-`
-
 // githubAPI stands in for GitHub's REST API: installation tokens for a JWT
-// signed with the App's key, and deployment reviews made with one.
+// signed with the App's key; the organization, organization membership,
+// team membership and tag list answers of GitHub's documentation
+// (testdata/api) for requests made with that installation's token, 404 for
+// non-members; and the deployment reviews.
 type githubAPI struct {
-	t   *testing.T
-	key *rsa.PrivateKey
-	srv *httptest.Server
+	t     *testing.T
+	key   *rsa.PrivateKey
+	appID int64
+	srv   *httptest.Server
 
 	mu      sync.Mutex
-	reviews map[string]github.Review // by run ID
-	down    bool
+	members map[string]bool     // active organization members
+	teams   map[string][]string // team slug → active members
+	reviews map[string]github.Review
+	lookups []string
+	down    bool // the organization and membership endpoints answer 502
 }
 
-func newGitHubAPI(t *testing.T, key *rsa.PrivateKey) *githubAPI {
-	g := &githubAPI{t: t, key: key, reviews: map[string]github.Review{}}
+func apiFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(e2e.Path(t, "plugins/github/testdata/api/"+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newGitHubAPI(t *testing.T, key *rsa.PrivateKey, appID int64) *githubAPI {
+	g := &githubAPI{t: t, key: key, appID: appID, reviews: map[string]github.Review{},
+		members: map[string]bool{releaseMgr: true, developer: true},
+		teams:   map[string][]string{"release-managers": {releaseMgr}, "developers": {developer}},
+	}
+	orgJSON := apiFixture(t, "get-an-organization.json")
+	orgMember := apiFixture(t, "get-organization-membership.active-member.json")
+	teamMember := apiFixture(t, "get-team-membership.active-member.json")
+	tags := apiFixture(t, "list-repository-tags.json")
+	token := "ghs_inst" + strconv.Itoa(installation)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
 		claims := &jwt.RegisteredClaims{}
@@ -94,7 +96,7 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey) *githubAPI {
 			}
 			return &key.PublicKey, nil
 		})
-		if err != nil || claims.Issuer != strconv.Itoa(appID) {
+		if err != nil || claims.Issuer != strconv.FormatInt(appID, 10) {
 			http.Error(w, `{"message":"A JSON web token could not be decoded"}`, http.StatusUnauthorized)
 			return
 		}
@@ -102,14 +104,58 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey) *githubAPI {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"token":"ghs_inst%s","expires_at":%q}`, r.PathValue("id"), time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
 	})
-	mux.HandleFunc("POST /repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule", func(w http.ResponseWriter, r *http.Request) {
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "token "+token {
+			http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
+			return false
+		}
 		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.down {
-			http.Error(w, `{"message":"Service Unavailable"}`, http.StatusServiceUnavailable)
+		g.lookups = append(g.lookups, r.URL.Path)
+		down := g.down
+		g.mu.Unlock()
+		if down {
+			http.Error(w, `{"message":"Server Error"}`, http.StatusBadGateway)
+			return false
+		}
+		return true
+	}
+	answer := func(w http.ResponseWriter, ok bool, body []byte) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"message":"Not Found","documentation_url":"https://docs.github.com/rest","status":"404"}`)
 			return
 		}
-		if r.Header.Get("Authorization") != "token ghs_inst"+strconv.Itoa(installation) {
+		_, _ = w.Write(body)
+	}
+	mux.HandleFunc("GET /orgs/{org}", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			answer(w, r.PathValue("org") == org, orgJSON)
+		}
+	})
+	mux.HandleFunc("GET /orgs/{org}/memberships/{user}", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			g.mu.Lock()
+			ok := r.PathValue("org") == org && g.members[r.PathValue("user")]
+			g.mu.Unlock()
+			answer(w, ok, orgMember)
+		}
+	})
+	mux.HandleFunc("GET /orgs/{org}/teams/{team}/memberships/{user}", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			g.mu.Lock()
+			ok := r.PathValue("org") == org && slices.Contains(g.teams[r.PathValue("team")], r.PathValue("user"))
+			g.mu.Unlock()
+			answer(w, ok, teamMember)
+		}
+	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/tags", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			answer(w, r.PathValue("owner")+"/"+r.PathValue("repo") == repo, tags)
+		}
+	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "token "+token {
 			http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
 			return
 		}
@@ -120,7 +166,9 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey) *githubAPI {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
+		g.mu.Lock()
 		g.reviews[r.PathValue("run")] = rv
+		g.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
 	g.srv = httptest.NewServer(mux)
@@ -128,320 +176,242 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey) *githubAPI {
 	return g
 }
 
-func (g *githubAPI) review(run string) (github.Review, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	rv, ok := g.reviews[run]
-	return rv, ok
-}
-
-type daemon struct {
-	t    *testing.T
-	srv  *server.Server
-	http *httptest.Server
-	key  string
-}
-
-func startDaemon(t *testing.T, dir string, api *githubAPI) *daemon {
-	t.Helper()
-	return startDaemonWith(t, dir, api, nil)
-}
-
-func startDaemonWith(t *testing.T, dir string, api *githubAPI, settings map[string]string) *daemon {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Open(context.Background(), server.Config{
-		DataDir:            dir,
-		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(policy)}},
-		CheckpointInterval: 100 * time.Millisecond,
-		Adapters:           []host.Config{{Name: "github", Builtin: "github", Settings: settings}},
-		AdapterExecutable:  self,
-		Webhooks: server.Webhooks{GitHub: &server.GitHubWebhook{
-			Secret: []byte(secret), AppID: appID,
-			PrivateKey: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(api.key)}),
-			APIURL:     api.srv.URL, CallbackMinBackoff: 20 * time.Millisecond, CallbackMaxBackoff: 200 * time.Millisecond,
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{t: t, srv: srv, http: httptest.NewServer(srv.Handler())}
-	t.Cleanup(func() {
-		d.http.Close()
-		if err := srv.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	key, err := os.ReadFile(filepath.Join(dir, server.BootstrapKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.key = strings.TrimSpace(string(key))
-	return d
-}
-
-// delivery is a fixture as GitHub would send it now: callback URL on the
-// stand-in API, deployment created just now, signed with the secret.
-func delivery(t *testing.T, api *githubAPI, fixture, sender, run string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "plugins", "github", "testdata", fixture+".payload.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p map[string]any
-	if err := json.Unmarshal(raw, &p); err != nil {
-		t.Fatal(err)
-	}
-	repo := p["repository"].(map[string]any)["full_name"].(string)
-	p["deployment_callback_url"] = fmt.Sprintf("%s/repos/%s/actions/runs/%s/deployment_protection_rule", api.srv.URL, repo, run)
-	p["deployment"].(map[string]any)["created_at"] = time.Now().UTC().Format(time.RFC3339)
-	p["sender"].(map[string]any)["login"] = sender
-	p["installation"].(map[string]any)["id"] = installation
-	b, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func (d *daemon) post(t *testing.T, body []byte, signature, id string) (int, map[string]any) {
-	t.Helper()
-	return d.postEvent(t, github.EventName, body, signature, id)
-}
-
-func (d *daemon) postEvent(t *testing.T, event string, body []byte, signature, id string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/github", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "GitHub-Hookshot/8f3c2a1")
-	req.Header.Set("X-GitHub-Event", event)
-	req.Header.Set("X-GitHub-Delivery", id)
-	if signature != "" {
-		req.Header.Set(github.SignatureHeader, signature)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var ans map[string]any
-	if err := json.Unmarshal(raw, &ans); err != nil {
-		t.Fatalf("answer %d is not JSON: %s", resp.StatusCode, raw)
-	}
-	return resp.StatusCode, ans
-}
-
-// record fetches a decision's receipt and returns its signed record.
-func (d *daemon) record(t *testing.T, id string) (decision.Receipt, decision.Record) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+d.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var rc decision.Receipt
-	if err := json.NewDecoder(resp.Body).Decode(&rc); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/decisions/%s: %d %v", id, resp.StatusCode, err)
-	}
-	env, err := receipt.ParseEnvelope(rc.Envelope)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := receipt.ParseStatement(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rc, st.Predicate
-}
-
-func (d *daemon) metrics(t *testing.T) string {
-	t.Helper()
-	resp, err := http.Get(d.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
+// review waits for the review of run.
+func (g *githubAPI) review(t *testing.T, run string) github.Review {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
+	for {
+		g.mu.Lock()
+		rv, ok := g.reviews[run]
+		g.mu.Unlock()
+		if ok {
+			return rv
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("run %s was never reviewed", run)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-func TestDeploymentProtectionRule(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+func (g *githubAPI) reviewed(run string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.reviews[run]
+	return ok
+}
+
+// shippedConfig copies examples/github/webhooks.json into a directory with
+// the App's secret and key beside it (0600, as the README says) and points
+// api_url at the stand-in; everything else is as shipped. It returns the
+// config's path and its App ID.
+func shippedConfig(t *testing.T, apiURL string, key *rsa.PrivateKey) (string, int64) {
+	t.Helper()
+	raw, err := os.ReadFile("webhooks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := newGitHubAPI(t, key)
-	d := startDaemon(t, t.TempDir(), api)
-
-	// Signed delivery in → decision logged → approved review out.
-	body := delivery(t, api, "push-main-production", "alice", "1001")
-	status, ans := d.post(t, body, github.Sign([]byte(secret), body), "8c6a2a70-0001")
-	if status != http.StatusOK || ans["decision_id"] == nil || ans["log_index"] != float64(0) {
-		t.Fatalf("delivery answered %d %v", status, ans)
+	var cfg map[string]map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
 	}
-	id := ans["decision_id"].(string)
-	eventually(t, "the review of run 1001", func() bool { _, ok := api.review("1001"); return ok })
-	rv, _ := api.review("1001")
-	if rv.State != github.StateApproved || rv.EnvironmentName != "production" ||
-		!strings.Contains(rv.Comment, "decision "+id) || !strings.Contains(rv.Comment, "log index 0") {
-		t.Errorf("review %+v", rv)
+	gh := cfg["github"]
+	gh["api_url"] = apiURL
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rc, rec := d.record(t, id)
-	if !rc.Allow || rc.InclusionProof == nil {
-		t.Errorf("receipt allow %v, proof %v", rc.Allow, rc.InclusionProof)
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"webhooks.json":                    out,
+		gh["webhook_secret_file"].(string): []byte(secret + "\n"),
+		gh["private_key_file"].(string):    pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
 	}
-	if rec.Caller != (decision.Caller{ID: "webhook:github-app:1012345", Kind: "webhook"}) {
-		t.Errorf("caller %+v", rec.Caller)
-	}
-	sub := rec.Request.Subject
-	if sub.ID != "alice" || !sub.Verified || sub.AssertedBy != "webhook:github-app:1012345" {
-		t.Errorf("subject %+v: the App vouches for the sender", sub)
-	}
-	if r := rec.Request.Resource; r.Environment != "production" || r.Repository != "acme/shop" || r.Ref != "main" || r.Attributes["workflow_run_id"] != float64(1001) {
-		t.Errorf("resource %+v", r)
-	}
-	if rec.Request.Source.RequestID != "8c6a2a70-0001" || rec.Request.Source.Adapter != "github" {
-		t.Errorf("source %+v", rec.Request.Source)
-	}
-
-	// Bad signatures → 401, nothing logged; replays → 409, nothing logged.
-	other := delivery(t, api, "push-main-production", "alice", "1002")
-	for name, sig := range map[string]string{
-		"missing":      "",
-		"wrong secret": github.Sign([]byte("not the secret"), other),
-		"other body":   github.Sign([]byte(secret), body),
-		"sha1":         "sha1=0123456789abcdef0123456789abcdef01234567",
-	} {
-		if status, ans := d.post(t, other, sig, "bad-"+strings.ReplaceAll(name, " ", "-")); status != http.StatusUnauthorized {
-			t.Errorf("%s signature: %d %v", name, status, ans)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if status, ans := d.post(t, body, github.Sign([]byte(secret), body), "8c6a2a70-0001"); status != http.StatusConflict {
-		t.Errorf("same delivery again: %d %v", status, ans)
-	}
-	if status, ans := d.post(t, body, github.Sign([]byte(secret), body), "8c6a2a70-0001-replayed"); status != http.StatusConflict {
-		t.Errorf("same signed body under a new delivery id: %d %v", status, ans)
-	}
+	return filepath.Join(dir, "webhooks.json"), int64(gh["app_id"].(float64))
+}
 
-	// A ping is answered, other events and unusable deliveries are
-	// refused, a deployment older than the replay memory is refused: none
-	// of them is logged.
-	ping := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
-	if status, ans := d.postEvent(t, "ping", ping, github.Sign([]byte(secret), ping), "ping-1"); status != http.StatusOK {
-		t.Errorf("ping: %d %v", status, ans)
+// delivery is a fixture as GitHub delivers it to this test: its
+// deployment_callback_url on the stand-in (same path), nothing else
+// changed.
+func delivery(t *testing.T, apiURL, fixture string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(e2e.Path(t, "plugins/github/testdata/"+fixture+".payload.json"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if status, ans := d.postEvent(t, "push", ping, github.Sign([]byte(secret), ping), "push-1"); status != http.StatusBadRequest {
-		t.Errorf("push event: %d %v", status, ans)
+	out := bytes.Replace(raw, []byte(`"https://api.github.com/repos/`), []byte(`"`+apiURL+`/repos/`), 1)
+	if bytes.Equal(out, raw) {
+		t.Fatalf("%s: no deployment_callback_url on api.github.com", fixture)
 	}
-	var stale map[string]any
-	_ = json.Unmarshal(delivery(t, api, "push-main-production", "alice", "1004"), &stale)
-	stale["deployment"].(map[string]any)["created_at"] = time.Now().Add(-8 * 24 * time.Hour).UTC().Format(time.RFC3339)
-	staleBody, _ := json.Marshal(stale)
-	if status, ans := d.post(t, staleBody, github.Sign([]byte(secret), staleBody), "stale-1"); status != http.StatusConflict {
-		t.Errorf("8-day-old deployment: %d %v", status, ans)
-	}
-	foreign := bytes.ReplaceAll(delivery(t, api, "push-main-production", "alice", "1005"), []byte(api.srv.URL), []byte("https://evil.example"))
-	if status, ans := d.post(t, foreign, github.Sign([]byte(secret), foreign), "foreign-1"); status != http.StatusBadRequest {
-		t.Errorf("callback URL off the GitHub API: %d %v", status, ans)
-	}
+	return out
+}
 
-	// Denied: bob deploys a pull request. Its log index follows the first
-	// decision's directly, so nothing above was logged.
-	pr := delivery(t, api, "pull-request-staging", "bob", "1003")
-	status, ans = d.post(t, pr, github.Sign([]byte(secret), pr), "8c6a2a70-0003")
-	if status != http.StatusOK || ans["log_index"] != float64(1) {
-		t.Fatalf("second decision answered %d %v: want log index 1 (nothing logged in between)", status, ans)
-	}
-	eventually(t, "the review of run 1003", func() bool { _, ok := api.review("1003"); return ok })
-	rv, _ = api.review("1003")
-	if rv.State != github.StateRejected || rv.EnvironmentName != "staging" || !strings.Contains(rv.Comment, "only release managers deploy") {
-		t.Errorf("review %+v", rv)
-	}
-	if _, ok := api.review("1002"); ok {
-		t.Error("run 1002 was reviewed, but its deliveries were never authentic")
+// headers are GitHub's delivery headers ("Webhook events and payloads" →
+// "Delivery headers"), signed with the secret.
+func headers(body []byte, event, id string) http.Header {
+	return http.Header{
+		"User-Agent":                             {"GitHub-Hookshot/8f3c2a1"},
+		"X-Github-Event":                         {event},
+		"X-Github-Delivery":                      {id},
+		"X-Github-Hook-Installation-Target-Type": {"integration"},
+		github.SignatureHeader:                   {github.Sign([]byte(secret), body)},
 	}
 }
 
-// GitHub's API is down when the decision is made: the review is retried
-// until it gets through, and the delivery was answered at once.
-func TestReviewRetriedWhileGitHubIsDown(t *testing.T) {
+type deliveryAnswer struct {
+	Message    string        `json:"message"`
+	DecisionID string        `json:"decision_id"`
+	LogIndex   *int64        `json:"log_index"`
+	Review     github.Review `json:"review"`
+}
+
+func post(t *testing.T, d *e2e.Daemon, body []byte, h http.Header) (int, deliveryAnswer) {
+	t.Helper()
+	status, _, raw := d.Post(t, "/v1/adapters/github", body, h)
+	var ans deliveryAnswer
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		t.Fatalf("answer %d is not JSON: %s", status, raw)
+	}
+	return status, ans
+}
+
+func TestDeploymentProtectionEndToEnd(t *testing.T) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := newGitHubAPI(t, key)
+	// The App ID is the shipped one: read it before the stand-in starts.
+	_, appID := shippedConfig(t, "https://api.github.com", key)
+	api := newGitHubAPI(t, key, appID)
+	cfg, _ := shippedConfig(t, api.srv.URL, key)
+	d := e2e.Start(t, e2e.Build(t), nil, "--adapter", "github", "--webhooks-config", cfg)
+	app := "webhook:github-app:" + strconv.FormatInt(appID, 10)
+
+	// Happy path: a member of team release-managers, in an organization
+	// that requires 2FA, deploys main to production → approved.
+	body := delivery(t, api.srv.URL, "org-production-push")
+	status, ans := post(t, d, body, headers(body, github.EventName, "0f1e2d3c-0001"))
+	if status != http.StatusOK || ans.DecisionID == "" || ans.Review.State != github.StateApproved {
+		t.Fatalf("release manager's delivery answered %d %+v\n%s", status, ans, d.Log())
+	}
+	rv := api.review(t, runID)
+	if rv.State != github.StateApproved || rv.EnvironmentName != "production" ||
+		!strings.HasPrefix(rv.Comment, "gatelog: ALLOWED (decision "+ans.DecisionID+", log index ") {
+		t.Errorf("review posted to GitHub: %+v", rv)
+	}
+	v := d.Verify(t, ans.DecisionID)
+	if !v.Record.Decision.Allow || v.Record.Caller.ID != app {
+		t.Errorf("verified record: allow %v, caller %+v", v.Record.Decision.Allow, v.Record.Caller)
+	}
+	sub := v.Record.Request.Subject
+	if sub.ID != releaseMgr || !sub.Verified || sub.AssertedBy != app || !slices.Equal(sub.Groups, []string{"release-managers"}) || !sub.MFA {
+		t.Errorf("subject %+v: want %s, vouched for by the App, group release-managers and MFA from the organization", sub, releaseMgr)
+	}
+	if sub.Claims["mfa_source"] != "github-org-2fa-required:"+org || sub.Claims["groups_source"] != "github-team-membership:"+org {
+		t.Errorf("subject claims %v: the record must say where groups and MFA came from", sub.Claims)
+	}
+	if r := v.Record.Request.Resource; r.Ref != "refs/heads/main" || r.Environment != "production" || r.Repository != repo {
+		t.Errorf("resource %+v", r)
+	}
+	for _, want := range []string{
+		"/orgs/" + org + "/memberships/" + releaseMgr,
+		"/orgs/" + org + "/teams/release-managers/memberships/" + releaseMgr,
+		"/orgs/" + org,
+		"/repos/" + repo + "/tags",
+	} {
+		api.mu.Lock()
+		asked := slices.Contains(api.lookups, want)
+		api.mu.Unlock()
+		if !asked {
+			t.Errorf("GitHub was not asked %s", want)
+		}
+	}
+
+	// Fail closed: while GitHub's API cannot say who the sender is, the
+	// deployment is rejected with that reason, and nothing is decided.
+	api.mu.Lock()
 	api.down = true
-	d := startDaemon(t, t.TempDir(), api)
-	body := delivery(t, api, "push-main-production", "mallory", "2001")
-	if status, ans := d.post(t, body, github.Sign([]byte(secret), body), "retry-0001"); status != http.StatusOK {
-		t.Fatalf("delivery answered %d %v", status, ans)
+	api.mu.Unlock()
+	blind := bytes.Replace(delivery(t, api.srv.URL, "org-production-push-nonmember"), []byte("/runs/"+runID+"/"), []byte("/runs/5453085692/"), 1)
+	status, ans = post(t, d, blind, headers(blind, github.EventName, "0f1e2d3c-0005"))
+	if status != http.StatusOK || ans.DecisionID != "" || ans.Review.State != github.StateRejected {
+		t.Fatalf("delivery while GitHub's API is down answered %d %+v", status, ans)
 	}
-	eventually(t, "retries", func() bool { return d.srv.GitHubCallbackStats().Retried >= 2 })
-	if d.srv.GitHubCallbacksPending() != 1 {
-		t.Errorf("%d reviews pending, want 1", d.srv.GitHubCallbacksPending())
-	}
-	if m := d.metrics(t); !strings.Contains(m, "gatelog_github_reviews_pending 1\n") || !strings.Contains(m, `gatelog_github_reviews_total{outcome="retried"}`) {
-		t.Errorf("/metrics does not show the pending review:\n%s", m)
+	rv = api.review(t, "5453085692")
+	if rv.State != github.StateRejected || !strings.Contains(rv.Comment, "could not read whether "+developer+" is a member of organization "+org) ||
+		!strings.Contains(rv.Comment, "502") {
+		t.Errorf("review posted to GitHub while its API was down: %+v", rv)
 	}
 	api.mu.Lock()
 	api.down = false
 	api.mu.Unlock()
-	eventually(t, "the review once GitHub is back", func() bool { _, ok := api.review("2001"); return ok })
-	if rv, _ := api.review("2001"); rv.State != github.StateRejected {
-		t.Errorf("mallory's deployment: %+v", rv)
-	}
-}
 
-// An adapter that cannot run (here: settings it refuses) fails closed: the
-// run gets a rejected review saying why, and nothing is decided.
-func TestAdapterDownRejects(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	// Deny path: an organization member who is not a release manager
+	// deploys to production → rejected, with the policy's reason in the
+	// review comment.
+	other := bytes.Replace(delivery(t, api.srv.URL, "org-production-push-nonmember"), []byte("/runs/"+runID+"/"), []byte("/runs/5453085690/"), 1)
+	status, ans = post(t, d, other, headers(other, github.EventName, "0f1e2d3c-0002"))
+	if status != http.StatusOK || ans.DecisionID == "" || ans.Review.State != github.StateRejected {
+		t.Fatalf("developer's delivery answered %d %+v", status, ans)
+	}
+	rv = api.review(t, "5453085690")
+	wantReason := fmt.Sprintf(`no role of subject %q permits action "deploy"`, developer)
+	if rv.State != github.StateRejected || rv.EnvironmentName != "production" ||
+		!strings.HasPrefix(rv.Comment, "gatelog: DENIED (decision "+ans.DecisionID) || !strings.Contains(rv.Comment, wantReason) {
+		t.Errorf("review posted to GitHub: %+v, want a rejection saying %s", rv, wantReason)
+	}
+	v = d.Verify(t, ans.DecisionID)
+	if v.Record.Decision.Allow || v.Record.Request.Subject.ID != developer || len(v.Record.Request.Subject.Groups) != 0 {
+		t.Errorf("verified record: %+v", v.Record.Request.Subject)
+	}
+	if !slices.ContainsFunc(v.Record.Decision.Reasons, func(r string) bool { return strings.Contains(r, wantReason) }) {
+		t.Errorf("record reasons %q", v.Record.Decision.Reasons)
+	}
+
+	denied := ans.DecisionID
+
+	// What GitHub must never get through: a bad signature (401), a replay
+	// (409) — nothing is decided, nothing reviewed.
+	forged := bytes.Replace(delivery(t, api.srv.URL, "org-production-push-nonmember"), []byte("/runs/"+runID+"/"), []byte("/runs/5453085691/"), 1)
+	h := headers(forged, github.EventName, "0f1e2d3c-0003")
+	h.Set(github.SignatureHeader, github.Sign([]byte("not the secret"), forged))
+	if status, ans := post(t, d, forged, h); status != http.StatusUnauthorized || ans.DecisionID != "" {
+		t.Errorf("wrong signature: %d %+v", status, ans)
+	}
+	if status, ans := post(t, d, body, headers(body, github.EventName, "0f1e2d3c-0004")); status != http.StatusConflict || ans.DecisionID != "" {
+		t.Errorf("replayed body under a new delivery id: %d %+v", status, ans)
+	}
+	// The two decisions above are the log's only entries.
+	if rc := d.Receipt(t, denied); rc.LogIndex != 1 {
+		t.Errorf("second decision at log index %d, want 1: something else was logged", rc.LogIndex)
+	}
+	// Three reviews were queued and delivered, none is pending: the
+	// forged and the replayed deliveries queued nothing.
+	resp, err := http.Get(d.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := newGitHubAPI(t, key)
-	d := startDaemonWith(t, t.TempDir(), api, map[string]string{"no_such_setting": "x"})
-	body := delivery(t, api, "push-main-production", "alice", "3001")
-	status, ans := d.post(t, body, github.Sign([]byte(secret), body), "down-0001")
-	if status != http.StatusOK || ans["decision_id"] != nil {
-		t.Fatalf("delivery answered %d %v", status, ans)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"gatelog_github_reviews_pending 0\n", `gatelog_github_reviews_total{outcome="delivered"} 3` + "\n"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
-	eventually(t, "the review of run 3001", func() bool { _, ok := api.review("3001"); return ok })
-	if rv, _ := api.review("3001"); rv.State != github.StateRejected || !strings.Contains(rv.Comment, "adapter is unavailable") {
-		t.Errorf("review %+v", rv)
+	if api.reviewed("5453085691") {
+		t.Error("a forged delivery was reviewed")
 	}
 }
 
-// The example workflows are what the README says they are.
-func TestWorkflows(t *testing.T) {
+// The example workflow and webhooks.json are what the README says.
+func TestShippedFiles(t *testing.T) {
 	type step struct {
-		Run  string            `yaml:"run"`
-		Uses string            `yaml:"uses"`
-		With map[string]string `yaml:"with"`
+		Run string `yaml:"run"`
 	}
 	type workflow struct {
 		Permissions map[string]string `yaml:"permissions"`
@@ -461,47 +431,37 @@ func TestWorkflows(t *testing.T) {
 		}
 		return w
 	}
-	protected := read("deploy-protected.yml")
-	if protected.Jobs["deploy"].Environment != "production" {
+	if read("deploy-protected.yml").Jobs["deploy"].Environment != "production" {
 		t.Error("deploy-protected.yml: the deploy job must use the protected environment")
 	}
 	decide := read("deploy-with-decide.yml")
 	if decide.Permissions["id-token"] != "write" {
 		t.Error("deploy-with-decide.yml: needs permissions id-token: write")
 	}
-	var asks bool
-	for _, s := range decide.Jobs["deploy"].Steps {
-		if strings.Contains(s.Run, "gatelog decide --api-key-file") && strings.Contains(s.Run, "audience=gatelog") {
-			asks = true
-		}
-	}
-	if !asks {
+	if !slices.ContainsFunc(decide.Jobs["deploy"].Steps, func(s step) bool {
+		return strings.Contains(s.Run, "gatelog decide --api-key-file") && strings.Contains(s.Run, "audience=gatelog")
+	}) {
 		t.Error("deploy-with-decide.yml: no step runs gatelog decide with the OIDC token (audience gatelog)")
 	}
-	// The daemon config in the example loads (with secret files beside it).
-	dir := t.TempDir()
-	cfg, err := os.ReadFile("webhooks.json")
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	for name, data := range map[string][]byte{
-		"webhooks.json":              cfg,
-		"github-webhook-secret":      []byte(secret + "\n"),
-		"github-app.private-key.pem": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w, err := server.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
-	if err != nil || w.GitHub == nil || string(w.GitHub.Secret) != secret || w.GitHub.AppID != appID {
+	cfg, _ := shippedConfig(t, "https://api.github.com", key)
+	w, err := server.LoadWebhooks(cfg)
+	if err != nil || w.GitHub == nil || string(w.GitHub.Secret) != secret {
 		t.Fatalf("LoadWebhooks: %+v %v", w, err)
 	}
-	if err := os.Chmod(filepath.Join(dir, "github-webhook-secret"), 0o644); err != nil {
+	// The teams the App asks about are the groups the bundled policy data
+	// gives roles to.
+	if !slices.Equal(w.GitHub.Teams, []string{"release-managers"}) {
+		t.Errorf("teams %q, want the bundled policy's group release-managers", w.GitHub.Teams)
+	}
+	if err := os.Chmod(filepath.Join(filepath.Dir(cfg), "github-webhook-secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.LoadWebhooks(filepath.Join(dir, "webhooks.json")); err == nil {
+	if _, err := server.LoadWebhooks(cfg); err == nil {
 		t.Error("a webhook secret readable by others was accepted")
 	}
 }

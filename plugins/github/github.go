@@ -267,9 +267,20 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 			change = &decision.Change{ID: "#" + strconv.FormatInt(pr.Number, 10), Author: pr.User.Login}
 		}
 	}
+	// GitHub names the deployment's ref as the workflow's GITHUB_REF_NAME:
+	// a bare branch name ("main"). Policies compare full refs, so it is
+	// normalised ("refs/heads/main"); the spelling GitHub sent is kept
+	// beside it. The payload does not say whether a bare name is a tag
+	// (the event is "push" for both): it is read as a branch here, and the
+	// daemon, which may ask GitHub's API, makes it refs/tags/NAME when the
+	// repository has that tag at the deployment's commit.
 	ref := ev.Ref
 	if ref == "" && ev.Deployment != nil {
 		ref = ev.Deployment.Ref
+	}
+	if full := decision.NormalizeRef(ref); full != ref {
+		attrs["ref_name"] = ref
+		ref = full
 	}
 	if len(unverified) == 0 {
 		unverified = nil

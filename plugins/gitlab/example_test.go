@@ -18,12 +18,13 @@ func Example() {
 		fmt.Println("406:", err)
 		return
 	}
-	body, err := os.ReadFile("testdata/push-main-deploys.payload.json")
+	body, err := os.ReadFile("testdata/deploy-prod-main.payload.json")
 	if err != nil {
 		panic(err)
 	}
 	a := gitlab.New()
-	if err := a.Configure(ctx, map[string]string{gitlab.SettingJobEnvironments: "deploy-production=production,deploy-staging=staging"}); err != nil {
+	// deploy_prod deploys to production by its name; main is protected.
+	if err := a.Configure(ctx, map[string]string{gitlab.SettingInstanceRequires2FA: "true"}); err != nil {
 		panic(err)
 	}
 	in := adapter.Native{Body: body}
@@ -31,7 +32,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(req.Subject.ID, req.Action, req.Resource.Repository, req.Resource.Ref, req.Resource.Environment)
+	fmt.Println(req.Subject.ID, req.Subject.MFA, req.Action, req.Resource.Repository, req.Resource.Ref, req.Resource.Environment)
+	fmt.Println(req.Resource.Attributes["gated_as"])
 
 	rc := &decision.Receipt{DecisionID: "0b7e5d1c-3f2a-4e8b-9c6d-1a2b3c4d5e6f", LogIndex: 12,
 		Reasons: []string{"deploy to production requires group release-managers and MFA"}}
@@ -41,6 +43,7 @@ func Example() {
 	}
 	fmt.Printf("%d %s", resp.Status, resp.Body)
 	// Output:
-	// alice deploy acme/shop main production
+	// alice true deploy acme/shop refs/heads/main production
+	// deploy jobs on a protected ref: deploy_prod
 	// 406 {"allow":false,"message":"gatelog: pipeline rejected (decision 0b7e5d1c-3f2a-4e8b-9c6d-1a2b3c4d5e6f, log index 12): deploy to production requires group release-managers and MFA","reasons":["deploy to production requires group release-managers and MFA"],"decision_id":"0b7e5d1c-3f2a-4e8b-9c6d-1a2b3c4d5e6f","log_index":12}
 }

@@ -1,13 +1,15 @@
 // Package gitlab is gatelog's adapter for GitLab's external pipeline
 // validation: before GitLab creates a pipeline it POSTs the project, the
-// user, the pipeline (sha, ref, source) and its jobs (name, stage, image,
-// services, tags, script) to a validation service, and creates the pipeline
-// only if the answer is 200; 406 rejects it.
+// user, the pipeline (sha, ref, source) and the configuration's jobs (name,
+// stage, image, services, tag_list, script) to a validation service, and
+// creates the pipeline only if the answer is 200; 406 rejects it.
 //
 // GitLab accepts the pipeline on every other status, on errors and on
-// timeouts, so every outcome that is not an allow renders as 406. The daemon
-// checks the X-Gitlab-Token header (VerifyToken) before the adapter sees
-// the payload.
+// timeouts, so every outcome that is not an allow renders as 406. GitLab
+// reads only the status: the user sees "External validation failed"
+// whatever the body says, so the reasons go in the body, the decision
+// record and the daemon's log. The daemon checks the X-Gitlab-Token header
+// (VerifyToken) before the adapter sees the payload.
 package gitlab
 
 import (
@@ -15,12 +17,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -45,23 +49,52 @@ const (
 
 // Settings keys accepted by Configure.
 const (
-	// SettingDefaultAction is the action for a pipeline none of whose jobs
-	// deploys to a known environment; default "pipeline.trigger".
+	// SettingDefaultAction is the action for a pipeline that does not
+	// deploy, or whose ref is not protected; default "pipeline.trigger".
 	SettingDefaultAction = "default_action"
-	// SettingDeployAction is the action for a pipeline with a job that
-	// deploys to an environment; default "deploy".
+	// SettingDeployAction is the action for a pipeline on a protected ref
+	// that deploys, or whose intent is unknown; default "deploy".
 	SettingDeployAction = "deploy_action"
 	// SettingJobEnvironments maps job name prefixes to environments,
 	// "prefix=env,prefix2=env2" (longest prefix wins), and
 	// SettingStageEnvironments maps stage names to environments,
-	// "stage=env,...". A job's prefix wins over its stage. GitLab's payload
-	// does not say which environment a job deploys to, so these are how the
-	// adapter knows. When a pipeline's jobs reach several environments the
-	// request names the one listed first (job environments before stage
-	// environments): list the most protected first.
+	// "stage=env,...". They win over the naming conventions (classify.go):
+	// use them for jobs whose names say nothing ("ship-it=production").
+	// When a pipeline's jobs reach several environments the request names
+	// the one listed first (job environments before stage environments,
+	// then the fallback, production, staging, development, review).
 	SettingJobEnvironments   = "job_environments"
 	SettingStageEnvironments = "stage_environments"
+	// SettingProtectedRefs lists the refs (globs over full refs, "*" also
+	// matches "/") on which a pipeline is gated as a deploy when one of its
+	// jobs deploys or its intent is unknown; default
+	// "refs/heads/main,refs/heads/master,refs/tags/*". On other refs it is
+	// asked as the default action with its deploy jobs recorded: GitLab
+	// lists every job of the configuration, before `rules` decide which run
+	// on this ref, so deploy jobs kept to the default branch appear in
+	// every branch's payload. "*" gates every ref.
+	SettingProtectedRefs = "protected_refs"
+	// SettingFallbackEnvironment is the environment of a deploy job whose
+	// name and stage name none, and of a pipeline on a protected ref with
+	// jobs of unknown intent; default "production", the most protected.
+	SettingFallbackEnvironment = "fallback_environment"
+	// SettingTagNames lists globs over pipeline.ref: a ref that matches is a
+	// tag (refs/tags/NAME), any other bare name a branch. GitLab's payload
+	// does not say which it is; default none, so a tag pipeline is asked
+	// as refs/heads/NAME and a deploy from it is refused by protected_refs
+	// until its tags are named here.
+	SettingTagNames = "tag_names"
+	// SettingInstanceRequires2FA is "true" when the GitLab instance enforces
+	// two-factor authentication for every account (Admin > Settings >
+	// General > Sign-in restrictions, no grace period left). The adapter
+	// then sets subject.mfa and records the fact's source in
+	// subject.claims.mfa_source; the payload itself never says.
+	SettingInstanceRequires2FA = "instance_requires_2fa"
 )
+
+// MFASourceInstanceSetting is subject.claims.mfa_source when subject.mfa
+// comes from SettingInstanceRequires2FA.
+const MFASourceInstanceSetting = "setting:gitlab.instance_requires_2fa"
 
 // MaxPayloadBytes bounds an accepted payload (every job's script is in it).
 const MaxPayloadBytes = 3 << 20
@@ -94,10 +127,17 @@ type mapping struct{ key, env string }
 type settings struct {
 	defaultAction, deployAction string
 	jobEnv, stageEnv            []mapping
+	protectedRefs, tagNames     []string
+	fallbackEnv                 string
+	instance2FA                 bool
 }
 
 func defaultSettings() settings {
-	return settings{defaultAction: "pipeline.trigger", deployAction: "deploy"}
+	return settings{
+		defaultAction: "pipeline.trigger", deployAction: "deploy",
+		protectedRefs: []string{"refs/heads/main", "refs/heads/master", "refs/tags/*"},
+		fallbackEnv:   "production",
+	}
 }
 
 // Adapter is the GitLab adapter. The zero value is not usable; call New.
@@ -152,15 +192,49 @@ func (a *Adapter) Configure(_ context.Context, in map[string]string) error {
 			} else {
 				cfg.stageEnv = m
 			}
+		case SettingProtectedRefs, SettingTagNames:
+			globs := splitList(v)
+			if k == SettingProtectedRefs {
+				if len(globs) == 0 {
+					return fmt.Errorf("%w: %s: want at least one ref glob (\"*\" gates every ref)", adapter.ErrBadSettings, k)
+				}
+				cfg.protectedRefs = globs
+			} else {
+				cfg.tagNames = globs
+			}
+		case SettingFallbackEnvironment:
+			if v == "" || len(v) > 255 {
+				return fmt.Errorf("%w: %s: want an environment name of 1 to 255 characters", adapter.ErrBadSettings, k)
+			}
+			cfg.fallbackEnv = v
+		case SettingInstanceRequires2FA:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%w: %s: want true or false, not %q", adapter.ErrBadSettings, k, v)
+			}
+			cfg.instance2FA = b
 		default:
-			return fmt.Errorf("%w: unknown setting %q (known: %s, %s, %s, %s)", adapter.ErrBadSettings, k,
-				SettingDefaultAction, SettingDeployAction, SettingJobEnvironments, SettingStageEnvironments)
+			return fmt.Errorf("%w: unknown setting %q (known: %s)", adapter.ErrBadSettings, k, strings.Join(knownSettings, ", "))
 		}
 	}
 	a.mu.Lock()
 	a.cfg = cfg
 	a.mu.Unlock()
 	return nil
+}
+
+var knownSettings = []string{SettingDefaultAction, SettingDeployAction, SettingJobEnvironments, SettingStageEnvironments,
+	SettingProtectedRefs, SettingFallbackEnvironment, SettingTagNames, SettingInstanceRequires2FA}
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func parseMappings(setting, v string) ([]mapping, error) {
@@ -178,8 +252,10 @@ func parseMappings(setting, v string) ([]mapping, error) {
 	return out, nil
 }
 
-// Payload is the external pipeline validation request, as GitLab's
-// documentation ("External pipeline validation", payload schema) lists it.
+// Payload is the external pipeline validation request, as GitLab builds it
+// (Validate::External#validation_service_payload, and its EE module for
+// namespace and provisioning_group) and its documentation's payload schema
+// lists it.
 type Payload struct {
 	Project *struct {
 		ID                   int64   `json:"id"`
@@ -212,7 +288,9 @@ type Payload struct {
 	ProvisioningGrp  *Plan   `json:"provisioning_group"`
 }
 
-// Build is one job of the pipeline.
+// Build is one job of the pipeline's configuration: every job, whether or
+// not its rules let it run on this ref, and without its environment,
+// which GitLab does not send.
 type Build struct {
 	Name     string   `json:"name"`
 	Stage    string   `json:"stage"`
@@ -258,37 +336,29 @@ func ParsePayload(body []byte) (Payload, error) {
 	return p, nil
 }
 
-// environment is the environment a job deploys to under cfg, and the rank
-// of its mapping (lower is listed first).
-func (cfg settings) environment(b Build) (string, int) {
-	best, env, rank := -1, "", -1
-	for i, m := range cfg.jobEnv {
-		if strings.HasPrefix(b.Name, m.key) && len(m.key) > best {
-			best, env, rank = len(m.key), m.env, i
-		}
+// ref is the full ref of pipeline.ref. GitLab sends a branch or tag by its
+// bare name (a merge request pipeline's ref is already a full
+// refs/merge-requests/… ref) and refuses to create a pipeline for a name
+// that is both ("Ref is ambiguous", Validate::Repository), but the payload
+// does not say which one it is: names matching tag_names are tags, any
+// other a branch.
+func (cfg settings) ref(sent string) string {
+	sent = strings.TrimSpace(sent)
+	if !strings.HasPrefix(sent, "refs/") && globAny(cfg.tagNames, sent) {
+		return "refs/tags/" + sent
 	}
-	if env != "" {
-		return env, rank
-	}
-	for i, m := range cfg.stageEnv {
-		if b.Stage == m.key {
-			return m.env, len(cfg.jobEnv) + i
-		}
-	}
-	return "", -1
-}
-
-// firstRank is the rank of env's first mapping.
-func (cfg settings) firstRank(env string) int {
-	for i, m := range append(slices.Clone(cfg.jobEnv), cfg.stageEnv...) {
-		if m.env == env {
-			return i
-		}
-	}
-	return -1
+	return decision.NormalizeRef(sent)
 }
 
 // Translate implements adapter.Adapter.
+//
+// The action: on a protected ref, a pipeline with a job that deploys, or
+// with a job whose intent is unknown, is a deploy (deploy_action) to the
+// most protected environment among its jobs' (unknown jobs count as the
+// fallback environment, production by default); a pipeline of build and
+// test jobs only is a trigger (default_action). On any other ref the
+// pipeline is a trigger with its deploy jobs recorded (see
+// SettingProtectedRefs for why).
 func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Request, error) {
 	p, err := ParsePayload(in.Body)
 	if err != nil {
@@ -298,7 +368,9 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	cfg := a.cfg
 	a.mu.RUnlock()
 
-	var stages, images, envs []string
+	ref := cfg.ref(p.Pipeline.Ref)
+	protected := globAny(cfg.protectedRefs, ref)
+	var stages, images, envs, deployJobs, unknownJobs []string
 	addUnique := func(list *[]string, v string) {
 		if v != "" && !slices.Contains(*list, v) {
 			*list = append(*list, v)
@@ -307,7 +379,8 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	jobs := make([]any, 0, len(p.Builds))
 	for _, b := range p.Builds {
 		addUnique(&stages, b.Stage)
-		job := map[string]any{"name": b.Name, "stage": b.Stage}
+		c := cfg.classify(b)
+		job := map[string]any{"name": b.Name, "stage": b.Stage, "intent": c.intent}
 		if b.Image != nil && *b.Image != "" {
 			job["image"] = *b.Image
 			addUnique(&images, *b.Image)
@@ -321,22 +394,58 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 		if len(b.TagList) > 0 {
 			job["tags"] = stringsAsAny(b.TagList)
 		}
-		if env, _ := cfg.environment(b); env != "" {
-			job["environment"] = env
-			addUnique(&envs, env)
+		// The script is recorded by digest: it can hold a literal secret,
+		// and the log keeps what it is given for ever. An auditor matches
+		// the digest against .gitlab-ci.yml at pipeline.sha.
+		if len(b.Script) > 0 {
+			sum := sha256.Sum256([]byte(strings.Join(b.Script, "\n")))
+			job["script_sha256"] = hex.EncodeToString(sum[:])
+			job["script_lines"] = len(b.Script)
+		}
+		switch c.intent {
+		case IntentDeploy:
+			job["environment"], job["environment_from"] = c.env, c.by
+			addUnique(&envs, c.env)
+			deployJobs = append(deployJobs, b.Name)
+		case IntentUnknown:
+			unknownJobs = append(unknownJobs, b.Name)
 		}
 		jobs = append(jobs, job)
 	}
-	// With several environments, the one whose mapping is listed first.
-	slices.SortStableFunc(envs, func(x, y string) int { return cfg.firstRank(x) - cfg.firstRank(y) })
-	action, env := cfg.defaultAction, ""
-	if len(envs) > 0 {
+	intent := IntentBuildTest
+	switch {
+	case len(deployJobs) > 0:
+		intent = IntentDeploy
+	case len(unknownJobs) > 0:
+		intent = IntentUnknown
+	}
+	if len(unknownJobs) > 0 {
+		// A job nothing explains may deploy anywhere.
+		addUnique(&envs, cfg.fallbackEnv)
+	}
+	slices.SortStableFunc(envs, func(x, y string) int { return cfg.envRank(x) - cfg.envRank(y) })
+
+	action, env, gated := cfg.defaultAction, "", ""
+	switch {
+	case intent == IntentBuildTest:
+		gated = "every job builds or tests"
+	case !protected:
+		gated = fmt.Sprintf("ref %s is not in the adapter's %s; its deploy jobs are recorded, not gated", ref, SettingProtectedRefs)
+	case intent == IntentDeploy:
 		action, env = cfg.deployAction, envs[0]
+		gated = fmt.Sprintf("deploy jobs on a protected ref: %s", strings.Join(deployJobs, ", "))
+	default:
+		action, env = cfg.deployAction, envs[0]
+		gated = fmt.Sprintf("jobs of unknown intent on a protected ref are asked as a deploy to %s: %s", cfg.fallbackEnv, strings.Join(unknownJobs, ", "))
 	}
 	attrs := map[string]any{
 		"project_id":      p.Project.ID,
 		"sha":             p.Pipeline.SHA,
 		"pipeline_source": p.Pipeline.Type,
+		"pipeline_ref":    p.Pipeline.Ref,
+		"protected_ref":   protected,
+		"intent":          intent,
+		"gated_as":        gated,
 		"jobs":            jobs,
 	}
 	if len(stages) > 0 {
@@ -348,23 +457,34 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	if len(envs) > 0 {
 		attrs["environments"] = stringsAsAny(envs)
 	}
+	if len(deployJobs) > 0 {
+		attrs["deploy_jobs"] = stringsAsAny(deployJobs)
+	}
+	if len(unknownJobs) > 0 {
+		attrs["unknown_jobs"] = stringsAsAny(unknownJobs)
+	}
 	if p.TotalBuildsCount != nil {
 		attrs["user_active_builds"] = *p.TotalBuildsCount
 	}
 	if p.Namespace != nil && p.Namespace.Plan != "" {
 		attrs["namespace_plan"] = p.Namespace.Plan
 	}
-	var claims map[string]any
+	subject := decision.Subject{ID: p.User.Username, Kind: "user", Claims: map[string]any{}}
 	if p.User.ID != 0 {
-		claims = map[string]any{"gitlab_user_id": p.User.ID}
+		subject.Claims["gitlab_user_id"] = p.User.ID
 	}
-	// The user is who GitLab says creates the pipeline; a claim until the
-	// daemon has checked X-Gitlab-Token and bound the GitLab instance as a
-	// caller allowed to vouch. Email and sign-in addresses stay out of the
-	// log. GitLab sends the ref without saying whether it is a branch or a
-	// tag, so it is kept exactly as sent.
+	if cfg.instance2FA {
+		subject.MFA = true
+		subject.Claims["mfa_source"] = MFASourceInstanceSetting
+	}
+	if len(subject.Claims) == 0 {
+		subject.Claims = nil
+	}
+	// The user is who GitLab says creates the pipeline: the daemon binds it
+	// once X-Gitlab-Token has shown the instance is the caller that may
+	// vouch. Email and sign-in addresses stay out of the log.
 	return decision.Request{
-		Subject: decision.Subject{ID: p.User.Username, Kind: "user", Claims: claims},
+		Subject: subject,
 		Action:  action,
 		Resource: decision.Resource{
 			System:      Name,
@@ -372,7 +492,7 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 			Name:        p.Project.Path,
 			Environment: env,
 			Repository:  p.Project.Path,
-			Ref:         p.Pipeline.Ref,
+			Ref:         ref,
 			Attributes:  attrs,
 		},
 		Source: decision.Source{Adapter: Name, AdapterVersion: Version, RequestID: in.Headers.Get("X-Gitlab-Correlation-Id")},

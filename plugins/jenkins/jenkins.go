@@ -1,8 +1,10 @@
 // Package jenkins is gatelog's adapter for Jenkins: it turns a build's
 // description (its environment variables such as JOB_NAME and BUILD_URL, its
-// causes, parameters and node, or the build's REST API JSON) into a Request,
-// and the decision into a JSON answer whose HTTP status fails the build's
-// HTTP call on anything but an allow.
+// causes, parameters and node, or the build's REST API JSON alone) into a
+// Request, and the decision into a JSON answer whose HTTP status fails the
+// build's HTTP call on anything but an allow. Refs are given in full
+// (GIT_BRANCH "origin/main" is "refs/heads/main"), so policies compare one
+// spelling whatever kind of job reported it.
 //
 // Jenkins has no admission point a pipeline author cannot bypass, so the
 // adapter only describes a build. Who asks is never taken from the payload:
@@ -18,6 +20,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,7 +125,8 @@ func (a *Adapter) settings() settings {
 
 // payload is what the adapter reads. The upper-case fields are Jenkins'
 // own environment variable names, so a pipeline step can send them as they
-// are; build is the build's REST API object (/job/NAME/NUMBER/api/json).
+// are; build is the build's REST API object (/job/NAME/NUMBER/api/json),
+// which alone is a whole payload.
 type payload struct {
 	Action      string `json:"action"`
 	Environment string `json:"environment"`
@@ -147,6 +151,9 @@ type payload struct {
 	Parameters json.RawMessage `json:"parameters"`
 	Causes     []cause         `json:"causes"`
 	Build      *build          `json:"build"`
+	// Attributes are further resource attributes the pipeline adds (a
+	// service name, say); they never replace what the adapter sets.
+	Attributes map[string]any `json:"attributes"`
 }
 
 // cause is a Jenkins build cause, e.g. hudson.model.Cause$UserIdCause.
@@ -159,17 +166,37 @@ type cause struct {
 	UpstreamBuild    *int64 `json:"upstreamBuild"`
 }
 
-// build is the part of Jenkins' build REST API object the adapter reads.
+// build is the part of Jenkins' build REST API object the adapter reads
+// (/job/NAME/NUMBER/api/json). Older Jenkins versions omit _class, so
+// actions are recognised by their fields: causes (CauseAction),
+// parameters (ParametersAction), lastBuiltRevision and remoteUrls (the Git
+// plugin's BuildData, one per repository the build checked out).
 type build struct {
 	FullDisplayName string `json:"fullDisplayName"`
 	Number          int64  `json:"number"`
 	URL             string `json:"url"`
 	BuiltOn         string `json:"builtOn"`
 	Actions         []struct {
-		Class      string       `json:"_class"`
-		Causes     []cause      `json:"causes"`
-		Parameters []namedValue `json:"parameters"`
+		Class             string       `json:"_class"`
+		Causes            []cause      `json:"causes"`
+		Parameters        []namedValue `json:"parameters"`
+		LastBuiltRevision *revision    `json:"lastBuiltRevision"`
+		RemoteURLs        []string     `json:"remoteUrls"`
 	} `json:"actions"`
+}
+
+// revision is the Git plugin's hudson.plugins.git.Revision.
+type revision struct {
+	SHA1   string `json:"SHA1"`
+	Branch []struct {
+		SHA1 string `json:"SHA1"`
+		Name string `json:"name"`
+	} `json:"branch"`
+}
+
+// gitCheckout is one BuildData action: what a build checked out.
+type gitCheckout struct {
+	remote, branch, commit string
 }
 
 type namedValue struct {
@@ -215,6 +242,8 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	node := p.NodeName
 	buildURL := p.BuildURL
 	buildNumber := p.BuildNumber
+	jobName, jobURL := p.JobName, p.JobURL
+	var checkouts []gitCheckout
 	if b := p.Build; b != nil {
 		for _, act := range b.Actions {
 			causes = append(causes, act.Causes...)
@@ -226,15 +255,43 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 					params[nv.Name] = nv.Value
 				}
 			}
+			if r := act.LastBuiltRevision; r != nil {
+				co := gitCheckout{commit: r.SHA1}
+				if len(r.Branch) > 0 {
+					co.branch = r.Branch[0].Name
+				}
+				// An unexpanded "$GIT_BASE" is no repository.
+				if len(act.RemoteURLs) > 0 && !strings.Contains(act.RemoteURLs[0], "$") {
+					co.remote = act.RemoteURLs[0]
+				}
+				checkouts = append(checkouts, co)
+			}
 		}
 		node = firstNonEmpty(node, b.BuiltOn)
 		buildURL = firstNonEmpty(buildURL, b.URL)
 		if buildNumber == "" && b.Number > 0 {
 			buildNumber = strconv.FormatInt(b.Number, 10)
 		}
+		if jobName == "" || jobURL == "" {
+			name, u := jobOfBuildURL(b.URL)
+			if name == "" {
+				name = jobOfDisplayName(b.FullDisplayName)
+			}
+			jobName, jobURL = firstNonEmpty(jobName, name), firstNonEmpty(jobURL, u)
+		}
 	}
-	if p.JobName == "" {
-		return decision.Request{}, adapter.BadPayload(`field "JOB_NAME" is required (the full job name, e.g. "payments/deploy")`)
+	if jobName == "" {
+		return decision.Request{}, adapter.BadPayload(`field "JOB_NAME" is required (the full job name, e.g. "payments/deploy"), or "build.url" of the build REST API object`)
+	}
+	// A build that checked out exactly one repository names its ref;
+	// with several (a shared library and the project, say) the adapter
+	// cannot tell which one is deployed, so it names none and a deploy to
+	// a protected environment is refused for want of a protected ref.
+	repository, ref, commit := p.GitURL, firstNonEmpty(p.BranchName, p.GitBranch), p.GitCommit
+	if len(checkouts) == 1 {
+		repository = firstNonEmpty(repository, checkouts[0].remote)
+		ref = firstNonEmpty(ref, checkouts[0].branch)
+		commit = firstNonEmpty(commit, checkouts[0].commit)
 	}
 	cfg := a.settings()
 
@@ -242,7 +299,7 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	if action == "" {
 		action = cfg.defaultAction
 	}
-	env := jobEnvironment(cfg.jobEnv, p.JobName)
+	env := jobEnvironment(cfg.jobEnv, jobName)
 	if env == "" {
 		env = strings.TrimSpace(p.Environment)
 	}
@@ -256,15 +313,36 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	set("build_number", buildNumber)
 	set("build_url", buildURL)
 	set("build_tag", p.BuildTag)
-	set("job_url", p.JobURL)
+	set("job_url", jobURL)
 	set("node", node)
 	set("jenkins_url", p.JenkinsURL)
-	set("commit", p.GitCommit)
+	set("commit", commit)
 	set("change_id", p.ChangeID)
 	set("change_url", p.ChangeURL)
 	set("change_target", p.ChangeTarget)
 	if len(params) > 0 {
 		attrs["parameters"] = params
+	}
+	for k, v := range p.Attributes {
+		if _, taken := attrs[k]; !taken && k != "" && v != nil {
+			attrs[k] = v
+		}
+	}
+	if len(checkouts) > 1 {
+		list := make([]any, 0, len(checkouts))
+		for _, co := range checkouts {
+			m := map[string]any{}
+			set := func(k, v string) {
+				if v != "" {
+					m[k] = v
+				}
+			}
+			set("repository", co.remote)
+			set("ref", gitRef(co.branch))
+			set("commit", co.commit)
+			list = append(list, m)
+		}
+		attrs["git_checkouts"] = list
 	}
 
 	// Causes and the change author come from the build, which anyone who
@@ -312,15 +390,15 @@ func (a *Adapter) Translate(_ context.Context, in adapter.Native) (decision.Requ
 	// is only a claim here; the daemon overrides it with the subject of the
 	// verified token that came with the request.
 	return decision.Request{
-		Subject: decision.Subject{ID: firstNonEmpty(p.JobURL, p.JobName), Kind: "service"},
+		Subject: decision.Subject{ID: firstNonEmpty(jobURL, jobName), Kind: "service"},
 		Action:  action,
 		Resource: decision.Resource{
 			System:      Name,
 			Kind:        "job",
-			Name:        p.JobName,
+			Name:        jobName,
 			Environment: env,
-			Repository:  p.GitURL,
-			Ref:         firstNonEmpty(p.BranchName, p.GitBranch),
+			Repository:  repository,
+			Ref:         gitRef(ref),
 			Attributes:  attrs,
 		},
 		Context: decision.Context{Unverified: unverified},
@@ -334,12 +412,76 @@ func decode(body []byte) (payload, error) {
 		return p, adapter.BadPayload("payload of %d bytes exceeds %d", len(body), MaxPayloadBytes)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return p, adapter.BadPayload("empty payload: expected a JSON object with JOB_NAME")
+		return p, adapter.BadPayload("empty payload: expected a JSON object with JOB_NAME or build")
 	}
 	if err := json.Unmarshal(body, &p); err != nil {
 		return p, adapter.BadPayload("payload is not a Jenkins build JSON object: %v", err)
 	}
 	return p, nil
+}
+
+// gitRef is a branch as Jenkins reports it, in full: GIT_BRANCH of a
+// non-multibranch job ("origin/main"), BRANCH_NAME of a multibranch one
+// ("main"), or a Git plugin BuildData branch ("refs/remotes/origin/main",
+// "master"), all become "refs/heads/<branch>".
+func gitRef(name string) string {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(name), "refs/remotes/"); ok {
+		name = "remotes/" + rest
+	}
+	return decision.NormalizeRef(name)
+}
+
+// jobOfBuildURL reads the job's full name and URL from a build's URL
+// ("https://jenkins.example.com/job/payments/job/deploy/142/" is build 142
+// of "payments/deploy"): the build number is the last path segment and
+// the trailing "job/<name>" pairs before it name the job and its folders.
+// Names are decoded once, as Jenkins encodes each for the URL.
+func jobOfBuildURL(raw string) (name, jobURL string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", ""
+	}
+	segs := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
+	if len(segs) < 3 {
+		return "", ""
+	}
+	if _, err := strconv.ParseUint(segs[len(segs)-1], 10, 63); err != nil {
+		return "", ""
+	}
+	segs = segs[:len(segs)-1]
+	var names []string
+	i := len(segs) - 2
+	for ; i >= 0 && segs[i] == "job"; i -= 2 {
+		n, err := url.PathUnescape(segs[i+1])
+		if err != nil || n == "" {
+			return "", ""
+		}
+		names = append([]string{n}, names...)
+	}
+	if len(names) == 0 {
+		return "", ""
+	}
+	u.RawPath, u.Path = "", ""
+	u.RawQuery, u.Fragment = "", ""
+	return strings.Join(names, "/"), strings.TrimSuffix(u.String(), "/") + "/" + strings.Join(segs, "/") + "/"
+}
+
+// jobOfDisplayName reads a job's name from a build's fullDisplayName
+// ("payments » deploy #142"). Display names equal names unless someone
+// renamed a folder's or job's display name; the name from build.url is
+// preferred, and the daemon refuses a name the caller's token contradicts.
+func jobOfDisplayName(full string) string {
+	i := strings.LastIndex(full, " #")
+	if i <= 0 {
+		return ""
+	}
+	parts := strings.Split(full[:i], " » ")
+	for _, p := range parts {
+		if strings.TrimSpace(p) == "" {
+			return ""
+		}
+	}
+	return strings.Join(parts, "/")
 }
 
 func jobEnvironment(m map[string]string, job string) string {

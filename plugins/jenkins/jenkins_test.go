@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -114,5 +115,82 @@ func TestRenderStatuses(t *testing.T) {
 func TestConfigureRejectsUnknownSettings(t *testing.T) {
 	if err := New().Configure(t.Context(), map[string]string{"token": "x"}); !errors.Is(err, adapter.ErrBadSettings) {
 		t.Errorf("Configure = %v", err)
+	}
+}
+
+// Every way Jenkins reports a branch becomes one full ref.
+func TestRefsAreNormalised(t *testing.T) {
+	for _, tc := range []struct{ payload, want string }{
+		{`{"JOB_NAME":"deploy","GIT_BRANCH":"origin/main"}`, "refs/heads/main"},
+		{`{"JOB_NAME":"shop/main","BRANCH_NAME":"main","GIT_BRANCH":"main"}`, "refs/heads/main"},
+		{`{"JOB_NAME":"shop/feature%2Fx","BRANCH_NAME":"feature/x"}`, "refs/heads/feature/x"},
+		{`{"JOB_NAME":"deploy","GIT_BRANCH":"refs/tags/v1.2.0"}`, "refs/tags/v1.2.0"},
+		{`{"build":{"url":"https://ci.example.com/job/deploy/3/","actions":[{"lastBuiltRevision":{"SHA1":"9d3cab8d46e5823fee43a0b6c2f19d5dccfa4c3a","branch":[{"SHA1":"9d3cab8d46e5823fee43a0b6c2f19d5dccfa4c3a","name":"refs/remotes/origin/master"}]},"remoteUrls":["https://git.example.com/deploy.git"]}]}}`, "refs/heads/master"},
+		{`{"JOB_NAME":"deploy","GIT_BRANCH":"origin/release","build":{"url":"https://ci.example.com/job/deploy/3/","actions":[{"lastBuiltRevision":{"SHA1":"9d3c","branch":[{"name":"refs/remotes/origin/master"}]}}]}}`, "refs/heads/release"},
+		{`{"JOB_NAME":"deploy"}`, ""},
+	} {
+		req, err := New().Translate(t.Context(), adapter.Native{Body: []byte(tc.payload)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.payload, err)
+		}
+		if req.Resource.Ref != tc.want {
+			t.Errorf("%s: ref %q, want %q", tc.payload, req.Resource.Ref, tc.want)
+		}
+	}
+}
+
+// The build REST API object alone (under "build") is a whole payload: the
+// job comes from the build's URL, the checkout from the Git plugin's
+// BuildData. Fixtures are builds captured from build.opnfv.org and
+// jenkins.zowe.org (testdata/README.md).
+func TestBuildRESTObjectAlone(t *testing.T) {
+	req := translate(t, New(), "rest-api-freestyle-upstream")
+	r := req.Resource
+	if r.Name != "apex-deploy-virtual-os-onos-nofeature-ha-master" || r.Ref != "refs/heads/master" || r.Repository != "" ||
+		r.Attributes["commit"] != "9d3cab8d46e5823fee43a0b6c2f19d5dccfa4c3a" || r.Attributes["build_number"] != "107" || req.Action != "pipeline.trigger" {
+		t.Errorf("freestyle build: %+v action %q", r, req.Action)
+	}
+	if req.Subject.ID != "https://build.opnfv.org/ci/job/apex-deploy-virtual-os-onos-nofeature-ha-master/" {
+		t.Errorf("subject %q: the job URL, as the oidc-provider plugin's default sub", req.Subject.ID)
+	}
+	// Two checkouts (the shared library and the project): no ref is
+	// guessed, both are recorded.
+	req = translate(t, New(), "rest-api-multibranch-deploy")
+	r = req.Resource
+	if r.Name != "zowe-docs-site/users/jack/lf-jenkins" || r.Ref != "" || r.Repository != "" || r.Environment != "production" {
+		t.Errorf("multibranch build: %+v", r)
+	}
+	if co, _ := r.Attributes["git_checkouts"].([]any); len(co) != 2 {
+		t.Errorf("git_checkouts = %v", r.Attributes["git_checkouts"])
+	}
+	_, err := New().Translate(t.Context(), adapter.Native{Body: []byte(`{"build":{"number":3,"actions":[]}}`)})
+	if !errors.Is(err, adapter.ErrBadPayload) || !strings.Contains(err.Error(), `"build.url"`) {
+		t.Errorf("build without url: %v", err)
+	}
+}
+
+func TestJobOfBuildURL(t *testing.T) {
+	for _, tc := range []struct{ url, name, jobURL string }{
+		{"https://jenkins.example.com/job/payments/job/deploy/142/", "payments/deploy", "https://jenkins.example.com/job/payments/job/deploy/"},
+		{"https://build.opnfv.org/ci/job/apex/107/", "apex", "https://build.opnfv.org/ci/job/apex/"},
+		{"https://jenkins.example.com/job/shop/job/feature%252Fx/7/", "shop/feature%2Fx", "https://jenkins.example.com/job/shop/job/feature%252Fx/"},
+		{"https://jenkins.example.com/job/a/lastBuild/", "", ""},
+		{"https://jenkins.example.com/7/", "", ""},
+		{"job/a/7/", "", ""},
+	} {
+		name, u := jobOfBuildURL(tc.url)
+		if name != tc.name || u != tc.jobURL {
+			t.Errorf("jobOfBuildURL(%q) = %q, %q; want %q, %q", tc.url, name, u, tc.name, tc.jobURL)
+		}
+	}
+	for in, want := range map[string]string{
+		"zowe-docs-site » users/jack/lf-jenkins #5": "zowe-docs-site/users/jack/lf-jenkins",
+		"nightly #903": "nightly",
+		"#3":           "",
+		"a »  » b #1":  "",
+	} {
+		if got := jobOfDisplayName(in); got != want {
+			t.Errorf("jobOfDisplayName(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

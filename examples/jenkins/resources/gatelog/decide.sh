@@ -1,14 +1,20 @@
 #!/bin/sh
-# Asks gatelog for a decision: POST the request in $1 to $GATELOG_URL/v1/decide
-# with the build's OIDC token ($GATELOG_TOKEN) and print the receipt.
+# Asks gatelog whether this build may go on: POSTs the build description in
+# $1 (Jenkins' own variables: JOB_NAME, BUILD_URL, GIT_BRANCH, ... plus
+# action and environment) to $GATELOG_URL/v1/adapters/jenkins with the
+# build's OIDC token ($GATELOG_TOKEN), saves gatelog's answer to $2 and
+# prints it, reasons included, to the build log.
 #
-# Exit status: 0 allowed, 2 denied, 1 no decision (gatelog unreachable,
-# token refused, request rejected): everything but 0 fails the build.
+# Exit status: 0 allowed; 2 denied; 3 the token was already used (every
+# binding of the oidc-provider credential mints one token, and two bindings
+# of one build within the same second mint the same one: bind again after a
+# second and retry); 1 no decision (gatelog unreachable, token refused,
+# payload rejected). Everything but 0 fails the build.
 # Run by the gatelogGate step (vars/gatelogGate.groovy); tested as is.
 set -u
 
 request="$1"
-receipt="${2:-gatelog-receipt.json}"
+answer="${2:-gatelog-answer.json}"
 
 if [ -z "${GATELOG_URL:-}" ] || [ -z "${GATELOG_TOKEN:-}" ]; then
 	echo "gatelog: GATELOG_URL and GATELOG_TOKEN must be set" >&2
@@ -21,25 +27,41 @@ headers="$(mktemp)"
 trap 'rm -f "$headers"' EXIT
 printf 'Authorization: Bearer %s\nContent-Type: application/json\n' "$GATELOG_TOKEN" >"$headers"
 
+# curl retries when it could not connect, and on 429 and 5xx answers. A
+# token is accepted once, so a retry after an answer that came after the
+# token was checked is refused as already used (exit 3), and the step binds
+# a new token.
 status=$(curl --silent --show-error --max-time "${GATELOG_TIMEOUT:-30}" \
 	--retry "${GATELOG_RETRIES:-2}" --retry-connrefused \
 	-H @"$headers" \
-	-o "$receipt" -w '%{http_code}' \
+	-o "$answer" -w '%{http_code}' \
 	--data-binary @"$request" \
-	"${GATELOG_URL%/}/v1/decide") || {
+	"${GATELOG_URL%/}/v1/adapters/jenkins") || {
 	echo "gatelog: no answer from ${GATELOG_URL}: the build is blocked" >&2
 	exit 1
 }
 
-cat "$receipt"
+cat "$answer"
 echo
-if [ "$status" != "200" ]; then
-	echo "gatelog: HTTP $status, no decision: the build is blocked" >&2
-	exit 1
-fi
-# The receipt's only "allow" key is the decision (reasons are quoted strings).
-if grep -Eq '"allow"[[:space:]]*:[[:space:]]*true' "$receipt"; then
-	exit 0
-fi
-echo "gatelog: denied" >&2
-exit 2
+# The answer's only "allow" key is the decision (reasons are quoted strings).
+case "$status" in
+200)
+	if grep -Eq '"allow"[[:space:]]*:[[:space:]]*true' "$answer"; then
+		exit 0
+	fi
+	;;
+403)
+	if grep -q '"decision_id"' "$answer"; then
+		echo "gatelog: denied: the build is blocked (the reasons are above)" >&2
+		exit 2
+	fi
+	;;
+401)
+	if grep -q 'already used' "$answer"; then
+		echo "gatelog: this token was already used: bind the credential again" >&2
+		exit 3
+	fi
+	;;
+esac
+echo "gatelog: HTTP $status, no decision: the build is blocked" >&2
+exit 1
