@@ -116,6 +116,7 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
 		return
 	}
+	s.vouchedSubject(&req, caller) // a Triggers webhook's sender (tekton_triggers.go)
 	rc, err := s.Decide(r.Context(), req, caller.Caller, false)
 	if err != nil {
 		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unavailable, Message: "the decision could not be logged, so it is denied"})

@@ -63,6 +63,15 @@ type TriggersSource struct {
 	// may vouch for, so that a secret shared with a staging repository
 	// cannot vouch for a trigger in a production namespace.
 	Namespaces []string
+	// MFASetting is the operator's statement that every user this
+	// source's webhooks name signed in with a second factor, named by a
+	// short fact such as "github.org_2fa_required:acme" (the organization
+	// requires two-factor authentication of its members) or
+	// "gitlab.instance_requires_2fa". A webhook says nothing about MFA, so
+	// without it subject.mfa is false and the bundled policy refuses
+	// privileged deploys. It sets subject.mfa and records
+	// subject.claims.mfa_source = "setting:<MFASetting>".
+	MFASetting string
 }
 
 // The providers of a TriggersSource.
@@ -250,6 +259,28 @@ func (h *triggersHook) use(triggerID string, verified []byte, now time.Time) err
 		return fmt.Errorf("the webhook could not be recorded against replays: %w", err)
 	}
 	return nil
+}
+
+// vouchedSubject makes the subject a Triggers source vouched for what the
+// daemon knows of it: the user the event names, and the operator's
+// statements about the source's senders (MFASetting). Anything else the
+// adapter put on the subject is a claim of the payload and is dropped.
+func (s *Server) vouchedSubject(req *decision.Request, caller identity.Caller) {
+	if s.webhooks == nil || s.webhooks.triggers == nil || req.Subject.AssertedBy != caller.ID {
+		return
+	}
+	for _, src := range s.webhooks.triggers.sources {
+		if src.caller.ID != caller.ID {
+			continue
+		}
+		sub := decision.Subject{ID: req.Subject.ID, Kind: req.Subject.Kind, Verified: true, AssertedBy: caller.ID}
+		if src.MFASetting != "" {
+			sub.MFA = true
+			sub.Claims = map[string]any{"mfa_source": "setting:" + src.MFASetting}
+		}
+		req.Subject = sub
+		return
+	}
 }
 
 // check verifies the webhook's own header against the source's secret,

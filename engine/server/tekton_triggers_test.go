@@ -201,6 +201,44 @@ func TestTriggersRefusesReplays(t *testing.T) {
 	}
 }
 
+// The subject a Triggers source vouches for is the login and what the
+// operator stated about the source's senders, nothing the payload said.
+func TestVouchedSubject(t *testing.T) {
+	h, err := newTriggersHook(TektonTriggersWebhook{Sources: []TriggersSource{
+		{Name: "gh", Provider: ProviderGitHub, Secret: []byte("s"), MFASetting: "github.org_2fa_required:acme"},
+		{Name: "gl", Provider: ProviderGitLab, Secret: []byte("t")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{webhooks: &webhookState{triggers: h}}
+	claimed := decision.Subject{ID: "alice", Kind: "user", Groups: []string{"release-managers"}, MFA: true, Claims: map[string]any{"break_glass": true}}
+	for _, tc := range []struct {
+		caller string
+		want   decision.Subject
+	}{
+		{"webhook:tekton-triggers:gh", decision.Subject{ID: "alice", Kind: "user", Verified: true, AssertedBy: "webhook:tekton-triggers:gh", MFA: true,
+			Claims: map[string]any{"mfa_source": "setting:github.org_2fa_required:acme"}}},
+		{"webhook:tekton-triggers:gl", decision.Subject{ID: "alice", Kind: "user", Verified: true, AssertedBy: "webhook:tekton-triggers:gl"}},
+	} {
+		sub := claimed
+		sub.Verified, sub.AssertedBy = true, tc.caller
+		req := decision.Request{Subject: sub}
+		s.vouchedSubject(&req, identity.Caller{Caller: decision.Caller{ID: tc.caller}})
+		got, _ := json.Marshal(req.Subject)
+		want, _ := json.Marshal(tc.want)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: subject %s, want %s", tc.caller, got, want)
+		}
+	}
+	// Other callers' subjects are left alone.
+	req := decision.Request{Subject: claimed}
+	s.vouchedSubject(&req, identity.Caller{Caller: decision.Caller{ID: "apikey:ci"}})
+	if !req.Subject.MFA || len(req.Subject.Groups) != 1 {
+		t.Errorf("another caller's subject changed: %+v", req.Subject)
+	}
+}
+
 func TestStripInterceptorSecrets(t *testing.T) {
 	mr := interceptorFixture(t, "interceptor-gitlab-merge-request")
 	out := stripInterceptorSecrets(mr)
@@ -238,13 +276,13 @@ func TestLoadWebhooksTektonTriggers(t *testing.T) {
 	}
 	write("gh", fixtureGitHubSecret+"\n", 0o600)
 	write("open", "secret\n", 0o644)
-	write("ok.json", `{"tekton_triggers": {"replay_window": "72h", "sources": [{"name": "github", "provider": "github", "secret_file": "gh", "namespaces": ["ci"]}]}}`, 0o644)
+	write("ok.json", `{"tekton_triggers": {"replay_window": "72h", "sources": [{"name": "github", "provider": "github", "secret_file": "gh", "namespaces": ["ci"], "mfa_setting": "github.org_2fa_required:acme"}]}}`, 0o644)
 	w, err := LoadWebhooks(filepath.Join(dir, "ok.json"))
 	if err != nil || w.TektonTriggers == nil || len(w.TektonTriggers.Sources) != 1 || w.TektonTriggers.ReplayWindow != 72*time.Hour {
 		t.Fatalf("LoadWebhooks = %+v, %v", w, err)
 	}
 	src := w.TektonTriggers.Sources[0]
-	if src.Name != "github" || src.Provider != "github" || string(src.Secret) != fixtureGitHubSecret || len(src.Namespaces) != 1 || w.GitHub != nil || w.GitLab != nil {
+	if src.Name != "github" || src.Provider != "github" || string(src.Secret) != fixtureGitHubSecret || len(src.Namespaces) != 1 || src.MFASetting != "github.org_2fa_required:acme" || w.GitHub != nil || w.GitLab != nil {
 		t.Errorf("source = %+v", src)
 	}
 	for name, cfg := range map[string]string{

@@ -109,6 +109,7 @@ type webhooksFile struct {
 			Provider   string   `json:"provider"`
 			SecretFile string   `json:"secret_file"`
 			Namespaces []string `json:"namespaces"`
+			MFASetting string   `json:"mfa_setting"`
 		} `json:"sources"`
 	} `json:"tekton_triggers"`
 }
@@ -194,7 +195,7 @@ func LoadWebhooks(path string) (Webhooks, error) {
 			if err != nil {
 				return Webhooks{}, err
 			}
-			tt.Sources = append(tt.Sources, TriggersSource{Name: src.Name, Provider: src.Provider, Secret: b, Namespaces: src.Namespaces})
+			tt.Sources = append(tt.Sources, TriggersSource{Name: src.Name, Provider: src.Provider, Secret: b, Namespaces: src.Namespaces, MFASetting: src.MFASetting})
 		}
 		if _, err := newTriggersHook(*tt); err != nil {
 			return Webhooks{}, fmt.Errorf("webhooks config %s: %w", path, err)

@@ -91,8 +91,9 @@ func shippedTriggers(t *testing.T) map[string]listenerTrigger {
 }
 
 // startShippedDaemon runs `gatelog serve --adapter tekton --webhooks-config
-// webhooks.json` with the shipped webhooks.json beside the two secret
-// files it names (0600, as the daemon demands).
+// webhooks.json --policy-data policy-data.yaml` with the shipped files, the
+// two secret files webhooks.json names beside it (0600, as the daemon
+// demands).
 func startShippedDaemon(t *testing.T) *e2e.Daemon {
 	t.Helper()
 	dir := t.TempDir()
@@ -109,7 +110,8 @@ func startShippedDaemon(t *testing.T) *e2e.Daemon {
 			t.Fatal(err)
 		}
 	}
-	return e2e.Start(t, e2e.Build(t), nil, "--adapter", "tekton", "--webhooks-config", filepath.Join(dir, "webhooks.json"))
+	return e2e.Start(t, e2e.Build(t), nil, "--adapter", "tekton", "--webhooks-config", filepath.Join(dir, "webhooks.json"),
+		"--policy-data", e2e.Path(t, "examples/tekton/policy-data.yaml"))
 }
 
 // callInterceptor posts an InterceptorRequest as Triggers' interceptor
@@ -167,7 +169,8 @@ func TestTriggersEndToEnd(t *testing.T) {
 	}
 	triggers := shippedTriggers(t)
 	release, deploy, mr := triggers["github-listener/release"], triggers["github-listener/deploy-production"], triggers["gitlab-listener/merge-request"]
-	if release.id == "" || deploy.id == "" || mr.id == "" {
+	glDeploy := triggers["gitlab-listener/deploy-production"]
+	if release.id == "" || deploy.id == "" || mr.id == "" || glDeploy.id == "" {
 		t.Fatalf("event-listener.yaml: triggers with the gatelog interceptor: %v", triggers)
 	}
 	d := startShippedDaemon(t)
@@ -251,22 +254,41 @@ func TestTriggersEndToEnd(t *testing.T) {
 		t.Errorf("the GitLab secret token is in the signed record: %s", rec)
 	}
 
-	// Deny path: the same authentic push reaches the production deploy
-	// trigger; Codertocat is no release manager (and a webhook sender has
-	// no MFA, and master is no protected ref), so the EventListener is told
-	// not to continue, with the reasons, and the denial is logged.
+	// Production, allowed: the same authentic push reaches the production
+	// deploy trigger. Codertocat is a release manager (policy-data.yaml),
+	// master is a protected ref there, and the GitHub source's mfa_setting
+	// (webhooks.json) stands for the sender's second factor.
 	resp = callInterceptor(t, d, forwardWebhook(t, pushHeader, push, deploy.id, "e1000000-0000-4000-8000-000000000009", deploy.params))
+	if !resp.Continue || resp.Status.Code != codes.OK {
+		t.Fatalf("production deploy by Codertocat: %+v", resp)
+	}
+	ext = extension(t, resp)
+	v = d.Verify(t, ext.DecisionID)
+	req = v.Record.Request
+	if !v.Record.Decision.Allow || req.Action != "deploy" || req.Resource.Environment != "production" ||
+		req.Subject.ID != "Codertocat" || !req.Subject.MFA || req.Subject.Claims["mfa_source"] != "setting:github.org_2fa_required:Codertocat" ||
+		len(v.Record.Decision.Reasons) != 1 || v.Record.Decision.Reasons[0] != `allowed by role "release-manager" (subject "Codertocat")` {
+		t.Errorf("production deploy by Codertocat: record %+v", v.Record)
+	}
+
+	// Deny path: jsmith's authentic GitLab push reaches the GitLab
+	// production deploy trigger. jsmith is no release manager, and the
+	// GitLab source has no mfa_setting, so the EventListener is told not to
+	// continue, with the reasons, and the denial is logged.
+	glPush := webhookBody(t, "gitlab", "push.json")
+	resp = callInterceptor(t, d, forwardWebhook(t, webhookHeader(t, "gitlab", "Push Hook", glPush), glPush, glDeploy.id, "e1000000-0000-4000-8000-00000000000c", glDeploy.params))
 	ext = extension(t, resp)
 	if resp.Continue || resp.Status.Code != codes.PermissionDenied || ext.Allow {
-		t.Fatalf("production deploy by Codertocat: %+v", resp)
+		t.Fatalf("production deploy by jsmith: %+v", resp)
 	}
 	v = d.Verify(t, ext.DecisionID)
 	req = v.Record.Request
-	if v.Record.Decision.Allow || req.Action != "deploy" || req.Resource.Environment != "production" || req.Subject.ID != "Codertocat" || !req.Subject.Verified {
-		t.Errorf("production deploy: record %+v", v.Record)
+	if v.Record.Decision.Allow || req.Action != "deploy" || req.Resource.Environment != "production" || req.Subject.ID != "jsmith" ||
+		!req.Subject.Verified || req.Subject.MFA || req.Subject.AssertedBy != "webhook:tekton-triggers:gitlab" || req.Resource.Ref != "refs/heads/master" {
+		t.Errorf("production deploy by jsmith: record %+v", v.Record)
 	}
 	for _, reason := range []string{
-		`no role of subject "Codertocat" permits action "deploy"`,
+		`no role of subject "jsmith" permits action "deploy"`,
 		"requires multi-factor authentication",
 		"gatelog.dev/decision: " + ext.DecisionID,
 	} {
@@ -274,8 +296,10 @@ func TestTriggersEndToEnd(t *testing.T) {
 			t.Errorf("status.message %q does not say %q", resp.Status.Message, reason)
 		}
 	}
-	if len(v.Record.Decision.Reasons) == 0 || !strings.Contains(resp.Status.Message, v.Record.Decision.Reasons[0]) {
-		t.Errorf("status.message %q does not carry the logged reasons %q", resp.Status.Message, v.Record.Decision.Reasons)
+	for _, reason := range v.Record.Decision.Reasons {
+		if !strings.Contains(resp.Status.Message, reason) {
+			t.Errorf("status.message %q does not carry the logged reason %q", resp.Status.Message, reason)
+		}
 	}
 
 	// A caller with a gatelog credential is authenticated as before: the
