@@ -3,19 +3,15 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/server/triggersauth"
 	"github.com/gatelog/gatelog/plugins/adapter"
-	"github.com/gatelog/gatelog/plugins/github"
-	"github.com/gatelog/gatelog/plugins/gitlab"
 )
 
 // TektonTriggersWebhook lets a Tekton Triggers EventListener call the
@@ -76,29 +72,13 @@ type TriggersSource struct {
 
 // The providers of a TriggersSource.
 const (
-	ProviderGitHub = "github"
-	ProviderGitLab = "gitlab"
+	ProviderGitHub = triggersauth.GitHub
+	ProviderGitLab = triggersauth.GitLab
 )
 
 // ErrWebhookUnverified means an InterceptorRequest carried no webhook that
 // a configured source's secret verifies.
-var ErrWebhookUnverified = errors.New("the InterceptorRequest's webhook is not verified")
-
-// The event headers that tell which system sent the webhook; the daemon
-// and the tekton adapter read the same ones, so the actor the adapter
-// takes is from the system whose secret was checked.
-const (
-	githubEventHeader = "X-Github-Event"
-	gitlabEventHeader = "X-Gitlab-Event"
-)
-
-// forwardedHeaderDenylist are headers of the original webhook that never
-// reach the adapter: the GitLab secret token itself, credentials the
-// webhook's sender may have added, and the signatures (useless past here).
-var forwardedHeaderDenylist = []string{
-	gitlab.TokenHeader, github.SignatureHeader, "X-Hub-Signature",
-	"Authorization", "Proxy-Authorization", "Cookie",
-}
+var ErrWebhookUnverified = triggersauth.ErrUnverified
 
 // TektonTriggersSeenFile in the data directory remembers the webhooks
 // forwarded to each trigger (hashed), to refuse replays.
@@ -109,12 +89,13 @@ const TektonTriggersSeenFile = "tekton-triggers-seen"
 var ErrWebhookReplayed = errors.New("this webhook was already forwarded for this trigger")
 
 // triggersHook authenticates the EventListener's calls (see
-// TektonTriggersWebhook).
+// TektonTriggersWebhook); triggersauth does the checking.
 type triggersHook struct {
-	name    string
-	sources []triggersSource
-	window  time.Duration
-	seen    *identity.ReplayCache // nil in tests of verify alone
+	name     string
+	verifier *triggersauth.Verifier
+	sources  []triggersSource
+	window   time.Duration
+	seen     *identity.ReplayCache // nil in tests of verify alone
 }
 
 type triggersSource struct {
@@ -123,26 +104,19 @@ type triggersSource struct {
 }
 
 func newTriggersHook(cfg TektonTriggersWebhook) (*triggersHook, error) {
-	if len(cfg.Sources) == 0 {
-		return nil, errors.New("webhooks: tekton_triggers: at least one source is required")
+	var srcs []triggersauth.Source
+	for _, src := range cfg.Sources {
+		srcs = append(srcs, triggersauth.Source{Name: src.Name, Provider: src.Provider, Secret: src.Secret, Namespaces: src.Namespaces})
+	}
+	v, err := triggersauth.New(srcs)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: tekton_triggers: %w", err)
 	}
 	if cfg.ReplayWindow <= 0 {
 		cfg.ReplayWindow = 24 * time.Hour
 	}
-	h := &triggersHook{name: defaultName(cfg.Adapter, "tekton"), window: cfg.ReplayWindow}
-	seen := map[string]bool{}
-	for i, src := range cfg.Sources {
-		switch {
-		case strings.TrimSpace(src.Name) == "":
-			return nil, fmt.Errorf("webhooks: tekton_triggers.sources[%d].name is required", i)
-		case seen[src.Name]:
-			return nil, fmt.Errorf("webhooks: tekton_triggers.sources[%d].name %q is used twice", i, src.Name)
-		case src.Provider != ProviderGitHub && src.Provider != ProviderGitLab:
-			return nil, fmt.Errorf("webhooks: tekton_triggers.sources[%d].provider %q: want %q or %q", i, src.Provider, ProviderGitHub, ProviderGitLab)
-		case len(src.Secret) == 0:
-			return nil, fmt.Errorf("webhooks: tekton_triggers.sources[%d].secret is required", i)
-		}
-		seen[src.Name] = true
+	h := &triggersHook{name: defaultName(cfg.Adapter, "tekton"), verifier: v, window: cfg.ReplayWindow}
+	for _, src := range cfg.Sources {
 		h.sources = append(h.sources, triggersSource{
 			TriggersSource: src,
 			caller: identity.Caller{
@@ -154,86 +128,19 @@ func newTriggersHook(cfg TektonTriggersWebhook) (*triggersHook, error) {
 	return h, nil
 }
 
-// interceptorEnvelope is the part of Triggers' InterceptorRequest
-// (pkg/apis/triggers/v1beta1, interceptor_types.go) the daemon reads and
-// passes on. Decoding and re-encoding it hands the adapter exactly the
-// fields that were verified: a payload with two spellings of "body" (JSON
-// field names match case-insensitively) cannot show the daemon one body
-// and the adapter another.
-type interceptorEnvelope struct {
-	Body              string              `json:"body,omitempty"`
-	Header            map[string][]string `json:"header,omitempty"`
-	Extensions        map[string]any      `json:"extensions,omitempty"`
-	InterceptorParams map[string]any      `json:"interceptor_params,omitempty"`
-	Context           *struct {
-		EventURL  string `json:"event_url,omitempty"`
-		EventID   string `json:"event_id,omitempty"`
-		TriggerID string `json:"trigger_id,omitempty"`
-	} `json:"context"`
-}
-
-// isInterceptorRequest tells an InterceptorRequest from the other payloads
-// of the tekton endpoint (an AdmissionReview names its kind).
-func isInterceptorRequest(body []byte) bool {
-	var probe struct {
-		Kind    string          `json:"kind"`
-		Context json.RawMessage `json:"context"`
-	}
-	return json.Unmarshal(body, &probe) == nil && probe.Kind == "" && len(probe.Context) > 0
-}
-
 // verify checks the webhook inside an InterceptorRequest and returns the
-// caller it authenticates and the request to hand the adapter (re-encoded,
-// without the secret and credential headers). Errors wrap
-// ErrWebhookUnverified, or decision.ErrBadRequest for a payload that is no
-// InterceptorRequest, and name the field at fault.
-func (h *triggersHook) verify(body []byte) (identity.Caller, []byte, error) {
-	var env interceptorEnvelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return identity.Caller{}, nil, fmt.Errorf("%w: InterceptorRequest: %w", decision.ErrBadRequest, err)
-	}
-	if env.Context == nil || env.Context.TriggerID == "" {
-		return identity.Caller{}, nil, fmt.Errorf(`%w: InterceptorRequest: field "context.trigger_id" is required`, decision.ErrBadRequest)
-	}
-	header := http.Header{}
-	for k, vs := range env.Header {
-		header[http.CanonicalHeaderKey(k)] = append(header[http.CanonicalHeaderKey(k)], vs...)
-	}
-	provider, err := webhookProvider(header)
+// caller it authenticates and what to hand the adapter.
+func (h *triggersHook) verify(body []byte) (identity.Caller, triggersauth.Verified, error) {
+	v, err := h.verifier.Verify(body)
 	if err != nil {
-		return identity.Caller{}, nil, err
+		return identity.Caller{}, v, err
 	}
-	namespace := triggerNamespace(env.Context.TriggerID)
-	var tried []string
-	var firstErr error
 	for _, src := range h.sources {
-		if src.Provider != provider || (len(src.Namespaces) > 0 && !slices.Contains(src.Namespaces, namespace)) {
-			continue
+		if src.Name == v.Source.Name {
+			return src.caller, v, nil
 		}
-		tried = append(tried, src.Name)
-		err := src.check(header, env.Body)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		for _, k := range forwardedHeaderDenylist {
-			header.Del(k)
-		}
-		env.Header = header
-		out, err := json.Marshal(env)
-		if err != nil {
-			return identity.Caller{}, nil, fmt.Errorf("re-encode InterceptorRequest: %w", err)
-		}
-		return src.caller, out, nil
 	}
-	if len(tried) == 0 {
-		return identity.Caller{}, nil, fmt.Errorf("%w: no %s source is configured for triggers in namespace %q (webhooks config tekton_triggers.sources)", ErrWebhookUnverified, provider, namespace)
-	}
-	// The first source's error says what was wrong with the header; with
-	// several sources it names the problem well enough.
-	return identity.Caller{}, nil, fmt.Errorf("%w: %w (sources tried: %s)", ErrWebhookUnverified, firstErr, strings.Join(tried, ", "))
+	return identity.Caller{}, triggersauth.Verified{}, fmt.Errorf("%w: source %q is not configured", ErrWebhookUnverified, v.Source.Name)
 }
 
 // use remembers that the verified webhook body passed the trigger. The
@@ -242,19 +149,15 @@ func (h *triggersHook) verify(body []byte) (identity.Caller, []byte, error) {
 // body, so the same body on the same trigger again is a replay: of a
 // captured delivery, or GitHub's "Redeliver". It is refused, and so is a
 // webhook the memory cannot record (fail closed).
-func (h *triggersHook) use(triggerID string, verified []byte, now time.Time) error {
+func (h *triggersHook) use(v triggersauth.Verified, now time.Time) error {
 	if h.seen == nil {
 		return errors.New("the replay memory of Triggers webhooks is not open")
 	}
-	var env interceptorEnvelope
-	if err := json.Unmarshal(verified, &env); err != nil {
-		return fmt.Errorf("%w: %w", ErrWebhookUnverified, err)
-	}
-	sum := sha256.Sum256([]byte(env.Body))
-	err := h.seen.Use("tekton-trigger:"+triggerID, hex.EncodeToString(sum[:]), now.Add(h.window), now)
+	sum := sha256.Sum256([]byte(v.Body))
+	err := h.seen.Use("tekton-trigger:"+v.TriggerID, hex.EncodeToString(sum[:]), now.Add(h.window), now)
 	switch {
 	case errors.Is(err, identity.ErrReplayed):
-		return fmt.Errorf("%w (%s, within %s): replays are refused; push again to trigger again", ErrWebhookReplayed, triggerID, h.window)
+		return fmt.Errorf("%w (%s, within %s): replays are refused; push again to trigger again", ErrWebhookReplayed, v.TriggerID, h.window)
 	case err != nil:
 		return fmt.Errorf("the webhook could not be recorded against replays: %w", err)
 	}
@@ -283,86 +186,12 @@ func (s *Server) vouchedSubject(req *decision.Request, caller identity.Caller) {
 	}
 }
 
-// check verifies the webhook's own header against the source's secret,
-// exactly as GitHub and GitLab send it: one X-Hub-Signature-256 over the
-// body, or one X-Gitlab-Token.
-func (s triggersSource) check(header http.Header, body string) error {
-	name := github.SignatureHeader
-	if s.Provider == ProviderGitLab {
-		name = gitlab.TokenHeader
-	}
-	values := header.Values(name)
-	if len(values) > 1 {
-		return fmt.Errorf(`field "header.%s" has %d values; a webhook sends one`, name, len(values))
-	}
-	var got string
-	if len(values) == 1 {
-		got = values[0]
-	}
-	if s.Provider == ProviderGitLab {
-		return gitlab.VerifyToken(s.Secret, got)
-	}
-	return github.VerifySignature(s.Secret, []byte(body), got)
-}
-
-// webhookProvider tells from the event header which system sent the
-// webhook. Exactly one of X-GitHub-Event and X-Gitlab-Event must be there:
-// the adapter reads the actor by the same header.
-func webhookProvider(h http.Header) (string, error) {
-	gh, gl := h.Values(githubEventHeader), h.Values(gitlabEventHeader)
-	switch {
-	case len(gh) == 1 && len(gl) == 0:
-		return ProviderGitHub, nil
-	case len(gl) == 1 && len(gh) == 0:
-		return ProviderGitLab, nil
-	case len(gh) == 0 && len(gl) == 0:
-		return "", fmt.Errorf(`%w: the call has no gatelog credential, and field "header" of the InterceptorRequest has neither X-GitHub-Event nor X-Gitlab-Event: only GitHub and GitLab webhooks can be verified`, ErrWebhookUnverified)
-	default:
-		return "", fmt.Errorf(`%w: field "header" of the InterceptorRequest must have exactly one X-GitHub-Event or X-Gitlab-Event value`, ErrWebhookUnverified)
-	}
-}
-
-// triggerNamespace is NS of "namespaces/NS/triggers/NAME" (or
-// "namespaces/NS/triggerGroups/NAME"), as Triggers' ParseTriggerID.
-func triggerNamespace(id string) string {
-	parts := strings.Split(id, "/")
-	if len(parts) == 4 && parts[0] == "namespaces" {
-		return parts[1]
-	}
-	return ""
-}
-
-// stripInterceptorSecrets removes the secret and credential headers from
-// an InterceptorRequest that a caller with a gatelog credential sent, so
-// that they reach the adapter on no path. Anything that is not an
-// InterceptorRequest is returned as it is.
-func stripInterceptorSecrets(body []byte) []byte {
-	if !isInterceptorRequest(body) {
-		return body
-	}
-	var env interceptorEnvelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return body
-	}
-	header := http.Header{}
-	for k, vs := range env.Header {
-		header[http.CanonicalHeaderKey(k)] = append(header[http.CanonicalHeaderKey(k)], vs...)
-	}
-	for _, k := range forwardedHeaderDenylist {
-		header.Del(k)
-	}
-	env.Header = header
-	out, err := json.Marshal(env)
-	if err != nil {
-		return body
-	}
-	return out
-}
-
 // authenticateAdapterCall authenticates a call of an adapter endpoint and
 // returns the payload to translate. A call of the Triggers endpoint that
 // presents no gatelog credential is authenticated by the webhook inside
-// its InterceptorRequest; everything else by its credential.
+// its InterceptorRequest; everything else by its credential. The secret
+// and credential headers of a forwarded webhook reach the adapter on no
+// path.
 func (s *Server) authenticateAdapterCall(r *http.Request, name string, body []byte) (identity.Caller, []byte, *adapter.Failure) {
 	var h *triggersHook
 	if s.webhooks != nil {
@@ -373,32 +202,30 @@ func (s *Server) authenticateAdapterCall(r *http.Request, name string, body []by
 		return c, body, f
 	}
 	hasCredential := r.Header.Get("Authorization") != "" || (r.TLS != nil && len(r.TLS.PeerCertificates) > 0)
-	if hasCredential || !isInterceptorRequest(body) {
+	if hasCredential || !triggersauth.IsInterceptorRequest(body) {
 		c, f := s.authenticateQuietly(r)
-		return c, stripInterceptorSecrets(body), f
+		return c, triggersauth.StripSecrets(body), f
 	}
-	c, out, err := h.verify(body)
+	c, v, err := h.verify(body)
 	switch {
 	case errors.Is(err, decision.ErrBadRequest):
-		return c, stripInterceptorSecrets(body), &adapter.Failure{Kind: adapter.BadRequest, Message: err.Error()}
+		return c, triggersauth.StripSecrets(body), &adapter.Failure{Kind: adapter.BadRequest, Message: err.Error()}
 	case err != nil:
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonBadSignature)
-		return c, stripInterceptorSecrets(body), &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
+		return c, triggersauth.StripSecrets(body), &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
 	}
 	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
 		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
-		return c, out, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
+		return c, v.Request, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
 	}
-	var env interceptorEnvelope
-	_ = json.Unmarshal(out, &env) // verify produced it
-	switch err := h.use(env.Context.TriggerID, out, s.cfg.Now()); {
+	switch err := h.use(v, s.cfg.Now()); {
 	case errors.Is(err, ErrWebhookReplayed):
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonReplayed)
-		return c, out, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
+		return c, v.Request, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
 	case err != nil:
 		s.logger.Warn("Triggers webhook could not be recorded; refusing", "caller", c.ID, "err", err)
-		return c, out, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()}
+		return c, v.Request, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()}
 	}
 	s.door.counters.ObserveAuth(kindWebhook, "ok")
-	return c, out, nil
+	return c, v.Request, nil
 }
