@@ -93,7 +93,7 @@ func readGitHub(eventType, delivery string, body any) webhookEvent {
 // pusher in user_username; merge request, comment, pipeline, job,
 // deployment, issue, wiki page and most other hooks in user.username
 // (doc/user/project/integrations/webhook_events.md). Release hooks name no
-// user and are refused unless a subject_path is set.
+// user and are refused.
 func readGitLab(eventType, delivery string, body any) webhookEvent {
 	ev := webhookEvent{
 		provider: "gitlab", eventType: eventType, delivery: delivery,
@@ -185,7 +185,7 @@ func (ev webhookEvent) expected() string {
 	case "github":
 		return "expected sender.login"
 	case "gitlab":
-		return "expected user_username (push and tag push hooks) or user.username (other hooks)"
+		return "expected user_username (push and tag push hooks) or user.username (other hooks; release hooks name no user)"
 	}
 	return "expected sender.login (GitHub), user_username or user.username (GitLab)"
 }

@@ -91,6 +91,12 @@ func translateInterceptor(cfg settings, body []byte) (decision.Request, error) {
 	// recorded as unverified.
 	ev := readEvent(ir.Header, event)
 	if p := param(ParamSubjectPath); p != "" {
+		// A verified GitHub or GitLab webhook vouches for the user GitHub
+		// or GitLab names, not for any field a path could pick (a commit
+		// author is whatever the committer typed).
+		if ev.provider != "" {
+			return decision.Request{}, adapter.BadPayload("InterceptorRequest: interceptor param %q is for sources other than GitHub and GitLab; the sender of a %s event is read from %s", ParamSubjectPath, ev.describe(), strings.TrimPrefix(ev.expected(), "expected "))
+		}
 		ev.actor = lookup(event, p)
 		if ev.actor == "" {
 			return decision.Request{}, adapter.BadPayload("InterceptorRequest: the event body has no string at %q (interceptor param %q)", p, ParamSubjectPath)
