@@ -12,7 +12,7 @@ ADDR        ?= 127.0.0.1:8080
 DATA        ?= ./gatelog-data
 
 PHONY_PROTO := proto proto-check
-.PHONY: $(PHONY_PROTO) all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak clean ui-verify-test ui-test
+.PHONY: $(PHONY_PROTO) all build run test test-go fmt-check vet lint policy-test bench bench-quick bench-long soak fuzz clean ui-verify-test ui-test
 
 all: build
 
@@ -100,6 +100,12 @@ bench-long: build
 SOAK_CYCLES ?= 150
 soak:
 	GATELOG_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -v -timeout 60m -run '^TestCrashRecovery$$' ./cli/gatelog/
+
+## fuzz: every go test -fuzz target for FUZZTIME each (default 10s; about 6 minutes in all);
+## make test runs their seed corpora only
+FUZZTIME ?= 10s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

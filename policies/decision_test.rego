@@ -46,7 +46,7 @@ test_production_deploy_needs_mfa if {
 }
 
 test_everything_else_is_denied_by_default if {
-	every action in ["step.run", "secret.read", "config.update", "role.grant", "artifact.publish"] {
+	every action in ["secret.read", "config.update", "role.grant", "artifact.publish"] {
 		d := decide(object.union(trigger, {"action": action}))
 		d.allow == false
 		has_reason(d, sprintf("no role of subject \"bob\" permits action %q", [action]))
@@ -103,7 +103,7 @@ test_configuration_that_is_not_an_object_is_ignored if {
 }
 
 test_request_without_resource_is_described if {
-	d := decide({"subject": bob, "action": "step.run", "context": {"time": now}})
+	d := decide({"subject": bob, "action": "artifact.publish", "context": {"time": now}})
 	d.allow == false
 	has_reason(d, "on an unnamed resource")
 }

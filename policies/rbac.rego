@@ -38,7 +38,14 @@ permits(permission) if {
 	matches_any(object.get(permission, "repositories", ["*"]), resource_field("repository"))
 	matches_any(object.get(permission, "environments", ["*"]), resource_field("environment"))
 	matches_any(object.get(permission, "namespaces", ["*"]), resource_field("namespace"))
+	matches_any(object.get(permission, "owner_kinds", ["*"]), owner_kind)
 }
+
+# owner_kind is the kind of the object that controls the resource (the
+# Tekton adapter's resource.attributes.owner: a TaskRun's PipelineRun), ""
+# when there is none. A permission's owner_kinds confines a role to objects
+# created for an owner, e.g. the Tekton controller's TaskRuns.
+owner_kind := object.get(resource, ["attributes", "owner", "kind"], "")
 
 roles_held := concat(", ", sort({b.role | some b in role_bindings})) if {
 	count(role_bindings) > 0

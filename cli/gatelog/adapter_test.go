@@ -34,7 +34,7 @@ func TestAdapterList(t *testing.T) {
 }
 
 func TestAdapterTranslate(t *testing.T) {
-	out, err := runAdapter(t, "translate", "--input", "../../plugins/tekton/testdata/pipelinerun-create.payload.json", "--setting", "namespace_environments=payments=prod", "tekton")
+	out, err := runAdapter(t, "translate", "--input", "../../plugins/tekton/testdata/pipelinerun-git-resolver-production-developer.payload.json", "--setting", "namespace_environments=payments=prod", "tekton")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestAdapterTranslate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("translate printed %s: %v", out, err)
 	}
-	if req.Resource.Environment != "prod" || req.Subject.ID != "alice@example.com" {
+	if req.Resource.Environment != "prod" || req.Subject.ID != "bob@example.com" {
 		t.Errorf("request = %+v", req)
 	}
 }

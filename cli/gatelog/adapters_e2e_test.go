@@ -67,7 +67,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	review, err := os.ReadFile(filepath.Join("..", "..", "plugins", "tekton", "testdata", "pipelinerun-create.payload.json"))
+	review, err := os.ReadFile(filepath.Join("..", "..", "plugins", "tekton", "testdata", "pipelinerun-git-resolver.payload.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

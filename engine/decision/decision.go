@@ -73,6 +73,12 @@ type Context struct {
 	// BreakGlassReason is the reason given for an emergency override.
 	BreakGlassReason string   `json:"break_glass_reason,omitempty"`
 	History          *History `json:"history,omitempty"`
+	// DryRun marks a CI system's question that by its own contract has no
+	// side effects (the Kubernetes API server's dryRun, sent to webhooks
+	// declared sideEffects: NoneOnDryRun). The daemon evaluates it but
+	// neither signs nor logs it, so its answer carries no decision id and
+	// can never serve as a receipt.
+	DryRun bool `json:"dry_run,omitempty"`
 	// Unverified holds claims from the payload that nobody vouched for,
 	// e.g. a commit author. Policies must not trust them for identity.
 	Unverified map[string]any `json:"unverified,omitempty"`

@@ -117,12 +117,29 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.vouchedSubject(&req, caller) // a Triggers webhook's sender (tekton_triggers.go)
+	if req.Context.DryRun {
+		rc := s.decideDryRun(r.Context(), req)
+		s.writeAdapter(w, r, name, body, &rc, nil)
+		return
+	}
 	rc, err := s.Decide(r.Context(), req, caller.Caller, false)
 	if err != nil {
 		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unavailable, Message: "the decision could not be logged, so it is denied"})
 		return
 	}
 	s.writeAdapter(w, r, name, body, &rc, nil)
+}
+
+// decideDryRun answers a CI system's dry run (a request its adapter marked
+// context.dry_run, e.g. the API server's dryRun for a webhook declared
+// sideEffects: NoneOnDryRun): the policy is evaluated for the same verified
+// subject, but nothing is signed, logged or alerted, since a dry run must
+// leave no trace. The result is kept apart from a receipt: no decision id,
+// no envelope, no SET and log index -1, so nothing rendered from it can be
+// taken for proof that a decision was logged.
+func (s *Server) decideDryRun(ctx context.Context, req decision.Request) decision.Receipt {
+	d, _ := s.engine.Decide(ctx, req)
+	return decision.Receipt{Allow: d.Allow, Reasons: d.Reasons, Alerts: d.Alerts, LogIndex: -1}
 }
 
 // authenticateQuietly is authenticate without writing a gatelog JSON error:

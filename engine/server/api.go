@@ -160,6 +160,12 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	if req.Context.DryRun {
+		// /v1/decide always logs; a dry run is answered only through an
+		// adapter, whose native answer cannot be mistaken for a receipt.
+		writeError(w, http.StatusBadRequest, "field \"context.dry_run\": dry runs are answered through /v1/adapters/{name} only; /v1/decide logs every decision")
+		return
+	}
 	if err := s.bindSubject(&req, caller); err != nil {
 		writeError(w, http.StatusForbidden, "%v", err)
 		return

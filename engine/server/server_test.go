@@ -315,6 +315,7 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"unpaired surrogate", d.key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
 		{"rounded integer", d.key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
 		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
+		{"dry run", d.key, `{"action":"deploy","context":{"dry_run":true}}`, 400, `"context.dry_run"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

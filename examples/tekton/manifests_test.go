@@ -51,23 +51,37 @@ func docs(t *testing.T, path string) [][]byte {
 	}
 }
 
-func TestValidatingWebhookConfiguration(t *testing.T) {
-	d := docs(t, "validating-webhook.yaml")
+// The one admission webhook: mutating, so it can stamp the decision onto
+// the run; fail closed; called once per create (one decision); dry runs
+// allowed because the daemon logs nothing for them.
+func TestMutatingWebhookConfiguration(t *testing.T) {
+	d := docs(t, "mutating-webhook.yaml")
 	if len(d) != 1 {
 		t.Fatalf("%d documents", len(d))
 	}
-	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	var cfg admissionregistrationv1.MutatingWebhookConfiguration
 	dec := json.NewDecoder(bytes.NewReader(d[0]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Kind != "ValidatingWebhookConfiguration" || len(cfg.Webhooks) != 1 {
+	if cfg.Kind != "MutatingWebhookConfiguration" || cfg.APIVersion != "admissionregistration.k8s.io/v1" || len(cfg.Webhooks) != 1 {
 		t.Fatalf("%+v", cfg)
+	}
+	// Mutating webhooks are called in the order of their configurations'
+	// names; gatelog comes after Tekton's defaulting webhook.
+	if cfg.Name <= "webhook.pipeline.tekton.dev" {
+		t.Errorf("name %q sorts before Tekton's webhook.pipeline.tekton.dev", cfg.Name)
 	}
 	w := cfg.Webhooks[0]
 	if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Fail {
 		t.Error("failurePolicy must be Fail: when gatelog cannot answer, nothing runs")
+	}
+	if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
+		t.Error("sideEffects must be NoneOnDryRun: every other call logs a decision, dry runs are not logged")
+	}
+	if w.ReinvocationPolicy == nil || *w.ReinvocationPolicy != admissionregistrationv1.NeverReinvocationPolicy {
+		t.Error("reinvocationPolicy must be Never: a second call would be a second decision")
 	}
 	if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
 		t.Errorf("admissionReviewVersions %v: the adapter reads admission.k8s.io/v1 only", w.AdmissionReviewVersions)
@@ -78,6 +92,38 @@ func TestValidatingWebhookConfiguration(t *testing.T) {
 	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
 		!slices.Equal(w.Rules[0].APIGroups, []string{"tekton.dev"}) || !slices.Equal(w.Rules[0].Resources, []string{"pipelineruns", "taskruns"}) {
 		t.Errorf("rules %+v: want CREATE of tekton.dev pipelineruns and taskruns", w.Rules)
+	}
+	// The controller's TaskRuns must reach gatelog: an object selector on
+	// labels anyone can set would let hand-made TaskRuns through.
+	if w.ObjectSelector != nil && (len(w.ObjectSelector.MatchLabels) > 0 || len(w.ObjectSelector.MatchExpressions) > 0) {
+		t.Errorf("objectSelector %+v: runs must not be excluded by labels their creator chooses", w.ObjectSelector)
+	}
+	if len(w.MatchConditions) > 0 {
+		t.Errorf("matchConditions %+v: every run create goes to gatelog", w.MatchConditions)
+	}
+}
+
+// The shipped adapters.json is what the README and the end-to-end test use,
+// and the adapter accepts its settings.
+func TestAdaptersConfig(t *testing.T) {
+	raw, err := os.ReadFile("adapters.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg []struct {
+		Name, Builtin string
+		Settings      map[string]string
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg) != 1 || cfg[0].Name != "tekton" || cfg[0].Builtin != "tekton" {
+		t.Fatalf("adapters.json = %+v", cfg)
+	}
+	if err := tekton.New().Configure(t.Context(), cfg[0].Settings); err != nil {
+		t.Errorf("settings %v: %v", cfg[0].Settings, err)
 	}
 }
 
@@ -228,5 +274,40 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 	}
 	if field(t, templates[0], "spec", "resourcetemplates", 0, "kind") != "PipelineRun" {
 		t.Errorf("TriggerTemplate = %v", templates[0])
+	}
+}
+
+// policy-data.yaml is the bundled policies/data.yaml with the two changes
+// its header names (a release manager by login, master protected), so the
+// admission gate keeps every role the bundled data gives.
+func TestPolicyDataIsBundledDataPlusReleaseManager(t *testing.T) {
+	read := func(path string) map[string]any {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return v
+	}
+	want := read("../../policies/data.yaml")
+	cfg := want["gatelog_config"].(map[string]any)
+	rbac := cfg["rbac"].(map[string]any)
+	roles, _ := rbac["subject_roles"].(map[string]any)
+	if roles == nil {
+		roles = map[string]any{}
+		rbac["subject_roles"] = roles
+	}
+	roles["Codertocat"] = []any{"release-manager"}
+	env := cfg["environments"].(map[string]any)
+	env["protected_refs"] = []any{"refs/heads/main", "refs/heads/master", "refs/tags/v*"}
+	got := read("policy-data.yaml")
+	wantJSON, _ := json.Marshal(want)
+	gotJSON, _ := json.Marshal(got)
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("policy-data.yaml is not policies/data.yaml plus its two changes:\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 }

@@ -161,12 +161,12 @@ func TestBuiltinAdapterTranslatesAndRenders(t *testing.T) {
 	if st.State != host.Ready || st.PID == 0 || st.PID == os.Getpid() || st.Version == "" {
 		t.Fatalf("status = %+v", st)
 	}
-	body := fixture(t, "tekton/testdata/pipelinerun-create.payload.json")
+	body := fixture(t, "tekton/testdata/pipelinerun-git-resolver.payload.json")
 	req, err := h.Translate(t.Context(), "tekton", body, http.Header{"Content-Type": {"application/json"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if req.Action != "pipeline.trigger" || req.Subject.ID != "alice@example.com" || req.Source.Adapter != "tekton" || req.Source.AdapterVersion != st.Version {
+	if req.Action != "pipeline.trigger" || req.Subject.ID != "bob@example.com" || req.Source.Adapter != "tekton" || req.Source.AdapterVersion != st.Version {
 		t.Errorf("request = %+v", req)
 	}
 	rc := &decision.Receipt{DecisionID: "d-1", Allow: true, LogIndex: 12}
@@ -196,7 +196,7 @@ func TestKilledAdapterFailsClosedThenRestarts(t *testing.T) {
 	if err := h.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	body := fixture(t, "tekton/testdata/pipelinerun-create.payload.json")
+	body := fixture(t, "tekton/testdata/pipelinerun-git-resolver.payload.json")
 	if _, err := h.Translate(t.Context(), "tekton", body, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,9 @@ package tekton
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,9 +56,12 @@ type status struct {
 }
 
 type admissionResponse struct {
-	UID              string            `json:"uid"`
-	Allowed          bool              `json:"allowed"`
-	Status           *status           `json:"status,omitempty"`
+	UID     string  `json:"uid"`
+	Allowed bool    `json:"allowed"`
+	Status  *status `json:"status,omitempty"`
+	// Patch is base64 in JSON, as []byte is in k8s.io/api.
+	Patch            []byte            `json:"patch,omitempty"`
+	PatchType        string            `json:"patchType,omitempty"`
 	AuditAnnotations map[string]string `json:"auditAnnotations,omitempty"`
 	Warnings         []string          `json:"warnings,omitempty"`
 }
@@ -69,11 +74,8 @@ type tektonRun struct {
 		GenerateName    string            `json:"generateName"`
 		Namespace       string            `json:"namespace"`
 		Labels          map[string]string `json:"labels"`
-		OwnerReferences []struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Name       string `json:"name"`
-		} `json:"ownerReferences"`
+		Annotations     map[string]string `json:"annotations"`
+		OwnerReferences []ownerReference  `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
 		PipelineRef     *ref            `json:"pipelineRef"`
@@ -86,6 +88,15 @@ type tektonRun struct {
 		} `json:"taskRunTemplate"`
 		ServiceAccountName string `json:"serviceAccountName"`
 	} `json:"spec"`
+}
+
+// ownerReference is metav1.OwnerReference.
+type ownerReference struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	UID        string `json:"uid"`
+	Controller *bool  `json:"controller"`
 }
 
 type ref struct {
@@ -122,6 +133,60 @@ func firstString(m map[string]any, keys []string) string {
 		}
 	}
 	return ""
+}
+
+// resolved is what a remote reference (a pipelineRef or taskRef with a
+// resolver) says about the definition that will run. Its fields follow
+// tektoncd/pipeline's resolver docs (docs/git-resolver.md,
+// bundle-resolver.md, hub-resolver.md, cluster-resolver.md).
+type resolved struct {
+	name       string // the pipeline or task: pathInRepo (git) or name
+	repository string // git: url; bundles: the image reference
+	ref        string // git: revision as a full ref (or commit); bundles: the digest or tag
+	attrs      map[string]any
+}
+
+func resolve(r *ref) resolved {
+	p := paramValues(r.Params)
+	str := func(k string) string { s, _ := p[k].(string); return strings.TrimSpace(s) }
+	out := resolved{attrs: map[string]any{"resolver": r.Resolver}}
+	if p != nil {
+		out.attrs["resolver_params"] = p
+	}
+	switch r.Resolver {
+	case "git":
+		// The definition lives in a git repository: url (or org/repo on a
+		// configured SCM API), revision (branch, tag or commit), pathInRepo.
+		out.name = str("pathInRepo")
+		out.repository = str("url")
+		if out.repository == "" && str("repo") != "" {
+			out.repository = strings.Trim(str("org")+"/"+str("repo"), "/")
+		}
+		out.ref = decision.NormalizeRef(str("revision"))
+	case "bundles":
+		// An OCI bundle: bundle is image[:tag][@digest], name and kind
+		// pick the object in it. The digest pins it; else the tag does.
+		out.name = str("name")
+		out.repository = str("bundle")
+		if _, digest, ok := strings.Cut(out.repository, "@"); ok {
+			out.ref = digest
+		} else if i := strings.LastIndex(out.repository, ":"); i > strings.LastIndex(out.repository, "/") {
+			out.ref = out.repository[i+1:]
+		}
+	case "hub":
+		// Tekton Hub or Artifact Hub: name and version in a catalog.
+		out.name = str("name")
+	case "cluster":
+		// Another namespace of this cluster: name in namespace.
+		out.name = str("name")
+	default:
+		// http and custom resolvers: the name param when there is one.
+		out.name = str("name")
+	}
+	if out.name == "" {
+		out.name = r.Name
+	}
+	return out
 }
 
 func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
@@ -172,6 +237,16 @@ func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
 			subject.Claims["extra"] = extra
 		}
 	}
+	if key := cfg.mfaExtraKey; key != "" && slices.Contains(r.UserInfo.Extra[key], "mfa") {
+		// The API server verified the user's OIDC token and copied its amr
+		// claim into userInfo.extra (AuthenticationConfiguration
+		// claimMappings.extra): the token's own second factor.
+		subject.MFA = true
+		if subject.Claims == nil {
+			subject.Claims = map[string]any{}
+		}
+		subject.Claims["mfa_source"] = "k8s-userinfo-extra:" + key
+	}
 
 	name := r.Name
 	if name == "" {
@@ -189,15 +264,12 @@ func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
 	if params != nil {
 		attrs["params"] = params
 	}
-	if r.DryRun != nil && *r.DryRun {
-		attrs["dry_run"] = true
-	}
-	action := ActionPipelineTrigger
 	var runRef *ref
 	var inline json.RawMessage
 	sa := run.Spec.TaskRunTemplate.ServiceAccountName
+	refKey := "pipeline"
 	if r.Kind.Kind == "TaskRun" {
-		action, runRef, inline = ActionStepRun, run.Spec.TaskRef, run.Spec.TaskSpec
+		runRef, inline, refKey = run.Spec.TaskRef, run.Spec.TaskSpec, "task"
 		sa = run.Spec.ServiceAccountName
 	} else {
 		runRef, inline = run.Spec.PipelineRef, run.Spec.PipelineSpec
@@ -208,26 +280,25 @@ func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
 	if sa != "" {
 		attrs["service_account"] = sa
 	}
-	refKey := "pipeline"
-	if r.Kind.Kind == "TaskRun" {
-		refKey = "task"
-	}
+	repository := firstString(params, cfg.repositoryParams)
+	gitRef := decision.NormalizeRef(firstString(params, cfg.refParams))
 	switch {
 	case runRef != nil && runRef.Resolver != "":
-		attrs[refKey] = runRef.Name
-		attrs["resolver"] = runRef.Resolver
-		if rp := paramValues(runRef.Params); rp != nil {
-			attrs["resolver_params"] = rp
+		// What runs is fetched by a resolver: where from is the resource.
+		res := resolve(runRef)
+		attrs[refKey] = res.name
+		maps.Copy(attrs, res.attrs)
+		if res.repository != "" {
+			repository, gitRef = res.repository, res.ref
 		}
 	case runRef != nil:
 		attrs[refKey] = runRef.Name
 	case len(inline) > 0 && string(inline) != "null":
 		attrs["inline_spec"] = true
 	}
-	if owners := run.Metadata.OwnerReferences; len(owners) > 0 {
-		// TaskRuns the Tekton controller creates for a PipelineRun (already
-		// gated) are owned by it; policies can let those through.
-		attrs["owner"] = map[string]any{"kind": owners[0].Kind, "name": owners[0].Name, "api_version": owners[0].APIVersion}
+	owner := controllerOwner(run.Metadata.OwnerReferences)
+	if owner != nil {
+		attrs["owner"] = map[string]any{"kind": owner.Kind, "name": owner.Name, "uid": owner.UID, "api_version": owner.APIVersion}
 	}
 	if len(run.Metadata.Labels) > 0 {
 		labels := make(map[string]any, len(run.Metadata.Labels))
@@ -245,31 +316,131 @@ func translateAdmission(cfg settings, body []byte) (decision.Request, error) {
 		env, _ = params[cfg.environmentParam].(string)
 	}
 
-	return decision.Request{
+	req := decision.Request{
 		Subject: subject,
-		Action:  action,
+		Action:  admissionAction(cfg, r, owner, env),
 		Resource: decision.Resource{
 			Kind:        r.Kind.Kind,
 			Name:        name,
 			Namespace:   namespace,
 			Environment: env,
-			Repository:  firstString(params, cfg.repositoryParams),
-			Ref:         firstString(params, cfg.refParams),
+			Repository:  repository,
+			Ref:         gitRef,
 			Attributes:  attrs,
 		},
 		Source: decision.Source{RequestID: r.UID},
-	}, nil
+	}
+	if r.DryRun != nil && *r.DryRun {
+		req.Context.DryRun = true
+	}
+	// Stamps already on the object are whoever created it's claim (the
+	// controller copies a PipelineRun's onto its TaskRuns, and so can a
+	// user): kept as unverified context, replaced on the object if allowed.
+	for k, v := range run.Metadata.Annotations {
+		if strings.HasPrefix(k, "gatelog.dev/") {
+			if req.Context.Unverified == nil {
+				req.Context.Unverified = map[string]any{"annotations": map[string]any{}}
+			}
+			req.Context.Unverified["annotations"].(map[string]any)[k] = v
+		}
+	}
+	return req, nil
+}
+
+// controllerOwner is the owner reference marked controller (at most one, by
+// the API's own validation), or nil.
+func controllerOwner(refs []ownerReference) *ownerReference {
+	for i := range refs {
+		if refs[i].Controller != nil && *refs[i].Controller {
+			return &refs[i]
+		}
+	}
+	return nil
+}
+
+// admissionAction is what creating this run means:
+//
+//   - a TaskRun (or, with pipelines in pipelines, a child PipelineRun) the
+//     Tekton controller creates for a PipelineRun it owns is step.run: the
+//     PipelineRun was gated when it was created, and the child is one of
+//     its steps. Only the controller's own username, as
+//     the API server authenticated it, counts: labels and owner references
+//     are written by whoever creates the object, so a TaskRun a user makes
+//     by hand with the controller's labels is gated like any other.
+//   - any other run into an environment deploys into it: deploy.
+//   - otherwise a PipelineRun is pipeline.trigger and a TaskRun step.run.
+func admissionAction(cfg settings, r *admissionRequest, owner *ownerReference, env string) string {
+	if r.UserInfo.Username == cfg.controllerUsername &&
+		owner != nil && owner.Kind == "PipelineRun" && strings.HasPrefix(owner.APIVersion, "tekton.dev/") {
+		return ActionStepRun
+	}
+	if env != "" {
+		return ActionDeploy
+	}
+	if r.Kind.Kind == "TaskRun" {
+		return ActionStepRun
+	}
+	return ActionPipelineTrigger
+}
+
+// The annotations the adapter stamps on a run it allowed, so that the
+// decision travels with the object: Tekton Chains copies a run's
+// annotations into its provenance (invocation.environment.annotations in
+// the in-toto/slsa/v1 formats; buildDefinition.internalParameters with the
+// slsa-tekton build type).
+const (
+	AnnotationDecisionID   = "gatelog.dev/decision-id"
+	AnnotationLogIndex     = "gatelog.dev/log-index"
+	AnnotationLogEntryUUID = "gatelog.dev/log-entry-uuid"
+)
+
+// jsonPatchOp is one RFC 6902 operation.
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// stampPatch is the JSONPatch that sets the decision annotations on the
+// object under review, replacing any value already there (a user cannot
+// pre-set them: "add" on an existing member replaces it).
+func stampPatch(object json.RawMessage, stamps map[string]string) ([]byte, error) {
+	var run tektonRun
+	if err := json.Unmarshal(object, &run); err != nil {
+		return nil, fmt.Errorf("request.object: %w", err)
+	}
+	var ops []jsonPatchOp
+	if run.Metadata.Annotations == nil {
+		ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/annotations", Value: stamps})
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(stamps)) {
+			ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/annotations/" + jsonPointerEscape(k), Value: stamps[k]})
+		}
+	}
+	return json.Marshal(ops)
+}
+
+// jsonPointerEscape escapes a JSON Pointer (RFC 6901) reference token.
+func jsonPointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
 // renderAdmission answers the API server. The review's uid must be echoed,
 // so a review without one gets a plain non-200 answer, which the API server
 // treats as a failed call and, with failurePolicy: Fail, rejects.
+//
+// An allow for a logged decision carries a JSONPatch stamping the decision
+// onto the object (the mutating webhook is the gate and the stamper in one
+// call). A dry run was evaluated but not logged: its answer says so and
+// carries no decision id, so it cannot be taken for a receipt.
 func renderAdmission(body []byte, out adapter.Outcome) (adapter.Response, error) {
 	var rev admissionReview
 	if json.Unmarshal(body, &rev) != nil || rev.Request == nil || rev.Request.UID == "" {
 		return plainDenial(out), nil
 	}
+	dryRun := rev.Request.DryRun != nil && *rev.Request.DryRun
 	resp := &admissionResponse{UID: rev.Request.UID, Allowed: out.Allowed()}
+	rc := out.Receipt
 	switch {
 	case out.Failure != nil:
 		resp.Status = &status{
@@ -278,31 +449,59 @@ func renderAdmission(body []byte, out adapter.Outcome) (adapter.Response, error)
 			Reason:  failureReason(out.Failure.Kind),
 			Message: "gatelog: " + out.Failure.Message,
 		}
+	case dryRun:
+		verdict := "would be denied"
+		if resp.Allowed {
+			verdict = "would be allowed"
+		}
+		resp.Warnings = []string{"gatelog: dry run: " + verdict + "; not logged"}
+		if !resp.Allowed {
+			resp.Status = denied(rc.Reasons, "dry run: not logged")
+		}
+	case rc.DecisionID == "":
+		// Only a logged decision may let a run be created.
+		resp.Allowed = false
+		resp.Status = &status{Status: "Failure", Code: http.StatusInternalServerError, Reason: "InternalError",
+			Message: "gatelog: the decision has no id, so it was not logged; denied"}
 	default:
-		rc := out.Receipt
 		note := decisionNote(rc)
 		resp.Warnings = []string{note}
-		resp.AuditAnnotations = map[string]string{
-			"decision-id": rc.DecisionID,
-			"log-index":   strconv.FormatInt(rc.LogIndex, 10),
+		stamps := map[string]string{
+			AnnotationDecisionID: rc.DecisionID,
+			AnnotationLogIndex:   strconv.FormatInt(rc.LogIndex, 10),
 		}
 		if rc.UUID != "" {
-			resp.AuditAnnotations["log-entry-uuid"] = rc.UUID
+			stamps[AnnotationLogEntryUUID] = rc.UUID
+		}
+		resp.AuditAnnotations = map[string]string{}
+		for k, v := range stamps {
+			resp.AuditAnnotations[strings.TrimPrefix(k, "gatelog.dev/")] = v
 		}
 		if !resp.Allowed {
-			msg := "gatelog denied"
-			if len(rc.Reasons) > 0 {
-				msg += ": " + strings.Join(rc.Reasons, "; ")
-			}
-			resp.Status = &status{
-				Status:  "Failure",
-				Code:    http.StatusForbidden,
-				Reason:  "Forbidden",
-				Message: fmt.Sprintf("%s (%s)", msg, note),
-			}
+			resp.Status = denied(rc.Reasons, note)
+			break
 		}
+		patch, err := stampPatch(rev.Request.Object, stamps)
+		if err != nil {
+			// Translate accepted this object; failing here is a bug. Deny.
+			resp.Allowed = false
+			resp.Status = &status{Status: "Failure", Code: http.StatusInternalServerError, Reason: "InternalError",
+				Message: fmt.Sprintf("gatelog: cannot stamp decision %s onto the object: %v", rc.DecisionID, err)}
+			break
+		}
+		resp.Patch, resp.PatchType = patch, "JSONPatch"
 	}
 	return jsonResponse(admissionReview{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: resp})
+}
+
+// denied is the 403 status of a denial, its reasons in the message that
+// kubectl and the Tekton CLI print.
+func denied(reasons []string, note string) *status {
+	msg := "gatelog denied"
+	if len(reasons) > 0 {
+		msg += ": " + strings.Join(reasons, "; ")
+	}
+	return &status{Status: "Failure", Code: http.StatusForbidden, Reason: "Forbidden", Message: fmt.Sprintf("%s (%s)", msg, note)}
 }
 
 // failureReason is the metav1.StatusReason for a failure kind.

@@ -90,8 +90,9 @@ func shippedTriggers(t *testing.T) map[string]listenerTrigger {
 	return out
 }
 
-// startShippedDaemon runs `gatelog serve --adapter tekton --webhooks-config
-// webhooks.json --policy-data policy-data.yaml` with the shipped files, the
+// startShippedDaemon runs `gatelog serve --adapters-config adapters.json
+// --webhooks-config webhooks.json --policy-data policy-data.yaml` with the
+// shipped files of examples/tekton, the
 // two secret files webhooks.json names beside it (0600, as the daemon
 // demands).
 func startShippedDaemon(t *testing.T) *e2e.Daemon {
@@ -110,7 +111,7 @@ func startShippedDaemon(t *testing.T) *e2e.Daemon {
 			t.Fatal(err)
 		}
 	}
-	return e2e.Start(t, e2e.Build(t), nil, "--adapter", "tekton", "--webhooks-config", filepath.Join(dir, "webhooks.json"),
+	return e2e.Start(t, e2e.Build(t), nil, "--adapters-config", e2e.Path(t, "examples/tekton/adapters.json"), "--webhooks-config", filepath.Join(dir, "webhooks.json"),
 		"--policy-data", e2e.Path(t, "examples/tekton/policy-data.yaml"))
 }
 

@@ -1,7 +1,8 @@
 // Package tekton is gatelog's adapter for Tekton. It answers two kinds of
 // payload on one endpoint: the Kubernetes API server's AdmissionReview for a
-// PipelineRun or TaskRun being created (a validating admission webhook), and
-// Tekton Triggers' InterceptorRequest (a ClusterInterceptor gating the runs an
+// PipelineRun or TaskRun being created (a mutating admission webhook that
+// gates the create and stamps the decision onto the run), and Tekton
+// Triggers' InterceptorRequest (a ClusterInterceptor gating the runs an
 // EventListener would create).
 package tekton
 
@@ -37,10 +38,21 @@ const (
 	// ActionPipelineTrigger: a PipelineRun is created, or an EventListener
 	// is about to create runs for an event.
 	ActionPipelineTrigger = "pipeline.trigger"
-	// ActionStepRun: a TaskRun is created (directly, or by the Tekton
-	// controller for a PipelineRun; see Resource.Attributes["owner"]).
+	// ActionStepRun: a TaskRun is created outside any environment, or a
+	// TaskRun or child PipelineRun is created by the Tekton controller for
+	// a PipelineRun it owns (see Resource.Attributes["owner"]).
 	ActionStepRun = "step.run"
+	// ActionDeploy: a PipelineRun or TaskRun is created into an
+	// environment (see SettingNamespaceEnvironments), except the runs the
+	// controller creates for an already gated PipelineRun.
+	ActionDeploy = "deploy"
 )
+
+// DefaultControllerUsername is the Tekton Pipelines controller's service
+// account as the API server authenticates it (the controller Deployment in
+// tektoncd/pipeline config/controller.yaml runs as tekton-pipelines-controller
+// in namespace tekton-pipelines).
+const DefaultControllerUsername = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller"
 
 // Settings keys accepted by Configure.
 const (
@@ -59,22 +71,35 @@ const (
 	// "repo-url,git-url,repository" and "revision,git-revision,ref".
 	SettingRepositoryParams = "repository_params"
 	SettingRefParams        = "ref_params"
+	// SettingControllerUsername is the username (request.userInfo) of the
+	// Tekton controller, whose TaskRuns for a PipelineRun it owns are
+	// step.run; default DefaultControllerUsername.
+	SettingControllerUsername = "controller_username"
+	// SettingMFAExtraKey names a request.userInfo.extra key holding the
+	// user's token amr claim, mapped there by the API server's
+	// AuthenticationConfiguration (claimMappings.extra); a value "mfa" sets
+	// subject.mfa, with subject.claims.mfa_source
+	// "k8s-userinfo-extra:<key>". Default none: subject.mfa stays false.
+	SettingMFAExtraKey = "mfa_extra_key"
 )
 
 type settings struct {
-	namespaceEnv     map[string]string
-	environmentLabel string
-	environmentParam string
-	repositoryParams []string
-	refParams        []string
+	namespaceEnv       map[string]string
+	environmentLabel   string
+	environmentParam   string
+	repositoryParams   []string
+	refParams          []string
+	controllerUsername string
+	mfaExtraKey        string
 }
 
 func defaultSettings() settings {
 	return settings{
-		environmentLabel: "gatelog.dev/environment",
-		environmentParam: "environment",
-		repositoryParams: []string{"repo-url", "git-url", "repository"},
-		refParams:        []string{"revision", "git-revision", "ref"},
+		environmentLabel:   "gatelog.dev/environment",
+		environmentParam:   "environment",
+		repositoryParams:   []string{"repo-url", "git-url", "repository"},
+		refParams:          []string{"revision", "git-revision", "ref"},
+		controllerUsername: DefaultControllerUsername,
 	}
 }
 
@@ -97,7 +122,7 @@ func (a *Adapter) Info(context.Context) (adapter.Info, error) {
 		Version: Version,
 		Kinds:   []string{KindAdmissionReview, KindInterceptorRequest},
 		// A non-200 answer is a failed webhook call to the API server (the
-		// ValidatingWebhookConfiguration has failurePolicy: Fail) and an
+		// MutatingWebhookConfiguration has failurePolicy: Fail) and an
 		// error to an EventListener: both block the run.
 		Unavailable: &adapter.Response{
 			Status:  http.StatusServiceUnavailable,
@@ -133,9 +158,17 @@ func (a *Adapter) Configure(_ context.Context, in map[string]string) error {
 			cfg.repositoryParams = splitList(v)
 		case SettingRefParams:
 			cfg.refParams = splitList(v)
+		case SettingControllerUsername:
+			if v == "" {
+				return fmt.Errorf("%w: %s: must not be empty", adapter.ErrBadSettings, k)
+			}
+			cfg.controllerUsername = v
+		case SettingMFAExtraKey:
+			cfg.mfaExtraKey = v
 		default:
-			return fmt.Errorf("%w: unknown setting %q (known: %s, %s, %s, %s, %s)", adapter.ErrBadSettings, k,
-				SettingNamespaceEnvironments, SettingEnvironmentLabel, SettingEnvironmentParam, SettingRepositoryParams, SettingRefParams)
+			return fmt.Errorf("%w: unknown setting %q (known: %s, %s, %s, %s, %s, %s, %s)", adapter.ErrBadSettings, k,
+				SettingNamespaceEnvironments, SettingEnvironmentLabel, SettingEnvironmentParam, SettingRepositoryParams, SettingRefParams,
+				SettingControllerUsername, SettingMFAExtraKey)
 		}
 	}
 	a.mu.Lock()

@@ -21,7 +21,7 @@ import (
 
 var suite = adaptertest.Suite{
 	New:      func() adapter.Adapter { return New() },
-	Settings: map[string]string{SettingNamespaceEnvironments: "payments=production, finance=production"},
+	Settings: map[string]string{SettingNamespaceEnvironments: "payments=production, finance=production", SettingMFAExtraKey: "gatelog.dev/amr"},
 	Allowed:  allowed,
 	Garbage: [][]byte{
 		[]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{"group":"tekton.dev","kind":"PipelineRun"},"operation":"CREATE","userInfo":{"username":"x"},"object":"not an object"}}`),
@@ -117,65 +117,6 @@ func render(t *testing.T, fixture string, out adapter.Outcome) adapter.Response 
 	return resp
 }
 
-func TestAdmissionDenyCarriesReasonsAndDecision(t *testing.T) {
-	rc := &decision.Receipt{DecisionID: "d-123", Allow: false, Reasons: []string{"needs approval", "outside window"}, LogIndex: 77, UUID: "abc"}
-	resp := render(t, "pipelinerun-create", adapter.Outcome{Receipt: rc})
-	if resp.Status != http.StatusOK || resp.Headers.Get("Content-Type") != "application/json" {
-		t.Fatalf("status %d, content type %q", resp.Status, resp.Headers.Get("Content-Type"))
-	}
-	var rev admissionv1.AdmissionReview
-	if err := strictDecode(resp.Body, &rev); err != nil {
-		t.Fatal(err)
-	}
-	r := rev.Response
-	if r.UID != "0df28fbd-5f5f-4b2c-9b1a-2b5e0a6f1c34" || r.Allowed {
-		t.Fatalf("response = %+v", r)
-	}
-	if r.Result.Code != 403 || r.Result.Reason != "Forbidden" || !strings.Contains(r.Result.Message, "needs approval; outside window") {
-		t.Errorf("status = %+v", r.Result)
-	}
-	if len(r.Warnings) != 1 || r.Warnings[0] != "gatelog.dev/decision: d-123 log-index 77" {
-		t.Errorf("warnings = %q", r.Warnings)
-	}
-	if r.AuditAnnotations["decision-id"] != "d-123" || r.AuditAnnotations["log-index"] != "77" || r.AuditAnnotations["log-entry-uuid"] != "abc" {
-		t.Errorf("audit annotations = %v", r.AuditAnnotations)
-	}
-}
-
-func TestAdmissionAllowHasNoStatus(t *testing.T) {
-	rc := &decision.Receipt{DecisionID: "d-9", Allow: true, LogIndex: 3}
-	var rev admissionv1.AdmissionReview
-	if err := strictDecode(render(t, "taskrun-inline-dryrun", adapter.Outcome{Receipt: rc}).Body, &rev); err != nil {
-		t.Fatal(err)
-	}
-	if !rev.Response.Allowed || rev.Response.Result != nil || rev.Response.Warnings[0] != "gatelog.dev/decision: d-9 log-index 3" {
-		t.Errorf("response = %+v", rev.Response)
-	}
-}
-
-func TestAdmissionFailureStatus(t *testing.T) {
-	for _, tc := range []struct {
-		kind   adapter.FailureKind
-		code   int32
-		reason string
-	}{
-		{adapter.BadRequest, 400, "BadRequest"},
-		{adapter.Unauthenticated, 401, "Unauthorized"},
-		{adapter.Unavailable, 503, "ServiceUnavailable"},
-		{adapter.Internal, 500, "InternalError"},
-	} {
-		var rev admissionv1.AdmissionReview
-		out := adapter.Outcome{Failure: &adapter.Failure{Kind: tc.kind, Message: "log unavailable"}}
-		if err := strictDecode(render(t, "pipelinerun-create", out).Body, &rev); err != nil {
-			t.Fatal(err)
-		}
-		r := rev.Response
-		if r.Allowed || r.Result.Code != tc.code || string(r.Result.Reason) != tc.reason || r.Result.Message != "gatelog: log unavailable" {
-			t.Errorf("%s: response = %+v, status %+v", tc.kind, r, r.Result)
-		}
-	}
-}
-
 func TestInterceptorAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -215,34 +156,6 @@ func TestUnrecognisedPayloadNeverAllows(t *testing.T) {
 	}
 	if resp.Status < 400 {
 		t.Errorf("status %d, want 4xx", resp.Status)
-	}
-}
-
-func TestEnvironmentPrecedence(t *testing.T) {
-	body, err := os.ReadFile("testdata/pipelinerun-create.payload.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		settings map[string]string
-		want     string
-	}{
-		{nil, "production"}, // the label
-		{map[string]string{SettingNamespaceEnvironments: "payments=prod-eu"}, "prod-eu"},
-		{map[string]string{SettingEnvironmentLabel: "none"}, ""},
-		{map[string]string{SettingEnvironmentLabel: "app.kubernetes.io/part-of"}, "payments"},
-	} {
-		a := New()
-		if err := a.Configure(t.Context(), tc.settings); err != nil {
-			t.Fatal(err)
-		}
-		req, err := a.Translate(t.Context(), adapter.Native{Body: body})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if req.Resource.Environment != tc.want {
-			t.Errorf("settings %v: environment %q, want %q", tc.settings, req.Resource.Environment, tc.want)
-		}
 	}
 }
 

@@ -245,6 +245,14 @@ func (s Suite) checkFixture(t *testing.T, a adapter.Adapter, fx Fixture) {
 		if want := out.Allowed(); allowed != want {
 			t.Errorf("Render(%s) allows = %v, want %v\n%s", name, allowed, want, resp.Body)
 		}
+		if req.Context.DryRun {
+			// The daemon logs nothing for a dry run, so its answer must
+			// carry no decision id a CI system could take for a receipt.
+			if out.Receipt != nil && (bytes.Contains(resp.Body, []byte(out.Receipt.DecisionID)) || headersContain(resp.Headers, out.Receipt.DecisionID)) {
+				t.Errorf("Render(%s) of a dry run carries the decision id %q\n%s", name, out.Receipt.DecisionID, resp.Body)
+			}
+			continue
+		}
 		if out.Receipt != nil && !bytes.Contains(resp.Body, []byte(out.Receipt.DecisionID)) && !headersContain(resp.Headers, out.Receipt.DecisionID) {
 			t.Errorf("Render(%s) does not carry the decision id %q, so the CI system cannot link to the log\n%s", name, out.Receipt.DecisionID, resp.Body)
 		}
