@@ -277,10 +277,11 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 	}
 }
 
-// policy-data.yaml is the bundled policies/data.yaml with the two changes
-// its header names (a release manager by login, master protected), so the
-// admission gate keeps every role the bundled data gives.
-func TestPolicyDataIsBundledDataPlusReleaseManager(t *testing.T) {
+// policy-data.yaml is the bundled policies/data.yaml with the three changes
+// its header names (a release manager by login, master protected, the
+// EventListeners' service account), so the admission gate keeps every role
+// the bundled data gives.
+func TestPolicyDataIsBundledDataPlusItsChanges(t *testing.T) {
 	read := func(path string) map[string]any {
 		t.Helper()
 		raw, err := os.ReadFile(path)
@@ -302,12 +303,17 @@ func TestPolicyDataIsBundledDataPlusReleaseManager(t *testing.T) {
 		rbac["subject_roles"] = roles
 	}
 	roles["Codertocat"] = []any{"release-manager"}
+	roles["system:serviceaccount:ci:tekton-triggers-sa"] = []any{"triggers-listener"}
+	rbac["roles"].(map[string]any)["triggers-listener"] = map[string]any{
+		"description": "The EventListeners create the staging runs of the triggers whose gatelog interceptor allowed the event (the run's gatelog.dev/decision annotation names that decision). Not production: a service account has no second factor.",
+		"permissions": []any{map[string]any{"actions": []any{"deploy"}, "systems": []any{"tekton"}, "namespaces": []any{"ci"}, "environments": []any{"staging"}}},
+	}
 	env := cfg["environments"].(map[string]any)
 	env["protected_refs"] = []any{"refs/heads/main", "refs/heads/master", "refs/tags/v*"}
 	got := read("policy-data.yaml")
 	wantJSON, _ := json.Marshal(want)
 	gotJSON, _ := json.Marshal(got)
 	if !bytes.Equal(gotJSON, wantJSON) {
-		t.Errorf("policy-data.yaml is not policies/data.yaml plus its two changes:\n got %s\nwant %s", gotJSON, wantJSON)
+		t.Errorf("policy-data.yaml is not policies/data.yaml plus its three changes:\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 }

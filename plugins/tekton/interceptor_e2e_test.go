@@ -13,6 +13,7 @@ package tekton
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -189,6 +190,7 @@ func TestTriggersEndToEnd(t *testing.T) {
 		t.Fatalf("GitHub push to the release trigger: %+v", resp)
 	}
 	ext := extension(t, resp)
+	releaseExt := ext
 	v := d.Verify(t, ext.DecisionID)
 	req := v.Record.Request
 	if !ext.Allow || ext.LogIndex != v.Receipt.LogIndex || ext.LogEntryUUID != v.Receipt.UUID ||
@@ -264,6 +266,7 @@ func TestTriggersEndToEnd(t *testing.T) {
 		t.Fatalf("production deploy by Codertocat: %+v", resp)
 	}
 	ext = extension(t, resp)
+	productionExt := ext
 	v = d.Verify(t, ext.DecisionID)
 	req = v.Record.Request
 	if !v.Record.Decision.Allow || req.Action != "deploy" || req.Resource.Environment != "production" ||
@@ -311,5 +314,37 @@ func TestTriggersEndToEnd(t *testing.T) {
 	var withKey InterceptorResponse
 	if err := strictDecode(raw, &withKey); err != nil || code != http.StatusOK || !withKey.Continue {
 		t.Errorf("with a gatelog credential: %d %s", code, raw)
+	}
+
+	// Both gates installed: the runs the EventListener then creates pass the
+	// admission webhook as its service account. The staging run is allowed
+	// (policy-data.yaml gives that service account deploys to staging in
+	// namespace ci) and its admission record carries the interceptor's
+	// decision id from the run's annotation; the production run is refused
+	// there: a service account has no second factor, whatever the
+	// interceptor decided for the sender.
+	apiServer := newAPIServerKey(t, d)
+	staging := triggeredRun(t, "github-listener", "release", "e1000000-0000-4000-8000-000000000001", push,
+		map[string]any{"gatelog": map[string]any{"decision_id": releaseExt.DecisionID}})
+	adm := admitRun(t, d, apiServer, "5d2c1b0a-0000-4000-8000-000000000001", staging)
+	if !adm.Allowed {
+		t.Fatalf("staging run created by the EventListener: %+v", adm.Result)
+	}
+	// The answer's warning names the admission decision:
+	// "gatelog.dev/decision: <id> log-index <n>".
+	if len(adm.Warnings) != 1 || len(strings.Fields(adm.Warnings[0])) < 2 {
+		t.Fatalf("admission warnings %q", adm.Warnings)
+	}
+	v = d.Verify(t, strings.Fields(adm.Warnings[0])[1])
+	req = v.Record.Request
+	if req.Subject.ID != listenerServiceAccount.Username || req.Action != "deploy" || req.Resource.Environment != "staging" ||
+		!strings.Contains(fmt.Sprint(req.Context.Unverified["annotations"]), releaseExt.DecisionID) {
+		t.Errorf("staging run admission record: %+v", v.Record)
+	}
+	production := triggeredRun(t, "github-listener", "deploy-production", "e1000000-0000-4000-8000-000000000009", push,
+		map[string]any{"gatelog": map[string]any{"decision_id": productionExt.DecisionID}})
+	adm = admitRun(t, d, apiServer, "5d2c1b0a-0000-4000-8000-000000000002", production)
+	if adm.Allowed || adm.Result == nil || !strings.Contains(adm.Result.Message, "requires multi-factor authentication") {
+		t.Errorf("production run created by the EventListener: allowed %v, %+v", adm.Allowed, adm.Result)
 	}
 }
