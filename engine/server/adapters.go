@@ -85,12 +85,14 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		s.writeAdapter(w, r, name, nil, nil, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", maxAdapterPayload)})
 		return
 	}
-	caller, failure := s.authenticateQuietly(r)
+	caller, body, failure := s.authenticateAdapterCall(r, name, body)
 	if failure != nil {
 		s.writeAdapter(w, r, name, body, nil, failure)
 		return
 	}
-	req, err := s.adapters.Translate(r.Context(), name, body, r.Header)
+	// The caller's credential is the daemon's business, never an adapter's.
+	headers := withoutHeaders(r.Header, "Authorization")
+	req, err := s.adapters.Translate(r.Context(), name, body, headers)
 	if err != nil {
 		s.writeAdapter(w, r, name, body, nil, err)
 		return
@@ -114,6 +116,7 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
 		return
 	}
+	s.vouchedSubject(&req, caller) // a Triggers webhook's sender (tekton_triggers.go)
 	if req.Context.DryRun {
 		rc := s.decideDryRun(r.Context(), req)
 		s.writeAdapter(w, r, name, body, &rc, nil)
@@ -170,7 +173,7 @@ func (s *Server) writeAdapter(w http.ResponseWriter, r *http.Request, name strin
 		resp = s.adapters.Fallback(name, decideErr)
 	default:
 		var err error
-		resp, err = s.adapters.Render(r.Context(), name, body, r.Header, rc, decideErr)
+		resp, err = s.adapters.Render(r.Context(), name, body, withoutHeaders(r.Header, "Authorization"), rc, decideErr)
 		if err != nil {
 			s.logger.Warn("adapter could not render; answering its native deny", "adapter", name, "err", err)
 			resp = s.adapters.Fallback(name, err)

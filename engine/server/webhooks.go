@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -28,6 +29,9 @@ import (
 type Webhooks struct {
 	GitHub *GitHubWebhook
 	GitLab *GitLabWebhook
+	// TektonTriggers does not take over its endpoint: it adds a way to
+	// authenticate calls of the tekton adapter (tekton_triggers.go).
+	TektonTriggers *TektonTriggersWebhook
 }
 
 // GitHubWebhook is a GitHub App whose deployment protection rule webhooks
@@ -97,6 +101,17 @@ type webhooksFile struct {
 		TokenFile    string `json:"token_file"`
 		AnswerWithin string `json:"answer_within"`
 	} `json:"gitlab"`
+	TektonTriggers *struct {
+		Adapter      string `json:"adapter"`
+		ReplayWindow string `json:"replay_window"`
+		Sources      []struct {
+			Name       string   `json:"name"`
+			Provider   string   `json:"provider"`
+			SecretFile string   `json:"secret_file"`
+			Namespaces []string `json:"namespaces"`
+			MFASetting string   `json:"mfa_setting"`
+		} `json:"sources"`
+	} `json:"tekton_triggers"`
 }
 
 // LoadWebhooks reads a webhooks config file. Secrets are read from the
@@ -170,6 +185,23 @@ func LoadWebhooks(path string) (Webhooks, error) {
 		}
 		w.GitLab = gl
 	}
+	if t := f.TektonTriggers; t != nil {
+		tt := &TektonTriggersWebhook{Adapter: t.Adapter}
+		if tt.ReplayWindow, err = duration("tekton_triggers.replay_window", t.ReplayWindow); err != nil {
+			return Webhooks{}, err
+		}
+		for i, src := range t.Sources {
+			b, err := secret(fmt.Sprintf("tekton_triggers.sources[%d].secret_file", i), src.SecretFile)
+			if err != nil {
+				return Webhooks{}, err
+			}
+			tt.Sources = append(tt.Sources, TriggersSource{Name: src.Name, Provider: src.Provider, Secret: b, Namespaces: src.Namespaces, MFASetting: src.MFASetting})
+		}
+		if _, err := newTriggersHook(*tt); err != nil {
+			return Webhooks{}, fmt.Errorf("webhooks config %s: %w", path, err)
+		}
+		w.TektonTriggers = tt
+	}
 	return w, nil
 }
 
@@ -183,10 +215,11 @@ const (
 
 // webhookState is the daemon's side of the webhook endpoints.
 type webhookState struct {
-	github *githubHook
-	gitlab *gitlabHook
-	stop   context.CancelFunc
-	done   chan struct{}
+	github   *githubHook
+	gitlab   *gitlabHook
+	triggers *triggersHook
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // caller kind of a CI system authenticated by its webhook secret.
@@ -194,7 +227,7 @@ const kindWebhook = "webhook"
 
 func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 	cfg := s.cfg.Webhooks
-	if cfg.GitHub == nil && cfg.GitLab == nil {
+	if cfg.GitHub == nil && cfg.GitLab == nil && cfg.TektonTriggers == nil {
 		return nil, nil
 	}
 	enabled := func(what, name string) error {
@@ -204,6 +237,16 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 		return nil
 	}
 	st := &webhookState{}
+	if t := cfg.TektonTriggers; t != nil {
+		h, err := newTriggersHook(*t)
+		if err != nil {
+			return nil, err
+		}
+		if err := enabled("tekton_triggers", h.name); err != nil {
+			return nil, err
+		}
+		st.triggers = h
+	}
 	if g := cfg.GitLab; g != nil {
 		h, err := newGitLabHook(s, *g)
 		if err != nil {
@@ -234,6 +277,16 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 			h.callbacks.Run(rctx)
 		}()
 	}
+	if st.triggers != nil {
+		// Opened last: nothing after it can fail and leave it open.
+		seen, err := identity.OpenReplayCache(filepath.Join(s.cfg.DataDir, TektonTriggersSeenFile), 0, s.cfg.Now())
+		if err != nil {
+			st.triggers = nil
+			_ = st.close()
+			return nil, fmt.Errorf("webhooks: tekton_triggers: %w", err)
+		}
+		st.triggers.seen = seen
+	}
 	return st, nil
 }
 
@@ -252,19 +305,26 @@ func (s *Server) mountWebhooks(mux *http.ServeMux) {
 }
 
 func (s *Server) closeWebhooks() error {
-	st := s.webhooks
-	if st == nil {
+	if s.webhooks == nil {
 		return nil
 	}
+	return s.webhooks.close()
+}
+
+func (st *webhookState) close() error {
 	if st.stop != nil {
 		st.stop()
 		<-st.done
 		st.stop = nil
 	}
-	if st.github != nil {
-		return st.github.close()
+	var errs []error
+	if st.triggers != nil && st.triggers.seen != nil {
+		errs = append(errs, st.triggers.seen.Close())
 	}
-	return nil
+	if st.github != nil {
+		errs = append(errs, st.github.close())
+	}
+	return errors.Join(errs...)
 }
 
 // GitHubCallbacksPending is the number of deployment reviews not yet

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
 	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/tekton"
 )
@@ -156,34 +158,104 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 		t.Errorf("ClusterInterceptor = %v", ci)
 	}
 
-	d := docs(t, "event-listener.yaml")
-	var el, tt any
-	if err := json.Unmarshal(d[0], &el); err != nil {
+	// webhooks.json, loaded by the daemon's own loader with the secret
+	// files it names.
+	dir := t.TempDir()
+	raw, err := os.ReadFile("webhooks.json")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(d[1], &tt); err != nil {
+	var cfg struct {
+		TektonTriggers struct {
+			Sources []struct {
+				Provider   string   `json:"provider"`
+				SecretFile string   `json:"secret_file"`
+				Namespaces []string `json:"namespaces"`
+			} `json:"sources"`
+		} `json:"tekton_triggers"`
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	gate := field(t, el, "spec", "triggers", 0, "interceptors", 1)
-	if field(t, gate, "ref", "name") != "gatelog" || field(t, gate, "ref", "kind") != "ClusterInterceptor" {
-		t.Errorf("second interceptor = %v, want the gatelog ClusterInterceptor after github's", gate)
+	files := map[string]string{"webhooks.json": string(raw)}
+	for _, src := range cfg.TektonTriggers.Sources {
+		files[src.SecretFile] = "secret of " + src.SecretFile
 	}
-	params := map[string]any{}
-	for _, p := range field(t, gate, "params").([]any) {
-		params[field(t, p, "name").(string)] = field(t, p, "value")
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for k := range params {
-		if k != tekton.ParamAction && k != tekton.ParamEnvironment && k != tekton.ParamSubjectPath {
-			t.Errorf("interceptor param %q is not one the adapter reads", k)
+	hooks, err := server.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
+	if err != nil || hooks.TektonTriggers == nil || hooks.TektonTriggers.Adapter != "tekton" {
+		t.Fatalf("webhooks.json: %+v, %v", hooks, err)
+	}
+
+	var listeners, templates []any
+	for _, d := range docs(t, "event-listener.yaml") {
+		var v any
+		if err := json.Unmarshal(d, &v); err != nil {
+			t.Fatal(err)
+		}
+		switch field(t, v, "kind") {
+		case "EventListener":
+			listeners = append(listeners, v)
+		case "TriggerTemplate":
+			templates = append(templates, v)
+		}
+	}
+	if len(listeners) != 2 || len(templates) != 1 {
+		t.Fatalf("%d EventListeners, %d TriggerTemplates", len(listeners), len(templates))
+	}
+	for _, el := range listeners {
+		ns := field(t, el, "metadata", "namespace").(string)
+		for _, tr := range field(t, el, "spec", "triggers").([]any) {
+			name := field(t, tr, "name")
+			// Triggers' own github or gitlab interceptor first, with the
+			// secretRef of a Secret whose value the daemon has too (a
+			// source of that provider serving this namespace, its secret
+			// file named like the Secret).
+			first := field(t, tr, "interceptors", 0)
+			provider := field(t, first, "ref", "name").(string)
+			var secretRef any
+			for _, p := range field(t, first, "params").([]any) {
+				if field(t, p, "name") == "secretRef" {
+					secretRef = field(t, p, "value")
+				}
+			}
+			if (provider != "github" && provider != "gitlab") || secretRef == nil || field(t, secretRef, "secretKey") == "" {
+				t.Errorf("%s: first interceptor %v, want Triggers' github or gitlab interceptor with a secretRef", name, first)
+				continue
+			}
+			served := false
+			for _, src := range cfg.TektonTriggers.Sources {
+				served = served || src.Provider == provider && src.SecretFile == field(t, secretRef, "secretName") &&
+					(len(src.Namespaces) == 0 || slices.Contains(src.Namespaces, ns))
+			}
+			if !served {
+				t.Errorf("%s: no %s source in webhooks.json with secret_file %v for namespace %s", name, provider, field(t, secretRef, "secretName"), ns)
+			}
+			gate := field(t, tr, "interceptors", 1)
+			if field(t, gate, "ref", "name") != "gatelog" || field(t, gate, "ref", "kind") != "ClusterInterceptor" {
+				t.Errorf("%s: second interceptor = %v, want the gatelog ClusterInterceptor", name, gate)
+			}
+			for _, p := range field(t, gate, "params").([]any) {
+				if k := field(t, p, "name"); k != tekton.ParamAction && k != tekton.ParamEnvironment && k != tekton.ParamSubjectPath {
+					t.Errorf("%s: interceptor param %q is not one the adapter reads", name, k)
+				}
+			}
+			bound := false
+			for _, b := range field(t, tr, "bindings").([]any) {
+				bound = bound || field(t, b, "value") == "$(extensions.gatelog.decision_id)"
+			}
+			if !bound {
+				t.Errorf("%s: no binding of $(extensions.gatelog.decision_id)", name)
+			}
 		}
 	}
 
-	// The binding reads extensions.gatelog.decision_id: check the adapter
+	// The bindings read extensions.gatelog.decision_id: check the adapter
 	// really answers with that field.
-	binding := field(t, el, "spec", "triggers", 0, "bindings", 2, "value")
-	if binding != "$(extensions.gatelog.decision_id)" {
-		t.Fatalf("binding %v", binding)
-	}
 	payload, err := os.ReadFile("../../plugins/tekton/testdata/interceptor-github-push.payload.json")
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +272,48 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 	if field(t, ans, "extensions", "gatelog", "decision_id") != "d-42" {
 		t.Errorf("interceptor answer %s has no extensions.gatelog.decision_id", resp.Body)
 	}
-	if field(t, tt, "spec", "resourcetemplates", 0, "kind") != "PipelineRun" {
-		t.Errorf("TriggerTemplate = %v", tt)
+	if field(t, templates[0], "spec", "resourcetemplates", 0, "kind") != "PipelineRun" {
+		t.Errorf("TriggerTemplate = %v", templates[0])
+	}
+}
+
+// policy-data.yaml is the bundled policies/data.yaml with the three changes
+// its header names (a release manager by login, master protected, the
+// EventListeners' service account), so the admission gate keeps every role
+// the bundled data gives.
+func TestPolicyDataIsBundledDataPlusItsChanges(t *testing.T) {
+	read := func(path string) map[string]any {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return v
+	}
+	want := read("../../policies/data.yaml")
+	cfg := want["gatelog_config"].(map[string]any)
+	rbac := cfg["rbac"].(map[string]any)
+	roles, _ := rbac["subject_roles"].(map[string]any)
+	if roles == nil {
+		roles = map[string]any{}
+		rbac["subject_roles"] = roles
+	}
+	roles["Codertocat"] = []any{"release-manager"}
+	roles["system:serviceaccount:ci:tekton-triggers-sa"] = []any{"triggers-listener"}
+	rbac["roles"].(map[string]any)["triggers-listener"] = map[string]any{
+		"description": "The EventListeners create the staging runs of the triggers whose gatelog interceptor allowed the event (the run's gatelog.dev/decision annotation names that decision). Not production: a service account has no second factor.",
+		"permissions": []any{map[string]any{"actions": []any{"deploy"}, "systems": []any{"tekton"}, "namespaces": []any{"ci"}, "environments": []any{"staging"}}},
+	}
+	env := cfg["environments"].(map[string]any)
+	env["protected_refs"] = []any{"refs/heads/main", "refs/heads/master", "refs/tags/v*"}
+	got := read("policy-data.yaml")
+	wantJSON, _ := json.Marshal(want)
+	gotJSON, _ := json.Marshal(got)
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("policy-data.yaml is not policies/data.yaml plus its three changes:\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 }

@@ -85,17 +85,25 @@ func translateInterceptor(cfg settings, body []byte) (decision.Request, error) {
 	param := func(k string) string { s, _ := ir.InterceptorParams[k].(string); return strings.TrimSpace(s) }
 
 	// The sender named in the event is a claim of whoever sent the webhook.
-	// The daemon replaces it with the EventListener's verified identity, or
-	// keeps it as vouched for when the EventListener may vouch (e.g. after the
-	// github interceptor has checked the webhook secret).
-	var sender string
+	// The daemon keeps it as the subject only when it verified the webhook
+	// (the X-Hub-Signature-256 or X-Gitlab-Token of the system named by the
+	// event header read here) or the caller may vouch; otherwise it is
+	// recorded as unverified.
+	ev := readEvent(ir.Header, event)
 	if p := param(ParamSubjectPath); p != "" {
-		sender = lookup(event, p)
-	} else {
-		sender = firstNonEmpty(lookup(event, "sender.login"), lookup(event, "user_username"))
+		// A verified GitHub or GitLab webhook vouches for the user GitHub
+		// or GitLab names, not for any field a path could pick (a commit
+		// author is whatever the committer typed).
+		if ev.provider != "" {
+			return decision.Request{}, adapter.BadPayload("InterceptorRequest: interceptor param %q is for sources other than GitHub and GitLab; the sender of a %s event is read from %s", ParamSubjectPath, ev.describe(), strings.TrimPrefix(ev.expected(), "expected "))
+		}
+		ev.actor = lookup(event, p)
+		if ev.actor == "" {
+			return decision.Request{}, adapter.BadPayload("InterceptorRequest: the event body has no string at %q (interceptor param %q)", p, ParamSubjectPath)
+		}
 	}
-	if sender == "" {
-		return decision.Request{}, adapter.BadPayload("InterceptorRequest: no sender in the event body: expected sender.login (GitHub), user_username (GitLab) or the interceptor param %q", ParamSubjectPath)
+	if ev.actor == "" {
+		return decision.Request{}, adapter.BadPayload("InterceptorRequest: no sender in the %s event body: %s, or set the interceptor param %q", ev.describe(), ev.expected(), ParamSubjectPath)
 	}
 
 	namespace, name := parseTriggerID(ir.Context.TriggerID)
@@ -111,26 +119,32 @@ func translateInterceptor(cfg settings, body []byte) (decision.Request, error) {
 	if ir.Context.EventURL != "" {
 		attrs["event_url"] = ir.Context.EventURL
 	}
-	if ev := firstNonEmpty(headerValue(ir.Header, "X-GitHub-Event"), headerValue(ir.Header, "X-Gitlab-Event")); ev != "" {
-		attrs["event_type"] = ev
+	if ev.eventType != "" {
+		attrs["event_type"] = ev.eventType
 	}
-	unverified := map[string]any{"sender": sender}
-	if author := firstNonEmpty(
-		lookup(event, "head_commit.author.username"), lookup(event, "head_commit.author.name"),
-		lookup(event, "pull_request.user.login"),
-	); author != "" {
-		unverified["commit_author"] = author
+	if ev.provider != "" {
+		attrs["webhook"] = ev.provider
+	}
+	if ev.delivery != "" {
+		attrs["webhook_delivery"] = ev.delivery
+	}
+	if ev.targetRef != "" {
+		attrs["target_ref"] = ev.targetRef
+	}
+	unverified := map[string]any{"sender": ev.actor}
+	if ev.author != "" {
+		unverified["commit_author"] = ev.author
 	}
 	return decision.Request{
-		Subject: decision.Subject{ID: sender, Kind: "user"},
+		Subject: decision.Subject{ID: ev.actor, Kind: "user"},
 		Action:  action,
 		Resource: decision.Resource{
 			Kind:        "Trigger",
 			Name:        name,
 			Namespace:   namespace,
 			Environment: env,
-			Repository:  firstNonEmpty(lookup(event, "repository.full_name"), lookup(event, "project.path_with_namespace")),
-			Ref:         lookup(event, "ref"),
+			Repository:  ev.repository,
+			Ref:         ev.ref,
 			Attributes:  attrs,
 		},
 		Context: decision.Context{Unverified: unverified},
@@ -138,10 +152,12 @@ func translateInterceptor(cfg settings, body []byte) (decision.Request, error) {
 	}, nil
 }
 
-// parseTriggerID splits "namespaces/NS/triggers/NAME".
+// parseTriggerID splits "namespaces/NS/triggers/NAME", and the
+// "namespaces/NS/triggerGroups/NAME" of a trigger group, as the
+// EventListener's sink writes them.
 func parseTriggerID(id string) (namespace, name string) {
 	parts := strings.Split(id, "/")
-	if len(parts) == 4 && parts[0] == "namespaces" && parts[2] == "triggers" {
+	if len(parts) == 4 && parts[0] == "namespaces" && (parts[2] == "triggers" || parts[2] == "triggerGroups") {
 		return parts[1], parts[3]
 	}
 	return "", id
