@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/engine/server/triggersauth"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/host"
 )
@@ -80,15 +80,42 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no adapters are configured (gatelog serve --adapter NAME)")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdapterPayload))
-	if err != nil {
+	// A credential in the headers is checked before a byte of the body is
+	// read. Only the Triggers endpoint takes calls without one (Triggers
+	// presents none): those are authenticated by the webhook their body
+	// carries, so that body is read first — within the in-flight budget.
+	triggers := s.triggersEndpoint(name)
+	byWebhook := triggers != nil && r.Header.Get("Authorization") == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0)
+	var caller identity.Caller
+	if !byWebhook {
+		c, failure := s.authenticateQuietly(r)
+		if failure != nil {
+			s.writeAdapter(w, r, name, nil, nil, failure)
+			return
+		}
+		caller = c
+	}
+	body, release, err := s.bodies.read(w, r, maxAdapterPayload)
+	defer release()
+	switch {
+	case errors.Is(err, errBodyTooLarge):
 		s.writeAdapter(w, r, name, nil, nil, &adapter.Failure{Kind: adapter.BadRequest, Message: fmt.Sprintf("payload is larger than %d bytes", maxAdapterPayload)})
 		return
-	}
-	caller, body, failure := s.authenticateAdapterCall(r, name, body)
-	if failure != nil {
-		s.writeAdapter(w, r, name, body, nil, failure)
+	case err != nil:
+		s.writeAdapter(w, r, name, nil, nil, &adapter.Failure{Kind: adapter.Unavailable, Message: "gatelog is busy reading other requests; try again"})
 		return
+	}
+	switch {
+	case byWebhook:
+		var failure *adapter.Failure
+		if caller, body, failure = s.authenticateByWebhook(triggers, body); failure != nil {
+			s.writeAdapter(w, r, name, body, nil, failure)
+			return
+		}
+	case triggers != nil:
+		// A credentialed call may still forward a webhook: its secret and
+		// signature headers reach no adapter either.
+		body = triggersauth.StripSecrets(body)
 	}
 	// The caller's credential is the daemon's business, never an adapter's.
 	headers := withoutHeaders(r.Header, "Authorization")

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
@@ -186,25 +185,22 @@ func (s *Server) vouchedSubject(req *decision.Request, caller identity.Caller) {
 	}
 }
 
-// authenticateAdapterCall authenticates a call of an adapter endpoint and
-// returns the payload to translate. A call of the Triggers endpoint that
-// presents no gatelog credential is authenticated by the webhook inside
-// its InterceptorRequest; everything else by its credential. The secret
-// and credential headers of a forwarded webhook reach the adapter on no
-// path.
-func (s *Server) authenticateAdapterCall(r *http.Request, name string, body []byte) (identity.Caller, []byte, *adapter.Failure) {
-	var h *triggersHook
-	if s.webhooks != nil {
-		h = s.webhooks.triggers
+// triggersEndpoint returns the Triggers webhook authentication of the
+// adapter endpoint name, nil when it has none.
+func (s *Server) triggersEndpoint(name string) *triggersHook {
+	if s.webhooks == nil || s.webhooks.triggers == nil || s.webhooks.triggers.name != name {
+		return nil
 	}
-	if h == nil || name != h.name {
-		c, f := s.authenticateQuietly(r)
-		return c, body, f
-	}
-	hasCredential := r.Header.Get("Authorization") != "" || (r.TLS != nil && len(r.TLS.PeerCertificates) > 0)
-	if hasCredential || !triggersauth.IsInterceptorRequest(body) {
-		c, f := s.authenticateQuietly(r)
-		return c, triggersauth.StripSecrets(body), f
+	return s.webhooks.triggers
+}
+
+// authenticateByWebhook authenticates a call of the Triggers endpoint that
+// presents no gatelog credential by the webhook inside its
+// InterceptorRequest, and returns the payload to translate: re-encoded from
+// what was checked, without the webhook's secret and signature headers.
+func (s *Server) authenticateByWebhook(h *triggersHook, body []byte) (identity.Caller, []byte, *adapter.Failure) {
+	if !triggersauth.IsInterceptorRequest(body) {
+		return identity.Caller{}, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: "no credential, and the body is not an InterceptorRequest carrying a signed webhook"}
 	}
 	c, v, err := h.verify(body)
 	switch {
