@@ -17,11 +17,18 @@ import (
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/internal/testdb"
+	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/translog/verify"
 )
 
-// TestMain stops the database servers the backend tests started.
+// TestMain stops the database servers the backend tests started. Run as
+// `<test binary> adapter serve headers` it is the headers adapter of
+// TestAdaptersNeverSeeCredentials.
 func TestMain(m *testing.M) {
+	if len(os.Args) == 4 && os.Args[1] == "adapter" && os.Args[2] == "serve" && os.Args[3] == "headers" {
+		adapter.Serve(headersAdapter{})
+		os.Exit(0)
+	}
 	code := m.Run()
 	testdb.Stop()
 	os.Exit(code)
