@@ -119,4 +119,3 @@ func TestAdaptersNeverSeeCredentials(t *testing.T) {
 		t.Error("the API key appears in the daemon log")
 	}
 }
-
