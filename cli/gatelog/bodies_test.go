@@ -74,6 +74,22 @@ func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
 	if grew := after - before; grew > 40<<10 {
 		t.Errorf("RSS grew by %d kB for %d unauthenticated uploads", grew, conns)
 	}
+
+	// Callers who hang up mid-body are not worth a log line each.
+	warnsBefore := strings.Count(d.Log(), "level=WARN")
+	for range 20 {
+		c, err := net.Dial("tcp", d.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /v1/adapters/jenkins HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\n{\"JOB", d.Addr, d.APIKey)
+		time.Sleep(50 * time.Millisecond)
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(d.Log(), "level=WARN") - warnsBefore; n > 2 {
+		t.Errorf("20 aborted uploads wrote %d WARN lines to the daemon log:\n%s", n, d.Log())
+	}
 }
 
 // rssKB is the resident set size of process pid, in kB.

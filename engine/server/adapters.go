@@ -194,6 +194,12 @@ func (s *Server) authenticateQuietly(r *http.Request) (identity.Caller, *adapter
 // writeAdapter renders a receipt or a failure through the adapter, falling
 // back to the host's native deny when the adapter cannot render.
 func (s *Server) writeAdapter(w http.ResponseWriter, r *http.Request, name string, body []byte, rc *decision.Receipt, decideErr error) {
+	if r.Context().Err() != nil {
+		// The caller hung up (or its request timed out): nobody is left
+		// to answer, and a WARN line per aborted request would let anyone
+		// write the daemon's log.
+		return
+	}
 	var resp adapter.Response
 	switch {
 	case errors.Is(decideErr, host.ErrUnknownAdapter), errors.Is(decideErr, host.ErrUnavailable), errors.Is(decideErr, host.ErrInvalidResponse):
