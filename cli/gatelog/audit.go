@@ -368,8 +368,8 @@ func writeAuditTable(w io.Writer, rows []auditResult, verified bool) {
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rows {
-		line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s", r.LogIndex, r.Time.Format(time.RFC3339), r.Subject, r.Action,
-			resourceText(r.Resource), outcomeWord(r.Row), alertCodes(r.Row))
+		line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s", r.LogIndex, r.Time.Format(time.RFC3339), printable(r.Subject), printable(r.Action),
+			printable(resourceText(r.Resource)), outcomeWord(r.Row), printable(alertCodes(r.Row)))
 		if verified {
 			line = verifiedWord(r) + "\t" + line
 		}
@@ -378,7 +378,7 @@ func writeAuditTable(w io.Writer, rows []auditResult, verified bool) {
 	tw.Flush()
 	for _, r := range rows {
 		if r.VerifyError != "" {
-			fmt.Fprintf(w, "entry %d: %s\n", r.LogIndex, r.VerifyError)
+			fmt.Fprintf(w, "entry %d: %s\n", r.LogIndex, printable(r.VerifyError))
 		}
 	}
 	if len(rows) == 0 {
@@ -432,7 +432,7 @@ func auditCounts(c *cli.Context) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\tTOTAL\tALLOWED\tDENIED\n", strings.ToUpper(cr.By))
 	for _, n := range cr.Counts {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", n.Key, n.Total, n.Allowed, n.Denied)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", printable(n.Key), n.Total, n.Allowed, n.Denied)
 	}
 	return tw.Flush()
 }

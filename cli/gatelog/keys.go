@@ -190,7 +190,7 @@ func keysList(c *cli.Context) error {
 		if !k.LastUsed.IsZero() {
 			last = ago(now, k.LastUsed)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Permissions, ","),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(k.ID), printable(k.Name), printable(strings.Join(k.Permissions, ",")),
 			age(now.Sub(k.Created)), last, expiry(k, now), status)
 	}
 	return tw.Flush()
@@ -213,7 +213,7 @@ func keysRevoke(c *cli.Context) error {
 		return nil
 	}
 	for _, k := range out.Revoked {
-		fmt.Fprintf(c.App.Writer, "revoked %s (%s); logged at index %d\n", k.ID, k.Name, out.Receipt.LogIndex)
+		fmt.Fprintf(c.App.Writer, "revoked %s (%s); logged at index %d\n", printable(k.ID), printable(k.Name), out.Receipt.LogIndex)
 	}
 	return nil
 }
@@ -307,7 +307,7 @@ func keysSigners(c *cli.Context) error {
 		case !k.ValidUntil.IsZero():
 			until = k.ValidUntil.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.KeyID, from, until)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(k.KeyID), from, until)
 	}
 	return tw.Flush()
 }

@@ -54,7 +54,7 @@ func verifyCommand() *cli.Command {
 			failed := 0
 			for _, f := range files {
 				if err := verifyOne(c, v, keys, f); err != nil {
-					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", f, err)
+					fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", printable(f), printable(err.Error()))
 					failed++
 				}
 			}
@@ -79,7 +79,7 @@ func verifyOne(c *cli.Context, v *verify.Verifier, keys *signerKeys, file string
 	}
 	res, err := v.Receipt(rc, signerKey)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("NOT VERIFIED: %v", err), 1)
+		return cli.Exit("NOT VERIFIED: "+printable(err.Error()), 1)
 	}
 	rec := res.Statement.Predicate
 	outcome := "allow"
@@ -87,9 +87,9 @@ func verifyOne(c *cli.Context, v *verify.Verifier, keys *signerKeys, file string
 		outcome = "deny"
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
-	fmt.Fprintf(w, "  signed by the daemon key, at %s\n", rec.Time)
-	fmt.Fprintf(w, "  policy sha256 %s\n", rec.Policy.SHA256)
+	fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", printable(rec.DecisionID), outcome, printable(rec.Request.Action), printable(rec.Request.Subject.ID))
+	fmt.Fprintf(w, "  signed by the daemon key, at %s\n", printable(rec.Time))
+	fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
 	fmt.Fprintf(w, "  in log %q at index %d of %d (inclusion proof and checkpoint signature OK, SET OK)\n",
 		res.Checkpoint.Origin, rc.LogIndex, res.Checkpoint.Size)
 	return nil
