@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -15,18 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatelog/gatelog/internal/e2e"
 )
 
-// buildGatelog compiles the real binary once per test run.
-func buildGatelog(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "gatelog")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+// buildGatelog compiles the real binary into a temporary directory of t.
+func buildGatelog(t *testing.T) string { return e2e.Build(t) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -88,19 +80,7 @@ func (d *daemonProc) stop(t *testing.T) {
 // run runs the CLI and returns its exit code and combined output.
 func run(t *testing.T, bin string, env []string, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), string(out)
-	}
-	if err != nil {
-		t.Fatalf("%v: %v", args, err)
-	}
-	return 0, string(out)
+	return e2e.Run(t, bin, env, args...)
 }
 
 // TestReadmeWalkthrough does what the README tells a new user to do:
