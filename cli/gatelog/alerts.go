@@ -109,7 +109,7 @@ func alertsTail(c *cli.Context) error {
 }
 
 func printAlert(w io.Writer, a alert.Alert) {
-	fmt.Fprintf(w, "%s  %-8s %s  %s\n", a.Time, strings.ToUpper(a.Severity), a.Code, a.Message)
+	fmt.Fprintf(w, "%s  %-8s %s  %s\n", printable(a.Time), printable(strings.ToUpper(a.Severity)), printable(a.Code), printable(a.Message))
 	var where []string
 	if a.Subject != "" || a.Action != "" {
 		where = append(where, strings.TrimSpace(a.Subject+" "+a.Action))
@@ -121,6 +121,6 @@ func printAlert(w io.Writer, a alert.Alert) {
 		where = append(where, fmt.Sprintf("decision %s, log index %d", a.DecisionID, *a.LogIndex))
 	}
 	if len(where) > 0 {
-		fmt.Fprintf(w, "    %s\n", strings.Join(where, "; "))
+		fmt.Fprintf(w, "    %s\n", printable(strings.Join(where, "; ")))
 	}
 }

@@ -394,16 +394,16 @@ func logGet(c *cli.Context) error {
 		outcome = "ALLOW"
 	}
 	fmt.Fprintf(w, "VERIFIED  entry %d  %s\n", ce.Entry.LogIndex, ce.UUID)
-	fmt.Fprintf(w, "  decision %s: %s %s by %s", rec.DecisionID, outcome, rec.Request.Action, rec.Request.Subject.ID)
+	fmt.Fprintf(w, "  decision %s: %s %s by %s", printable(rec.DecisionID), outcome, printable(rec.Request.Action), printable(rec.Request.Subject.ID))
 	if r := rec.Request.Resource; r.Name != "" || r.Environment != "" || r.Repository != "" {
-		fmt.Fprintf(w, " on %s", strings.Trim(strings.Join([]string{r.System, r.Repository, r.Name, r.Environment}, " "), " "))
+		fmt.Fprintf(w, " on %s", printable(strings.Trim(strings.Join([]string{r.System, r.Repository, r.Name, r.Environment}, " "), " ")))
 	}
 	fmt.Fprintln(w)
 	for _, r := range rec.Decision.Reasons {
-		fmt.Fprintf(w, "  reason: %s\n", r)
+		fmt.Fprintf(w, "  reason: %s\n", printable(r))
 	}
-	fmt.Fprintf(w, "  at %s, logged %s\n", rec.Time, time.Unix(ce.Entry.IntegratedTime, 0).UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "  policy sha256 %s\n", rec.Policy.SHA256)
+	fmt.Fprintf(w, "  at %s, logged %s\n", printable(rec.Time), time.Unix(ce.Entry.IntegratedTime, 0).UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
 	fmt.Fprintf(w, "  in log %q at index %d of %d: inclusion proof, checkpoint signature and SET OK\n", vp.origin, vp.index, vp.size)
 	if ce.SignatureChecked {
 		fmt.Fprintln(w, "  envelope signature OK (signer key)")

@@ -230,12 +230,12 @@ func policyEvalCommand() *cli.Command {
 				if !d.Allow {
 					outcome = "DENIED"
 				}
-				fmt.Fprintf(w, "%s  %s by %s\n", outcome, req.Action, req.Subject.ID)
+				fmt.Fprintf(w, "%s  %s by %s\n", outcome, printable(req.Action), printable(req.Subject.ID))
 				for _, r := range d.Reasons {
-					fmt.Fprintf(w, "  reason: %s\n", r)
+					fmt.Fprintf(w, "  reason: %s\n", printable(r))
 				}
 				for _, a := range d.Alerts {
-					fmt.Fprintf(w, "  alert [%s] %s: %s\n", a.Severity, a.Code, a.Message)
+					fmt.Fprintf(w, "  alert [%s] %s: %s\n", printable(a.Severity), printable(a.Code), printable(a.Message))
 				}
 				fmt.Fprintf(w, "  policy: %s (%s)\n", describePolicy(pol), src.Origin)
 				if c.Bool("explain") {
@@ -490,9 +490,9 @@ func policyReplayCommand() *cli.Command {
 				fmt.Fprintf(w, "%d would change\n", len(changed))
 				for _, r := range changed {
 					req := r.Logged.Request
-					fmt.Fprintf(w, "  %-6d %-14s %s by %s on %s\n", r.LogIndex, r.Change(), req.Action, req.Subject.ID, describeResource(req.Resource))
-					fmt.Fprintf(w, "         was: %s\n", strings.Join(r.Logged.Decision.Reasons, "; "))
-					fmt.Fprintf(w, "         now: %s\n", strings.Join(r.Now.Reasons, "; "))
+					fmt.Fprintf(w, "  %-6d %-14s %s by %s on %s\n", r.LogIndex, r.Change(), printable(req.Action), printable(req.Subject.ID), printable(describeResource(req.Resource)))
+					fmt.Fprintf(w, "         was: %s\n", printable(strings.Join(r.Logged.Decision.Reasons, "; ")))
+					fmt.Fprintf(w, "         now: %s\n", printable(strings.Join(r.Now.Reasons, "; ")))
 				}
 			}
 			if len(changed) > 0 && c.Bool("fail-on-change") {

@@ -55,4 +55,10 @@ func TestRecordFieldsCannotDriveTheTerminal(t *testing.T) {
 	if strings.Count(out, "\n") != 2 {
 		t.Errorf("a tab or newline in a field broke the table:\n%s", out)
 	}
+	code, out = e2e.Run(t, bin, []string{"GATELOG_API_KEY=" + d.APIKey}, "log", "get", "--server", d.URL,
+		"--log-key", filepath.Join(d.Data, "keys", "log.pub"), "--state-dir", t.TempDir(), "--index", "0")
+	if code != 0 {
+		t.Fatalf("log get: exit %d\n%s", code, out)
+	}
+	clean("gatelog log get", out)
 }
