@@ -168,7 +168,10 @@ func (s *Server) LogEvent(ctx context.Context, er EventRequest, caller identity.
 	if err != nil {
 		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
 	}
-	actx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
+	// The append outlives a caller who hangs up: the record is completed
+	// or fails on its own account (a cancelled request is no log failure),
+	// bounded by the append timeout.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AppendTimeout)
 	defer cancel()
 	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
 	if err != nil {

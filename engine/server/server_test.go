@@ -501,3 +501,31 @@ func TestCallerCannotClaimDaemonFields(t *testing.T) {
 		t.Errorf("the caller's values are not kept as unverified context: %+v", req.Context.Unverified)
 	}
 }
+
+// TestCallerHangingUpIsNoLogFailure: a caller who goes away while its
+// decision is being logged does not make the append fail; the daemon
+// stays ready and raises no fail-closed alarm.
+func TestCallerHangingUpIsNoLogFailure(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // gone before the append starts
+	req := decision.Request{Action: "deploy", Subject: decision.Subject{ID: "alice", Verified: true}, Context: decision.Context{Time: time.Now().UTC().Format(time.RFC3339)}}
+	rc, err := d.srv.Decide(ctx, req, decision.Caller{ID: "test", Kind: "api_key"}, false)
+	if err != nil {
+		t.Fatalf("decide for a caller that hung up: %v", err)
+	}
+	if _, err := d.srv.Decide(context.Background(), req, decision.Caller{ID: "test", Kind: "api_key"}, false); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(d.http.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz after a caller hung up: %d", resp.StatusCode)
+	}
+	if rc.DecisionID == "" {
+		t.Error("no receipt")
+	}
+}
