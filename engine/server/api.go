@@ -330,6 +330,12 @@ func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "stored record for %s: %v", id, err)
 		return
 	}
+	if !caller.Has(identity.PermRead) && st.Predicate.Caller.ID != caller.ID {
+		// Records are for read callers; a caller that may only decide
+		// reads back its own decisions, and learns nothing of others'.
+		writeError(w, http.StatusNotFound, "no decision %s", id)
+		return
+	}
 	rc := s.receiptFor(e, st.Predicate.Decision, id)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AppendTimeout)
 	defer cancel()

@@ -641,3 +641,29 @@ func TestDenyBurstRaisesOneAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideOnlyCallersReadTheirOwnDecisions: GET /v1/decisions/{id}
+// gives a caller that may only decide its own decisions; another caller's
+// look like no decision at all. A read caller gets any.
+func TestDecideOnlyCallersReadTheirOwnDecisions(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	theirs := d.decide(allowedDeploy) // the bootstrap key's
+	code, raw := d.post("/v1/decide", d.decideOnlyKey, []byte(`{"action":"pipeline.trigger"}`))
+	if code != http.StatusOK && code != http.StatusForbidden {
+		t.Fatalf("decide with the decide-only key: %d %s", code, raw)
+	}
+	own := decodeReceipt(t, raw)
+	for _, tc := range []struct {
+		id, key string
+		want    int
+	}{
+		{own.DecisionID, d.decideOnlyKey, http.StatusOK},
+		{theirs.DecisionID, d.decideOnlyKey, http.StatusNotFound},
+		{theirs.DecisionID, d.readKey, http.StatusOK},
+		{own.DecisionID, d.readKey, http.StatusOK},
+	} {
+		if code, raw := d.get("/v1/decisions/"+tc.id, tc.key); code != tc.want {
+			t.Errorf("GET /v1/decisions/%s: %d %s, want %d", tc.id, code, raw, tc.want)
+		}
+	}
+}
