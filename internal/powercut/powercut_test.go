@@ -1,0 +1,378 @@
+package powercut_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/gatelog/gatelog/internal/powercut"
+)
+
+// syncDir fsyncs a directory, as durable code does after create or rename.
+func syncDir(t *testing.T, dir string) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		t.Fatalf("fsync %s: %v", dir, err)
+	}
+}
+
+// writeFile creates name with data, fsync'd or not; the directory is not
+// synced.
+func writeFile(t *testing.T, name string, data []byte, sync bool) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// durableFile writes name and makes both its data and its name durable.
+func durableFile(t *testing.T, name string, data []byte) {
+	t.Helper()
+	writeFile(t, name, data, true)
+	syncDir(t, filepath.Dir(name))
+}
+
+func pwrite(t *testing.T, name string, data []byte, off int64, sync bool) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	if sync {
+		// fdatasync, as bbolt commits on Linux.
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// want is the content a path must have after the cut; nil: it must not exist.
+type want map[string][]byte
+
+var (
+	old   = bytes.Repeat([]byte("old-"), 3000) // 12000 bytes: spans blocks
+	fresh = []byte("fresh data")
+)
+
+func TestCut(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(t *testing.T, mnt string) // run and made durable before the cut scenario
+		run    func(t *testing.T, mnt string)
+		want   want
+	}{
+		{
+			name: "new file written, no fsync, name durable: empty",
+			run: func(t *testing.T, mnt string) {
+				writeFile(t, filepath.Join(mnt, "a"), fresh, false)
+				syncDir(t, mnt)
+			},
+			want: want{"a": {}},
+		},
+		{
+			name: "new file written and fsync'd, name durable: kept",
+			run: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), fresh)
+			},
+			want: want{"a": fresh},
+		},
+		{
+			name: "new file fsync'd, directory not: gone",
+			run: func(t *testing.T, mnt string) {
+				writeFile(t, filepath.Join(mnt, "a"), fresh, true)
+			},
+			want: want{"a": nil},
+		},
+		{
+			name: "durable file overwritten in place without fsync: old bytes",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				pwrite(t, filepath.Join(mnt, "a"), fresh, 4090, false) // across a block boundary
+				pwrite(t, filepath.Join(mnt, "a"), fresh, 11995, false) // and past the end
+			},
+			want: want{"a": old},
+		},
+		{
+			name: "durable file overwritten and fdatasync'd: new bytes",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				pwrite(t, filepath.Join(mnt, "a"), fresh, 4090, true)
+			},
+			want: want{"a": splice(old, fresh, 4090)},
+		},
+		{
+			name: "durable file truncated without fsync: old size and bytes",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				if err := os.Truncate(filepath.Join(mnt, "a"), 100); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(mnt, "a"), fresh, false) // O_TRUNC
+			},
+			want: want{"a": old},
+		},
+		{
+			name: "temporary file, fsync, rename, directory fsync: new name kept",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				writeFile(t, filepath.Join(mnt, ".tmp"), fresh, true)
+				if err := os.Rename(filepath.Join(mnt, ".tmp"), filepath.Join(mnt, "a")); err != nil {
+					t.Fatal(err)
+				}
+				syncDir(t, mnt)
+			},
+			want: want{"a": fresh, ".tmp": nil},
+		},
+		{
+			name: "rename over a durable file without directory fsync: old file back",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				writeFile(t, filepath.Join(mnt, ".tmp"), fresh, true)
+				if err := os.Rename(filepath.Join(mnt, ".tmp"), filepath.Join(mnt, "a")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: want{"a": old, ".tmp": nil},
+		},
+		{
+			name: "unlink without directory fsync: file back",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				if err := os.Remove(filepath.Join(mnt, "a")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: want{"a": old},
+		},
+		{
+			name: "unlink with directory fsync: gone",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				if err := os.Remove(filepath.Join(mnt, "a")); err != nil {
+					t.Fatal(err)
+				}
+				syncDir(t, mnt)
+			},
+			want: want{"a": nil},
+		},
+		{
+			name: "mkdir, parent fsync'd, the new directory not: empty directory",
+			run: func(t *testing.T, mnt string) {
+				if err := os.Mkdir(filepath.Join(mnt, "d"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				syncDir(t, mnt)
+				writeFile(t, filepath.Join(mnt, "d", "a"), fresh, true)
+			},
+			want: want{"d/a": nil},
+		},
+		{
+			name: "mkdir without parent fsync: the whole tree is gone",
+			run: func(t *testing.T, mnt string) {
+				if err := os.Mkdir(filepath.Join(mnt, "d"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				durableFile(t, filepath.Join(mnt, "d", "a"), fresh)
+			},
+			want: want{"d": nil},
+		},
+		{
+			name: "mkdir and file, each synced: kept",
+			run: func(t *testing.T, mnt string) {
+				if err := os.Mkdir(filepath.Join(mnt, "d"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				syncDir(t, mnt)
+				durableFile(t, filepath.Join(mnt, "d", "a"), fresh)
+			},
+			want: want{"d/a": fresh},
+		},
+		{
+			name: "shared mmap write without msync: old bytes",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				mmapWrite(t, filepath.Join(mnt, "a"), fresh, 5000, false)
+			},
+			want: want{"a": old},
+		},
+		{
+			name: "shared mmap write with msync(MS_SYNC): new bytes",
+			before: func(t *testing.T, mnt string) {
+				durableFile(t, filepath.Join(mnt, "a"), old)
+			},
+			run: func(t *testing.T, mnt string) {
+				mmapWrite(t, filepath.Join(mnt, "a"), fresh, 5000, true)
+			},
+			want: want{"a": splice(old, fresh, 5000)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, backing, mnt := powercut.MountForTest(t)
+			if tt.before != nil {
+				tt.before(t, mnt)
+			}
+			tt.run(t, mnt)
+			if err := p.Cut(); err != nil {
+				t.Fatal(err)
+			}
+			check(t, backing, tt.want) // what the disk holds
+			if err := p.Remount(); err != nil {
+				t.Fatal(err)
+			}
+			check(t, mnt, tt.want) // what a restarted program sees
+		})
+	}
+}
+
+func check(t *testing.T, root string, w want) {
+	t.Helper()
+	for name, data := range w {
+		got, err := os.ReadFile(filepath.Join(root, name))
+		switch {
+		case data == nil && errors.Is(err, fs.ErrNotExist):
+		case data == nil:
+			t.Errorf("%s: exists after the cut (err %v), want gone", name, err)
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		case !bytes.Equal(got, data):
+			t.Errorf("%s: %d bytes %.40q…, want %d bytes %.40q…", name, len(got), got, len(data), data)
+		}
+	}
+}
+
+func splice(base, part []byte, off int) []byte {
+	out := bytes.Clone(base)
+	copy(out[off:], part)
+	return out
+}
+
+func mmapWrite(t *testing.T, name string, data []byte, off int, msync bool) {
+	t.Helper()
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(m[off:], data)
+	if msync {
+		if err := unix.Msync(m, unix.MS_SYNC); err != nil {
+			t.Fatalf("msync: %v", err)
+		}
+	}
+	if err := syscall.Munmap(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBolt runs the envelope store's database, bbolt, on the mount: a
+// committed transaction (pwrite + fdatasync) survives the cut, one
+// committed with NoSync does not, and the file opens cleanly either way.
+func TestBolt(t *testing.T) {
+	p, _, mnt := powercut.MountForTest(t)
+	path := filepath.Join(mnt, "store.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, mnt) // bbolt does not sync the directory it creates the file in
+	put := func(key string) {
+		t.Helper()
+		if err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(key), bytes.Repeat([]byte(key), 1000))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"k1", "k2", "k3"} {
+		put(k)
+	}
+	db.NoSync = true
+	put("lost")
+	// Closing writes nothing (bbolt unmaps and unlocks): as kill -9 would.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Remount(); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("bbolt after the cut: %v", err)
+	}
+	defer db2.Close()
+	if err := db2.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("b"))
+		if b == nil {
+			t.Fatal("bucket lost")
+		}
+		for _, k := range []string{"k1", "k2", "k3"} {
+			if !bytes.Equal(b.Get([]byte(k)), bytes.Repeat([]byte(k), 1000)) {
+				t.Errorf("synced key %s lost", k)
+			}
+		}
+		if b.Get([]byte("lost")) != nil {
+			t.Error("a key committed with NoSync survived the cut")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
