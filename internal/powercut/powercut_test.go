@@ -115,7 +115,7 @@ func TestCut(t *testing.T) {
 				durableFile(t, filepath.Join(mnt, "a"), old)
 			},
 			run: func(t *testing.T, mnt string) {
-				pwrite(t, filepath.Join(mnt, "a"), fresh, 4090, false) // across a block boundary
+				pwrite(t, filepath.Join(mnt, "a"), fresh, 4090, false)  // across a block boundary
 				pwrite(t, filepath.Join(mnt, "a"), fresh, 11995, false) // and past the end
 			},
 			want: want{"a": old},

@@ -34,4 +34,3 @@ func MountForTest(t testing.TB) (p *FS, backing, mnt string) {
 	})
 	return p, backing, mnt
 }
-
