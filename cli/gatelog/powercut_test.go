@@ -73,6 +73,9 @@ func TestPowerCut(t *testing.T) {
 	h.client = &http.Client{Timeout: 60 * time.Second}
 	r := &powerCutDrill{t: t, h: h, fs: fs, lost: map[string]string{}}
 
+	// The summary is printed however the drill ends, a fatal finding too.
+	defer r.report(cuts, seed)
+
 	r.freshStart()
 	d := (*crashProc)(nil)
 	for cut := range cuts {
@@ -84,6 +87,7 @@ func TestPowerCut(t *testing.T) {
 				if !d.exited() {
 					h.kill(d)
 					r.cut()
+					r.cuts++
 					r.startupCuts++
 					d = nil
 					continue
@@ -101,6 +105,7 @@ func TestPowerCut(t *testing.T) {
 		before := len(h.acked)
 		h.load(d, 4, time.Duration(100+rng.IntN(1200))*time.Millisecond, rng.IntN(3) == 0)
 		r.cut()
+		r.cuts++
 		d = nil
 		t.Logf("cut %d: %d decisions acknowledged in this run", cut+1, len(h.acked)-before)
 	}
@@ -110,22 +115,33 @@ func TestPowerCut(t *testing.T) {
 		r.checkAll(d)
 		h.stop(d)
 	}
+}
 
+// report prints the drill's summary line and fails the test on any loss or
+// unrecoverable start.
+func (r *powerCutDrill) report(cuts int, seed uint64) {
+	t, h := r.t, r.h
 	st := r.fs.Stats()
+	acked := r.acknowledged + len(h.acked)
 	summary := fmt.Sprintf("power cuts: %d, acknowledged: %d, lost: %d, unrecoverable starts: %d",
-		cuts, r.acknowledged+len(h.acked), len(r.lost), r.unrecoverable)
-	t.Logf("%s (seed %d; %d cuts during recovery; %d logs begun; last mount: %d file syncs, %d directory syncs)",
-		summary, seed, r.startupCuts, r.logs, st.FileSyncs, st.DirSyncs)
+		r.cuts, acked, len(r.lost), r.unrecoverable)
+	t.Logf("%s (of %d planned; seed %d; %d cuts during recovery; %d logs begun; the file system saw %d file syncs, %d directory syncs, %d writes)",
+		summary, cuts, seed, r.startupCuts, r.logs, st.FileSyncs, st.DirSyncs, st.Writes)
 	fmt.Println(summary)
 	if path := os.Getenv("GATELOG_POWERCUT_SUMMARY"); path != "" {
 		if err := os.WriteFile(path, []byte(summary+"\n"), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
+	n := 0
 	for id, why := range r.lost {
+		if n++; n > 10 {
+			t.Errorf("... and %d more lost", len(r.lost)-10)
+			break
+		}
 		t.Errorf("lost decision %s: %s", id, why)
 	}
-	if r.acknowledged+len(h.acked) == 0 {
+	if acked == 0 {
 		t.Error("no decision was acknowledged; the drill proved nothing")
 	}
 	if len(r.lost) > 0 || r.unrecoverable > 0 {
@@ -147,8 +163,8 @@ type powerCutDrill struct {
 	checked int
 	// acknowledged counts decisions of logs abandoned after an
 	// unrecoverable start (h.acked holds the current log's).
-	acknowledged, unrecoverable, startupCuts, logs int
-	logKey, signerKey                              []byte
+	acknowledged, unrecoverable, startupCuts, logs, cuts int
+	logKey, signerKey                                    []byte
 }
 
 // cut is the power cut, the daemon being dead already: drop what was not

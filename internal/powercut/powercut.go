@@ -104,7 +104,6 @@ func (p *FS) mount() error {
 	p.mu.Lock()
 	p.files = map[uint64]*fileState{}
 	p.dirs = map[uint64]map[string]dirent{}
-	p.stats = Stats{}
 	p.mu.Unlock()
 	if err := os.RemoveAll(p.keep); err != nil {
 		return fmt.Errorf("powercut: clear %s: %w", p.keep, err)
@@ -136,7 +135,7 @@ func (p *FS) mount() error {
 	return nil
 }
 
-// Stats returns the counters since Mount.
+// Stats returns the counters since Mount (across Cut and Remount).
 func (p *FS) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
