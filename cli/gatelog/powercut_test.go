@@ -363,3 +363,72 @@ func (r *powerCutDrill) checkpoint(base string) ([]byte, error) {
 func (r *powerCutDrill) checkAll(d *crashProc) {
 	r.verifyAcks(d, r.h.acked)
 }
+
+// TestPowerCutFirstStart cuts the power in the daemon's first run on a new
+// data directory, under load, and starts it again. It must start; what it
+// keeps is, on today's code, a finding (issue 22): the key files are
+// fsync'd but keys/ and log/ never are, so their entries do not survive —
+// the daemon comes back with new keys and an empty log, and every
+// decision acknowledged in that first run is lost. (TestPowerCut begins
+// each log after a clean shutdown for that reason.) This test asserts
+// exactly that, so that it fails the day the install becomes durable: then
+// make it require that the keys and every decision survive.
+func TestPowerCutFirstStart(t *testing.T) {
+	fs, _, mnt := powercut.MountForTest(t)
+	bin := buildGatelog(t)
+	h := &crashHarness{t: t, bin: bin, data: mnt, seen: map[string]bool{}}
+	h.client = &http.Client{Timeout: 60 * time.Second}
+	r := &powerCutDrill{t: t, h: h, fs: fs, lost: map[string]string{}}
+
+	d := h.spawn()
+	h.waitReady(d)
+	h.loadKeys()
+	logKey := mustRead(t, filepath.Join(mnt, "keys", "log.pub"))
+	h.load(d, 4, 500*time.Millisecond, false)
+	if len(h.acked) == 0 {
+		t.Fatal("no decision was acknowledged before the cut")
+	}
+	r.cut()
+
+	d = h.spawn()
+	if err := r.ready(d); err != nil {
+		t.Fatalf("no start after a power cut in the first run: %v", err)
+	}
+	defer h.stop(d)
+	after, err := os.ReadFile(filepath.Join(mnt, "keys", "log.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysKept := bytes.Equal(after, logKey)
+	if keysKept {
+		r.verifyAcks(d, h.acked)
+	} else {
+		// Receipts under the old keys cannot verify against the new ones:
+		// ask whether the daemon still has the decisions at all.
+		for _, rc := range h.acked {
+			resp, err := h.client.Do(authGet("http://"+d.addr+"/v1/decisions/"+rc.DecisionID, h.apiKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+			case http.StatusNotFound:
+				r.lost[rc.DecisionID] = resp.Status
+			default:
+				t.Fatalf("GET /v1/decisions/%s after the cut: %s", rc.DecisionID, resp.Status)
+			}
+		}
+	}
+	t.Logf("power cut in the first run: keys kept: %v, acknowledged: %d, lost: %d", keysKept, len(h.acked), len(r.lost))
+	if keysKept || len(r.lost) != len(h.acked) {
+		t.Fatalf("the first run's data now survives a power cut in part or in full (keys kept: %v, lost %d of %d): "+
+			"require that it does (keys kept, lost 0) and drop the clean shutdown in powerCutDrill.freshStart", keysKept, len(r.lost), len(h.acked))
+	}
+}
+
+func authGet(url, apiKey string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	return req
+}
