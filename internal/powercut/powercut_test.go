@@ -376,3 +376,22 @@ func TestBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Mount a power-cut file system, run the program under test on it, kill
+// the program, cut the power and look at what a restart would find.
+func Example() {
+	p, err := powercut.Mount("/srv/test/backing", "/srv/test/mnt")
+	if err != nil {
+		panic(err) // no /dev/fuse, or not root
+	}
+	// ... the program writes under /srv/test/mnt; kill -9 it ...
+	if err := p.Cut(); err != nil {
+		panic(err)
+	}
+	// /srv/test/backing now holds only what was fsync'd; mount it again
+	// and restart the program on it.
+	if err := p.Remount(); err != nil {
+		panic(err)
+	}
+	defer p.Unmount()
+}
