@@ -154,13 +154,27 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	return n.LoopbackNode.Setattr(ctx, f, in, out)
 }
 
-// Fsync on a node is the kernel's fallback for a directory fsync without
-// a handle.
+// Fsync is called by go-fuse for every FSYNC, before the handle's own:
+// a file's handle makes its data durable; a directory without a handle of
+// ours (FSYNCDIR falls back here) records its entries.
 func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
 	if pf, ok := f.(*file); ok {
 		return pf.Fsync(ctx, flags)
 	}
-	return n.pc.syncDir(n.backingPath())
+	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return n.pc.syncDir(n.backingPath())
+	}
+	// A file synced without a handle of ours: sync it by name.
+	fd, err := syscall.Open(n.backingPath(), syscall.O_RDONLY, 0)
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	return n.pc.synced(st.Ino, fd)
 }
 
 // CopyFileRange is refused so that the kernel falls back to reads and

@@ -316,8 +316,14 @@ func mmapWrite(t *testing.T, name string, data []byte, off int, msync bool) {
 }
 
 // TestBolt runs the envelope store's database, bbolt, on the mount: a
-// committed transaction (pwrite + fdatasync) survives the cut, one
-// committed with NoSync does not, and the file opens cleanly either way.
+// committed transaction survives the cut, one committed with NoSync does
+// not, and the file opens cleanly either way. bbolt v1.4.3 maps the file
+// read-only (PROT_READ, MAP_SHARED in bolt_unix.go), writes pages with
+// pwrite (tx.go, db.ops.writeAt) and commits with fdatasync (bolt_linux.go);
+// it grows the file with ftruncate and fsync (db.go). All of that reaches
+// the file system as WRITE, FSYNC and SETATTR; writes through a shared
+// writable mapping (not bbolt's case) are covered by the mmap cases of
+// TestCut: they reach it at msync(MS_SYNC) or at the unmount.
 func TestBolt(t *testing.T) {
 	p, _, mnt := powercut.MountForTest(t)
 	path := filepath.Join(mnt, "store.db")
