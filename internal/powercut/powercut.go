@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -163,7 +164,18 @@ func (p *FS) unmount() error {
 			return fmt.Errorf("powercut: unmount %s: %w", p.mnt, errors.Join(err, derr))
 		}
 	}
-	p.server.Wait()
+	// A detached mount ends when its last open file is closed: do not wait
+	// forever on a process that was not killed.
+	done := make(chan struct{})
+	go func() {
+		p.server.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("powercut: %s still in use 30s after unmount (kill the processes using it before a Cut): %w", p.mnt, err)
+	}
 	p.server = nil
 	return nil
 }
