@@ -174,7 +174,7 @@ func (p *FS) unmount() error {
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("powercut: %s still in use 30s after unmount (kill the processes using it before a Cut): %w", p.mnt, err)
+		return errors.Join(fmt.Errorf("powercut: %s still in use 30s after unmount (kill the processes using it before a Cut)", p.mnt), err)
 	}
 	p.server = nil
 	return nil
