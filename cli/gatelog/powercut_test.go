@@ -48,8 +48,8 @@ func powerCuts(t *testing.T) int {
 //     out before the cut (a consistency proof checked by translog/verify).
 //
 // It prints "power cuts: N, acknowledged: A, lost: L, unrecoverable
-// starts: U" (also to GATELOG_POWERCUT_SUMMARY if set; make crash prints
-// that file) and fails if L or U is not zero.
+// starts: U" (also to GATELOG_POWERCUT_SUMMARY if set, after a line with
+// the seed; make crash prints that file) and fails if L or U is not zero.
 //
 // The cut moments come from a seed printed at the start; rerun with
 // GATELOG_POWERCUT_SEED=<seed> (timing on a busy machine still varies).
@@ -129,7 +129,9 @@ func (r *powerCutDrill) report(cuts int, seed uint64) {
 		summary, cuts, seed, r.startupCuts, r.logs, st.FileSyncs, st.DirSyncs, st.Writes)
 	fmt.Println(summary)
 	if path := os.Getenv("GATELOG_POWERCUT_SUMMARY"); path != "" {
-		if err := os.WriteFile(path, []byte(summary+"\n"), 0o644); err != nil {
+		out := fmt.Sprintf("seed %d (rerun with GATELOG_POWERCUT_SEED=%d); %d cuts during recovery; %d logs begun\n%s\n",
+			seed, seed, r.startupCuts, r.logs, summary)
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
