@@ -17,6 +17,11 @@
 // Memory and disk grow with what is written between fsyncs and with the
 // files replaced while mounted; both are released by Cut or Unmount.
 //
+// The file system is served by the process that mounts it: that process
+// must not mmap files of the mount (a page fault waits for the server,
+// which a garbage-collection stop-the-world may have stopped, and the
+// process hangs). Run the program under test as a child process.
+//
 // Not modelled: metadata durability (modes, times), torn writes within a
 // block, reordering of durable writes, a directory removed and its inode
 // number reused before a Cut (it comes back empty).
