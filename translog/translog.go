@@ -31,6 +31,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
 
+	"github.com/gatelog/gatelog/internal/durable"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 
@@ -199,6 +200,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	st, err := openStore(filepath.Join(cfg.Dir, storeDir, storeFile), false, time.Second)
 	if err != nil {
 		return nil, err
+	}
+	// A new log's names (the store file, store/ and tlog/, the log
+	// directory itself) are durable before the first entry is
+	// acknowledged; otherwise a power cut in the first run loses the log.
+	if err := durable.SyncDirs(filepath.Join(cfg.Dir, storeDir), cfg.Dir, filepath.Dir(cfg.Dir)); err != nil {
+		st.close()
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	driver, err := posix.New(ctx, posix.Config{Path: tlogDir})
 	if err != nil {

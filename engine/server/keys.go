@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/gatelog/gatelog/internal/durable"
 )
 
 // loadOrCreateKey loads the ECDSA P-256 private key at path, or creates it
@@ -61,6 +63,11 @@ func createKey(path string) (*ecdsa.PrivateKey, error) {
 		return nil, err
 	}
 	if err := writeNew(publicKeyPath(path), pubPEM, 0o644); err != nil {
+		return nil, err
+	}
+	// The key files are fsync'd; their names (and keys/ itself, on first
+	// start) are durable only once the directories are.
+	if err := durable.SyncDirs(filepath.Dir(path), filepath.Dir(filepath.Dir(path))); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -5,6 +5,9 @@
 package durable
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -88,6 +91,19 @@ func writeTemp(path string, data []byte) (string, error) {
 		return "", err
 	}
 	return tmp, nil
+}
+
+// SyncDirs fsyncs each directory that exists, in order, so that the names
+// created in it (a new file, a new subdirectory) survive a power cut: a
+// file's own fsync does not make its directory entry durable. Name a new
+// directory before its parent. Directories that do not exist are skipped.
+func SyncDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sync directory %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
