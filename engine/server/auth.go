@@ -119,6 +119,23 @@ func (s *Server) closeIdentity() error {
 // 401 (bad credential), 429 (too many requests) or 503 (a credential could
 // not be checked: fail closed) and returns false. Nothing is logged.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
+	c, ok := s.identify(w, r)
+	if !ok {
+		return identity.Caller{}, false
+	}
+	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
+		s.door.counters.ObserveAuth(c.Kind, "rate_limited")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "caller %s is over its rate limit", c.ID)
+		return identity.Caller{}, false
+	}
+	return c, true
+}
+
+// identify is authenticate without the rate limit, for reads that cost no
+// more with a credential than without one (records from the log, which
+// anyone may read as leaves at any rate).
+func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
 	cred := identity.Credentials{Authorization: r.Header.Get("Authorization")}
 	if r.TLS != nil {
 		cred.Certificates = r.TLS.PeerCertificates
@@ -132,12 +149,6 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.
 	case err != nil:
 		s.logger.Warn("credential could not be checked; refusing", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
-		return identity.Caller{}, false
-	}
-	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
-		s.door.counters.ObserveAuth(c.Kind, "rate_limited")
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "caller %s is over its rate limit", c.ID)
 		return identity.Caller{}, false
 	}
 	return c, true
