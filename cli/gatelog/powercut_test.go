@@ -406,9 +406,3 @@ func TestPowerCutFirstStart(t *testing.T) {
 		t.Fatalf("%d of %d decisions acknowledged in the first run were lost", len(r.lost), len(h.acked))
 	}
 }
-
-func authGet(url, apiKey string) *http.Request {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	return req
-}
