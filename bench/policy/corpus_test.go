@@ -86,7 +86,7 @@ func corpus() []map[string]any {
 // configuration) and the odd combinations that reach the deny rules.
 type scenario struct {
 	id, action, system, kind, namespace, environment, repository, ref, owner string
-	groups                                                                 []string
+	groups                                                                   []string
 }
 
 var scenarios = []scenario{
