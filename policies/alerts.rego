@@ -6,58 +6,60 @@ package gatelog
 # also denies. Alerts are logged with the decision either way.
 
 # Self-grant: the grantee is the resource name or resource.attributes.grantee.
-self_grant_actions := object.get(setting(["alerts", "self_grant"], {}), "actions", ["role.grant"])
-
 self_grant if {
-	subject_id_present
-	matches_any(self_grant_actions, input.action)
+	alert_settings.self_grant.enabled == true
 	grantee_is_subject
+	subject_id_present
+	matches_any(alert_settings.self_grant.actions, input.action)
 }
 
 grantee_is_subject if input.resource.name == input.subject.id
 
 grantee_is_subject if input.resource.attributes.grantee == input.subject.id
 
-alerts contains alert("self_grant", "critical", msg) if {
+alerts contains alert("self_grant", msg) if {
 	self_grant
-	alert_enabled("self_grant")
 	msg := sprintf("subject %q tried to grant a role to itself (%s)", [input.subject.id, resource_description])
 }
 
 denials contains msg if {
 	self_grant
-	alert_enabled("self_grant")
-	alert_denies("self_grant", true)
+	alert_settings.self_grant.deny == true
 	msg := sprintf("subject %q may not grant a role to itself", [input.subject.id])
 }
 
 # First use: only judged when the daemon sent a history; without one the
 # daemon does not track history and every action would look new.
 first_privileged_use if {
-	privileged
+	alert_settings.first_privileged_use.enabled == true
 	is_object(input.context.history)
+	privileged
 	not input.action in object.get(input.context.history, "privileged_actions_used", [])
 }
 
-alerts contains alert("first_privileged_use", "warning", msg) if {
+alerts contains alert("first_privileged_use", msg) if {
 	first_privileged_use
-	alert_enabled("first_privileged_use")
 	msg := sprintf("subject %q uses privileged action %q for the first time", [input.subject.id, input.action])
 }
 
 denials contains msg if {
 	first_privileged_use
-	alert_enabled("first_privileged_use")
-	alert_denies("first_privileged_use", false)
+	alert_settings.first_privileged_use.deny == true
 	msg := sprintf("subject %q has never used privileged action %q before; first use needs an operator", [input.subject.id, input.action])
 }
 
 # Working hours are evaluated in the configured IANA time zone, so a 09:00
 # start means 09:00 where the team works, across daylight saving changes.
-# Without a working_hours setting no time is odd.
-working_hours := setting(["working_hours"], null)
-
+# Without a working_hours setting (settings.rego) no time is odd.
 weekdays := ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+
+working_days := object.get(working_hours, "days", weekdays)
+
+working_start := object.get(working_hours, "start", "00:00")
+
+working_end := object.get(working_hours, "end", "24:00")
+
+working_time_zone := object.get(working_hours, "time_zone", "UTC")
 
 # clock_minutes turns "HH:MM" into minutes since midnight ("24:00" allowed).
 clock_minutes(s) := (to_number(substring(s, 0, 2)) * 60) + to_number(substring(s, 3, 2)) if {
@@ -65,36 +67,29 @@ clock_minutes(s) := (to_number(substring(s, 0, 2)) * 60) + to_number(substring(s
 }
 
 within_working_hours if {
-	zone := object.get(working_hours, "time_zone", "UTC")
-	time.weekday([now_ns, zone]) in object.get(working_hours, "days", weekdays)
-	[hour, minute, _] := time.clock([now_ns, zone])
-	clock_minutes(object.get(working_hours, "start", "00:00")) <= (hour * 60) + minute
-	(hour * 60) + minute < clock_minutes(object.get(working_hours, "end", "24:00"))
+	time.weekday([now_ns, working_time_zone]) in working_days
+	[hour, minute, _] := time.clock([now_ns, working_time_zone])
+	clock_minutes(working_start) <= (hour * 60) + minute
+	(hour * 60) + minute < clock_minutes(working_end)
 }
 
 off_hours if {
-	privileged
+	alert_settings.off_hours.enabled == true
 	is_object(working_hours)
+	privileged
 	now_ns
 	not within_working_hours
 }
 
-off_hours_description := sprintf("%s %s-%s %s", [
-	concat(",", object.get(working_hours, "days", weekdays)),
-	object.get(working_hours, "start", "00:00"),
-	object.get(working_hours, "end", "24:00"),
-	object.get(working_hours, "time_zone", "UTC"),
-])
+off_hours_description := sprintf("%s %s-%s %s", [concat(",", working_days), working_start, working_end, working_time_zone])
 
-alerts contains alert("off_hours", "high", msg) if {
+alerts contains alert("off_hours", msg) if {
 	off_hours
-	alert_enabled("off_hours")
 	msg := sprintf("subject %q requested privileged action %q at %s, outside working hours (%s)", [input.subject.id, input.action, input.context.time, off_hours_description])
 }
 
 denials contains msg if {
 	off_hours
-	alert_enabled("off_hours")
-	alert_denies("off_hours", false)
+	alert_settings.off_hours.deny == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
 }

@@ -3,8 +3,8 @@
 # each add deny reasons, alerts or obligations for one concept; this file
 # joins them into the decision and holds the helpers they share.
 #
-# Settings come from data.gatelog_config (policies/data.yaml); every setting
-# has a default here so a missing key never leaves the decision undefined.
+# Settings come from data.gatelog_config (policies/data.yaml); settings.rego
+# reads each once, with its default.
 package gatelog
 
 # The decision is only given when it is well formed: a deny must say why.
@@ -75,13 +75,6 @@ auth_denials contains "context.time is missing or not an RFC 3339 time; time-dep
 	not now_ns
 }
 
-# Configuration.
-default config := {}
-
-config := data.gatelog_config if is_object(data.gatelog_config)
-
-setting(path, fallback) := object.get(config, path, fallback)
-
 # Helpers shared by the rule files.
 
 # parse_time returns nanoseconds since the epoch for an RFC 3339 string and
@@ -107,6 +100,11 @@ resource := input.resource if {
 	is_object(input.resource)
 } else := {}
 
+# The fields most rules read, each looked up once per decision.
+resource_environment := object.get(resource, "environment", "")
+
+resource_ref := object.get(resource, "ref", "")
+
 resource_description := concat(", ", parts) if {
 	parts := [sprintf("%s %q", [k, v]) |
 		some k in ["system", "repository", "namespace", "environment", "kind", "name"]
@@ -116,14 +114,10 @@ resource_description := concat(", ", parts) if {
 	count(parts) > 0
 } else := "an unnamed resource"
 
-# alert builds an alert object; severity and whether it also denies are
-# read from gatelog_config.alerts.<code>.
-alert(code, default_severity, message) := {
-	"severity": object.get(setting(["alerts", code], {}), "severity", default_severity),
+# alert builds an alert object; severity, whether it is enabled and whether
+# it also denies are read from gatelog_config.alerts.<code> (settings.rego).
+alert(code, message) := {
+	"severity": alert_settings[code].severity,
 	"code": code,
 	"message": message,
 }
-
-alert_enabled(code) if object.get(setting(["alerts", code], {}), "enabled", true) == true
-
-alert_denies(code, fallback) if object.get(setting(["alerts", code], {}), "deny", fallback) == true

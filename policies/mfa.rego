@@ -4,17 +4,15 @@ package gatelog
 # login: a stolen long-lived session should not be enough to deploy to
 # production or read secrets.
 
-default_privileged_actions := ["config.update", "secret.read", "role.grant", "policy.update", "key.rotate"]
-
 # privileged is true for the configured actions and for any deploy to a
 # protected environment (see environments.rego).
-privileged if matches_any(setting(["privileged", "actions"], default_privileged_actions), input.action)
+privileged if matches_any(privileged_actions, input.action)
 
 privileged if deploy_to_protected
 
 mfa_required if {
 	privileged
-	setting(["mfa", "required"], true) == true
+	mfa_setting == true
 }
 
 denials contains msg if {
@@ -24,8 +22,6 @@ denials contains msg if {
 }
 
 # The login age check is on when max_auth_age_s > 0.
-max_auth_age_s := setting(["mfa", "max_auth_age_s"], 0)
-
 auth_age_checked if {
 	mfa_required
 	max_auth_age_s > 0

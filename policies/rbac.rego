@@ -9,24 +9,24 @@ package gatelog
 # an allow can say why. Unauthenticated subjects hold no roles.
 role_bindings contains {"role": role, "via": "any authenticated subject"} if {
 	authenticated
-	some role in setting(["rbac", "authenticated_roles"], [])
+	some role in authenticated_roles
 }
 
 role_bindings contains {"role": role, "via": sprintf("group %q", [group])} if {
 	authenticated
 	some group in input.subject.groups
-	some role in object.get(setting(["rbac", "group_roles"], {}), group, [])
+	some role in group_roles[group]
 }
 
 role_bindings contains {"role": role, "via": sprintf("subject %q", [input.subject.id])} if {
 	authenticated
-	some role in object.get(setting(["rbac", "subject_roles"], {}), input.subject.id, [])
+	some role in subject_roles[input.subject.id]
 }
 
 # granting_bindings are the held roles with a permission for this request.
 granting_bindings contains b if {
 	some b in role_bindings
-	some permission in setting(["rbac", "roles", b.role, "permissions"], [])
+	some permission in data.gatelog_config.rbac.roles[b.role].permissions
 	permits(permission)
 }
 

@@ -4,7 +4,7 @@ package gatelog
 # one who ships it to a protected environment, so every production change
 # passes at least two people.
 
-sod_enabled if setting(["separation_of_duties", "enabled"], true) == true
+sod_enabled if separation_of_duties_setting == true
 
 change := input.context.change if is_object(input.context.change)
 
