@@ -3,63 +3,56 @@ package gatelog
 # Signs of privilege escalation: granting a role to oneself, using a
 # privileged action for the first time, and privileged actions at odd hours.
 # Each raises an alert; gatelog_config.alerts.<code>.deny decides whether it
-# also denies. Alerts are logged with the decision either way.
+# also denies. Alerts are logged with the decision either way. Each rule
+# tests the request before it reads a setting: most requests raise no alert.
 
 # Self-grant: the grantee is the resource name or resource.attributes.grantee.
 self_grant if {
-	alert_settings.self_grant.enabled == true
 	grantee_is_subject
 	subject_id_present
-	matches_any(alert_settings.self_grant.actions, input.action)
+	object.get(config, ["alerts", "self_grant", "enabled"], true) == true
+	matches_any(object.get(config, ["alerts", "self_grant", "actions"], ["role.grant"]), input.action)
 }
 
 grantee_is_subject if input.resource.name == input.subject.id
 
 grantee_is_subject if input.resource.attributes.grantee == input.subject.id
 
-alerts contains alert("self_grant", msg) if {
+alerts contains alert("self_grant", "critical", msg) if {
 	self_grant
 	msg := sprintf("subject %q tried to grant a role to itself (%s)", [input.subject.id, resource_description])
 }
 
 denials contains msg if {
 	self_grant
-	alert_settings.self_grant.deny == true
+	object.get(config, ["alerts", "self_grant", "deny"], true) == true
 	msg := sprintf("subject %q may not grant a role to itself", [input.subject.id])
 }
 
 # First use: only judged when the daemon sent a history; without one the
 # daemon does not track history and every action would look new.
 first_privileged_use if {
-	alert_settings.first_privileged_use.enabled == true
 	is_object(input.context.history)
 	privileged
 	not input.action in object.get(input.context.history, "privileged_actions_used", [])
+	object.get(config, ["alerts", "first_privileged_use", "enabled"], true) == true
 }
 
-alerts contains alert("first_privileged_use", msg) if {
+alerts contains alert("first_privileged_use", "warning", msg) if {
 	first_privileged_use
 	msg := sprintf("subject %q uses privileged action %q for the first time", [input.subject.id, input.action])
 }
 
 denials contains msg if {
 	first_privileged_use
-	alert_settings.first_privileged_use.deny == true
+	object.get(config, ["alerts", "first_privileged_use", "deny"], false) == true
 	msg := sprintf("subject %q has never used privileged action %q before; first use needs an operator", [input.subject.id, input.action])
 }
 
 # Working hours are evaluated in the configured IANA time zone, so a 09:00
 # start means 09:00 where the team works, across daylight saving changes.
-# Without a working_hours setting (settings.rego) no time is odd.
-weekdays := ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
-
-working_days := object.get(working_hours, "days", weekdays)
-
-working_start := object.get(working_hours, "start", "00:00")
-
-working_end := object.get(working_hours, "end", "24:00")
-
-working_time_zone := object.get(working_hours, "time_zone", "UTC")
+# Without a working_hours setting no time is odd.
+working_hours := object.get(config, "working_hours", null)
 
 # clock_minutes turns "HH:MM" into minutes since midnight ("24:00" allowed).
 clock_minutes(s) := (to_number(substring(s, 0, 2)) * 60) + to_number(substring(s, 3, 2)) if {
@@ -67,29 +60,35 @@ clock_minutes(s) := (to_number(substring(s, 0, 2)) * 60) + to_number(substring(s
 }
 
 within_working_hours if {
-	time.weekday([now_ns, working_time_zone]) in working_days
-	[hour, minute, _] := time.clock([now_ns, working_time_zone])
-	clock_minutes(working_start) <= (hour * 60) + minute
-	(hour * 60) + minute < clock_minutes(working_end)
+	zone := object.get(working_hours, "time_zone", "UTC")
+	time.weekday([now_ns, zone]) in object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
+	[hour, minute, _] := time.clock([now_ns, zone])
+	clock_minutes(object.get(working_hours, "start", "00:00")) <= (hour * 60) + minute
+	(hour * 60) + minute < clock_minutes(object.get(working_hours, "end", "24:00"))
 }
 
 off_hours if {
-	alert_settings.off_hours.enabled == true
-	is_object(working_hours)
 	privileged
+	is_object(working_hours)
+	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
 	not within_working_hours
 }
 
-off_hours_description := sprintf("%s %s-%s %s", [concat(",", working_days), working_start, working_end, working_time_zone])
+off_hours_description := sprintf("%s %s-%s %s", [
+	concat(",", object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])),
+	object.get(working_hours, "start", "00:00"),
+	object.get(working_hours, "end", "24:00"),
+	object.get(working_hours, "time_zone", "UTC"),
+])
 
-alerts contains alert("off_hours", msg) if {
+alerts contains alert("off_hours", "high", msg) if {
 	off_hours
 	msg := sprintf("subject %q requested privileged action %q at %s, outside working hours (%s)", [input.subject.id, input.action, input.context.time, off_hours_description])
 }
 
 denials contains msg if {
 	off_hours
-	alert_settings.off_hours.deny == true
+	object.get(config, ["alerts", "off_hours", "deny"], false) == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
 }

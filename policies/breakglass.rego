@@ -7,7 +7,7 @@ package gatelog
 
 break_glass_requested if {
 	input.subject.claims.break_glass == true
-	break_glass_setting == true
+	object.get(config, ["break_glass", "enabled"], true) == true
 }
 
 break_glass_reason := trim_space(input.context.break_glass_reason) if {
@@ -35,7 +35,7 @@ break_glass_reasons := array.concat(
 	sort({sprintf("overridden: %s", [d]) | some d in denials}),
 )
 
-alerts contains alert("break_glass", msg) if {
+alerts contains alert("break_glass", "critical", msg) if {
 	break_glass_requested
 	msg := sprintf("subject %q used break-glass for action %q on %s; reason: %s", [input.subject.id, input.action, resource_description, stated_break_glass_reason])
 }

@@ -4,15 +4,17 @@ package gatelog
 # works, but it should not be trusted for privileged actions, and everyone
 # should hear about it; an expired credential proves nothing at all.
 
+rotation_period_s := object.get(config, ["credentials", "rotation_period_s"], 7776000)
+
 stale_credential if {
 	is_number(input.subject.token_age_s)
 	rotation_period_s > 0
 	input.subject.token_age_s > rotation_period_s
 }
 
-alerts contains alert("stale_credential", msg) if {
+alerts contains alert("stale_credential", "warning", msg) if {
 	stale_credential
-	alert_settings.stale_credential.enabled == true
+	object.get(config, ["alerts", "stale_credential", "enabled"], true) == true
 	msg := sprintf("subject %q uses a credential %d seconds old, past the rotation period of %d seconds", [input.subject.id, input.subject.token_age_s, rotation_period_s])
 }
 

@@ -3,8 +3,12 @@
 # each add deny reasons, alerts or obligations for one concept; this file
 # joins them into the decision and holds the helpers they share.
 #
-# Settings come from data.gatelog_config (policies/data.yaml); settings.rego
-# reads each once, with its default.
+# Settings come from data.gatelog_config (policies/data.yaml); every read of
+# a setting gives its default, so a missing key never leaves the decision
+# undefined. Rules read them with object.get(config, path, default) in
+# place: OPA converts only the part of data a lookup reaches, where a helper
+# function per setting, or merging the defaults into the whole
+# configuration, costs more than the rest of a decision (issue #24).
 package gatelog
 
 # The decision is only given when it is well formed: a deny must say why.
@@ -75,6 +79,11 @@ auth_denials contains "context.time is missing or not an RFC 3339 time; time-dep
 	not now_ns
 }
 
+# Configuration.
+default config := {}
+
+config := data.gatelog_config if is_object(data.gatelog_config)
+
 # Helpers shared by the rule files.
 
 # parse_time returns nanoseconds since the epoch for an RFC 3339 string and
@@ -100,10 +109,18 @@ resource := input.resource if {
 	is_object(input.resource)
 } else := {}
 
-# The fields most rules read, each looked up once per decision.
-resource_environment := object.get(resource, "environment", "")
-
-resource_ref := object.get(resource, "ref", "")
+# The resource fields rules match on, looked up once per decision ("" when
+# absent). owner_kind is the kind of the object that controls the resource
+# (the Tekton adapter's resource.attributes.owner: a TaskRun's
+# PipelineRun), "" when there is none.
+resource_values := {
+	"system": object.get(resource, "system", ""),
+	"repository": object.get(resource, "repository", ""),
+	"environment": object.get(resource, "environment", ""),
+	"namespace": object.get(resource, "namespace", ""),
+	"ref": object.get(resource, "ref", ""),
+	"owner_kind": object.get(resource, ["attributes", "owner", "kind"], ""),
+}
 
 resource_description := concat(", ", parts) if {
 	parts := [sprintf("%s %q", [k, v]) |
@@ -114,10 +131,10 @@ resource_description := concat(", ", parts) if {
 	count(parts) > 0
 } else := "an unnamed resource"
 
-# alert builds an alert object; severity, whether it is enabled and whether
-# it also denies are read from gatelog_config.alerts.<code> (settings.rego).
-alert(code, message) := {
-	"severity": alert_settings[code].severity,
+# alert builds an alert object; its severity is read from
+# gatelog_config.alerts.<code>.severity.
+alert(code, default_severity, message) := {
+	"severity": object.get(config, ["alerts", code, "severity"], default_severity),
 	"code": code,
 	"message": message,
 }

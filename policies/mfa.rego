@@ -6,13 +6,17 @@ package gatelog
 
 # privileged is true for the configured actions and for any deploy to a
 # protected environment (see environments.rego).
-privileged if matches_any(privileged_actions, input.action)
+privileged if {
+	is_string(input.action)
+	some pattern in object.get(config, ["privileged", "actions"], ["config.update", "secret.read", "role.grant", "policy.update", "key.rotate"])
+	glob.match(pattern, null, input.action)
+}
 
 privileged if deploy_to_protected
 
 mfa_required if {
 	privileged
-	mfa_setting == true
+	object.get(config, ["mfa", "required"], true) == true
 }
 
 denials contains msg if {
@@ -22,6 +26,8 @@ denials contains msg if {
 }
 
 # The login age check is on when max_auth_age_s > 0.
+max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
+
 auth_age_checked if {
 	mfa_required
 	max_auth_age_s > 0

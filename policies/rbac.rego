@@ -9,43 +9,53 @@ package gatelog
 # an allow can say why. Unauthenticated subjects hold no roles.
 role_bindings contains {"role": role, "via": "any authenticated subject"} if {
 	authenticated
-	some role in authenticated_roles
+	some role in object.get(config, ["rbac", "authenticated_roles"], [])
 }
 
 role_bindings contains {"role": role, "via": sprintf("group %q", [group])} if {
 	authenticated
 	some group in input.subject.groups
-	some role in group_roles[group]
+	some role in object.get(config, ["rbac", "group_roles", group], [])
 }
 
 role_bindings contains {"role": role, "via": sprintf("subject %q", [input.subject.id])} if {
 	authenticated
-	some role in subject_roles[input.subject.id]
+	some role in object.get(config, ["rbac", "subject_roles", input.subject.id], [])
 }
 
 # granting_bindings are the held roles with a permission for this request.
 granting_bindings contains b if {
+	resource_values_are_strings
 	some b in role_bindings
-	some permission in data.gatelog_config.rbac.roles[b.role].permissions
+	some permission in object.get(config, ["rbac", "roles", b.role, "permissions"], [])
 	permits(permission)
 }
 
 # A permission lists glob patterns per field; a missing list matches any
-# value, including an empty one.
+# value, including an empty one. owner_kinds confines a role to objects
+# created for an owner, e.g. the Tekton controller's TaskRuns.
 permits(permission) if {
-	matches_any(object.get(permission, "actions", ["*"]), input.action)
-	matches_any(object.get(permission, "systems", ["*"]), resource_field("system"))
-	matches_any(object.get(permission, "repositories", ["*"]), resource_field("repository"))
-	matches_any(object.get(permission, "environments", ["*"]), resource_field("environment"))
-	matches_any(object.get(permission, "namespaces", ["*"]), resource_field("namespace"))
-	matches_any(object.get(permission, "owner_kinds", ["*"]), owner_kind)
+	some action in object.get(permission, "actions", ["*"])
+	glob.match(action, null, input.action)
+	some system in object.get(permission, "systems", ["*"])
+	glob.match(system, null, resource_values.system)
+	some repository in object.get(permission, "repositories", ["*"])
+	glob.match(repository, null, resource_values.repository)
+	some environment in object.get(permission, "environments", ["*"])
+	glob.match(environment, null, resource_values.environment)
+	some namespace in object.get(permission, "namespaces", ["*"])
+	glob.match(namespace, null, resource_values.namespace)
+	some owner_kind in object.get(permission, "owner_kinds", ["*"])
+	glob.match(owner_kind, null, resource_values.owner_kind)
 }
 
-# owner_kind is the kind of the object that controls the resource (the
-# Tekton adapter's resource.attributes.owner: a TaskRun's PipelineRun), ""
-# when there is none. A permission's owner_kinds confines a role to objects
-# created for an owner, e.g. the Tekton controller's TaskRuns.
-owner_kind := object.get(resource, ["attributes", "owner", "kind"], "")
+# A permission only matches requests whose fields are all strings.
+resource_values_are_strings if {
+	is_string(input.action)
+	every value in resource_values {
+		is_string(value)
+	}
+}
 
 roles_held := concat(", ", sort({b.role | some b in role_bindings})) if {
 	count(role_bindings) > 0

@@ -40,7 +40,7 @@ type dataConfig struct {
 // configs returns the configurations of the comparison: the bundled
 // defaults, the Acme example, no configuration at all, and the two of
 // testdata/configs that flip every switch and mistype some settings.
-func configs(t *testing.T) []dataConfig {
+func configs(t testing.TB) []dataConfig {
 	t.Helper()
 	out := []dataConfig{{name: "none", data: map[string]any{}}}
 	for _, p := range []string{
@@ -59,7 +59,7 @@ func configs(t *testing.T) []dataConfig {
 }
 
 // modules loads the Rego modules of fsys, without the Rego tests.
-func modules(t *testing.T, fsys fs.FS) map[string]*ast.Module {
+func modules(t testing.TB, fsys fs.FS) map[string]*ast.Module {
 	t.Helper()
 	res, err := loader.NewFileLoader().WithFS(fsys).Filtered([]string{"."},
 		func(_ string, info fs.FileInfo, _ int) bool {
@@ -76,7 +76,7 @@ func modules(t *testing.T, fsys fs.FS) map[string]*ast.Module {
 
 // prepare compiles modules with data as the engine does (builtin errors
 // are errors) and prepares data.gatelog.decision.
-func prepare(t *testing.T, mods map[string]*ast.Module, data map[string]any) rego.PreparedEvalQuery {
+func prepare(t testing.TB, mods map[string]*ast.Module, data map[string]any) rego.PreparedEvalQuery {
 	t.Helper()
 	opts := []func(*rego.Rego){
 		rego.Query("data.gatelog.decision"),
