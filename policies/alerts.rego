@@ -63,8 +63,9 @@ within_working_hours if {
 	zone := object.get(working_hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
 	[hour, minute, _] := time.clock([now_ns, zone])
-	clock_minutes(object.get(working_hours, "start", "00:00")) <= (hour * 60) + minute
-	(hour * 60) + minute < clock_minutes(object.get(working_hours, "end", "24:00"))
+	local_minutes := (hour * 60) + minute
+	clock_minutes(object.get(working_hours, "start", "00:00")) <= local_minutes
+	local_minutes < clock_minutes(object.get(working_hours, "end", "24:00"))
 }
 
 off_hours if {

@@ -52,9 +52,11 @@ permits(permission) if {
 # A permission only matches requests whose fields are all strings.
 resource_values_are_strings if {
 	is_string(input.action)
-	every value in resource_values {
-		is_string(value)
-	}
+	is_string(resource_values.system)
+	is_string(resource_values.repository)
+	is_string(resource_values.environment)
+	is_string(resource_values.namespace)
+	is_string(resource_values.owner_kind)
 }
 
 roles_held := concat(", ", sort({b.role | some b in role_bindings})) if {

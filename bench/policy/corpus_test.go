@@ -208,7 +208,7 @@ func generate(r *rand.Rand, i int) map[string]any {
 func perturb(r *rand.Rand, m map[string]any) {
 	sub := m["subject"].(map[string]any)
 	ctx := m["context"].(map[string]any)
-	switch r.IntN(11) {
+	switch r.IntN(12) {
 	case 0:
 		delete(sub, "id")
 	case 1:
@@ -230,6 +230,11 @@ func perturb(r *rand.Rand, m map[string]any) {
 	case 9:
 		ctx["change"] = "PR-1"
 		ctx["history"] = map[string]any{"privileged_actions_used": "deploy"}
+	case 11:
+		if res, ok := m["resource"].(map[string]any); ok {
+			res["ref"] = 7
+			res["attributes"] = map[string]any{"owner": map[string]any{"kind": 1}}
+		}
 	case 10:
 		ctx["break_glass_reason"] = 7
 		sub["claims"] = map[string]any{"break_glass": true}
