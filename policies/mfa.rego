@@ -4,15 +4,17 @@ package gatelog
 # login: a stolen long-lived session should not be enough to deploy to
 # production or read secrets.
 
-# privileged is true for the configured actions and for any deploy to a
-# protected environment (see environments.rego).
+# privileged is true for any deploy to a protected environment (see
+# environments.rego) and for the configured actions. The deploy is checked
+# first: other rules need deploy_to_protected anyway, and a match spares the
+# loop over the patterns.
+privileged if deploy_to_protected
+
 privileged if {
 	is_string(input.action)
 	some pattern in object.get(config, ["privileged", "actions"], ["config.update", "secret.read", "role.grant", "policy.update", "key.rotate"])
 	glob.match(pattern, null, input.action)
 }
-
-privileged if deploy_to_protected
 
 mfa_required if {
 	privileged

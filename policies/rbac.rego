@@ -24,19 +24,21 @@ role_bindings contains {"role": role, "via": sprintf("subject %q", [input.subjec
 }
 
 # granting_bindings are the held roles with a permission for this request.
-granting_bindings contains b if {
-	resource_values_are_strings
-	some b in role_bindings
-	some permission in object.get(config, ["rbac", "roles", b.role, "permissions"], [])
-	permits(permission)
-}
-
 # A permission lists glob patterns per field; a missing list matches any
-# value, including an empty one. owner_kinds confines a role to objects
-# created for an owner, e.g. the Tekton controller's TaskRuns.
-permits(permission) if {
+# value, including an empty one. The action is matched first: most of a
+# subject's permissions are for other actions.
+granting_bindings contains b if {
+	some b in role_bindings
+	resource_values_are_strings
+	some permission in object.get(config, ["rbac", "roles", b.role, "permissions"], [])
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
+	permits_resource(permission)
+}
+
+# owner_kinds confines a role to objects created for an owner, e.g. the
+# Tekton controller's TaskRuns.
+permits_resource(permission) if {
 	some system in object.get(permission, "systems", ["*"])
 	glob.match(system, null, resource_values.system)
 	some repository in object.get(permission, "repositories", ["*"])

@@ -208,7 +208,7 @@ func generate(r *rand.Rand, i int) map[string]any {
 func perturb(r *rand.Rand, m map[string]any) {
 	sub := m["subject"].(map[string]any)
 	ctx := m["context"].(map[string]any)
-	switch r.IntN(12) {
+	switch r.IntN(13) {
 	case 0:
 		delete(sub, "id")
 	case 1:
@@ -230,6 +230,8 @@ func perturb(r *rand.Rand, m map[string]any) {
 	case 9:
 		ctx["change"] = "PR-1"
 		ctx["history"] = map[string]any{"privileged_actions_used": "deploy"}
+	case 12:
+		m["action"] = 5
 	case 11:
 		if res, ok := m["resource"].(map[string]any); ok {
 			res["ref"] = 7
