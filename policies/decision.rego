@@ -3,12 +3,8 @@
 # each add deny reasons, alerts or obligations for one concept; this file
 # joins them into the decision and holds the helpers they share.
 #
-# Settings come from data.gatelog_config (policies/data.yaml); every read of
-# a setting gives its default, so a missing key never leaves the decision
-# undefined. Rules read them with object.get(config, path, default) in
-# place: OPA converts only the part of data a lookup reaches, where a helper
-# function per setting, or merging the defaults into the whole
-# configuration, costs more than the rest of a decision (issue #24).
+# Settings come from data.gatelog_config (policies/data.yaml); every read
+# gives a default, so a missing key never leaves the decision undefined.
 package gatelog
 
 # The decision is only given when it is well formed: a deny must say why.
@@ -79,7 +75,11 @@ auth_denials contains "context.time is missing or not an RFC 3339 time; time-dep
 	not now_ns
 }
 
-# Configuration.
+# Configuration. Rules read settings in place with object.get(config, path,
+# default): OPA converts only the part of data a lookup reaches. A helper
+# function per setting, or merging the defaults into the whole
+# configuration on every decision, cost more than the lookups themselves
+# (issue #24, bench/policy).
 default config := {}
 
 config := data.gatelog_config if is_object(data.gatelog_config)
