@@ -54,18 +54,20 @@ denials contains msg if {
 # Without a working_hours setting no time is odd.
 working_hours := object.get(config, "working_hours", null)
 
-# clock_minutes turns "HH:MM" into minutes since midnight ("24:00" allowed).
-clock_minutes(s) := (to_number(substring(s, 0, 2)) * 60) + to_number(substring(s, 3, 2)) if {
-	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, s)
-}
-
+# Working hours are "HH:MM" ("24:00" allowed). Zero-padded times of day
+# compare as strings as they do as numbers, so the request's local time is
+# formatted the same way rather than every bound converted to minutes.
 within_working_hours if {
 	zone := object.get(working_hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
 	[hour, minute, _] := time.clock([now_ns, zone])
-	local_minutes := (hour * 60) + minute
-	clock_minutes(object.get(working_hours, "start", "00:00")) <= local_minutes
-	local_minutes < clock_minutes(object.get(working_hours, "end", "24:00"))
+	local_time := sprintf("%02d:%02d", [hour, minute])
+	start := object.get(working_hours, "start", "00:00")
+	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, start)
+	start <= local_time
+	end := object.get(working_hours, "end", "24:00")
+	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, end)
+	local_time < end
 }
 
 off_hours if {

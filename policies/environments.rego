@@ -12,7 +12,9 @@ deploy_action if {
 
 protected_environment if {
 	resource_values.environment != ""
-	matches_any(object.get(config, ["environments", "protected"], ["production"]), resource_values.environment)
+	is_string(resource_values.environment)
+	some pattern in object.get(config, ["environments", "protected"], ["production"])
+	glob.match(pattern, null, resource_values.environment)
 }
 
 protected_refs := object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
