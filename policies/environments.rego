@@ -40,7 +40,7 @@ freeze_applies(window) if matches_any(object.get(window, "environments", ["*"]),
 
 denials contains msg if {
 	deploy_action
-	some window in object.get(config, ["environments", "freeze_windows"], [])
+	some window in data.gatelog_config.environments.freeze_windows
 	freeze_applies(window)
 	parse_time(window.start) <= now_ns
 	now_ns < parse_time(window.end)
@@ -50,7 +50,7 @@ denials contains msg if {
 # A window whose times cannot be read might be in force: fail closed.
 denials contains msg if {
 	deploy_action
-	some window in object.get(config, ["environments", "freeze_windows"], [])
+	some window in data.gatelog_config.environments.freeze_windows
 	freeze_applies(window)
 	not valid_window(window)
 	msg := sprintf("freeze window %q has a start or end that is not an RFC 3339 time; deploys it covers are denied until it is fixed", [object.get(window, "name", "(unnamed)")])
