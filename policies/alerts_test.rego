@@ -1,7 +1,5 @@
 package gatelog_test
 
-import data.gatelog
-
 grant_to(grantee) := object.union(privileged_request("role.grant"), {"resource": {"kind": "role-binding", "name": grantee}})
 
 grant_via_attribute(grantee) := object.union(privileged_request("role.grant"), {"resource": {
@@ -159,10 +157,11 @@ test_working_days_are_taken_in_the_time_zone if {
 	no_alert(decide(at(deploy_prod, "2026-03-06T14:30:00Z")), "off_hours") with data.gatelog_config.working_hours as tokyo
 }
 
-test_clock_minutes if {
-	gatelog.clock_minutes("00:00") == 0
-	gatelog.clock_minutes("08:30") == 510
-	gatelog.clock_minutes("24:00") == 1440
-	not gatelog.clock_minutes("8:30")
-	not gatelog.clock_minutes("24:30")
+# Bounds are "HH:MM" ("24:00" allowed), start inclusive; an unreadable
+# bound means no time is within working hours, so privileged actions alert.
+test_working_hours_bounds_are_hh_mm if {
+	no_alert(decide(at(deploy_prod, "2026-03-04T23:59:00Z")), "off_hours") with data.gatelog_config.working_hours as {"start": "00:00", "end": "24:00"}
+	no_alert(decide(at(deploy_prod, "2026-03-04T08:30:00Z")), "off_hours") with data.gatelog_config.working_hours as {"start": "08:30", "end": "17:00"}
+	has_alert(decide(at(deploy_prod, "2026-03-04T10:00:00Z")), "off_hours", "high") with data.gatelog_config.working_hours as {"start": "8:30", "end": "17:00"}
+	has_alert(decide(at(deploy_prod, "2026-03-04T10:00:00Z")), "off_hours", "high") with data.gatelog_config.working_hours as {"start": "08:30", "end": "24:30"}
 }

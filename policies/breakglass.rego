@@ -3,11 +3,12 @@ package gatelog
 # Break-glass: in an emergency a subject whose verified credential carries
 # the break_glass claim may override every denial except failed
 # authentication. Each use raises a critical alert, must state a reason, and
-# obliges a post-incident review.
+# obliges a post-incident review. The rules start with the claim itself, an
+# equality on the input OPA indexes: without the claim none of them runs.
 
 break_glass_requested if {
-	setting(["break_glass", "enabled"], true) == true
 	input.subject.claims.break_glass == true
+	object.get(config, ["break_glass", "enabled"], true) == true
 }
 
 break_glass_reason := trim_space(input.context.break_glass_reason) if {
@@ -20,11 +21,13 @@ stated_break_glass_reason := break_glass_reason if {
 } else := "(none given)"
 
 denials contains "break-glass requires a non-empty context.break_glass_reason" if {
+	input.subject.claims.break_glass == true
 	break_glass_requested
 	not break_glass_reason
 }
 
 break_glass_override if {
+	input.subject.claims.break_glass == true
 	break_glass_requested
 	break_glass_reason
 	count(auth_denials) == 0
@@ -36,6 +39,7 @@ break_glass_reasons := array.concat(
 )
 
 alerts contains alert("break_glass", "critical", msg) if {
+	input.subject.claims.break_glass == true
 	break_glass_requested
 	msg := sprintf("subject %q used break-glass for action %q on %s; reason: %s", [input.subject.id, input.action, resource_description, stated_break_glass_reason])
 }
@@ -44,5 +48,6 @@ obligations["post_incident_review"] := {
 	"subject": input.subject.id,
 	"reason": break_glass_reason,
 } if {
+	input.subject.claims.break_glass == true
 	break_glass_override
 }

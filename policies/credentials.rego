@@ -4,17 +4,17 @@ package gatelog
 # works, but it should not be trusted for privileged actions, and everyone
 # should hear about it; an expired credential proves nothing at all.
 
-rotation_period_s := setting(["credentials", "rotation_period_s"], 7776000)
+rotation_period_s := object.get(config, ["credentials", "rotation_period_s"], 7776000)
 
 stale_credential if {
-	rotation_period_s > 0
 	is_number(input.subject.token_age_s)
+	rotation_period_s > 0
 	input.subject.token_age_s > rotation_period_s
 }
 
 alerts contains alert("stale_credential", "warning", msg) if {
 	stale_credential
-	alert_enabled("stale_credential")
+	object.get(config, ["alerts", "stale_credential", "enabled"], true) == true
 	msg := sprintf("subject %q uses a credential %d seconds old, past the rotation period of %d seconds", [input.subject.id, input.subject.token_age_s, rotation_period_s])
 }
 
@@ -30,14 +30,16 @@ credential_expires_at_set if {
 	input.subject.credential_expires_at != ""
 }
 
+credential_expires_ns := parse_time(input.subject.credential_expires_at)
+
 auth_denials contains msg if {
 	credential_expires_at_set
-	parse_time(input.subject.credential_expires_at) <= now_ns
+	credential_expires_ns <= now_ns
 	msg := sprintf("credential of subject %q expired at %s", [input.subject.id, input.subject.credential_expires_at])
 }
 
 auth_denials contains msg if {
 	credential_expires_at_set
-	not parse_time(input.subject.credential_expires_at)
+	not credential_expires_ns
 	msg := sprintf("subject.credential_expires_at is not an RFC 3339 time: %q", [input.subject.credential_expires_at])
 }

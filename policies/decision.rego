@@ -3,8 +3,8 @@
 # each add deny reasons, alerts or obligations for one concept; this file
 # joins them into the decision and holds the helpers they share.
 #
-# Settings come from data.gatelog_config (policies/data.yaml); every setting
-# has a default here so a missing key never leaves the decision undefined.
+# Settings come from data.gatelog_config (policies/data.yaml); every read
+# gives a default, so a missing key never leaves the decision undefined.
 package gatelog
 
 # The decision is only given when it is well formed: a deny must say why.
@@ -75,12 +75,14 @@ auth_denials contains "context.time is missing or not an RFC 3339 time; time-dep
 	not now_ns
 }
 
-# Configuration.
+# Configuration. Rules read settings in place with object.get(config, path,
+# default): OPA converts only the part of data a lookup reaches. A helper
+# function per setting, or merging the defaults into the whole
+# configuration on every decision, cost more than the lookups themselves
+# (issue #24, bench/policy).
 default config := {}
 
 config := data.gatelog_config if is_object(data.gatelog_config)
-
-setting(path, fallback) := object.get(config, path, fallback)
 
 # Helpers shared by the rule files.
 
@@ -107,6 +109,19 @@ resource := input.resource if {
 	is_object(input.resource)
 } else := {}
 
+# The resource fields rules match on, looked up once per decision ("" when
+# absent). owner_kind is the kind of the object that controls the resource
+# (the Tekton adapter's resource.attributes.owner: a TaskRun's
+# PipelineRun), "" when there is none.
+resource_values := {
+	"system": object.get(resource, "system", ""),
+	"repository": object.get(resource, "repository", ""),
+	"environment": object.get(resource, "environment", ""),
+	"namespace": object.get(resource, "namespace", ""),
+	"ref": object.get(resource, "ref", ""),
+	"owner_kind": object.get(resource, ["attributes", "owner", "kind"], ""),
+}
+
 resource_description := concat(", ", parts) if {
 	parts := [sprintf("%s %q", [k, v]) |
 		some k in ["system", "repository", "namespace", "environment", "kind", "name"]
@@ -116,14 +131,10 @@ resource_description := concat(", ", parts) if {
 	count(parts) > 0
 } else := "an unnamed resource"
 
-# alert builds an alert object; severity and whether it also denies are
-# read from gatelog_config.alerts.<code>.
+# alert builds an alert object; its severity is read from
+# gatelog_config.alerts.<code>.severity.
 alert(code, default_severity, message) := {
-	"severity": object.get(setting(["alerts", code], {}), "severity", default_severity),
+	"severity": object.get(config, ["alerts", code, "severity"], default_severity),
 	"code": code,
 	"message": message,
 }
-
-alert_enabled(code) if object.get(setting(["alerts", code], {}), "enabled", true) == true
-
-alert_denies(code, fallback) if object.get(setting(["alerts", code], {}), "deny", fallback) == true

@@ -4,50 +4,53 @@ package gatelog
 # reach a protected environment, and nothing is deployed anywhere during a
 # freeze window (release freezes, incidents, holidays).
 
-deploy_action if matches_any(setting(["environments", "deploy_actions"], ["deploy"]), input.action)
+deploy_action if {
+	is_string(input.action)
+	some pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
+	glob.match(pattern, null, input.action)
+}
 
 protected_environment if {
-	resource_field("environment") != ""
-	matches_any(setting(["environments", "protected"], ["production"]), resource_field("environment"))
+	resource_values.environment != ""
+	is_string(resource_values.environment)
+	some pattern in object.get(config, ["environments", "protected"], ["production"])
+	glob.match(pattern, null, resource_values.environment)
 }
+
+protected_refs := object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
 
 deploy_to_protected if {
 	deploy_action
 	protected_environment
 }
 
-protected_refs := setting(["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
-
-ref_description := sprintf("ref %q", [resource_field("ref")]) if {
-	resource_field("ref") != ""
+ref_description := sprintf("ref %q", [resource_values.ref]) if {
+	resource_values.ref != ""
 } else := "no ref"
 
 denials contains msg if {
 	deploy_to_protected
-	not matches_any(protected_refs, resource_field("ref"))
-	msg := sprintf("deploy to protected environment %q is only allowed from protected refs (%s), not from %s", [resource_field("environment"), concat(", ", protected_refs), ref_description])
+	not matches_any(protected_refs, resource_values.ref)
+	msg := sprintf("deploy to protected environment %q is only allowed from protected refs (%s), not from %s", [resource_values.environment, concat(", ", protected_refs), ref_description])
 }
 
 # Freeze windows apply to every deploy into a matching environment; a window
 # without environments freezes all of them. The window is [start, end).
-freeze_windows := setting(["environments", "freeze_windows"], [])
-
-freeze_applies(window) if {
-	deploy_action
-	matches_any(object.get(window, "environments", ["*"]), resource_field("environment"))
-}
+freeze_applies(window) if matches_any(object.get(window, "environments", ["*"]), resource_values.environment)
 
 denials contains msg if {
-	some window in freeze_windows
+	deploy_action
+	some window in data.gatelog_config.environments.freeze_windows
 	freeze_applies(window)
 	parse_time(window.start) <= now_ns
 	now_ns < parse_time(window.end)
-	msg := sprintf("deploy to environment %q is blocked by freeze window %q (%s to %s)", [resource_field("environment"), window.name, window.start, window.end])
+	msg := sprintf("deploy to environment %q is blocked by freeze window %q (%s to %s)", [resource_values.environment, window.name, window.start, window.end])
 }
 
 # A window whose times cannot be read might be in force: fail closed.
 denials contains msg if {
-	some window in freeze_windows
+	deploy_action
+	some window in data.gatelog_config.environments.freeze_windows
 	freeze_applies(window)
 	not valid_window(window)
 	msg := sprintf("freeze window %q has a start or end that is not an RFC 3339 time; deploys it covers are denied until it is fixed", [object.get(window, "name", "(unnamed)")])

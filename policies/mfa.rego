@@ -4,17 +4,21 @@ package gatelog
 # login: a stolen long-lived session should not be enough to deploy to
 # production or read secrets.
 
-default_privileged_actions := ["config.update", "secret.read", "role.grant", "policy.update", "key.rotate"]
-
-# privileged is true for the configured actions and for any deploy to a
-# protected environment (see environments.rego).
-privileged if matches_any(setting(["privileged", "actions"], default_privileged_actions), input.action)
-
+# privileged is true for any deploy to a protected environment (see
+# environments.rego) and for the configured actions. The deploy is checked
+# first: other rules need deploy_to_protected anyway, and a match spares the
+# loop over the patterns.
 privileged if deploy_to_protected
+
+privileged if {
+	is_string(input.action)
+	some pattern in object.get(config, ["privileged", "actions"], ["config.update", "secret.read", "role.grant", "policy.update", "key.rotate"])
+	glob.match(pattern, null, input.action)
+}
 
 mfa_required if {
 	privileged
-	setting(["mfa", "required"], true) == true
+	object.get(config, ["mfa", "required"], true) == true
 }
 
 denials contains msg if {
@@ -24,7 +28,7 @@ denials contains msg if {
 }
 
 # The login age check is on when max_auth_age_s > 0.
-max_auth_age_s := setting(["mfa", "max_auth_age_s"], 0)
+max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
 
 auth_age_checked if {
 	mfa_required

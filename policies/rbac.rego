@@ -6,46 +6,63 @@ package gatelog
 # subject id. Nothing is allowed unless some role grants it: default deny.
 
 # role_bindings are the roles the subject holds and where each came from, so
-# an allow can say why. Unauthenticated subjects hold no roles.
+# an allow can say why. Unauthenticated subjects hold no roles. Lists that
+# are only iterated are read straight from data: a missing one holds
+# nothing, as an empty one does, and a direct reference is cheaper than
+# object.get with a default.
 role_bindings contains {"role": role, "via": "any authenticated subject"} if {
 	authenticated
-	some role in setting(["rbac", "authenticated_roles"], [])
+	some role in data.gatelog_config.rbac.authenticated_roles
 }
 
 role_bindings contains {"role": role, "via": sprintf("group %q", [group])} if {
 	authenticated
 	some group in input.subject.groups
-	some role in object.get(setting(["rbac", "group_roles"], {}), group, [])
+	some role in data.gatelog_config.rbac.group_roles[group]
 }
 
 role_bindings contains {"role": role, "via": sprintf("subject %q", [input.subject.id])} if {
 	authenticated
-	some role in object.get(setting(["rbac", "subject_roles"], {}), input.subject.id, [])
+	some role in data.gatelog_config.rbac.subject_roles[input.subject.id]
 }
 
 # granting_bindings are the held roles with a permission for this request.
+# A permission lists glob patterns per field; a missing list matches any
+# value, including an empty one. The action is matched first: most of a
+# subject's permissions are for other actions.
 granting_bindings contains b if {
 	some b in role_bindings
-	some permission in setting(["rbac", "roles", b.role, "permissions"], [])
-	permits(permission)
+	resource_values_are_strings
+	some permission in data.gatelog_config.rbac.roles[b.role].permissions
+	some action in object.get(permission, "actions", ["*"])
+	glob.match(action, null, input.action)
+	permits_resource(permission)
 }
 
-# A permission lists glob patterns per field; a missing list matches any
-# value, including an empty one.
-permits(permission) if {
-	matches_any(object.get(permission, "actions", ["*"]), input.action)
-	matches_any(object.get(permission, "systems", ["*"]), resource_field("system"))
-	matches_any(object.get(permission, "repositories", ["*"]), resource_field("repository"))
-	matches_any(object.get(permission, "environments", ["*"]), resource_field("environment"))
-	matches_any(object.get(permission, "namespaces", ["*"]), resource_field("namespace"))
-	matches_any(object.get(permission, "owner_kinds", ["*"]), owner_kind)
+# owner_kinds confines a role to objects created for an owner, e.g. the
+# Tekton controller's TaskRuns.
+permits_resource(permission) if {
+	some system in object.get(permission, "systems", ["*"])
+	glob.match(system, null, resource_values.system)
+	some repository in object.get(permission, "repositories", ["*"])
+	glob.match(repository, null, resource_values.repository)
+	some environment in object.get(permission, "environments", ["*"])
+	glob.match(environment, null, resource_values.environment)
+	some namespace in object.get(permission, "namespaces", ["*"])
+	glob.match(namespace, null, resource_values.namespace)
+	some owner_kind in object.get(permission, "owner_kinds", ["*"])
+	glob.match(owner_kind, null, resource_values.owner_kind)
 }
 
-# owner_kind is the kind of the object that controls the resource (the
-# Tekton adapter's resource.attributes.owner: a TaskRun's PipelineRun), ""
-# when there is none. A permission's owner_kinds confines a role to objects
-# created for an owner, e.g. the Tekton controller's TaskRuns.
-owner_kind := object.get(resource, ["attributes", "owner", "kind"], "")
+# A permission only matches requests whose fields are all strings.
+resource_values_are_strings if {
+	is_string(input.action)
+	is_string(resource_values.system)
+	is_string(resource_values.repository)
+	is_string(resource_values.environment)
+	is_string(resource_values.namespace)
+	is_string(resource_values.owner_kind)
+}
 
 roles_held := concat(", ", sort({b.role | some b in role_bindings})) if {
 	count(role_bindings) > 0

@@ -4,22 +4,22 @@ package gatelog
 # one who ships it to a protected environment, so every production change
 # passes at least two people.
 
-sod_enabled if setting(["separation_of_duties", "enabled"], true) == true
+sod_enabled if object.get(config, ["separation_of_duties", "enabled"], true) == true
 
 change := input.context.change if is_object(input.context.change)
 
 denials contains msg if {
-	sod_enabled
-	deploy_to_protected
-	subject_id_present
 	input.subject.id == change.author
-	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_field("environment")])
+	deploy_to_protected
+	sod_enabled
+	subject_id_present
+	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
 }
 
 denials contains msg if {
-	sod_enabled
-	deploy_to_protected
-	subject_id_present
 	input.subject.id in object.get(change, "approvers", [])
-	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_field("environment")])
+	deploy_to_protected
+	sod_enabled
+	subject_id_present
+	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
 }
