@@ -29,16 +29,36 @@ import (
 
 // crashCycles is how many kill -9 cycles TestCrashRecovery runs: 20 in
 // make test, GATELOG_SOAK_CYCLES (make soak) for the long form.
-func crashCycles(t *testing.T) int {
-	n := 20
-	if s := os.Getenv("GATELOG_SOAK_CYCLES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			t.Fatalf("GATELOG_SOAK_CYCLES=%q: want a positive integer", s)
-		}
-		n = v
+func crashCycles(t *testing.T) int { return envCount(t, "GATELOG_SOAK_CYCLES", 20) }
+
+// envCount is the positive integer in the environment variable name, def
+// when it is unset.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
 	}
-	return n
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return v
+}
+
+// envSeed is the random seed in the environment variable name, or a new
+// one from the clock; the drills print it so a failure can be rerun.
+func envSeed(t *testing.T, name string) uint64 {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return uint64(time.Now().UnixNano())
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return v
 }
 
 // TestCrashRecovery runs the real daemon on one data directory, drives
@@ -54,14 +74,7 @@ func crashCycles(t *testing.T) int {
 // with GATELOG_CRASH_SEED=<seed> (timing on a busy machine still varies).
 func TestCrashRecovery(t *testing.T) {
 	cycles := crashCycles(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GATELOG_CRASH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("GATELOG_CRASH_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
+	seed := envSeed(t, "GATELOG_CRASH_SEED")
 	t.Logf("crash test: %d cycles, seed %d (rerun with GATELOG_CRASH_SEED=%d)", cycles, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0x9a7e10c))
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -19,17 +18,7 @@ import (
 
 // powerCuts is how many power cuts TestPowerCut runs: 10 in make test,
 // GATELOG_POWER_CUTS (make crash, CRASH_CUTS) for the long form.
-func powerCuts(t *testing.T) int {
-	n := 10
-	if s := os.Getenv("GATELOG_POWER_CUTS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			t.Fatalf("GATELOG_POWER_CUTS=%q: want a positive integer", s)
-		}
-		n = v
-	}
-	return n
-}
+func powerCuts(t *testing.T) int { return envCount(t, "GATELOG_POWER_CUTS", 10) }
 
 // TestPowerCut is the power-cut drill. The real daemon runs with --data on
 // a power-cut file system (internal/powercut: only what was fsync'd
@@ -56,14 +45,7 @@ func powerCuts(t *testing.T) int {
 // Without FUSE it skips, except under CI=true, where it fails.
 func TestPowerCut(t *testing.T) {
 	cuts := powerCuts(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("GATELOG_POWERCUT_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("GATELOG_POWERCUT_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
+	seed := envSeed(t, "GATELOG_POWERCUT_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0x70cc07))
 	fs, _, mnt := powercut.MountForTest(t)
 	t.Logf("power-cut drill: %d cuts, seed %d (rerun with GATELOG_POWERCUT_SEED=%d)", cuts, seed, seed)
