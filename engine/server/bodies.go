@@ -17,7 +17,7 @@ import (
 // the request is refused at once with 503 instead of waiting.
 const maxBodiesInFlight = 64 << 20
 
-// errBodyTooLarge and errBusy are readBody's refusals.
+// errBodyTooLarge and errBusy are bodyBudget.read's refusals.
 var (
 	errBodyTooLarge = errors.New("body too large")
 	errBusy         = errors.New("too many request bodies in flight")
