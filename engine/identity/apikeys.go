@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/internal/durable"
 )
 
 // tokenPrefix starts every gatelog API key, so leaked keys are easy to spot.
@@ -278,35 +279,13 @@ func (s *KeyStore) saveLocked(keys []APIKey) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.path, raw, 0o600); err != nil {
+	if err := durable.WriteFile(s.path, raw); err != nil {
 		return fmt.Errorf("write API key store: %w", err)
 	}
 	s.useMu.Lock()
 	clear(s.lastUsed)
 	s.useMu.Unlock()
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file, syncs it and renames it
-// over path, so a crash leaves either the old or the new content.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // Authenticate checks a presented API key.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gatelog/gatelog/internal/durable"
 )
 
 // DefaultReplayCacheSize bounds the replay cache when no size is given.
@@ -106,7 +108,7 @@ func (c *ReplayCache) rewrite() error {
 		c.f.Close()
 		c.f = nil
 	}
-	if err := writeFileAtomic(c.path, b.Bytes(), 0o600); err != nil {
+	if err := durable.WriteFile(c.path, b.Bytes()); err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	f, err := os.OpenFile(c.path, os.O_APPEND|os.O_WRONLY, 0o600)

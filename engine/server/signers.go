@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/internal/durable"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 
@@ -206,11 +207,10 @@ func (r *signerRing) saveLocked(keys []signerEntry) error {
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
 		return err
 	}
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+	if err := durable.WriteFile(r.path, raw); err != nil {
 		return fmt.Errorf("write %s: %w", SignersFile, err)
 	}
-	return os.Rename(tmp, r.path)
+	return nil
 }
 
 // public is the key set without private key locations.

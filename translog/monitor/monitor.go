@@ -38,6 +38,7 @@ import (
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 
+	"github.com/gatelog/gatelog/internal/durable"
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -532,9 +533,5 @@ func SaveState(dir, origin string, checkpoint []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp := statePath(dir, origin) + ".tmp"
-	if err := os.WriteFile(tmp, checkpoint, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, statePath(dir, origin))
+	return durable.WriteFile(statePath(dir, origin), checkpoint)
 }
