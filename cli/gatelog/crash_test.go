@@ -387,16 +387,27 @@ func (h *crashHarness) ack(rc decision.Receipt) {
 }
 
 func (h *crashHarness) pollCheckpoint(base string) {
-	resp, err := h.client.Get(base + "/checkpoint")
+	if raw, err := h.getOK(base + "/checkpoint"); err == nil {
+		h.observe(raw)
+	}
+}
+
+// getOK GETs url and returns the body of a 200 answer; any other status
+// is an error naming it.
+func (h *crashHarness) getOK(url string) ([]byte, error) {
+	resp, err := h.client.Get(url)
 	if err != nil {
-		return
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return
+	if err != nil {
+		return nil, err
 	}
-	h.observe(raw)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", strings.TrimPrefix(url, "http://"), resp.Status, raw)
+	}
+	return raw, nil
 }
 
 // observe keeps a checkpoint, which must verify with the log key and must
@@ -462,17 +473,9 @@ func (h *crashHarness) fetch(base string, want decision.Receipt) error {
 
 // entryBody is the logged entry body, from the Rekor API.
 func (h *crashHarness) entryBody(base, uuid string) ([]byte, error) {
-	resp, err := h.client.Get(base + "/api/v1/log/entries/" + uuid)
+	raw, err := h.getOK(base + "/api/v1/log/entries/" + uuid)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v1/log/entries/%s: %s: %s", uuid, resp.Status, raw)
 	}
 	var m map[string]rekorapi.LogEntryAnon
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -608,17 +611,9 @@ func (h *crashHarness) finalCheck(d *crashProc) finalResult {
 }
 
 func (h *crashHarness) consistencyProof(base string, from, to uint64) ([][]byte, error) {
-	resp, err := h.client.Get(fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", base, from, to))
+	raw, err := h.getOK(fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", base, from, to))
 	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("consistency proof %d..%d: %s: %s", from, to, resp.Status, raw)
+		return nil, fmt.Errorf("consistency proof %d..%d: %w", from, to, err)
 	}
 	var p rekorapi.ConsistencyProof
 	if err := json.Unmarshal(raw, &p); err != nil {

@@ -327,19 +327,7 @@ func (r *powerCutDrill) checkCheckpoints(d *crashProc) {
 }
 
 func (r *powerCutDrill) checkpoint(base string) ([]byte, error) {
-	resp, err := r.h.client.Get(base + "/checkpoint")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /checkpoint: %s: %s", resp.Status, raw)
-	}
-	return raw, nil
+	return r.h.getOK(base + "/checkpoint")
 }
 
 // checkAll verifies every decision of the current log once more, at the
