@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -353,15 +352,7 @@ func (s *signerKeys) For(rc decision.Receipt) (crypto.PublicKey, error) {
 	if s.one != nil {
 		return s.one, nil
 	}
-	env, err := receipt.ParseEnvelope(rc.Envelope)
-	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: envelope payload is not base64")
-	}
-	st, err := receipt.ParseStatement(payload)
+	st, err := receipt.ReadStatement(rc.Envelope)
 	if err != nil {
 		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
 	}

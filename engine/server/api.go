@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -315,17 +314,7 @@ func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "reading decision %s: %v", id, err)
 		return
 	}
-	env, err := receipt.ParseEnvelope(e.Envelope)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "stored envelope for %s: %v", id, err)
-		return
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "stored envelope for %s: %v", id, err)
-		return
-	}
-	st, err := receipt.ParseStatement(payload)
+	st, err := receipt.ReadStatement(e.Envelope)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "stored record for %s: %v", id, err)
 		return

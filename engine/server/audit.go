@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"sync"
@@ -200,15 +199,7 @@ func (s *Server) receiptsFor(ctx context.Context, a *auditIndex, rows []index.Ro
 
 // recordedDecision is the decision inside a logged envelope.
 func recordedDecision(envelope []byte) (decision.Decision, error) {
-	env, err := receipt.ParseEnvelope(envelope)
-	if err != nil {
-		return decision.Decision{}, err
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return decision.Decision{}, err
-	}
-	st, err := receipt.ParseStatement(payload)
+	st, err := receipt.ReadStatement(envelope)
 	if err != nil {
 		return decision.Decision{}, err
 	}

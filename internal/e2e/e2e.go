@@ -12,10 +12,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -264,15 +262,7 @@ func (d *Daemon) Verify(t testing.TB, id string) Verified {
 // recordOf decodes the signed record inside a receipt's DSSE envelope.
 // `gatelog verify` has checked the signature; this reads what was signed.
 func recordOf(rc decision.Receipt) (decision.Record, error) {
-	env, err := receipt.ParseEnvelope(rc.Envelope)
-	if err != nil {
-		return decision.Record{}, err
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		return decision.Record{}, fmt.Errorf("envelope payload: %w", err)
-	}
-	st, err := receipt.ParseStatement(payload)
+	st, err := receipt.ReadStatement(rc.Envelope)
 	return st.Predicate, err
 }
 
