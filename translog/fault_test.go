@@ -57,6 +57,16 @@ type faultLog struct {
 
 func newFaultLog(t *testing.T, dir string) *faultLog {
 	t.Helper()
+	fl := newFaultKeys(t, dir)
+	fl.open()
+	return fl
+}
+
+// newFaultKeys is newFaultLog without the log: the caller opens one
+// (a POSIX log left open beside it would still be writing into its
+// directory when the test's cleanup removes it).
+func newFaultKeys(t *testing.T, dir string) *faultLog {
+	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	decKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
@@ -71,9 +81,7 @@ func newFaultLog(t *testing.T, dir string) *faultLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl := &faultLog{t: t, dir: dir, key: &flakyKey{PrivateKey: k}, signer: s, signerPEM: pem}
-	fl.open()
-	return fl
+	return &faultLog{t: t, dir: dir, key: &flakyKey{PrivateKey: k}, signer: s, signerPEM: pem}
 }
 
 func (fl *faultLog) open() {

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 	_, url := testdb.MariaDB(t)
 	db := testdb.MariaDBProcess(t)
-	fl := newFaultLog(t, t.TempDir())
+	fl := newFaultKeys(t, "")
 	l, err := translog.Open(context.Background(), translog.Config{MySQL: url, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
