@@ -9,7 +9,7 @@ import (
 
 	"github.com/gatelog/gatelog/bench"
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestPinPoliciesTurnsOffHoursOff decides a production deploy on a Sunday

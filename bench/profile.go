@@ -25,8 +25,8 @@ import (
 // where one part calls another: the syscall rows are inside the log rows.
 var ProfileParts = []struct{ Part, Focus string }{
 	{"policy evaluation (OPA topdown)", `open-policy-agent/opa/v1/(topdown|rego)\.`},
-	{"request parsing", `gatelog/engine/decision\.ParseRequest`},
-	{"signing the record (receipt.Sign)", `gatelog/engine/receipt\.\(\*Signer\)\.Sign`},
+	{"request parsing", `gatelog/record/decision\.ParseRequest`},
+	{"signing the record (receipt.Sign)", `gatelog/record/receipt\.\(\*Signer\)\.Sign`},
 	{"entry body + hashing (entry.DSSEBody)", `gatelog/translog/entry\.DSSEBody`},
 	{"SET signature", `gatelog/translog\.\(\*Log\)\.signSET`},
 	{"envelope store commits (bbolt)", `gatelog/translog\.\(\*store\)\.commitLoop`},

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // BenchmarkDecide evaluates the bundled policies on each example request.

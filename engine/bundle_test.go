@@ -21,7 +21,7 @@ import (
 	"testing/fstest"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // testKeys generates an ES256 key pair as PEM: private (SEC 1) and public (PKIX).

@@ -9,7 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 const basePolicy = `package gatelog

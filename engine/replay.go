@@ -4,7 +4,7 @@ import (
 	"context"
 	"slices"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Replayed is a logged decision set beside what the engine's policy

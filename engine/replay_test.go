@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func TestReplayNamesTheChange(t *testing.T) {

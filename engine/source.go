@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing/fstest"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Source is a policy set ready to compile: its files and where they came

@@ -12,7 +12,7 @@ import (
 	"testing/fstest"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func TestRunTests(t *testing.T) {

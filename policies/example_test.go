@@ -7,8 +7,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Evaluate data.gatelog.decision with the bundled library and its default

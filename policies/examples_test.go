@@ -15,8 +15,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // prepareDecision compiles the library's Rego modules with the given data

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The replay corpus: requests drawn from every dimension the bundled

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/builtin"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func runAdapter(t *testing.T, args ...string) (string, error) {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // childPIDs lists the processes whose parent is pid.

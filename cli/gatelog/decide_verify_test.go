@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestDecideVerifiesBeforeItAllows: with the daemon's keys pinned, `gatelog

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // mountTmpfs mounts a tmpfs of size (e.g. "4m") on dir, or skips the test

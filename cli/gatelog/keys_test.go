@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestIdentityWalkthrough does what the README's Identity section shows,

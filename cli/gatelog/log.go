@@ -20,7 +20,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"

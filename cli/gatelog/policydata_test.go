@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestServePolicyData: `serve --policy-data` runs the bundled library with

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/verify"
 )

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // rekorCLIVersion is the unmodified rekor-cli the log must satisfy.

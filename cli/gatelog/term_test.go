@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestRecordFieldsCannotDriveTheTerminal: a caller who may only decide

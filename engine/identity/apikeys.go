@@ -20,8 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/durable"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // tokenPrefix starts every gatelog API key, so leaked keys are easy to spot.

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }

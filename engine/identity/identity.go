@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Permissions a caller may hold.

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // jenkinsBuild is the environment of build 142 of the pipeline job

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // mtlsVerifier checks client certificate chains against the configured

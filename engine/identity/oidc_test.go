@@ -20,9 +20,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // clock is a settable clock for tests.

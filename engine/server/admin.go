@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Admin actions, recorded as the action of their log entry.

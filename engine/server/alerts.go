@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatelog/gatelog/engine/alert"
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )

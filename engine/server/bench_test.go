@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // benchServer opens a daemon with the bundled policies on a fresh data

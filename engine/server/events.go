@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/index"
 )
 

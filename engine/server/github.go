@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/github"
 	"github.com/gatelog/gatelog/plugins/github/callback"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // githubHook answers a GitHub App's deployment_protection_rule webhooks.

@@ -16,9 +16,9 @@ import (
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gogithub "github.com/google/go-github/v88/github"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // githubFacts learns, through GitHub's REST API as the App's

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // orgAPI stands in for the three GitHub endpoints githubFacts asks,

@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/gitlab"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // gitlabHook answers a GitLab instance's external pipeline validation.

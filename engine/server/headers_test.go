@@ -14,10 +14,10 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
 

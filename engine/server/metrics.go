@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gatelog/gatelog/engine/alert"
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // DefaultMaxCheckpointAge is how old the published checkpoint may get

@@ -26,10 +26,10 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/gatelog/gatelog/engine/alert"
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/index"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // PolicyUpdateAction is the action of the record the daemon logs for every

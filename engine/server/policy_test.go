@@ -29,9 +29,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 )
 

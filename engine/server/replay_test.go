@@ -15,8 +15,8 @@ import (
 	"testing/fstest"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 )

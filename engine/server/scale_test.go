@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 	"github.com/gatelog/gatelog/translog/verify"

@@ -20,8 +20,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
 

@@ -20,9 +20,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
 	"github.com/gatelog/gatelog/internal/durable"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 

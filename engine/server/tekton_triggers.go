@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/server/triggersauth"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TektonTriggersWebhook lets a Tekton Triggers EventListener call the

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/server/triggersauth"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The InterceptorRequests of the tekton adapter's fixtures: real GitHub and

@@ -15,11 +15,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/github/callback"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Webhooks configures the CI systems that call the daemon with a shared

@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // event is the CI system's native payload.

@@ -20,9 +20,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/plugins/tekton"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // apiServer stands in for the Kubernetes API server. In a cluster it calls

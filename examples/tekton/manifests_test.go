@@ -16,10 +16,10 @@ import (
 	"go.yaml.in/yaml/v3"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/engine/server"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/tekton"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 const endpoint = "/v1/adapters/tekton"

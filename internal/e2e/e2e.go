@@ -27,8 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 )
 
 // Build compiles cli/gatelog into a temporary directory of t and returns the

@@ -6,8 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // TestDecideAndVerify: the harness starts the real daemon with its

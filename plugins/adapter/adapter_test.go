@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // echo is a minimal adapter for exercising the wire.

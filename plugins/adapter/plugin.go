@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	adapterv1 "github.com/gatelog/gatelog/plugins/adapter/v1"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // PluginName is the name under which an adapter is served and dispensed.

@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"os"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The daemon's side of a deployment protection rule: check the delivery's

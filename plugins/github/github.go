@@ -23,8 +23,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Name and Version identify the adapter in Request.Source.

@@ -13,9 +13,9 @@ import (
 
 	gogithub "github.com/google/go-github/v88/github"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/adapter/adaptertest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 var suite = adaptertest.Suite{

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/gitlab"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The daemon's side of external pipeline validation: check the token,

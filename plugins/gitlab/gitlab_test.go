@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/adapter/adaptertest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // settingsForFixtures are the shipped example's (examples/gitlab/adapters.json).

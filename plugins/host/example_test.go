@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // How the daemon serves POST /v1/adapters/{name}: translate, decide, render,

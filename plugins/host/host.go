@@ -26,8 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Errors the daemon branches on. Errors from Translate and Render wrap at

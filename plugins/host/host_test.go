@@ -19,10 +19,10 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/builtin"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The test binary doubles as the gatelog binary: the host starts built-in

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/adapter/adaptertest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 var suite = adaptertest.Suite{

@@ -3,7 +3,7 @@ package tekton
 import (
 	"strings"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // webhookEvent is what the adapter reads from the webhook an EventListener

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The InterceptorRequest and InterceptorResponse fields, named as in

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/codes"
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/adapter/adaptertest"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 var suite = adaptertest.Suite{

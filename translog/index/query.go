@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // ErrBadQuery marks a query a caller got wrong; the message names the

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 

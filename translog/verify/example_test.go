@@ -13,8 +13,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/gatelog/gatelog/engine/decision"
-	"github.com/gatelog/gatelog/engine/receipt"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/verify"

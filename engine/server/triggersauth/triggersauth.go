@@ -14,9 +14,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/github"
 	"github.com/gatelog/gatelog/plugins/gitlab"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The providers of a Source.

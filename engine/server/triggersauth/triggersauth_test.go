@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // The InterceptorRequests of the tekton adapter's fixtures: real GitHub and

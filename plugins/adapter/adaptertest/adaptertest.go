@@ -31,8 +31,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/gatelog/gatelog/engine/decision"
 	"github.com/gatelog/gatelog/plugins/adapter"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 // Suite describes the adapter under test.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func TestNormalizeRef(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/engine/decision"
+	"github.com/gatelog/gatelog/record/decision"
 )
 
 func TestParseRequest(t *testing.T) {
