@@ -240,6 +240,14 @@ func generate(t *testing.T) vectorFile {
 		ids = append(ids, rc.DecisionID)
 		v.Receipts = append(v.Receipts, receiptCase{Name: fmt.Sprintf("decide reply %d (tree size %d)", i, rc.InclusionProof.TreeSize), Receipt: rc, Valid: true})
 	}
+	// An event a caller reported: signed as its own kind, it never carries
+	// an allow, and a receipt that claims one does not verify.
+	var ev decision.Receipt
+	call(t, hs.URL+"/v1/events?wait=checkpoint", key, `{"type":"login","message":"alice logged in","alerts":[{"severity":"low","code":"login.new_device","message":"first login from a new device"}]}`, &ev)
+	if ev.InclusionProof == nil || ev.Kind != decision.KindEvent || ev.Allow {
+		t.Fatalf("event receipt: %+v", ev)
+	}
+	v.Receipts = append(v.Receipts, receiptCase{Name: "event reported by a caller", Receipt: ev, Valid: true})
 	var later []decision.Receipt
 	for i, id := range ids {
 		var rc decision.Receipt
@@ -269,6 +277,8 @@ func generate(t *testing.T) vectorFile {
 	bad("receipt: allow flipped", "allow", base, func(r *decision.Receipt) { r.Allow = !r.Allow })
 	bad("receipt: reason changed", "reasons", base, func(r *decision.Receipt) { r.Reasons = []string{"approved by the CISO"} })
 	bad("receipt: alert dropped", "alerts", withAlerts, func(r *decision.Receipt) { r.Alerts = nil })
+	bad("event: receipt claims an allow", "allow", ev, func(r *decision.Receipt) { r.Allow = true })
+	bad("event: receipt claims to be a decision", "kind", ev, func(r *decision.Receipt) { r.Kind = decision.KindDecision })
 	bad("receipt: decision id of another decision", "decision_id", base, func(r *decision.Receipt) { r.DecisionID = ids[0] })
 	bad("receipt: uuid changed", "uuid", base, func(r *decision.Receipt) { r.UUID = flipHex(r.UUID, len(r.UUID)-1) })
 	bad("receipt: log id changed", "log_id", base, func(r *decision.Receipt) { r.LogID = flipHex(r.LogID, 0) })

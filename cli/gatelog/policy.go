@@ -456,7 +456,9 @@ func policyReplayCommand() *cli.Command {
 				if err != nil {
 					return cli.Exit("policy replay: "+err.Error(), 1)
 				}
-				if lr.Record.Request.Action == server.PolicyUpdateAction {
+				if lr.Record.Kind != decision.KindDecision {
+					// Events and administrative records (policy loads among
+					// them) are not policy decisions: nothing to replay.
 					skipped++
 					continue
 				}

@@ -82,17 +82,31 @@ func verifyOne(c *cli.Context, v *verify.Verifier, keys *signerKeys, file string
 		return cli.Exit("NOT VERIFIED: "+printable(err.Error()), 1)
 	}
 	rec := res.Statement.Predicate
-	outcome := "allow"
-	if !rec.Decision.Allow {
-		outcome = "deny"
-	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "VERIFIED  decision %s: %s %s by %s\n", printable(rec.DecisionID), outcome, printable(rec.Request.Action), printable(rec.Request.Subject.ID))
+	fmt.Fprintf(w, "VERIFIED  %s %s: %s %s by %s\n", rec.Kind, printable(rec.DecisionID), recordOutcome(rec), printable(rec.Request.Action), printable(rec.Request.Subject.ID))
 	fmt.Fprintf(w, "  signed by the daemon key, at %s\n", printable(rec.Time))
-	fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
+	if rec.Policy.SHA256 != "" {
+		fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
+	}
 	fmt.Fprintf(w, "  in log %q at index %d of %d (inclusion proof and checkpoint signature OK, SET OK)\n",
 		res.Checkpoint.Origin, rc.LogIndex, res.Checkpoint.Size)
 	return nil
+}
+
+// recordOutcome says what a record is in one word: allow or deny for a
+// policy decision; "reported" for an event a caller reported and
+// "recorded" for an administrative record, neither of which the policy
+// allowed or denied.
+func recordOutcome(rec decision.Record) string {
+	switch {
+	case rec.Kind == decision.KindEvent:
+		return "reported"
+	case rec.Kind == decision.KindAdmin:
+		return "recorded"
+	case rec.Allowed():
+		return "allow"
+	}
+	return "deny"
 }
 
 func readPublicKey(path string) (crypto.PublicKey, error) {

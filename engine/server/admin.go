@@ -15,10 +15,9 @@ import (
 
 // Admin actions, recorded as the action of their log entry.
 const (
-	ActionKeyCreate     = "admin.apikey.create"
-	ActionKeyRevoke     = "admin.apikey.revoke"
-	ActionSignerRotate  = "admin.signer.rotate"
-	adminPolicyEntrypnt = "gatelog.admin: the caller holds the admin permission"
+	ActionKeyCreate    = "admin.apikey.create"
+	ActionKeyRevoke    = "admin.apikey.revoke"
+	ActionSignerRotate = "admin.signer.rotate"
 )
 
 // mountIdentity adds the key administration API. API keys are managed
@@ -33,41 +32,26 @@ func (s *Server) mountIdentity(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/signing-keys", s.handleRotateSigner)
 }
 
-// logAdminEvent signs a record of an admin action and appends it to the
-// log, like a decision: the caller (who must hold admin) is the verified
-// subject, the action and its details are the request, and the outcome is
-// an allow by the built-in admin rule. Secrets never appear in res.
+// logAdminEvent records an administrative change (decision.KindAdmin):
+// the caller, who must hold admin, is the verified subject, the action and
+// its details are the request, and the authority is the admin permission.
+// Secrets never appear in res.
 func (s *Server) logAdminEvent(ctx context.Context, caller identity.Caller, action string, res decision.Resource) (decision.Receipt, error) {
-	now := s.cfg.Now()
+	now := s.recorder.Now()
 	req := decision.Request{Action: action, Resource: res, Source: decision.Source{Adapter: "gatelog-admin", AdapterVersion: s.cfg.Version}}
 	if err := identity.Bind(&req, caller, now); err != nil {
 		return decision.Receipt{}, err
 	}
 	req.Context.Time = now.UTC().Format(time.RFC3339)
-	rec := decision.Record{
-		DecisionID: newDecisionID(),
-		Request:    req,
-		Caller:     caller.Caller,
-		Decision:   decision.Decision{Allow: true, Reasons: []string{fmt.Sprintf("%s holds the admin permission", caller.ID)}},
-		Policy:     decision.Policy{Entrypoint: adminPolicyEntrypnt},
-		Time:       now.UTC().Format(time.RFC3339Nano),
-		Daemon:     decision.Daemon{Version: s.cfg.Version},
-	}
-	env, err := s.signer.Sign(rec)
+	rc, err := s.recorder.Record(ctx, decision.Record{
+		Kind: decision.KindAdmin, Request: req, Caller: caller.Caller,
+		Admin: &decision.Admin{Reason: fmt.Sprintf("%s holds the admin permission", caller.ID)},
+	}, false)
 	if err != nil {
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
+		return rc, err
 	}
-	// The append outlives a caller who hangs up: the record is completed
-	// or fails on its own account (a cancelled request is no log failure),
-	// bounded by the append timeout.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AppendTimeout)
-	defer cancel()
-	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
-	if err != nil {
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
-	}
-	s.logger.Info("admin action logged", "action", action, "by", caller.ID, "resource", res.Name, "log_index", e.Index)
-	return s.receiptFor(e, rec.Decision, rec.DecisionID), nil
+	s.logger.Info("admin action logged", "action", action, "by", caller.ID, "resource", res.Name, "log_index", rc.LogIndex)
+	return rc, nil
 }
 
 // requireAdmin authenticates the caller and checks the admin permission.

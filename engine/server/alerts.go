@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
@@ -103,7 +104,7 @@ func (s *Server) queueAlerts(rec decision.Record, e translog.Entry) error {
 	if s.alerts == nil {
 		return nil
 	}
-	for i, pa := range rec.Decision.Alerts {
+	for i, pa := range rec.Alerts() {
 		a := policyAlert(rec.DecisionID, i, pa, rec.Time, e.Index, e.UUID, rec.Request.Subject.ID, rec.Request.Action,
 			rec.Request.Resource.Environment, rec.Request.Resource.Repository)
 		queued, err := s.alerts.outbox.Enqueue(a)
@@ -209,12 +210,18 @@ func (s *Server) RaiseAlert(severity, code, message, subject, action string) err
 	return nil
 }
 
-// failClosed records that a decision was denied because signing or
-// logging failed.
-func (s *Server) failClosed(rec decision.Record, stage string, err error) {
-	s.metrics.appendFailed(stage == "append")
+// observeRecord is told the outcome of every record (record.Config.Observe):
+// it keeps the metrics and readiness, and raises the fail-closed alarm
+// when a record could not be logged — whichever entry point made it.
+func (s *Server) observeRecord(out record.Outcome) {
+	s.metrics.recorded(out)
+	if out.Stage == "" {
+		return
+	}
+	rec := out.Record
+	s.logger.Error(out.Stage+" failed; the record is not logged, so it is denied", "kind", rec.Kind, "record", rec.DecisionID, "action", rec.Request.Action, "err", out.Err)
 	_ = s.RaiseAlert("critical", AlertFailClosed,
-		fmt.Sprintf("decision %s denied: %s failed: %v", rec.DecisionID, stage, err), rec.Request.Subject.ID, rec.Request.Action)
+		fmt.Sprintf("%s %s (%s) denied: %s failed: %v", rec.Kind, rec.DecisionID, rec.Request.Action, out.Stage, out.Err), rec.Request.Subject.ID, rec.Request.Action)
 }
 
 // stopAlertStreams ends the open alert streams, so that a graceful

@@ -3,18 +3,17 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -203,92 +202,22 @@ func demoteDaemonFields(req *decision.Request) {
 	}
 }
 
-// newDecisionID names a decision with a time-ordered UUID (version 7,
-// RFC 9562): decision IDs sort by when they were made, and the log's map
-// from decision ID to entry takes each new one at its right edge instead
-// of on a random page of a tree that grows with the log.
-func newDecisionID() string { return uuid.Must(uuid.NewV7()).String() }
+// ErrNotLogged means a record could not be signed or logged; for a
+// decision the caller must treat it as a deny.
+var ErrNotLogged = record.ErrNotLogged
 
-// ErrNotLogged means a decision could not be signed or logged; the caller
-// must treat it as a deny.
-var ErrNotLogged = errors.New("decision not logged, so denied")
-
-// Decide evaluates req, signs the record, appends it to the log and returns
-// the receipt. It returns a receipt only once the entry is durably
-// sequenced; with wait, also an inclusion proof. Any error means deny.
+// Decide evaluates req and records the decision (s.recorder): it returns a
+// receipt only once the entry is durably sequenced; with wait, also an
+// inclusion proof. Any error means deny.
 func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
 	timer := s.metrics.startDecide()
 	d, pol := s.engine.Decide(ctx, req)
-	rec := decision.Record{
-		DecisionID: newDecisionID(),
-		Request:    req,
-		Caller:     caller,
-		Decision:   d,
-		Policy:     pol,
-		Time:       s.cfg.Now().UTC().Format(time.RFC3339Nano),
-		Daemon:     decision.Daemon{Version: s.cfg.Version},
-	}
 	timer.stage("eval")
-	env, err := s.signer.Sign(rec)
-	if err != nil {
-		s.logger.Error("signing failed; denying", "decision_id", rec.DecisionID, "err", err)
-		s.failClosed(rec, "sign", err)
-		timer.done(req, d, err)
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
-	}
-	timer.stage("sign")
-	// The append outlives a caller who hangs up: the record is completed
-	// or fails on its own account (a cancelled request is no log failure),
-	// bounded by the append timeout.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AppendTimeout)
-	defer cancel()
-	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
-	if err != nil {
-		s.logger.Error("append failed; denying", "decision_id", rec.DecisionID, "err", err)
-		s.failClosed(rec, "append", err)
-		timer.done(req, d, err)
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
-	}
-	timer.stage("append")
-	if err := s.queueAlerts(rec, e); err != nil {
-		s.logger.Error("alerts not queued; denying", "decision_id", rec.DecisionID, "err", err)
-		s.failClosed(rec, "alert outbox", err)
-		timer.done(req, d, err)
-		return decision.Receipt{}, fmt.Errorf("%w: logged, but its alerts could not be queued: %v", ErrNotLogged, err)
-	}
-	timer.done(req, d, nil)
-	rc := s.receiptFor(e, rec.Decision, rec.DecisionID)
-	if wait {
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
-		defer cancel()
-		p, err := s.log.InclusionProof(pctx, e.Index, true)
-		if err != nil {
-			// The decision is logged; only the proof is late. Say so.
-			s.logger.Warn("no inclusion proof yet", "decision_id", rec.DecisionID, "err", err)
-		} else {
-			rc.InclusionProof = proofJSON(p)
-		}
-	}
-	return rc, nil
-}
-
-func (s *Server) receiptFor(e translog.Entry, d decision.Decision, id string) decision.Receipt {
-	return decision.Receipt{
-		DecisionID: id, Allow: d.Allow, Reasons: d.Reasons, Alerts: d.Alerts,
-		LogIndex: e.Index, UUID: e.UUID, IntegratedTime: e.IntegratedTime, LogID: s.log.LogID(),
-		SignedEntryTimestamp: e.SignedEntryTimestamp, Envelope: e.Envelope,
-	}
-}
-
-func proofJSON(p translog.Proof) *decision.InclusionProof {
-	hashes := make([]string, len(p.Hashes))
-	for i, h := range p.Hashes {
-		hashes[i] = hex.EncodeToString(h)
-	}
-	return &decision.InclusionProof{
-		LogIndex: p.Index, TreeSize: p.TreeSize, RootHash: hex.EncodeToString(p.RootHash),
-		Hashes: hashes, Checkpoint: string(p.Checkpoint),
-	}
+	rc, err := s.recorder.Record(ctx, decision.Record{
+		Kind: decision.KindDecision, Request: req, Caller: caller, Decision: d, Policy: pol,
+	}, wait)
+	timer.done(req, d, err)
+	return rc, err
 }
 
 func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
@@ -325,7 +254,7 @@ func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no decision %s", id)
 		return
 	}
-	rc := s.receiptFor(e, st.Predicate.Decision, id)
+	rc := record.Receipt(e, st.Predicate, s.log.LogID())
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AppendTimeout)
 	defer cancel()
 	p, err := s.log.InclusionProof(ctx, e.Index, true)
@@ -333,7 +262,7 @@ func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "inclusion proof for %s: %v", id, err)
 		return
 	}
-	rc.InclusionProof = proofJSON(p)
+	rc.InclusionProof = record.ProofJSON(p)
 	writeJSON(w, http.StatusOK, rc)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -179,11 +180,11 @@ func (s *Server) receiptsFor(ctx context.Context, a *auditIndex, rows []index.Ro
 		if err != nil || e.Index < 0 || uint64(e.Index) >= cp.Size {
 			continue // the client sees no receipt and reports the row unverified
 		}
-		d, err := recordedDecision(e.Envelope)
+		st, err := receipt.ReadStatement(e.Envelope)
 		if err != nil {
 			continue
 		}
-		rc := s.receiptFor(e, d, row.ID)
+		rc := record.Receipt(e, st.Predicate, s.log.LogID())
 		out[i] = &rc
 		idxs, pos = append(idxs, e.Index), append(pos, i)
 	}
@@ -192,18 +193,9 @@ func (s *Server) receiptsFor(ctx context.Context, a *auditIndex, rows []index.Ro
 		return nil, err
 	}
 	for k, i := range pos {
-		out[i].InclusionProof = proofJSON(translog.Proof{Index: idxs[k], TreeSize: int64(cp.Size), RootHash: cp.Hash, Hashes: proofs[k], Checkpoint: raw})
+		out[i].InclusionProof = record.ProofJSON(translog.Proof{Index: idxs[k], TreeSize: int64(cp.Size), RootHash: cp.Hash, Hashes: proofs[k], Checkpoint: raw})
 	}
 	return out, nil
-}
-
-// recordedDecision is the decision inside a logged envelope.
-func recordedDecision(envelope []byte) (decision.Decision, error) {
-	st, err := receipt.ReadStatement(envelope)
-	if err != nil {
-		return decision.Decision{}, err
-	}
-	return st.Predicate.Decision, nil
 }
 
 // CountsResponse is the body of GET /v1/audit/counts.

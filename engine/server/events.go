@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/record/decision"
-	"github.com/gatelog/gatelog/translog/index"
 )
 
 // EventRequest is the body of POST /v1/events: something a CI system or an
@@ -127,12 +126,12 @@ func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// LogEvent signs and logs an external audit event as a decision record
-// (policy entrypoint index.EventEntrypoint, outcome recorded as an allow
-// by that rule, reason = the message), queues its alerts and returns the
-// receipt, verifiable like any other.
+// LogEvent records an event a caller reported (decision.KindEvent): who
+// reported it is verified, the rest is their word; it carries no allow.
+// Its alerts are queued like a policy's, and the receipt verifies like any
+// other.
 func (s *Server) LogEvent(ctx context.Context, er EventRequest, caller identity.Caller, wait bool) (decision.Receipt, error) {
-	now := s.cfg.Now()
+	now := s.recorder.Now()
 	req := decision.Request{Subject: er.Subject, Action: "event." + er.Type, Resource: er.Resource, Source: er.Source}
 	if err := identity.Bind(&req, caller, now); err != nil {
 		return decision.Receipt{}, err
@@ -151,43 +150,8 @@ func (s *Server) LogEvent(ctx context.Context, er EventRequest, caller identity.
 	if err := req.Validate(); err != nil {
 		return decision.Receipt{}, err
 	}
-	reason := er.Message
-	if reason == "" {
-		reason = "event reported by " + caller.ID
-	}
-	rec := decision.Record{
-		DecisionID: newDecisionID(),
-		Request:    req,
-		Caller:     caller.Caller,
-		Decision:   decision.Decision{Allow: true, Reasons: []string{reason}, Alerts: er.Alerts},
-		Policy:     decision.Policy{Entrypoint: index.EventEntrypoint},
-		Time:       now.UTC().Format(time.RFC3339Nano),
-		Daemon:     decision.Daemon{Version: s.cfg.Version},
-	}
-	env, err := s.signer.Sign(rec)
-	if err != nil {
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
-	}
-	// The append outlives a caller who hangs up: the record is completed
-	// or fails on its own account (a cancelled request is no log failure),
-	// bounded by the append timeout.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AppendTimeout)
-	defer cancel()
-	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
-	if err != nil {
-		s.failClosed(rec, "append", err)
-		return decision.Receipt{}, fmt.Errorf("%w: %v", ErrNotLogged, err)
-	}
-	if err := s.queueAlerts(rec, e); err != nil {
-		return decision.Receipt{}, fmt.Errorf("%w: logged, but its alerts could not be queued: %v", ErrNotLogged, err)
-	}
-	rc := s.receiptFor(e, rec.Decision, rec.DecisionID)
-	if wait {
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.AppendTimeout)
-		defer cancel()
-		if p, err := s.log.InclusionProof(pctx, e.Index, true); err == nil {
-			rc.InclusionProof = proofJSON(p)
-		}
-	}
-	return rc, nil
+	return s.recorder.Record(ctx, decision.Record{
+		Kind: decision.KindEvent, Request: req, Caller: caller.Caller,
+		Event: &decision.Event{Type: er.Type, Message: er.Message, Alerts: er.Alerts},
+	}, wait)
 }

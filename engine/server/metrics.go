@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/decision"
 )
 
@@ -44,6 +45,7 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	stages    *prometheus.HistogramVec
 	decide    prometheus.Histogram
+	records   *prometheus.CounterVec
 	alerts    *prometheus.CounterVec
 	labels    labelLimiter
 
@@ -68,10 +70,13 @@ func (s *Server) openMetrics() {
 	m.decide = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "gatelog_decide_seconds", Help: "Time from evaluation to a durably logged decision.", Buckets: buckets,
 	})
+	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatelog_records_total", Help: "Records signed and logged, by kind (decision, event, admin) and outcome (logged, or the stage that failed: sign, append, alert outbox).",
+	}, []string{"kind", "outcome"})
 	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatelog_alerts_total", Help: "Alerts queued for delivery, by source (policy, daemon) and severity.",
 	}, []string{"source", "severity"})
-	m.reg.MustRegister(m.decisions, m.stages, m.decide, m.alerts,
+	m.reg.MustRegister(m.decisions, m.stages, m.decide, m.records, m.alerts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{s: s})
 	s.metrics = m
@@ -111,14 +116,33 @@ func (t *decideTimer) done(req decision.Request, d decision.Decision, err error)
 	}
 	if err == nil {
 		t.m.decide.Observe(time.Since(t.start).Seconds())
-		t.m.lastAppendOK.Store(time.Now().UnixNano())
 	}
 	t.m.decisions.WithLabelValues(outcome, t.m.labels.value("action", req.Action), t.m.labels.value("adapter", req.Source.Adapter)).Inc()
 }
 
-func (m *metrics) appendFailed(isAppend bool) {
-	if m != nil && isAppend {
+// recorded counts a record's outcome and keeps readiness: an append that
+// failed, or one that worked, says how the log is; nothing else does (a
+// signer or outbox fault, or a caller that hung up, is not the log).
+func (m *metrics) recorded(out record.Outcome) {
+	if m == nil {
+		return
+	}
+	outcome := "logged"
+	if out.Stage != "" {
+		outcome = out.Stage
+	}
+	m.records.WithLabelValues(out.Record.Kind, outcome).Inc()
+	if out.Sign > 0 {
+		m.stages.WithLabelValues("sign").Observe(out.Sign.Seconds())
+	}
+	if out.Append > 0 {
+		m.stages.WithLabelValues("append").Observe(out.Append.Seconds())
+	}
+	switch {
+	case out.LogFailed():
 		m.lastAppendFail.Store(time.Now().UnixNano())
+	case out.Stage == "" || out.Stage == record.StageAlerts:
+		m.lastAppendOK.Store(time.Now().UnixNano())
 	}
 }
 

@@ -79,11 +79,11 @@ func (s *Server) ReloadPolicy(ctx context.Context, src engine.Source, trigger st
 	return ch, nil
 }
 
-// logPolicyUpdate signs and appends the policy.update record: a decision
-// record whose request is the change (resource kind "policy", the old and
-// new identity as attributes) and whose policy is the new one.
+// logPolicyUpdate records a policy change (decision.KindAdmin, action
+// PolicyUpdateAction): the request is the change (resource kind "policy",
+// the old and new identity as attributes) and the policy is the new one.
 func (s *Server) logPolicyUpdate(ctx context.Context, ch PolicyChange) (decision.Receipt, error) {
-	now := s.cfg.Now().UTC()
+	now := s.recorder.Now().UTC()
 	identity := func(p decision.Policy) map[string]any {
 		return map[string]any{"sha256": p.SHA256, "revision": p.Revision}
 	}
@@ -92,41 +92,51 @@ func (s *Server) logPolicyUpdate(ctx context.Context, ch PolicyChange) (decision
 		reason += fmt.Sprintf(", revision %q -> %q", ch.Old.Revision, ch.New.Revision)
 	}
 	reason += fmt.Sprintf("; it compiled and its %d Rego tests passed", ch.TestsPassed)
-	rec := decision.Record{
-		DecisionID: newDecisionID(),
+	attrs := map[string]any{"new": identity(ch.New), "origin": ch.Origin, "trigger": ch.Trigger, "tests_passed": ch.TestsPassed}
+	if ch.Old != (decision.Policy{}) {
+		attrs["old"] = identity(ch.Old)
+	}
+	return s.recorder.Record(ctx, decision.Record{
+		Kind: decision.KindAdmin,
+		Request: decision.Request{
+			Subject:  decision.Subject{ID: "gatelog-daemon", Kind: "service", Verified: true},
+			Action:   PolicyUpdateAction,
+			Resource: decision.Resource{System: "gatelog", Kind: "policy", Name: engine.Entrypoint, Attributes: attrs},
+			Context:  decision.Context{Time: now.Format(time.RFC3339)},
+			Source:   decision.Source{Adapter: "gatelog", AdapterVersion: s.cfg.Version},
+		},
+		Caller: decision.Caller{ID: "gatelog-daemon", Kind: "daemon"},
+		Admin:  &decision.Admin{Reason: reason},
+		Policy: ch.New,
+	}, false)
+}
+
+// logStartPolicy records the policy a daemon starts with (decision.KindAdmin,
+// action PolicyUpdateAction, trigger "start"), so that the log names the
+// policy in force from the first decision on, across restarts — not only
+// the changes made while a daemon runs.
+func (s *Server) logStartPolicy(ctx context.Context) (decision.Receipt, error) {
+	p := s.policies.Policy()
+	now := s.recorder.Now().UTC()
+	reason := fmt.Sprintf("policy in force at start-up: sha256 %s", p.SHA256)
+	if p.Revision != "" {
+		reason += fmt.Sprintf(", revision %q", p.Revision)
+	}
+	return s.recorder.Record(ctx, decision.Record{
+		Kind: decision.KindAdmin,
 		Request: decision.Request{
 			Subject: decision.Subject{ID: "gatelog-daemon", Kind: "service", Verified: true},
 			Action:  PolicyUpdateAction,
-			Resource: decision.Resource{
-				System: "gatelog", Kind: "policy", Name: engine.Entrypoint,
-				Attributes: map[string]any{
-					"old": identity(ch.Old), "new": identity(ch.New),
-					"origin": ch.Origin, "trigger": ch.Trigger, "tests_passed": ch.TestsPassed,
-				},
-			},
+			Resource: decision.Resource{System: "gatelog", Kind: "policy", Name: engine.Entrypoint, Attributes: map[string]any{
+				"new": map[string]any{"sha256": p.SHA256, "revision": p.Revision}, "trigger": "start",
+			}},
 			Context: decision.Context{Time: now.Format(time.RFC3339)},
 			Source:  decision.Source{Adapter: "gatelog", AdapterVersion: s.cfg.Version},
 		},
-		Caller:   decision.Caller{ID: "gatelog-daemon", Kind: "daemon"},
-		Decision: decision.Decision{Allow: true, Reasons: []string{reason}},
-		Policy:   ch.New,
-		Time:     now.Format(time.RFC3339Nano),
-		Daemon:   decision.Daemon{Version: s.cfg.Version},
-	}
-	env, err := s.signer.Sign(rec)
-	if err != nil {
-		return decision.Receipt{}, fmt.Errorf("sign policy.update record: %w", err)
-	}
-	// The append outlives a caller who hangs up: the record is completed
-	// or fails on its own account (a cancelled request is no log failure),
-	// bounded by the append timeout.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AppendTimeout)
-	defer cancel()
-	e, err := s.log.Append(actx, rec.DecisionID, env, s.signerPEM)
-	if err != nil {
-		return decision.Receipt{}, fmt.Errorf("append policy.update record %s: %w", rec.DecisionID, err)
-	}
-	return s.receiptFor(e, rec.Decision, rec.DecisionID), nil
+		Caller: decision.Caller{ID: "gatelog-daemon", Kind: "daemon"},
+		Admin:  &decision.Admin{Reason: reason},
+		Policy: p,
+	}, false)
 }
 
 // PolicyWatch says where the running policy comes from and what reloads

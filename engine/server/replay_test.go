@@ -57,7 +57,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err := server.RemoteRecords(ctx, anon, d.logKey, []crypto.PublicKey{d.signKey}, 1, 3)
+	seq, _, err := server.RemoteRecords(ctx, anon, d.logKey, []crypto.PublicKey{d.signKey}, 2, 4)
 	if err == nil {
 		_, err = collect(t, seq)
 	}
@@ -68,12 +68,12 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, _, err := server.RemoteRecords(ctx, client, d.logKey, []crypto.PublicKey{d.signKey}, 1, 3)
+	remote, _, err := server.RemoteRecords(ctx, client, d.logKey, []crypto.PublicKey{d.signKey}, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rgot, err := collect(t, remote)
-	wantRemote := []replayedRecord{{1, "", server.PolicyUpdateAction}, {2, last.DecisionID, "deploy"}}
+	wantRemote := []replayedRecord{{2, "", server.PolicyUpdateAction}, {3, last.DecisionID, "deploy"}}
 	if err == nil && len(rgot) == 2 {
 		wantRemote[0].id = rgot[0].id // the policy.update record's own id
 	}
@@ -113,8 +113,12 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []replayedRecord{{0, first.DecisionID, "deploy"}, wantRemote[0], wantRemote[1]}
-	if len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+	// Entry 0 is the policy the daemon started with.
+	want := []replayedRecord{{0, "", server.PolicyUpdateAction}, {1, first.DecisionID, "deploy"}, wantRemote[0], wantRemote[1]}
+	if len(got) == 4 {
+		want[0].id = got[0].id
+	}
+	if len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Fatalf("local records %+v, want %+v", got, want)
 	}
 

@@ -177,7 +177,7 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 				return x.action == "deploy" && x.env == "production" && x.allow && !x.at.Before(now.Add(-7*24*time.Hour)) &&
 					(wd == time.Saturday || wd == time.Sunday || h < 9 || h >= 17)
 			}},
-		{"every decision made under policy X", "policy=" + policyA, func(x truth) bool { return x.policy == policyA }},
+		{"every decision made under policy X", "kind=decision&policy=" + policyA, func(x truth) bool { return x.policy == policyA }},
 		{"all denies for this service account", "subject=svc-build&outcome=deny", func(x truth) bool { return x.subject == "svc-build" && !x.allow }},
 	}
 

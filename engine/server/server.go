@@ -32,6 +32,7 @@ import (
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -141,6 +142,9 @@ type Server struct {
 	// flood of them must not become a flood of log lines.
 	refusals *rate.Limiter
 	signers  *signerRing
+	// recorder is the one path into the log: decisions, events, admin
+	// and policy records all go through it (record.Recorder).
+	recorder *record.Recorder
 	adapters *host.Host     // nil without adapters (adapters.go)
 	webhooks *webhookState  // nil without webhooks (webhooks.go)
 	witness  *witness.Store // nil without witness keys (witness.go)
@@ -232,6 +236,13 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	if s.recorder, err = record.New(record.Config{
+		Log: lg, Signer: signer, SignerPEM: signerPEM, Timeout: cfg.AppendTimeout,
+		Queue: s.queueAlerts, Observe: s.observeRecord, Now: cfg.Now, Version: cfg.Version,
+	}); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	if s.adapters, err = s.openAdapters(ctx); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -243,6 +254,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if s.witness, err = openWitness(cfg, lg.Origin(), logKey.Public()); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err
+	}
+	// No decision is made under a policy the log does not name.
+	if _, err := s.logStartPolicy(ctx); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("the start-up policy record could not be logged: %w", err)
 	}
 	return s, nil
 }

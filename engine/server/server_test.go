@@ -332,8 +332,9 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 			}
 		})
 	}
-	// Nothing was appended for the rejected calls: the next decision is entry 0.
-	if rc := d.decide(allowedDeploy); rc.LogIndex != 0 {
+	// Nothing was appended for the rejected calls: the next decision is
+	// entry 1 (entry 0 is the policy the daemon started with).
+	if rc := d.decide(allowedDeploy); rc.LogIndex != 1 {
 		t.Errorf("first accepted decision got index %d; rejected calls were logged", rc.LogIndex)
 	}
 }
@@ -391,8 +392,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Fatal("bootstrap key was rewritten on restart")
 	}
 	rc := d.decide(`{"action":"pipeline.trigger"}`)
-	if rc.LogIndex != 5 {
-		t.Fatalf("index after restart = %d, want 5", rc.LogIndex)
+	// 0: the start-up policy record, 1-5: the decisions, 6: the policy of
+	// the second start.
+	if rc.LogIndex != 7 {
+		t.Fatalf("index after restart = %d, want 7", rc.LogIndex)
 	}
 	for _, old := range receipts {
 		req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+old.DecisionID, nil)

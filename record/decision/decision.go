@@ -207,16 +207,84 @@ type Caller struct {
 	Kind string `json:"kind"`
 }
 
+// Kinds of logged record. Each is its own in-toto predicate type
+// (receipt.PredicateTypeOf), so what a record is, is signed; only a policy
+// decision carries an outcome.
+const (
+	// KindDecision is a policy decision: the policy allowed or denied a
+	// request. It is the only kind with an allow.
+	KindDecision = "decision"
+	// KindEvent is an event a caller reported (POST /v1/events): who
+	// reported it is verified, the rest is their word. No policy decided
+	// anything, so it carries no allow.
+	KindEvent = "event"
+	// KindAdmin is the daemon's own record of an administrative change: an
+	// API key created or revoked, the decision-signing key rotated, a
+	// policy loaded (at start-up and at every reload).
+	KindAdmin = "admin"
+)
+
 // Record is the predicate of the signed in-toto statement: everything an
-// auditor needs to know about one decision.
+// auditor needs to know about one logged record. Kind says which of
+// Decision, Event and Admin it carries; it is not in the JSON, which the
+// statement's predicate type names instead.
 type Record struct {
+	Kind       string   `json:"-"`
 	DecisionID string   `json:"decision_id"`
 	Request    Request  `json:"request"`
 	Caller     Caller   `json:"caller"`
-	Decision   Decision `json:"decision"`
-	Policy     Policy   `json:"policy"`
+	Decision   Decision `json:"decision,omitzero"`
+	Event      *Event   `json:"event,omitempty"`
+	Admin      *Admin   `json:"admin,omitempty"`
+	Policy     Policy   `json:"policy,omitzero"`
 	Time       string   `json:"time"`
 	Daemon     Daemon   `json:"daemon"`
+}
+
+// Event is what a caller reported: the event's type, its message and the
+// alerts it raises.
+type Event struct {
+	Type    string  `json:"type"`
+	Message string  `json:"message,omitempty"`
+	Alerts  []Alert `json:"alerts,omitempty"`
+}
+
+// Admin says on what authority an administrative change was made.
+type Admin struct {
+	Reason string `json:"reason"`
+}
+
+// Allowed reports whether the record is a policy decision that allowed
+// its request. An event or an administrative record never is.
+func (r Record) Allowed() bool { return r.Kind == KindDecision && r.Decision.Allow }
+
+// Alerts are the alerts the record raises: a policy decision's, or those
+// a caller's event reports.
+func (r Record) Alerts() []Alert {
+	switch {
+	case r.Kind == KindEvent && r.Event != nil:
+		return r.Event.Alerts
+	case r.Kind == KindDecision:
+		return r.Decision.Alerts
+	}
+	return nil
+}
+
+// Reasons says why, in words: a decision's reasons, an event's message,
+// an administrative record's authority.
+func (r Record) Reasons() []string {
+	switch {
+	case r.Kind == KindEvent && r.Event != nil:
+		if r.Event.Message == "" {
+			return []string{}
+		}
+		return []string{r.Event.Message}
+	case r.Kind == KindAdmin && r.Admin != nil:
+		return []string{r.Admin.Reason}
+	case r.Decision.Reasons == nil:
+		return []string{}
+	}
+	return r.Decision.Reasons
 }
 
 // InclusionProof proves a log entry is in a tree whose root a signed
@@ -232,11 +300,14 @@ type InclusionProof struct {
 // Receipt is what a caller gets back for a decision: the outcome, where it
 // is in the log, and the signed material needed to verify it offline.
 type Receipt struct {
-	DecisionID string   `json:"decision_id"`
-	Allow      bool     `json:"allow"`
-	Reasons    []string `json:"reasons"`
-	Alerts     []Alert  `json:"alerts,omitempty"`
-	LogIndex   int64    `json:"log_index"`
+	DecisionID string `json:"decision_id"`
+	// Kind is the record's kind (KindDecision, KindEvent, KindAdmin); only
+	// a decision's Allow can be true.
+	Kind     string   `json:"kind"`
+	Allow    bool     `json:"allow"`
+	Reasons  []string `json:"reasons"`
+	Alerts   []Alert  `json:"alerts,omitempty"`
+	LogIndex int64    `json:"log_index"`
 	// UUID is the Rekor entry UUID: 16 hex digits of tree ID, then the leaf hash.
 	UUID           string `json:"uuid"`
 	IntegratedTime int64  `json:"integrated_time"`

@@ -1,7 +1,9 @@
-// Package receipt builds and checks the signed decision record: an in-toto
-// Statement v1 whose predicate (type PredicateType) is the decision.Record
-// and whose subject is the SHA-256 of the canonical request, wrapped in a
-// DSSE envelope (payload type PayloadType) signed by the daemon's key.
+// Package receipt builds and checks the signed record: an in-toto
+// Statement v1 whose predicate is the decision.Record — of type
+// PredicateType for a policy decision, EventPredicateType for an event a
+// caller reported, AdminPredicateType for an administrative record — and
+// whose subject is the SHA-256 of the canonical request, wrapped in a DSSE
+// envelope (payload type PayloadType) signed by the daemon's key.
 //
 // Signing and verification go through sigstore/sigstore's signature and
 // DSSE packages; nothing here invents a signature format.
@@ -9,6 +11,7 @@ package receipt
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -21,13 +24,19 @@ import (
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+	"github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/gatelog/gatelog/record/decision"
 )
 
 const (
-	// PredicateType names the gatelog decision record.
+	// PredicateType names the gatelog decision record (a policy's allow or
+	// deny): the type to pass to cosign's --type.
 	PredicateType = "https://gatelog.dev/decision/v1"
+	// EventPredicateType names an event a caller reported.
+	EventPredicateType = "https://gatelog.dev/event/v1"
+	// AdminPredicateType names an administrative record.
+	AdminPredicateType = "https://gatelog.dev/admin/v1"
 	// PayloadType is the DSSE payload type of an in-toto statement.
 	PayloadType = "application/vnd.in-toto+json"
 	// StatementType is the in-toto Statement v1 type.
@@ -38,7 +47,27 @@ const (
 // well-formed gatelog decision record.
 var ErrInvalid = errors.New("invalid decision record")
 
-// Statement is an in-toto Statement v1 carrying a decision record.
+// predicateTypes maps each record kind to its predicate type.
+var predicateTypes = map[string]string{
+	decision.KindDecision: PredicateType,
+	decision.KindEvent:    EventPredicateType,
+	decision.KindAdmin:    AdminPredicateType,
+}
+
+// PredicateTypeOf is the predicate type of a record kind ("" for none).
+func PredicateTypeOf(kind string) string { return predicateTypes[kind] }
+
+// KindOf is the record kind a predicate type names ("" for none).
+func KindOf(predicateType string) string {
+	for k, t := range predicateTypes {
+		if t == predicateType {
+			return k
+		}
+	}
+	return ""
+}
+
+// Statement is an in-toto Statement v1 carrying a gatelog record.
 type Statement struct {
 	Type          string             `json:"_type"`
 	Subject       []StatementSubject `json:"subject"`
@@ -103,8 +132,20 @@ func RequestDigest(req decision.Request) (string, error) {
 
 // Sign builds the statement for rec, stamps the signer's key ID into
 // rec.Daemon.KeyID and returns the DSSE envelope bytes exactly as they
-// will be logged.
+// will be logged. rec.Kind picks the predicate type (empty: a decision).
 func (s *Signer) Sign(rec decision.Record) ([]byte, error) {
+	return s.SignContext(context.Background(), rec)
+}
+
+// SignContext is Sign for signers that honour a context (KMS): ctx bounds
+// the signing call.
+func (s *Signer) SignContext(ctx context.Context, rec decision.Record) ([]byte, error) {
+	if rec.Kind == "" {
+		rec.Kind = decision.KindDecision
+	}
+	if err := checkKind(rec); err != nil {
+		return nil, err
+	}
 	rec.Daemon.KeyID = s.keyID
 	digest, err := RequestDigest(rec.Request)
 	if err != nil {
@@ -113,14 +154,14 @@ func (s *Signer) Sign(rec decision.Record) ([]byte, error) {
 	st := Statement{
 		Type:          StatementType,
 		Subject:       []StatementSubject{{Name: "decision:" + rec.DecisionID, Digest: map[string]string{"sha256": digest}}},
-		PredicateType: PredicateType,
+		PredicateType: PredicateTypeOf(rec.Kind),
 		Predicate:     rec,
 	}
 	payload, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("marshal statement: %w", err)
 	}
-	env, err := s.dsse.SignMessage(bytes.NewReader(payload))
+	env, err := s.dsse.SignMessage(bytes.NewReader(payload), options.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
 	}
@@ -195,8 +236,12 @@ func ParseStatement(payload []byte) (Statement, error) {
 	if err := json.Unmarshal(payload, &st); err != nil {
 		return st, fmt.Errorf("%w: payload is not an in-toto statement: %v", ErrInvalid, err)
 	}
-	if st.Type != StatementType || st.PredicateType != PredicateType {
-		return st, fmt.Errorf("%w: statement type %q / predicate %q is not a gatelog decision", ErrInvalid, st.Type, st.PredicateType)
+	st.Predicate.Kind = KindOf(st.PredicateType)
+	if st.Type != StatementType || st.Predicate.Kind == "" {
+		return st, fmt.Errorf("%w: statement type %q / predicate %q is not a gatelog record", ErrInvalid, st.Type, st.PredicateType)
+	}
+	if err := checkKind(st.Predicate); err != nil {
+		return st, err
 	}
 	if len(st.Subject) != 1 {
 		return st, fmt.Errorf("%w: statement has %d subjects, want 1", ErrInvalid, len(st.Subject))
@@ -209,4 +254,28 @@ func ParseStatement(payload []byte) (Statement, error) {
 		return st, fmt.Errorf("%w: statement subject digest does not match the recorded request", ErrInvalid)
 	}
 	return st, nil
+}
+
+// checkKind checks that a record carries what its kind says and nothing
+// else: only a decision has a decision (and so an allow), an event has
+// its event, an administrative record its authority.
+func checkKind(rec decision.Record) error {
+	hasDecision := rec.Decision.Allow || rec.Decision.Reasons != nil || rec.Decision.Alerts != nil || rec.Decision.Obligations != nil
+	switch rec.Kind {
+	case decision.KindDecision:
+		if rec.Event != nil || rec.Admin != nil {
+			return fmt.Errorf("%w: a decision record carries an event or admin part", ErrInvalid)
+		}
+	case decision.KindEvent:
+		if hasDecision || rec.Admin != nil || rec.Event == nil {
+			return fmt.Errorf("%w: an event record must carry its event and no decision", ErrInvalid)
+		}
+	case decision.KindAdmin:
+		if hasDecision || rec.Event != nil || rec.Admin == nil {
+			return fmt.Errorf("%w: an administrative record must carry its authority and no decision", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: record kind %q", ErrInvalid, rec.Kind)
+	}
+	return nil
 }

@@ -38,6 +38,7 @@ func newKey(t testing.TB) *signature.ECDSASignerVerifier {
 
 func record() decision.Record {
 	return decision.Record{
+		Kind:       decision.KindDecision,
 		DecisionID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
 		Request: decision.Request{
 			Subject:  decision.Subject{ID: "alice", Kind: "user", MFA: true, Verified: true},
@@ -147,7 +148,7 @@ func TestOpenRefusesWhatIsNotAnIntactRecord(t *testing.T) {
 		}), sv, "digest does not match"},
 		"not a gatelog decision": {resign(t, sv, env, func(p []byte) []byte {
 			return bytes.Replace(p, []byte(receipt.PredicateType), []byte("https://example.com/other"), 1)
-		}), sv, "not a gatelog decision"},
+		}), sv, "not a gatelog record"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := receipt.Open(tc.env, tc.with)
@@ -194,4 +195,69 @@ func ExampleSigner_Sign() {
 	st, err := receipt.Open(env, sv)
 	fmt.Println(err, st.Subject[0].Name, st.Predicate.Decision.Allow)
 	// Output: <nil> decision:d-1 true
+}
+
+// TestRecordKindsAreSigned: an event and an administrative record are
+// signed as their own predicate types, read back as their kind, and never
+// carry an allow; a record whose predicate says "event" but which carries
+// an allow does not open, so an event cannot pass for a policy allow.
+func TestRecordKindsAreSigned(t *testing.T) {
+	sv, s, _ := signed(t)
+	base := record()
+	base.Decision, base.Policy = decision.Decision{}, decision.Policy{}
+	ev, ad := base, base
+	ev.Kind, ev.Event = decision.KindEvent, &decision.Event{Type: "login", Message: "alice logged in", Alerts: []decision.Alert{{Severity: "low", Code: "login", Message: "hi"}}}
+	ad.Kind, ad.Admin = decision.KindAdmin, &decision.Admin{Reason: "admin holds the admin permission"}
+	for _, tc := range []struct {
+		rec  decision.Record
+		pred string
+	}{{ev, receipt.EventPredicateType}, {ad, receipt.AdminPredicateType}, {record(), receipt.PredicateType}} {
+		env, err := s.Sign(tc.rec)
+		if err != nil {
+			t.Fatalf("sign %s: %v", tc.rec.Kind, err)
+		}
+		st, err := receipt.Open(env, sv)
+		if err != nil {
+			t.Fatalf("open %s: %v", tc.rec.Kind, err)
+		}
+		if st.PredicateType != tc.pred || st.Predicate.Kind != tc.rec.Kind {
+			t.Errorf("%s record: predicate %q kind %q, want %q", tc.rec.Kind, st.PredicateType, st.Predicate.Kind, tc.pred)
+		}
+		if got, want := st.Predicate.Allowed(), tc.rec.Kind == decision.KindDecision; got != want {
+			t.Errorf("%s record: Allowed() = %v, want %v", tc.rec.Kind, got, want)
+		}
+		if strings.Contains(string(mustPayload(t, env)), `"allow"`) != (tc.rec.Kind == decision.KindDecision) {
+			t.Errorf("%s record: payload %s", tc.rec.Kind, mustPayload(t, env))
+		}
+	}
+	if got := (decision.Record{Kind: decision.KindEvent, Event: ev.Event}).Alerts(); len(got) != 1 {
+		t.Errorf("an event's alerts: %v", got)
+	}
+	// A signer refuses to sign an event that carries an allow, and a
+	// reader refuses one signed anyway.
+	bad := ev
+	bad.Decision = decision.Decision{Allow: true}
+	if _, err := s.Sign(bad); !errors.Is(err, receipt.ErrInvalid) {
+		t.Errorf("signing an event with an allow: %v, want ErrInvalid", err)
+	}
+	env, _ := s.Sign(ev)
+	forged := resign(t, sv, env, func(p []byte) []byte {
+		return []byte(strings.Replace(string(p), `"event":{`, `"decision":{"allow":true,"reasons":["ok"]},"event":{`, 1))
+	})
+	if _, err := receipt.Open(forged, sv); !errors.Is(err, receipt.ErrInvalid) {
+		t.Errorf("an event record carrying an allow opened: %v", err)
+	}
+}
+
+func mustPayload(t *testing.T, env []byte) []byte {
+	t.Helper()
+	e, err := receipt.ParseEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := base64.StdEncoding.DecodeString(e.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -99,9 +99,9 @@ func ParseQuery(v url.Values, now time.Time) (Query, error) {
 		return Query{}, fmt.Errorf("%w: outcome %q must be allow or deny", ErrBadQuery, q.Outcome)
 	}
 	switch q.Kind {
-	case "", KindDecision, KindEvent, KindUnreadable:
+	case "", KindDecision, KindEvent, KindAdmin, KindUnreadable:
 	default:
-		return Query{}, fmt.Errorf("%w: kind %q must be decision, event or unreadable", ErrBadQuery, q.Kind)
+		return Query{}, fmt.Errorf("%w: kind %q must be decision, event, admin or unreadable", ErrBadQuery, q.Kind)
 	}
 	if q.PolicyDigest != "" && !hexRE.MatchString(q.PolicyDigest) {
 		return Query{}, fmt.Errorf("%w: policy %q must be 4 to 64 hex digits of the policy sha256", ErrBadQuery, q.PolicyDigest)
@@ -312,11 +312,8 @@ func (ix *Index) Search(ctx context.Context, q Query) (Page, error) {
 		}
 		r.Time = time.UnixMilli(timeMS).UTC()
 		r.Allow = allow == 1
-		switch {
-		case r.Kind == KindEvent:
-			r.Outcome = "event"
-		case r.Kind == KindDecision:
-			r.Outcome = outcome(r.Allow)
+		if r.Kind != KindUnreadable {
+			r.Outcome = outcomeOf(r.Kind, r.Allow)
 		}
 		if err := json.Unmarshal([]byte(reasons), &r.Reasons); err != nil {
 			rows.Close()
@@ -428,7 +425,7 @@ func (ix *Index) Counts(ctx context.Context, q Query, by string) ([]Count, error
 			c.Key = string(b)
 		}
 		if by == "outcome" {
-			c.Key = outcome(c.Key == "1")
+			c.Key = outcomeOf(KindDecision, c.Key == "1")
 		}
 		out = append(out, c)
 	}

@@ -2,34 +2,32 @@ package index
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 
-// Kinds of indexed entries.
+// Kinds of indexed entries: the record kinds (decision.KindDecision, …),
+// which the signed predicate type names, and unreadable.
 const (
-	KindDecision = "decision"
-	KindEvent    = "event"
+	KindDecision = decision.KindDecision
+	KindEvent    = decision.KindEvent
+	KindAdmin    = decision.KindAdmin
 	// KindUnreadable marks a leaf whose envelope is missing, does not match
 	// the leaf, or does not hold a record the index understands. The row
 	// keeps the log index and UUID so the entry can still be found.
 	KindUnreadable = "unreadable"
 )
 
-// DecisionPredicate is the predicate type of the records the index reads.
-const DecisionPredicate = "https://gatelog.dev/decision/v1"
-
-// EventEntrypoint marks a decision record that is an external audit event
-// (POST /v1/events) rather than a policy decision: it is indexed as
-// KindEvent with outcome "event".
-const EventEntrypoint = "gatelog/event"
+// legacyEventEntrypoint marks the events of logs written before events
+// had their own predicate type: decision records with this entrypoint,
+// indexed as KindEvent.
+const legacyEventEntrypoint = "gatelog/event"
 
 // Row is one indexed log entry. LogIndex and UUID locate the entry so a
 // client can fetch it and check its inclusion proof; nothing else in a Row
@@ -88,54 +86,29 @@ func DecodeEntry(logIndex int64, uuid string, integratedTime int64, body, envelo
 	if b.Spec.EnvelopeHash.Algorithm != "sha256" || b.Spec.EnvelopeHash.Value != hex.EncodeToString(sum[:]) {
 		return r, fmt.Errorf("%w: the stored envelope is not the one the leaf commits to", errUnreadable)
 	}
-	var env struct {
-		Payload string `json:"payload"`
-	}
-	if err := json.Unmarshal(envelope, &env); err != nil {
-		return r, fmt.Errorf("%w: envelope: %v", errUnreadable, err)
-	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	st, err := receipt.ReadStatement(envelope)
 	if err != nil {
-		return r, fmt.Errorf("%w: envelope payload is not base64", errUnreadable)
+		return r, fmt.Errorf("%w: %v", errUnreadable, err)
 	}
-	var st struct {
-		PredicateType string          `json:"predicateType"`
-		Predicate     json.RawMessage `json:"predicate"`
-	}
-	if err := json.Unmarshal(payload, &st); err != nil {
-		return r, fmt.Errorf("%w: statement: %v", errUnreadable, err)
-	}
-	if st.PredicateType != DecisionPredicate {
-		return r, fmt.Errorf("%w: predicate type %q", errUnreadable, st.PredicateType)
-	}
-	var rec decision.Record
-	if err := json.Unmarshal(st.Predicate, &rec); err != nil {
-		return r, fmt.Errorf("%w: decision record: %v", errUnreadable, err)
-	}
-	return fromDecision(r, rec)
+	return fromRecord(r, st.Predicate)
 }
 
-func fromDecision(r Row, rec decision.Record) (Row, error) {
+func fromRecord(r Row, rec decision.Record) (Row, error) {
 	t, err := time.Parse(time.RFC3339Nano, rec.Time)
 	if err != nil {
 		return r, fmt.Errorf("%w: record time %q is not RFC 3339", errUnreadable, rec.Time)
 	}
 	req := rec.Request
-	r.Kind, r.ID, r.Time = KindDecision, rec.DecisionID, t.UTC()
+	r.Kind, r.ID, r.Time = rec.Kind, rec.DecisionID, t.UTC()
 	r.Subject, r.SubjectKind, r.Caller, r.Action = req.Subject.ID, req.Subject.Kind, rec.Caller.ID, req.Action
 	r.Resource = resourceOf(req.Resource)
 	r.Adapter = req.Source.Adapter
-	r.Allow, r.Outcome = rec.Decision.Allow, outcome(rec.Decision.Allow)
-	if rec.Decision.Reasons != nil {
-		r.Reasons = rec.Decision.Reasons
-	}
-	r.Alerts = rec.Decision.Alerts
+	r.Allow, r.Reasons, r.Alerts = rec.Allowed(), rec.Reasons(), rec.Alerts()
 	r.PolicySHA256, r.PolicyRevision = rec.Policy.SHA256, rec.Policy.Revision
-	if rec.Policy.Entrypoint == EventEntrypoint {
-		// An event is a report, not a permission: it never counts as an
-		// allow or a deny.
-		r.Kind, r.Outcome = KindEvent, "event"
+	if rec.Kind == KindDecision && rec.Policy.Entrypoint == legacyEventEntrypoint {
+		r.Kind, r.Allow = KindEvent, false
 	}
+	r.Outcome = outcomeOf(r.Kind, r.Allow)
 	return r, nil
 }
 
@@ -146,8 +119,14 @@ func resourceOf(res decision.Resource) Resource {
 	}
 }
 
-func outcome(allow bool) string {
-	if allow {
+// outcomeOf is a row's outcome: allow or deny for a decision; an event is
+// a report and an administrative record a change, neither a permission,
+// so their outcome is their kind.
+func outcomeOf(kind string, allow bool) string {
+	switch {
+	case kind != KindDecision:
+		return kind
+	case allow:
 		return OutcomeAllow
 	}
 	return OutcomeDeny

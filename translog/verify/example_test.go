@@ -90,5 +90,5 @@ func ExampleVerifier_Receipt() {
 	fmt.Println(err)
 	// Output:
 	// verified: d-1 deploy by alice, allow=true, index 0 of 1
-	// verification failed: allow: receipt says false, signed record says true
+	// verification failed: allow: receipt says false, signed decision record says true
 }

@@ -294,11 +294,15 @@ func (v *Verifier) Receipt(r decision.Receipt, signerKey crypto.PublicKey) (Resu
 	switch {
 	case r.DecisionID != rec.DecisionID:
 		return Result{}, fail("decision_id", "receipt says %q, signed record says %q", r.DecisionID, rec.DecisionID)
-	case r.Allow != rec.Decision.Allow:
-		return Result{}, fail("allow", "receipt says %v, signed record says %v", r.Allow, rec.Decision.Allow)
-	case !slices.Equal(r.Reasons, rec.Decision.Reasons):
+	case r.Kind != "" && r.Kind != rec.Kind:
+		// (Receipts made before records had kinds carry none; the signed
+		// predicate type says what the record is either way.)
+		return Result{}, fail("kind", "receipt says %q, signed record is a %s", r.Kind, rec.Kind)
+	case r.Allow != rec.Allowed():
+		return Result{}, fail("allow", "receipt says %v, signed %s record says %v", r.Allow, rec.Kind, rec.Allowed())
+	case !slices.Equal(r.Reasons, rec.Reasons()):
 		return Result{}, fail("reasons", "receipt reasons differ from the signed record")
-	case !slices.Equal(r.Alerts, rec.Decision.Alerts):
+	case !slices.Equal(r.Alerts, rec.Alerts()):
 		return Result{}, fail("alerts", "receipt alerts differ from the signed record")
 	}
 	body, err := entry.DSSEBody(r.Envelope, sk.pem)

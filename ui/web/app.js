@@ -4,7 +4,7 @@
 // is taken on trust.
 import {
   verifyReceipt, verifyCheckpoint, verifyConsistency, importPublicKey, describe,
-  base64Decode, hexEncode, hexDecode, treeIDOf,
+  base64Decode, hexEncode, hexDecode, treeIDOf, recordKind, recordSays,
 } from './verify.js';
 
 const LOG_KEY = 'gatelog.logKey';
@@ -239,13 +239,16 @@ function decisionDetails(rec, receipt, result, statement, envText) {
   const req = rec.request || {};
   const subj = req.subject || {};
   const ctx = req.context || {};
-  const dec = rec.decision || {};
+  const says = recordSays(statement);
+  const dec = { ...(rec.decision || {}), reasons: says.reasons, alerts: says.alerts };
   const pol = rec.policy || {};
   const p = receipt.inclusion_proof || {};
+  const outcome = { event: ['event', 'EVENT — reported by the caller, not a policy decision'], admin: ['event', 'ADMINISTRATIVE RECORD — not a policy decision'] }[says.kind]
+    || (says.allow ? ['allow', 'ALLOWED'] : ['deny', 'DENIED']);
   const unverified = Object.entries(ctx.unverified || {}).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]);
   return [
     h('div', { class: 'card' },
-      h('div', { class: `outcome ${dec.allow ? 'allow' : 'deny'}` }, dec.allow ? 'ALLOWED' : 'DENIED'),
+      h('div', { class: `outcome ${outcome[0]}` }, outcome[1]),
       h('div', null, h('strong', null, subj.id || '?'), ' · ', h('code', null, req.action || '?'), ' on ', resourceText(req.resource) || '?'),
       h('div', { class: 'muted' }, fmtTime(rec.time))),
     h('div', { class: 'grid' },
@@ -477,7 +480,7 @@ async function recentFromLog(n = 10) {
       const st = decodeEnvelope(base64Decode(anon.attestation?.data || '')).statement;
       const rec = st.predicate || {};
       return { log_index: i, uuid, id: rec.decision_id, time: rec.time, subject: rec.request?.subject?.id, action: rec.request?.action,
-        resource: rec.request?.resource, allow: rec.decision?.allow, alerts: rec.decision?.alerts, kind: rec.decision_id ? 'decision' : 'entry' };
+        resource: rec.request?.resource, allow: recordSays(st).allow, alerts: recordSays(st).alerts, kind: recordKind(st) || 'entry' };
     } catch {
       return { log_index: i, kind: 'unreadable', id: '' };
     }

@@ -18,6 +18,34 @@ const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 export const PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const PREDICATE_TYPE = 'https://gatelog.dev/decision/v1';
+/** Record kinds by predicate type: only a decision carries an allow. */
+export const RECORD_KINDS = Object.freeze({
+  [PREDICATE_TYPE]: 'decision',
+  'https://gatelog.dev/event/v1': 'event',
+  'https://gatelog.dev/admin/v1': 'admin',
+});
+
+/** The record's kind as its signed predicate type names it. */
+export function recordKind(st) {
+  return Object.hasOwn(RECORD_KINDS, st?.predicateType ?? '') ? RECORD_KINDS[st.predicateType] : '';
+}
+
+/**
+ * What a signed record says in the receipt's terms: an allow only for a
+ * decision that allowed; an event's message or an administrative record's
+ * authority as its reasons; the alerts a decision or an event raises.
+ */
+export function recordSays(st) {
+  const kind = recordKind(st);
+  const rec = st?.predicate ?? {};
+  if (kind === 'event') {
+    const ev = rec.event ?? {};
+    return { kind, allow: false, reasons: ev.message ? [ev.message] : [], alerts: ev.alerts ?? [] };
+  }
+  if (kind === 'admin') return { kind, allow: false, reasons: [rec.admin?.reason ?? ''], alerts: [] };
+  const dec = rec.decision ?? {};
+  return { kind, allow: Boolean(dec.allow), reasons: dec.reasons ?? [], alerts: dec.alerts ?? [] };
+}
 
 /** A failed check: check names what was checked, reason says why it failed. */
 export class VerificationError extends Error {
@@ -468,8 +496,14 @@ async function openEnvelope(envelopeBytes, signerKey) {
   } catch (e) {
     throw new Error(`payload is not an in-toto statement: ${e.message}`);
   }
-  if (st?._type !== STATEMENT_TYPE || st?.predicateType !== PREDICATE_TYPE) {
-    throw new Error(`statement type ${JSON.stringify(st?._type)} / predicate ${JSON.stringify(st?.predicateType)} is not a gatelog decision`);
+  if (st?._type !== STATEMENT_TYPE || !recordKind(st)) {
+    throw new Error(`statement type ${JSON.stringify(st?._type)} / predicate ${JSON.stringify(st?.predicateType)} is not a gatelog record`);
+  }
+  const kind = recordKind(st);
+  const p = st.predicate ?? {};
+  const carries = (v) => v !== undefined && v !== null;
+  if ((kind !== 'decision' && carries(p.decision)) || (kind === 'event') !== carries(p.event) || (kind === 'admin') !== carries(p.admin)) {
+    throw new Error(`a ${kind} record must carry its ${kind} part and nothing else`);
   }
   if (!Array.isArray(st.subject) || st.subject.length !== 1) throw new Error(`statement has ${st.subject?.length ?? 0} subjects, want 1`);
   const digest = hexEncode(await sha256(utf8.encode(canonicalJSON(st.predicate?.request ?? null))));
@@ -510,11 +544,12 @@ export async function verifyReceipt(receipt, logKeyIn, signerKeyIn) {
     }
     passed('envelope signature (decision signer key)');
     const rec = st.predicate ?? {};
-    const dec = rec.decision ?? {};
+    const says = recordSays(st);
     if (r.decision_id !== rec.decision_id) fail('decision_id', `receipt says ${JSON.stringify(r.decision_id)}, signed record says ${JSON.stringify(rec.decision_id)}`);
-    if (Boolean(r.allow) !== Boolean(dec.allow)) fail('allow', `receipt says ${Boolean(r.allow)}, signed record says ${Boolean(dec.allow)}`);
-    if (!sameStrings(r.reasons, dec.reasons)) fail('reasons', 'receipt reasons differ from the signed record');
-    if (!sameAlerts(r.alerts, dec.alerts)) fail('alerts', 'receipt alerts differ from the signed record');
+    if (r.kind !== undefined && r.kind !== '' && r.kind !== says.kind) fail('kind', `receipt says ${JSON.stringify(r.kind)}, signed record is a ${says.kind}`);
+    if (Boolean(r.allow) !== says.allow) fail('allow', `receipt says ${Boolean(r.allow)}, signed ${says.kind} record says ${says.allow}`);
+    if (!sameStrings(r.reasons, says.reasons)) fail('reasons', 'receipt reasons differ from the signed record');
+    if (!sameAlerts(r.alerts, says.alerts)) fail('alerts', 'receipt alerts differ from the signed record');
     passed('receipt matches the signed record');
     try {
       logKey = typeof logKeyIn === 'string' ? await importPublicKey(logKeyIn) : logKeyIn;
