@@ -56,7 +56,7 @@ func TestAuditIndexOnPostgres(t *testing.T) {
 	d.decide(allowedDeploy)
 	d.decide(deniedDeploy)
 	searchUntil(t, d, "subject=alice", 1)
-	searchUntil(t, d, "limit=100", 2)
+	searchUntil(t, d, "kind=decision&limit=100", 2)
 	d.stop()
 	d = open()
 	d.decide(allowedDeploy)
@@ -221,8 +221,8 @@ func TestTwoDaemonsOneLog(t *testing.T) {
 			t.Errorf("checkpoint does not verify with the shared log key: %v", err)
 		}
 	}
-	searchUntil(t, a, "limit=1000", 2*perDaemon)
-	searchUntil(t, b, "limit=1000", 2*perDaemon)
+	searchUntil(t, a, "kind=decision&limit=1000", 2*perDaemon)
+	searchUntil(t, b, "kind=decision&limit=1000", 2*perDaemon)
 	t.Logf("%d decisions at two daemons, indexes %v", len(all), seen)
 }
 

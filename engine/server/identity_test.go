@@ -329,12 +329,13 @@ func TestRejectedCredentialsAre401AndNotLogged(t *testing.T) {
 			}
 		})
 	}
-	// Nothing was appended: the next accepted decision is entry 2.
+	// Nothing was appended: the next accepted decision is entry 3 (0 is
+	// the start-up policy record, 1 and 2 the accepted calls above).
 	r := d.do(c, http.MethodPost, "/v1/decide", d.key, []byte(`{"action":"pipeline.trigger"}`))
 	var rc decision.Receipt
 	_ = json.Unmarshal(r.body, &rc)
-	if r.code != 200 || rc.LogIndex != 2 {
-		t.Fatalf("after the rejections: %d, index %d (want 2): rejected calls were logged", r.code, rc.LogIndex)
+	if r.code != 200 || rc.LogIndex != 3 {
+		t.Fatalf("after the rejections: %d, index %d (want 3): rejected calls were logged", r.code, rc.LogIndex)
 	}
 	counts := d.srv.AuthCounts()
 	if counts["oidc/replayed"] != 1 || counts["mtls/bad_certificate"] != 2 || counts["oidc/ok"] != 1 || counts["api_key/ok"] < 2 {

@@ -132,11 +132,13 @@ func (m *metrics) recorded(out record.Outcome) {
 		outcome = out.Stage
 	}
 	m.records.WithLabelValues(out.Record.Kind, outcome).Inc()
-	if out.Sign > 0 {
-		m.stages.WithLabelValues("sign").Observe(out.Sign.Seconds())
-	}
-	if out.Append > 0 {
-		m.stages.WithLabelValues("append").Observe(out.Append.Seconds())
+	if out.Record.Kind == decision.KindDecision {
+		if out.Sign > 0 {
+			m.stages.WithLabelValues("sign").Observe(out.Sign.Seconds())
+		}
+		if out.Append > 0 {
+			m.stages.WithLabelValues("append").Observe(out.Append.Seconds())
+		}
 	}
 	switch {
 	case out.LogFailed():

@@ -163,7 +163,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 		t.Errorf("alert search = %+v", got.Results)
 	}
 
-	code, raw := d.get("/v1/audit/counts?by=subject", d.readKey)
+	code, raw := d.get("/v1/audit/counts?by=subject&kind=decision", d.readKey)
 	var cr server.CountsResponse
 	if code != http.StatusOK || json.Unmarshal(raw, &cr) != nil {
 		t.Fatalf("counts: %d %s", code, raw)

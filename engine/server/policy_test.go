@@ -272,7 +272,7 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 	if attrs["trigger"] != "file change" || !strings.Contains(fmt.Sprint(attrs["origin"]), polDir) || attrs["tests_passed"] != float64(2) {
 		t.Errorf("policy.update record attributes %v", attrs)
 	}
-	if !u.Decision.Allow || !strings.Contains(u.Decision.Reasons[0], "2 Rego tests passed") || u.Request.Resource.Kind != "policy" {
+	if u.Kind != decision.KindAdmin || u.Decision.Allow || u.Admin == nil || !strings.Contains(u.Admin.Reason, "2 Rego tests passed") || u.Request.Resource.Kind != "policy" {
 		t.Errorf("policy.update record %+v", u)
 	}
 	t.Logf("%d decisions during the reloads", decided.Load())
