@@ -7,8 +7,8 @@ import (
 )
 
 // WriteMarkdown writes every section of a results file as the Markdown
-// tables bench/README.md and the top-level README quote, so those tables
-// are regenerated from results.json rather than copied by hand
+// tables bench/README.md quotes (docs/performance.md quotes a summary), so
+// those tables are regenerated from results.json rather than copied by hand
 // (`gatelog-bench report`).
 func WriteMarkdown(w io.Writer, r *Report) {
 	m := r.Machine

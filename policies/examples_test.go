@@ -106,7 +106,7 @@ func alertCodes(d decision.Decision) []string {
 	return codes
 }
 
-// TestExampleRequests checks the requests of the README walkthrough against
+// TestExampleRequests checks the requests of the README's walk-through against
 // the default configuration in policies/data.yaml.
 func TestExampleRequests(t *testing.T) {
 	q := prepareDecision(t, loadData(t, "data.yaml"))

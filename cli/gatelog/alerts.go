@@ -17,7 +17,7 @@ import (
 // alertServeFlags are gatelog serve's flags for alerts and readiness.
 func alertServeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "alerts-config", Usage: "JSON file of alert sinks (stdout, webhook, slack, syslog); see README, Audit search and alerts", EnvVars: []string{"GATELOG_ALERTS_CONFIG"}},
+		&cli.StringFlag{Name: "alerts-config", Usage: "JSON file of alert sinks (stdout, webhook, slack, syslog); see docs/operators.md, Alerts", EnvVars: []string{"GATELOG_ALERTS_CONFIG"}},
 		&cli.DurationFlag{Name: "max-checkpoint-age", Value: server.DefaultMaxCheckpointAge, Usage: "/readyz fails when the published checkpoint is older", EnvVars: []string{"GATELOG_MAX_CHECKPOINT_AGE"}},
 	}
 }

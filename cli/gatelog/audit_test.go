@@ -29,8 +29,8 @@ alerts contains {"severity": "high", "code": "prod_deploy", "message": "deploy t
 }
 `
 
-// TestAuditSearchVerifyAlertsAndRebuild runs what the README's "Audit
-// search and alerts" section shows, with the real binary: decisions, a
+// TestAuditSearchVerifyAlertsAndRebuild runs what docs/auditors.md (Audit
+// search) and docs/operators.md (Alerts, The audit index) show, with the real binary: decisions, a
 // verified search in three formats, counts, the alert stream and a webhook
 // sink, and an offline rebuild of a deleted index giving the same answers.
 func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 
 // gatelog log bundle and gatelog log trusted-root write files that
 // sigstore-go v1.3.0 verifies offline, with the decision key as a trusted
-// public key, as the README's "For auditors" shows; writing a bundle
+// public key, as docs/auditors.md shows; writing a bundle
 // needs a read key, since it carries the record.
 func TestBundleVerifiesWithSigstoreGo(t *testing.T) {
 	f := newLogFixture(t, 3)

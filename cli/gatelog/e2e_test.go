@@ -178,16 +178,16 @@ func TestServeRejectsBadFlags(t *testing.T) {
 	}
 }
 
-// TestServeHelpMatchesReadme: every `serve` flag has one default in its
-// help line and an environment variable, and the README's flag table names
-// both.
-func TestServeHelpMatchesReadme(t *testing.T) {
+// TestServeHelpMatchesDocs: every `serve` flag has one default in its
+// help line and an environment variable, and the flag table of
+// docs/operators.md names both.
+func TestServeHelpMatchesDocs(t *testing.T) {
 	bin := buildGatelog(t)
 	code, help := run(t, bin, nil, "serve", "--help")
 	if code != 0 {
 		t.Fatalf("serve --help: exit %d\n%s", code, help)
 	}
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "operators.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestServeHelpMatchesReadme(t *testing.T) {
 			continue
 		}
 		if !bytes.Contains(readme, []byte("`--"+m[1]+"`")) || !bytes.Contains(readme, []byte("`"+env[1]+"`")) {
-			t.Errorf("README's flag table lacks --%s (%s)", m[1], env[1])
+			t.Errorf("docs/operators.md's flag table lacks --%s (%s)", m[1], env[1])
 		}
 	}
 	if n < 25 {

@@ -19,7 +19,7 @@ import (
 	"github.com/gatelog/gatelog/record/decision"
 )
 
-// TestIdentityWalkthrough does what the README's Identity section shows,
+// TestIdentityWalkthrough does what docs/identity.md shows,
 // with the real binary: an HTTPS daemon trusting an OIDC issuer and a
 // client CA; an API key created, used, listed and revoked with gatelog
 // keys; a GitHub Actions token and a client certificate each reaching a

@@ -21,7 +21,23 @@ const exitDenied = 2
 
 func main() {
 	reexecWithStackGODEBUG(os.Args)
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "gatelog:", msg)
+			}
+			os.Exit(ec.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "gatelog:", err)
+		os.Exit(1)
+	}
+}
+
+// newApp is the whole command tree; the docs test parses every documented
+// command line against it.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "gatelog",
 		Usage:   "signed, transparency-logged policy decisions for CI/CD",
 		Version: version,
@@ -39,16 +55,5 @@ func main() {
 			monitorCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
-	}
-	if err := app.Run(os.Args); err != nil {
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			if msg := err.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, "gatelog:", msg)
-			}
-			os.Exit(ec.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "gatelog:", err)
-		os.Exit(1)
 	}
 }

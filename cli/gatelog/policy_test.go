@@ -73,8 +73,8 @@ func expectExit(t *testing.T, code int, out string, want int, contains ...string
 	}
 }
 
-// TestPolicyTestEvalBuild runs the authoring commands as the README's "For
-// policy authors" section does.
+// TestPolicyTestEvalBuild runs the authoring commands as docs/policy.md
+// does.
 func TestPolicyTestEvalBuild(t *testing.T) {
 	bin := buildGatelog(t)
 	dir := t.TempDir()
@@ -272,7 +272,7 @@ func TestServeReloadsPolicies(t *testing.T) {
 	}
 }
 
-// TestServeBundleAndReplay follows the README: serve a signed bundle,
+// TestServeBundleAndReplay follows docs/policy.md: serve a signed bundle,
 // decide, replay the log with another policy from the data directory and
 // over the Rekor API, and ship a new revision that the daemon picks up
 // while refusing an unsigned one.

@@ -95,7 +95,7 @@ func TestScaleOutTwoProcesses(t *testing.T) {
 	}
 	a, b := s.nodes[0], s.nodes[1]
 
-	// A first; B gets A's log key before it starts (README).
+	// A first; B gets A's log key before it starts (docs/operators.md).
 	s.start(a)
 	for _, f := range []string{"log.key", "log.pub"} {
 		raw := mustRead(t, filepath.Join(a.data, "keys", f))

@@ -32,7 +32,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-host", Value: "gatelog.local", Usage: "host part of the log's origin line", EnvVars: []string{"GATELOG_LOG_HOST"}},
 			&cli.DurationFlag{Name: "checkpoint-interval", Value: time.Second, Usage: "how often to publish a checkpoint", EnvVars: []string{"GATELOG_CHECKPOINT_INTERVAL"}},
 			&cli.DurationFlag{Name: "append-timeout", Value: 10 * time.Second, Usage: "how long a decide waits for the log before it fails closed with 503", EnvVars: []string{"GATELOG_APPEND_TIMEOUT"}},
-			&cli.StringFlag{Name: "identity-config", Usage: "JSON file of trusted OIDC issuers and mTLS clients (see README, Identity)", EnvVars: []string{"GATELOG_IDENTITY_CONFIG"}},
+			&cli.StringFlag{Name: "identity-config", Usage: "JSON file of trusted OIDC issuers and mTLS clients (see docs/identity.md)", EnvVars: []string{"GATELOG_IDENTITY_CONFIG"}},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)", EnvVars: []string{"GATELOG_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
 			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert", EnvVars: []string{"GATELOG_CLIENT_CAS"}},

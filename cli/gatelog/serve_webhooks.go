@@ -8,7 +8,7 @@ import (
 
 func webhookServeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "webhooks-config", Usage: "JSON file of CI systems that call with a webhook secret: {\"github\": {app_id, webhook_secret_file, private_key_file, api_url}, \"gitlab\": {token_file, answer_within}, \"tekton_triggers\": {adapter, sources: [{name, provider, secret_file, namespaces}]}} (see README, CI integrations)", EnvVars: []string{"GATELOG_WEBHOOKS_CONFIG"}},
+		&cli.StringFlag{Name: "webhooks-config", Usage: "JSON file of CI systems that call with a webhook secret: {\"github\": {app_id, webhook_secret_file, private_key_file, api_url}, \"gitlab\": {token_file, answer_within}, \"tekton_triggers\": {adapter, sources: [{name, provider, secret_file, namespaces}]}} (see docs/integrations.md)", EnvVars: []string{"GATELOG_WEBHOOKS_CONFIG"}},
 	}
 }
 
