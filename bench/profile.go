@@ -25,14 +25,14 @@ import (
 // where one part calls another: the syscall rows are inside the log rows.
 var ProfileParts = []struct{ Part, Focus string }{
 	{"policy evaluation (OPA topdown)", `open-policy-agent/opa/v1/(topdown|rego)\.`},
-	{"request parsing", `gatelog/record/decision\.ParseRequest`},
-	{"signing the record (receipt.Sign)", `gatelog/record/receipt\.\(\*Signer\)\.Sign`},
+	{"request parsing", `gatelog/(engine|record)/decision\.ParseRequest`},
+	{"signing the record (receipt.Sign)", `gatelog/(engine|record)/receipt\.\(\*Signer\)\.Sign`},
 	{"entry body + hashing (entry.DSSEBody)", `gatelog/translog/entry\.DSSEBody`},
 	{"SET signature", `gatelog/translog\.\(\*Log\)\.signSET`},
 	{"envelope store commits (bbolt)", `gatelog/translog\.\(\*store\)\.commitLoop`},
 	{"tessera sequencing+integration (batch)", `tessera/storage/posix\.\(\*appender\)\.sequenceBatch`},
 	{"audit index follower", `gatelog/translog/index\.`},
-	{"reply encoding", `gatelog/engine/server\.writeJSON`},
+	{"reply encoding", `gatelog/(engine/server|daemon)\.writeJSON`},
 	{"encoding/json (anywhere)", `^encoding/json\.`},
 	{"syscall openat (file creates)", `^syscall\.openat$`},
 	{"syscall fsync", `^syscall\.(Fsync|Fdatasync)$`},

@@ -29,7 +29,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -208,7 +208,7 @@ func generate(t *testing.T) vectorFile {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	srv, err := server.Open(ctx, server.Config{
+	srv, err := daemon.Open(ctx, daemon.Config{
 		DataDir:            dir,
 		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(vectorPolicy)}},
 		CheckpointInterval: 100 * time.Millisecond,
@@ -224,7 +224,7 @@ func generate(t *testing.T) vectorFile {
 			t.Errorf("close daemon: %v", err)
 		}
 	}()
-	key := strings.TrimSpace(readFile(t, filepath.Join(dir, server.BootstrapKeyFile)))
+	key := strings.TrimSpace(readFile(t, filepath.Join(dir, daemon.BootstrapKeyFile)))
 	v := vectorFile{
 		Comment:         "Receipts from a real gatelog daemon, their keys, tampered variants labelled with the check that must fail, and Merkle proof cases. Checked by translog/verify (ui/vectors_test.go) and by ui/web/verify.js (ui/test/verify.test.mjs). Regenerate: go test ./ui -update",
 		LogPublicKey:    readFile(t, filepath.Join(dir, "keys/log.pub")),

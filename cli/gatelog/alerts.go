@@ -11,14 +11,14 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine/alert"
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 )
 
 // alertServeFlags are gatelog serve's flags for alerts and readiness.
 func alertServeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "alerts-config", Usage: "JSON file of alert sinks (stdout, webhook, slack, syslog); see docs/operators.md, Alerts", EnvVars: []string{"GATELOG_ALERTS_CONFIG"}},
-		&cli.DurationFlag{Name: "max-checkpoint-age", Value: server.DefaultMaxCheckpointAge, Usage: "/readyz fails when the published checkpoint is older", EnvVars: []string{"GATELOG_MAX_CHECKPOINT_AGE"}},
+		&cli.DurationFlag{Name: "max-checkpoint-age", Value: daemon.DefaultMaxCheckpointAge, Usage: "/readyz fails when the published checkpoint is older", EnvVars: []string{"GATELOG_MAX_CHECKPOINT_AGE"}},
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/index"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -26,7 +26,7 @@ var auditFilters = []struct{ flag, param, usage string }{
 	{"subject", "subject", "who the decision was about (subject id)"},
 	{"caller", "caller", "who asked (the authenticated caller's id)"},
 	{"action", "action", "action, e.g. deploy"},
-	{"kind", "kind", "decision, event or unreadable"},
+	{"kind", "kind", "decision, event, admin or unreadable"},
 	{"system", "system", "resource system, e.g. github"},
 	{"repository", "repository", "resource repository"},
 	{"environment", "environment", "resource environment, e.g. production"},
@@ -198,7 +198,7 @@ func auditSearch(c *cli.Context) error {
 		if c.Bool("verify") {
 			page.Set("receipts", "1")
 		}
-		var sr server.SearchResponse
+		var sr daemon.SearchResponse
 		if err := ac.get("/v1/audit/search?"+page.Encode(), &sr); err != nil {
 			return cli.Exit(fmt.Sprintf("audit search: %v", err), 1)
 		}
@@ -421,7 +421,7 @@ func auditCounts(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	var cr server.CountsResponse
+	var cr daemon.CountsResponse
 	if err := ac.get("/v1/audit/counts?"+v.Encode(), &cr); err != nil {
 		return cli.Exit(fmt.Sprintf("audit counts: %v", err), 1)
 	}

@@ -95,18 +95,18 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 
 	code, out = run(t, bin, env, "audit", "search", "--alert", "prod_deploy", "--json")
 	var rows []map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 || rows[0]["log_index"] != 3.0 {
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 || rows[0]["log_index"] != 4.0 { // entry 0: the start-up policy record
 		t.Fatalf("audit search --json: %d\n%s", code, out)
 	}
 	before := out
 
-	code, out = run(t, bin, env, "audit", "counts", "--by", "subject")
+	code, out = run(t, bin, env, "audit", "counts", "--by", "subject", "--kind", "decision")
 	if code != 0 || !strings.Contains(out, "alice    3      3        0") || !strings.Contains(out, "bob      1      0        1") {
 		t.Errorf("audit counts:\n%s", out)
 	}
 
 	code, out = run(t, bin, env, "alerts", "tail", "--recent", "10", "--count", "2")
-	if code != 0 || strings.Count(out, "prod_deploy") != 2 || !strings.Contains(out, "log index 3") {
+	if code != 0 || strings.Count(out, "prod_deploy") != 2 || !strings.Contains(out, "log index 4") {
 		t.Errorf("alerts tail: %d\n%s", code, out)
 	}
 	pollUntil(t, "the webhook receives both alerts", func() bool {
@@ -125,7 +125,7 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 		_ = os.Remove(filepath.Join(data, f))
 	}
 	code, out = run(t, bin, env, "index", "rebuild", "--data", data)
-	if code != 0 || !strings.Contains(out, ": 4 entries") {
+	if code != 0 || !strings.Contains(out, ": 5 entries") {
 		t.Fatalf("index rebuild: %d %s", code, out)
 	}
 	d = startServe(t, bin, data, "--policies", pol, "--alerts-config", alertsCfg)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )
@@ -73,15 +73,15 @@ func indexRebuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--data %s: log key: %v", data, err), 1)
 	}
-	rd, err := translog.OpenReader(filepath.Join(data, server.LogDir), logKey)
+	rd, err := translog.OpenReader(filepath.Join(data, daemon.LogDir), logKey)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--data %s: %v", data, err), 1)
 	}
 	defer rd.Close()
-	n, err := index.Rebuild(c.Context, filepath.Join(data, server.IndexFile), rd, nil)
+	n, err := index.Rebuild(c.Context, filepath.Join(data, daemon.IndexFile), rd, nil)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	fmt.Fprintf(c.App.Writer, "rebuilt %s from the log: %d entries in %s\n", filepath.Join(data, server.IndexFile), n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.App.Writer, "rebuilt %s from the log: %d entries in %s\n", filepath.Join(data, daemon.IndexFile), n, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine/identity"
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 )
@@ -142,8 +142,8 @@ func keysCreate(c *cli.Context) error {
 	if _, err := identity.ParseTTL(c.String("expires")); err != nil {
 		return cli.Exit(fmt.Sprintf("--expires: %v", err), 1)
 	}
-	var out server.CreateKeyResponse
-	req := server.CreateKeyRequest{Name: c.String("name"), Permissions: c.StringSlice("perm"), ExpiresIn: c.String("expires")}
+	var out daemon.CreateKeyResponse
+	req := daemon.CreateKeyRequest{Name: c.String("name"), Permissions: c.StringSlice("perm"), ExpiresIn: c.String("expires")}
 	if err := a.call(http.MethodPost, "/v1/apikeys", req, &out); err != nil {
 		return cli.Exit("keys create: "+err.Error(), 1)
 	}
@@ -203,7 +203,7 @@ func keysRevoke(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	var out server.RevokeKeyResponse
+	var out daemon.RevokeKeyResponse
 	if err := a.call(http.MethodDelete, "/v1/apikeys/"+url.PathEscape(c.Args().First()), nil, &out); err != nil {
 		return cli.Exit("keys revoke: "+err.Error(), 1)
 	}
@@ -261,8 +261,8 @@ func keysRotateSigner(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	var out server.RotateSignerResponse
-	if err := a.call(http.MethodPost, "/v1/signing-keys", server.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
+	var out daemon.RotateSignerResponse
+	if err := a.call(http.MethodPost, "/v1/signing-keys", daemon.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
 		return cli.Exit("keys rotate-signer: "+err.Error(), 1)
 	}
 	if c.Bool("json") {
@@ -279,7 +279,7 @@ func keysSigners(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	var ks server.SigningKeys
+	var ks daemon.SigningKeys
 	if err := a.call(http.MethodGet, "/v1/keys", nil, &ks); err != nil {
 		return cli.Exit("keys signers: "+err.Error(), 1)
 	}
@@ -316,7 +316,7 @@ func keysSigners(c *cli.Context) error {
 // read once for all the receipts of a run.
 type signerKeys struct {
 	one crypto.PublicKey   // --signer-key
-	set server.SigningKeys // --signer-keys, when one is nil
+	set daemon.SigningKeys // --signer-keys, when one is nil
 }
 
 func loadSignerKeys(c *cli.Context) (*signerKeys, error) {
@@ -337,7 +337,7 @@ func loadSignerKeys(c *cli.Context) (*signerKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--signer-keys: %v", err)
 	}
-	ks, err := server.ParseSigningKeys(raw)
+	ks, err := daemon.ParseSigningKeys(raw)
 	if err != nil {
 		return nil, fmt.Errorf("--signer-keys %s: %v", set, err)
 	}

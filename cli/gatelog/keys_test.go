@@ -107,7 +107,7 @@ func TestIdentityWalkthrough(t *testing.T) {
 		t.Fatalf("keys create: %s", out)
 	}
 	key := strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
-	if !strings.HasPrefix(key, "glk_") || !strings.Contains(out, "logged at index 0") {
+	if !strings.HasPrefix(key, "glk_") || !strings.Contains(out, "logged at index 1") {
 		t.Fatalf("keys create printed: %s", out)
 	}
 	if code, rec := decide(client(), key, `{"action":"pipeline.trigger"}`); code != 200 || rec.Request.Subject.ID != "apikey:ci-jenkins" || !rec.Request.Subject.Verified {

@@ -64,29 +64,29 @@ func (f *logFixture) createKey(t *testing.T, name string, perms ...string) strin
 // and each command says what it could not check) and with a read key (the
 // records are shown and their envelopes checked).
 func TestAuditorCommands(t *testing.T) {
-	f := newLogFixture(t, 3)
+	f := newLogFixture(t, 3) // entry 0 is the start-up policy record, 1-3 the decisions
 	state := t.TempDir()
 
 	code, out := f.audit(t, state, "log", "info")
-	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "tree size 3") || !strings.Contains(out, "first time") ||
-		!strings.Contains(out, "3 envelopes not checked: records are private (give a read key)") {
+	if code != 0 || !strings.Contains(out, "VERIFIED") || !strings.Contains(out, "tree size 4") || !strings.Contains(out, "first time") ||
+		!strings.Contains(out, "4 envelopes not checked: records are private (give a read key)") {
 		t.Fatalf("log info: exit %d\n%s", code, out)
 	}
 	f.decide(t)
 	code, out = f.auditKeyed(t, state, "log", "info", "--signer-key", f.signerPub())
-	if code != 0 || !strings.Contains(out, "consistent with the checkpoint of size 3") || !strings.Contains(out, "4 envelope signatures OK") {
+	if code != 0 || !strings.Contains(out, "consistent with the checkpoint of size 4") || !strings.Contains(out, "5 envelope signatures OK") {
 		t.Fatalf("log info after growth, with a read key: exit %d\n%s", code, out)
 	}
 
 	// Without a key: the leaf, its proof and SET, and the signer it names.
-	code, out = f.audit(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
-	if code != 0 || !strings.Contains(out, "VERIFIED  entry 0") || !strings.Contains(out, "inclusion proof, checkpoint signature and SET OK") ||
+	code, out = f.audit(t, state, "log", "get", "--index", "1", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "VERIFIED  entry 1") || !strings.Contains(out, "inclusion proof, checkpoint signature and SET OK") ||
 		!strings.Contains(out, "names the signer key") || !strings.Contains(out, "record not shown, envelope not checked: records are private") ||
 		strings.Contains(out, "deploy") || strings.Contains(out, f.receipts[0].DecisionID) {
 		t.Fatalf("log get --index without a key: exit %d\n%s", code, out)
 	}
-	code, out = f.auditKeyed(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
-	if code != 0 || !strings.Contains(out, "VERIFIED  entry 0") || !strings.Contains(out, "ALLOW deploy") || !strings.Contains(out, "envelope signature OK") {
+	code, out = f.auditKeyed(t, state, "log", "get", "--index", "1", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "VERIFIED  entry 1") || !strings.Contains(out, "ALLOW deploy") || !strings.Contains(out, "envelope signature OK") {
 		t.Fatalf("log get --index with a read key: exit %d\n%s", code, out)
 	}
 	var ce struct {
@@ -103,21 +103,21 @@ func TestAuditorCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &ce) != nil || ce.UUID != f.receipts[1].UUID || ce.RecordPrivate || !strings.Contains(string(ce.Record), f.receipts[1].DecisionID) {
 		t.Fatalf("log get --uuid --json with a read key: exit %d\n%s", code, out)
 	}
-	if code, out = f.audit(t, state, "log", "proof", "--index", "2"); code != 0 || !strings.Contains(out, "VERIFIED  entry 2 is in the tree of size 4") {
+	if code, out = f.audit(t, state, "log", "proof", "--index", "2"); code != 0 || !strings.Contains(out, "VERIFIED  entry 2 is in the tree of size 5") {
 		t.Fatalf("log proof: exit %d\n%s", code, out)
 	}
-	if code, out = f.audit(t, state, "log", "consistency", "--from", "1"); code != 0 || !strings.Contains(out, "is a prefix of the tree of size 4") {
+	if code, out = f.audit(t, state, "log", "consistency", "--from", "1"); code != 0 || !strings.Contains(out, "is a prefix of the tree of size 5") {
 		t.Fatalf("log consistency: exit %d\n%s", code, out)
 	}
 
 	mstate := t.TempDir()
 	code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub())
-	if code != 0 || !strings.Contains(out, "OK  size 4") || !strings.Contains(out, "4 new entries") ||
-		!strings.Contains(out, "4 envelopes not checked: records are private (give a read key); every entry names the signer key") || strings.Contains(out, "ALARM") {
+	if code != 0 || !strings.Contains(out, "OK  size 5") || !strings.Contains(out, "5 new entries") ||
+		!strings.Contains(out, "5 envelopes not checked: records are private (give a read key); every entry names the signer key") || strings.Contains(out, "ALARM") {
 		t.Fatalf("monitor without a key: exit %d\n%s", code, out)
 	}
 	f.decide(t)
-	if code, out = f.auditKeyed(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "from the saved checkpoint of size 4") || !strings.Contains(out, "1 new entries") || !strings.Contains(out, "1 envelope signatures OK") {
+	if code, out = f.auditKeyed(t, mstate, "monitor", "--once", "--signer-key", f.signerPub()); code != 0 || !strings.Contains(out, "from the saved checkpoint of size 5") || !strings.Contains(out, "1 new entries") || !strings.Contains(out, "1 envelope signatures OK") {
 		t.Fatalf("monitor from saved state, with a read key: exit %d\n%s", code, out)
 	}
 	if code, out = f.audit(t, state, "log", "get", "--index", "99"); code != 1 {
@@ -141,7 +141,7 @@ func TestAuditorCommands(t *testing.T) {
 		}
 	}
 	reader := f.createKey(t, "auditor", "read")
-	if code, out := f.auditWith(t, []string{"GATELOG_API_KEY=" + reader}, t.TempDir(), "log", "get", "--index", "0"); code != 0 || !strings.Contains(out, "ALLOW deploy") {
+	if code, out := f.auditWith(t, []string{"GATELOG_API_KEY=" + reader}, t.TempDir(), "log", "get", "--index", "1"); code != 0 || !strings.Contains(out, "ALLOW deploy") {
 		t.Errorf("log get with a read-only key: exit %d\n%s", code, out)
 	}
 }
@@ -189,7 +189,7 @@ func TestAuditorDetectsRollbackAndFork(t *testing.T) {
 // the change), gatelog monitor and rekor-cli verify all fail.
 func TestTamperDetected(t *testing.T) {
 	rekor := rekorCLI(t)
-	base := newLogFixture(t, 3)
+	base := newLogFixture(t, 3) // entries 1-3; entry 0 is the start-up policy record
 	base.d.stop(t)
 	for _, tc := range []struct {
 		name string
@@ -197,8 +197,8 @@ func TestTamperDetected(t *testing.T) {
 		// tamper changes one byte of the file's content.
 		tamper func([]byte) []byte
 	}{
-		{"tile", "log/tlog/tile/0/000.p/3", func(b []byte) []byte { return flip(b, 8) }}, // leaf 0: a sibling in leaf 1's proof
-		{"entry bundle", "log/tlog/tile/entries/000.p/3", func(b []byte) []byte {
+		{"tile", "log/tlog/tile/0/000.p/4", func(b []byte) []byte { return flip(b, 8) }}, // leaf 0: a sibling in leaf 1's proof
+		{"entry bundle", "log/tlog/tile/entries/000.p/4", func(b []byte) []byte {
 			// A hex digit of entry 1's envelope hash: still JSON, wrong leaf.
 			const k = `"envelopeHash":{"algorithm":"sha256","value":"`
 			first := strings.Index(string(b), k) + len(k)
@@ -217,7 +217,7 @@ func TestTamperDetected(t *testing.T) {
 			if out, err := exec.Command("cp", "-a", base.data, f.data).CombinedOutput(); err != nil {
 				t.Fatalf("cp: %v %s", err, out)
 			}
-			target := 1
+			target := 0 // receipts[0], log entry 1
 			if tc.name == "stored envelope" {
 				// The store is one database the daemon holds open: change
 				// a base64 character of the envelope before it starts.

@@ -19,7 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/engine"
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/policies"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/rekorapi"
@@ -348,7 +348,7 @@ func policyServeFlags() []cli.Flag {
 // servePolicy loads the daemon's first policy from --policies, --bundle or
 // --bundle-url (the bundled library if none) and says how to reload it:
 // on SIGHUP, on file changes, and by polling the bundle URL.
-func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
+func servePolicy(c *cli.Context) (engine.Source, daemon.PolicyWatch, error) {
 	dir, file, url := c.String("policies"), c.String("bundle"), c.String("bundle-url")
 	n := 0
 	for _, s := range []string{dir, file, url} {
@@ -357,9 +357,9 @@ func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
 		}
 	}
 	if n > 1 {
-		return engine.Source{}, server.PolicyWatch{}, fmt.Errorf("give one of --policies, --bundle and --bundle-url")
+		return engine.Source{}, daemon.PolicyWatch{}, fmt.Errorf("give one of --policies, --bundle and --bundle-url")
 	}
-	var w server.PolicyWatch
+	var w daemon.PolicyWatch
 	if kf := c.String(bundleKeyFlag.Name); kf != "" {
 		if file == "" && url == "" {
 			return engine.Source{}, w, fmt.Errorf("--%s is given but no --bundle or --bundle-url", bundleKeyFlag.Name)
@@ -384,7 +384,7 @@ func servePolicy(c *cli.Context) (engine.Source, server.PolicyWatch, error) {
 		}
 		w.BundleFile = file
 	case url != "":
-		f := &server.BundleFetcher{URL: url, Verification: w.Verification}
+		f := &daemon.BundleFetcher{URL: url, Verification: w.Verification}
 		if src, w.ETag, err = f.Fetch(c.Context); err != nil {
 			return src, w, fmt.Errorf("--bundle-url: %w", err)
 		}
@@ -487,7 +487,7 @@ func policyReplayCommand() *cli.Command {
 			} else if end <= from {
 				fmt.Fprintf(w, "nothing to replay: the log's latest checkpoint covers %d entries\n", end)
 			} else {
-				fmt.Fprintf(w, "replayed %d decisions (log indexes %d to %d, %d policy.update records skipped) with %s (%s)\n",
+				fmt.Fprintf(w, "replayed %d decisions (log indexes %d to %d; %d events and administrative records skipped) with %s (%s)\n",
 					replayed, from, end-1, skipped, describePolicy(eng.Policy()), src.Origin)
 				fmt.Fprintf(w, "%d would change\n", len(changed))
 				for _, r := range changed {
@@ -506,13 +506,13 @@ func policyReplayCommand() *cli.Command {
 }
 
 // replaySource opens the logged records from --data or --server.
-func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord, error], int64, error) {
+func replaySource(c *cli.Context, from, to int64) (iter.Seq2[daemon.LoggedRecord, error], int64, error) {
 	data, url := c.String("data"), c.String("server")
 	switch {
 	case data != "" && url != "":
 		return nil, 0, fmt.Errorf("give --data or --server, not both")
 	case data != "":
-		return server.LocalRecords(c.Context, data, from, to)
+		return daemon.LocalRecords(c.Context, data, from, to)
 	case url == "":
 		return nil, 0, fmt.Errorf("give --data DIR (a daemon's data directory) or --server URL with --log-key")
 	}
@@ -536,7 +536,7 @@ func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord
 		if err != nil {
 			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
 		}
-		ks, err := server.ParseSigningKeys(raw)
+		ks, err := daemon.ParseSigningKeys(raw)
 		if err != nil {
 			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
 		}
@@ -559,7 +559,7 @@ func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord
 	if err != nil {
 		return nil, 0, err
 	}
-	return server.RemoteRecords(c.Context, client, logKey, signers, from, to)
+	return daemon.RemoteRecords(c.Context, client, logKey, signers, from, to)
 }
 
 func describeResource(r decision.Resource) string {

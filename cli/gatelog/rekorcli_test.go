@@ -125,17 +125,17 @@ func (f *logFixture) decide(t *testing.T) decision.Receipt {
 // the artifact itself (the DSSE envelope with the decision key).
 func TestRekorCLI(t *testing.T) {
 	rekor := rekorCLI(t)
-	f := newLogFixture(t, 3)
+	f := newLogFixture(t, 3) // and entry 0, the start-up policy record
 	env := rekorEnv(t, f.logPub())
 	rk := func(args ...string) (int, string) {
 		return run(t, rekor, env, append(args, "--rekor_server", f.server, "--retry", "0")...)
 	}
 
-	if code, out := rk("loginfo"); code != 0 || !strings.Contains(out, "Verification Successful!") || !strings.Contains(out, "Total Tree Size:        3") {
+	if code, out := rk("loginfo"); code != 0 || !strings.Contains(out, "Verification Successful!") || !strings.Contains(out, "Total Tree Size:        4") {
 		t.Fatalf("loginfo: exit %d\n%s", code, out)
 	}
 	f.decide(t)
-	if code, out := rk("loginfo", "--format", "json"); code != 0 || !strings.Contains(out, `"ActiveTreeSize":4`) {
+	if code, out := rk("loginfo", "--format", "json"); code != 0 || !strings.Contains(out, `"ActiveTreeSize":5`) {
 		t.Fatalf("loginfo after growth (consistency with the stored state): exit %d\n%s", code, out)
 	}
 

@@ -16,7 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"k8s.io/klog/v2"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )
@@ -36,7 +36,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate (PEM)", EnvVars: []string{"GATELOG_TLS_CERT"}},
 			&cli.StringFlag{Name: "tls-key", Usage: "private key for --tls-cert (PEM, must be 0600)", EnvVars: []string{"GATELOG_TLS_KEY"}},
 			&cli.StringSliceFlag{Name: "client-ca", Usage: "accept client certificates from this CA (PEM); repeatable; needs --tls-cert", EnvVars: []string{"GATELOG_CLIENT_CAS"}},
-			&cli.Float64Flag{Name: "rate-limit", Value: server.DefaultRateLimit, Usage: "requests per second per caller (negative: no limit)", EnvVars: []string{"GATELOG_RATE_LIMIT"}},
+			&cli.Float64Flag{Name: "rate-limit", Value: daemon.DefaultRateLimit, Usage: "requests per second per caller (negative: no limit)", EnvVars: []string{"GATELOG_RATE_LIMIT"}},
 			&cli.StringFlag{Name: "index", Usage: "audit index shared by several daemons: a PostgreSQL DSN postgres://… (default: DATA/index.db); never logged", EnvVars: []string{"GATELOG_INDEX"}},
 			&cli.StringFlag{Name: "index-file", Usage: "read the --index DSN from this file (keeps it out of the process list)", EnvVars: []string{"GATELOG_INDEX_FILE"}},
 			&cli.StringFlag{Name: "log", Usage: "keep the log in MySQL/MariaDB shared by several daemons: mysql://user:pass@tcp(host:3306)/db (default: DATA/log); every daemon needs the same keys/log.key; never logged", EnvVars: []string{"GATELOG_LOG"}},
@@ -96,7 +96,7 @@ func serveCommand() *cli.Command {
 			if c.Bool("public-records") {
 				logger.Warn("--public-records: every decision record is readable by anyone through the Rekor API")
 			}
-			srv, err := server.Open(ctx, server.Config{
+			srv, err := daemon.Open(ctx, daemon.Config{
 				Index:         indexDSN,
 				Log:           logDSN,
 				Adapters:      adapters,

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 )
 
 func webhookServeFlags() []cli.Flag {
@@ -13,10 +13,10 @@ func webhookServeFlags() []cli.Flag {
 }
 
 // webhooksConfig loads --webhooks-config (secrets from the files it names).
-func webhooksConfig(c *cli.Context) (server.Webhooks, error) {
+func webhooksConfig(c *cli.Context) (daemon.Webhooks, error) {
 	f := c.String("webhooks-config")
 	if f == "" {
-		return server.Webhooks{}, nil
+		return daemon.Webhooks{}, nil
 	}
-	return server.LoadWebhooks(f)
+	return daemon.LoadWebhooks(f)
 }

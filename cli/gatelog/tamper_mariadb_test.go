@@ -33,7 +33,7 @@ import (
 func TestTamperDetectedOnMariaDB(t *testing.T) {
 	rekor := rekorCLI(t)
 	bin := buildGatelog(t)
-	const target = 1 // the decision whose receipt is fetched and verified
+	const target = 0 // the decision whose receipt is fetched and verified: log entry 1 (0 is the start-up policy record)
 	for _, tc := range []struct {
 		name string
 		// running: change the row with the daemon running (else stopped).
@@ -51,8 +51,8 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 			query:  "SELECT `nodes` FROM `Subtree` WHERE `level` = 0 AND `index` = 0",
 			update: "UPDATE `Subtree` SET `nodes` = ? WHERE `level` = 0 AND `index` = 0",
 			tamper: func(t *testing.T, b []byte) []byte {
-				if len(b) != 3*32 {
-					t.Fatalf("tile 0/0 holds %d bytes, want 3 hashes", len(b))
+				if len(b) != 4*32 {
+					t.Fatalf("tile 0/0 holds %d bytes, want 4 hashes", len(b))
 				}
 				return flip(b, 8)
 			},
@@ -75,7 +75,7 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 		},
 		{
 			// A base64 character of the DSSE payload of the envelope stored
-			// for decision 1, the byte the POSIX test changes. The row is
+			// for the target decision, the byte the POSIX test changes. The row is
 			// the envelope store's JSON record, whose envelope field is
 			// itself base64: decode it, change the one byte, encode again.
 			name:   "stored envelope",
@@ -123,8 +123,8 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 			update:  "UPDATE `Checkpoint` SET `note` = ?, `published_at` = `published_at` + 86400000 WHERE `id` = 0",
 			tamper: func(t *testing.T, b []byte) []byte {
 				lines := strings.SplitN(string(b), "\n", 3)
-				if len(lines) < 3 || lines[1] != "3" {
-					t.Fatalf("checkpoint is not of size 3:\n%s", b)
+				if len(lines) < 3 || lines[1] != "4" {
+					t.Fatalf("checkpoint is not of size 4:\n%s", b)
 				}
 				i := len(lines[0]) + 1 + len(lines[1]) + 1 + 5
 				return setByte(b, i, b[i]^0x01)

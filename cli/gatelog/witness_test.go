@@ -71,8 +71,8 @@ func TestWitnessCosigning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cosigned checkpoint does not verify: %v\n%s", err, raw)
 	}
-	if cp.Size != 2 || len(n.Sigs) != 2 {
-		t.Errorf("cosigned checkpoint of size %d with %d verified signatures, want 2 and 2:\n%s", cp.Size, len(n.Sigs), raw)
+	if cp.Size != 3 || len(n.Sigs) != 2 { // the start-up policy record and two decisions
+		t.Errorf("cosigned checkpoint of size %d with %d verified signatures, want 3 and 2:\n%s", cp.Size, len(n.Sigs), raw)
 	}
 
 	if code, out := f.audit(t, t.TempDir(), "monitor", "--once", "--witness-key", filepath.Join(dir, "s.key")); code != 1 || !strings.Contains(out, "refused") {

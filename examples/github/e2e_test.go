@@ -31,7 +31,7 @@ import (
 	"github.com/golang-jwt/jwt/v4"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/plugins/github"
 )
@@ -386,9 +386,10 @@ func TestDeploymentProtectionEndToEnd(t *testing.T) {
 	if status, ans := post(t, d, body, headers(body, github.EventName, "0f1e2d3c-0004")); status != http.StatusConflict || ans.DecisionID != "" {
 		t.Errorf("replayed body under a new delivery id: %d %+v", status, ans)
 	}
-	// The two decisions above are the log's only entries.
-	if rc := d.Receipt(t, denied); rc.LogIndex != 1 {
-		t.Errorf("second decision at log index %d, want 1: something else was logged", rc.LogIndex)
+	// The two decisions above are the log's only entries after the
+	// start-up policy record.
+	if rc := d.Receipt(t, denied); rc.LogIndex != 2 {
+		t.Errorf("second decision at log index %d, want 2: something else was logged", rc.LogIndex)
 	}
 	// Three reviews were queued and delivered, none is pending: the
 	// forged and the replayed deliveries queued nothing.
@@ -449,7 +450,7 @@ func TestShippedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := shippedConfig(t, "https://api.github.com", key)
-	w, err := server.LoadWebhooks(cfg)
+	w, err := daemon.LoadWebhooks(cfg)
 	if err != nil || w.GitHub == nil || string(w.GitHub.Secret) != secret {
 		t.Fatalf("LoadWebhooks: %+v %v", w, err)
 	}
@@ -461,7 +462,7 @@ func TestShippedFiles(t *testing.T) {
 	if err := os.Chmod(filepath.Join(filepath.Dir(cfg), "github-webhook-secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.LoadWebhooks(cfg); err == nil {
+	if _, err := daemon.LoadWebhooks(cfg); err == nil {
 		t.Error("a webhook secret readable by others was accepted")
 	}
 }

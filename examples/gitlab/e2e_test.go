@@ -131,7 +131,7 @@ func validate(t *testing.T, d *e2e.Daemon, body []byte, tok, correlation string)
 func TestExternalPipelineValidation(t *testing.T) {
 	bin := e2e.Build(t)
 	d := startGatelog(t, bin, e2e.Path(t, "examples/gitlab/adapters.json"), "")
-	var logIndex int64 // the next decision's log index
+	logIndex := int64(1) // the next decision's log index (0 is the start-up policy record)
 	decided := func(t *testing.T, what string, ans answer) e2e.Verified {
 		t.Helper()
 		if ans.DecisionID == "" || ans.LogIndex == nil || *ans.LogIndex != logIndex {

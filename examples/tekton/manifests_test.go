@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/tekton"
 	"github.com/gatelog/gatelog/record/decision"
@@ -186,7 +186,7 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hooks, err := server.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
+	hooks, err := daemon.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
 	if err != nil || hooks.TektonTriggers == nil || hooks.TektonTriggers.Adapter != "tekton" {
 		t.Fatalf("webhooks.json: %+v, %v", hooks, err)
 	}

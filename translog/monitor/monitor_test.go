@@ -27,7 +27,7 @@ import (
 
 const readerKey = "reader"
 
-// readersOnly is the daemon's rule (engine/server): no credential sees
+// readersOnly is the daemon's rule (daemon): no credential sees
 // leaves, the reader key records, anything else is a 401.
 func readersOnly(w http.ResponseWriter, r *http.Request) rekorapi.View {
 	switch r.Header.Get("Authorization") {

@@ -104,7 +104,7 @@ const (
 	deciderKey = "decider" // valid, but without the read permission
 )
 
-// testAccess is the daemon's access rule (engine/server) with two fixed
+// testAccess is the daemon's access rule (daemon) with two fixed
 // credentials: none is the public view, a reader sees records, a valid
 // credential without the read permission is refused with 403, a bad one
 // with 401.

@@ -27,7 +27,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/sigbundle"
 )
@@ -58,7 +58,7 @@ func newFixture(t *testing.T, extra int) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	srv, err := server.Open(ctx, server.Config{
+	srv, err := daemon.Open(ctx, daemon.Config{
 		DataDir:            dir,
 		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(policy)}},
 		CheckpointInterval: 100 * time.Millisecond,
@@ -73,7 +73,7 @@ func newFixture(t *testing.T, extra int) *fixture {
 			t.Errorf("close: %v", err)
 		}
 	})
-	key, err := os.ReadFile(filepath.Join(dir, server.BootstrapKeyFile))
+	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,100 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/policies"
+	"github.com/gatelog/gatelog/record/decision"
+)
+
+// benchServer opens a daemon with the bundled policies on a fresh data
+// directory (a real Tessera log and envelope store on disk).
+func benchServer(b *testing.B) (*daemon.Server, string) {
+	b.Helper()
+	dir := b.TempDir()
+	srv, err := daemon.Open(context.Background(), daemon.Config{
+		DataDir: dir, Policies: policies.FS(), RateLimit: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close(context.Background()) })
+	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, strings.TrimSpace(string(key))
+}
+
+// benchRequest is the example production deploy, parsed and raw.
+func benchRequest(b *testing.B) (decision.Request, []byte) {
+	b.Helper()
+	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := decision.ParseRequest(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return req, raw
+}
+
+// BenchmarkDecide is one decision (evaluate, sign, durably append) through
+// Server.Decide, from 16 goroutines: the daemon's cost without HTTP.
+func BenchmarkDecide(b *testing.B) {
+	srv, _ := benchServer(b)
+	req, _ := benchRequest(b)
+	caller := decision.Caller{ID: "apikey:bench", Kind: "api_key"}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := srv.Decide(context.Background(), req, caller, false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkDecideHTTP is the same through POST /v1/decide (client included).
+func BenchmarkDecideHTTP(b *testing.B) {
+	srv, key := benchServer(b)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/decide", bytes.NewReader(raw))
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("HTTP %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,669 @@
+package daemon_test
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/entry"
+	"github.com/gatelog/gatelog/translog/index"
+)
+
+// alertPolicy allows deploys and raises an alert for production ones.
+const alertPolicy = `package gatelog
+
+default decision := {"allow": false, "reasons": ["no rule allows this action"]}
+
+decision := {"allow": true, "reasons": ["deploys are allowed"], "alerts": [a | some a in alerts]} if {
+	input.action == "deploy"
+}
+
+alerts contains {"severity": "high", "code": "prod_deploy", "message": "deploy to production"} if {
+	input.resource.environment == "production"
+}
+`
+
+// opsDaemon is a daemon with the operations features configured.
+type opsDaemon struct {
+	*testDaemon
+	readKey, decideOnlyKey string
+}
+
+func startOps(t *testing.T, dir string, mutate func(*daemon.Config)) *opsDaemon {
+	t.Helper()
+	ctx := context.Background()
+	// Pre-create the keys: the bootstrap key is then not made.
+	ks, err := identity.OpenKeyStore(filepath.Join(dir, daemon.APIKeysFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	if ks.Len() == 0 {
+		for name, perms := range map[string][]string{
+			"root":   {identity.PermAdmin, identity.PermDecide, identity.PermVouch, identity.PermRead},
+			"reader": {identity.PermRead},
+			"ci":     {identity.PermDecide},
+		} {
+			secret, _, err := ks.Create(name, perms, 0, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[name] = secret
+		}
+		raw, _ := json.Marshal(keys)
+		if err := os.WriteFile(filepath.Join(dir, "test-keys.json"), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		raw, err := os.ReadFile(filepath.Join(dir, "test-keys.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &keys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := daemon.Config{
+		DataDir:            dir,
+		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(alertPolicy)}},
+		CheckpointInterval: 100 * time.Millisecond,
+		RateLimit:          -1,
+		AlertStdout:        io.Discard,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := daemon.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler()), key: keys["root"]}
+	t.Cleanup(d.stop)
+	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
+	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
+	return &opsDaemon{testDaemon: d, readKey: keys["reader"], decideOnlyKey: keys["ci"]}
+}
+
+func (d *opsDaemon) get(path, key string) (int, []byte) {
+	d.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, d.http.URL+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (d *opsDaemon) search(params string) daemon.SearchResponse {
+	d.t.Helper()
+	code, raw := d.get("/v1/audit/search?"+params, d.readKey)
+	if code != http.StatusOK {
+		d.t.Fatalf("search %s: %d %s", params, code, raw)
+	}
+	var sr daemon.SearchResponse
+	if err := json.Unmarshal(raw, &sr); err != nil {
+		d.t.Fatal(err)
+	}
+	return sr
+}
+
+func TestAuditSearchOverHTTP(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	a1 := d.decide(allowedDeploy)
+	b := d.decide(deniedDeploy)
+	a2 := d.decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"staging"}}`)
+
+	sr := d.search("subject=alice&action=deploy&since=7d")
+	if len(sr.Results) != 2 || sr.Results[0].LogIndex != a2.LogIndex || sr.Results[1].LogIndex != a1.LogIndex {
+		t.Fatalf("alice's deploys = %+v", sr.Results)
+	}
+	r := sr.Results[1]
+	if r.UUID != a1.UUID || r.ID != a1.DecisionID || r.Outcome != "allow" || r.Resource.Environment != "production" {
+		t.Errorf("row = %+v, receipt %s at %d", r, a1.UUID, a1.LogIndex)
+	}
+	if len(r.Alerts) != 1 || r.Alerts[0].Code != "prod_deploy" {
+		t.Errorf("alerts of the production deploy = %+v", r.Alerts)
+	}
+	if sr.Indexed < 3 {
+		t.Errorf("indexed = %d, want at least 3", sr.Indexed)
+	}
+	// bob's production deploy is allowed by this policy too; find it by alert.
+	if got := d.search("alert=prod_deploy"); len(got.Results) != 2 || got.Results[0].LogIndex != b.LogIndex {
+		t.Errorf("alert search = %+v", got.Results)
+	}
+
+	code, raw := d.get("/v1/audit/counts?by=subject&kind=decision", d.readKey)
+	var cr daemon.CountsResponse
+	if code != http.StatusOK || json.Unmarshal(raw, &cr) != nil {
+		t.Fatalf("counts: %d %s", code, raw)
+	}
+	if want := []index.Count{{Key: "alice", Total: 2, Allowed: 2}, {Key: "bob", Total: 1, Allowed: 1}}; fmt.Sprint(cr.Counts) != fmt.Sprint(want) {
+		t.Errorf("counts by subject = %+v, want %+v", cr.Counts, want)
+	}
+
+	for _, tc := range []struct {
+		path, key string
+		want      int
+	}{
+		{"/v1/audit/search?subject=alice", "", http.StatusUnauthorized},
+		{"/v1/audit/search?subject=alice", "glk_wrong", http.StatusUnauthorized},
+		{"/v1/audit/search?subject=alice", d.decideOnlyKey, http.StatusForbidden},
+		{"/v1/audit/search?subjekt=alice", d.readKey, http.StatusBadRequest},
+		{"/v1/audit/search?since=last-week", d.readKey, http.StatusBadRequest},
+		{"/v1/audit/search?subjekt=alice", "", http.StatusUnauthorized},
+		{"/v1/audit/counts?by=password", d.readKey, http.StatusBadRequest},
+	} {
+		if code, raw := d.get(tc.path, tc.key); code != tc.want {
+			t.Errorf("GET %s: %d %s, want %d", tc.path, code, raw, tc.want)
+		}
+	}
+}
+
+func TestAuditIndexRebuildAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	d := startOps(t, dir, nil)
+	for i := range 5 {
+		d.decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i%2))
+	}
+	before := d.search("limit=1000")
+	code, raw := d.post("/v1/audit/rebuild", d.readKey, nil)
+	if code != http.StatusForbidden {
+		t.Errorf("rebuild with a read key: %d %s", code, raw)
+	}
+	if code, raw := d.post("/v1/audit/rebuild", d.key, nil); code != http.StatusOK {
+		t.Fatalf("rebuild: %d %s", code, raw)
+	}
+	if after := d.search("limit=1000"); fmt.Sprint(after.Results) != fmt.Sprint(before.Results) {
+		t.Errorf("rebuilt index differs")
+	}
+	d.stop()
+	// Deleting the index file: the next daemon rebuilds it from the log.
+	for _, f := range []string{daemon.IndexFile, daemon.IndexFile + "-wal", daemon.IndexFile + "-shm"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	d = startOps(t, dir, nil)
+	if after := d.search("limit=1000"); fmt.Sprint(after.Results) != fmt.Sprint(before.Results) {
+		t.Errorf("index rebuilt at start differs:\n%v\n%v", after.Results, before.Results)
+	}
+}
+
+// sink is a real webhook receiver that can be down (503).
+type sink struct {
+	srv    *httptest.Server
+	down   atomic.Bool
+	mu     sync.Mutex
+	got    map[string]int
+	secret []byte
+}
+
+func newSink(t *testing.T, secret []byte) *sink {
+	s := &sink{got: map[string]int{}, secret: secret}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if s.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if !alert.VerifySignature(s.secret, r.Header.Get(alert.HeaderTimestamp), body, r.Header.Get(alert.HeaderSignature)) {
+			t.Errorf("bad webhook signature")
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var a alert.Alert
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		s.mu.Lock()
+		s.got[a.ID]++
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func alertsConfig(t *testing.T, dir, url string, secret []byte) alert.Config {
+	secretFile := filepath.Join(dir, "webhook-secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := alert.ParseConfig([]byte(`{"sinks":[{"type":"webhook","name":"secops","url":"` + url + `","secret_file":"` + secretFile + `"}],"min_backoff":"10ms","max_backoff":"100ms"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestAlertsSurviveSinkOutageAndRestart(t *testing.T) {
+	secret := []byte("webhook-key")
+	snk := newSink(t, secret)
+	snk.down.Store(true)
+	dir := t.TempDir()
+	cfgDir := t.TempDir()
+	withAlerts := func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, secret) }
+	d := startOps(t, dir, withAlerts)
+	var want []string
+	for i := range 10 {
+		rc := d.decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
+		if len(rc.Alerts) != 1 {
+			t.Fatalf("receipt alerts = %+v", rc.Alerts)
+		}
+		want = append(want, rc.DecisionID+"-0")
+	}
+	d.decide(`{"subject":{"id":"quiet"},"action":"deploy","resource":{"environment":"staging"}}`)
+	d.stop()
+
+	// The daemon restarts while the sink is still down; then it comes up.
+	d = startOps(t, dir, withAlerts)
+	for i := range 5 {
+		rc := d.decide(fmt.Sprintf(`{"subject":{"id":"v%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
+		want = append(want, rc.DecisionID+"-0")
+	}
+	snk.down.Store(false)
+	waitUntil(t, "every alert delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return len(snk.got) == len(want)
+	})
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	for _, id := range want {
+		if snk.got[id] != 1 {
+			t.Errorf("alert %s delivered %d times", id, snk.got[id])
+		}
+	}
+}
+
+func TestAlertStream(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	first := d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/alerts/stream?recent=10", nil)
+	req.Header.Set("Authorization", "Bearer "+d.readKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan alert.Alert)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var a alert.Alert
+				if json.Unmarshal([]byte(data), &a) == nil {
+					events <- a
+				}
+			}
+		}
+	}()
+	next := func() alert.Alert {
+		select {
+		case a := <-events:
+			return a
+		case <-ctx.Done():
+			t.Fatal("no alert on the stream")
+			return alert.Alert{}
+		}
+	}
+	if a := next(); a.DecisionID != first.DecisionID || a.Code != "prod_deploy" || a.LogIndex == nil || *a.LogIndex != first.LogIndex {
+		t.Errorf("recent alert = %+v", a)
+	}
+	second := d.decide(`{"subject":{"id":"b"},"action":"deploy","resource":{"environment":"production"}}`)
+	if a := next(); a.DecisionID != second.DecisionID || a.UUID != second.UUID || a.Subject != "b" {
+		t.Errorf("live alert = %+v", a)
+	}
+	if code, _ := d.get("/v1/alerts/stream", d.decideOnlyKey); code != http.StatusForbidden {
+		t.Errorf("stream with a decide-only key: %d", code)
+	}
+}
+
+func scrape(t *testing.T, d *opsDaemon) map[string]*family {
+	t.Helper()
+	code, raw := d.get("/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	out := map[string]*family{}
+	for name, f := range fams {
+		out[name] = &family{f: f}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	snk.down.Store(true)
+	cfgDir := t.TempDir()
+	d := startOps(t, t.TempDir(), func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) })
+	d.decide(allowedDeploy)
+	d.decide(`{"subject":{"id":"x"},"action":"secret.read"}`)
+	d.get("/v1/audit/search", "glk_not-a-key")
+	d.search("subject=alice")
+
+	m := scrape(t, d)
+	if v := m["gatelog_decisions_total"].value(map[string]string{"outcome": "allow", "action": "deploy", "adapter": "none"}); v != 1 {
+		t.Errorf("allowed deploys = %v", v)
+	}
+	if v := m["gatelog_decisions_total"].value(map[string]string{"outcome": "deny", "action": "secret.read"}); v != 1 {
+		t.Errorf("denied secret reads = %v", v)
+	}
+	for _, stage := range []string{"eval", "sign", "append"} {
+		if n := m["gatelog_decide_stage_seconds"].count(map[string]string{"stage": stage}); n != 2 {
+			t.Errorf("stage %s observed %d times, want 2", stage, n)
+		}
+	}
+	if v := m["gatelog_log_size"].value(nil); v < 2 {
+		t.Errorf("log size = %v", v)
+	}
+	if v := m["gatelog_outbox_depth"].value(nil); v != 1 {
+		t.Errorf("outbox depth = %v, want 1 (the sink is down)", v)
+	}
+	if v := m["gatelog_checkpoint_age_seconds"]; v == nil {
+		t.Error("no checkpoint age")
+	}
+	if v := m["gatelog_alerts_total"].value(map[string]string{"source": "policy", "severity": "high"}); v != 1 {
+		t.Errorf("alerts = %v", v)
+	}
+	if v := m["gatelog_audit_index_entries"].value(nil); v < 2 {
+		t.Errorf("indexed = %v", v)
+	}
+	failures := 0.0
+	for _, mt := range m["gatelog_auth_total"].f.GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "outcome" && l.GetValue() != "ok" {
+				failures += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	if failures < 1 {
+		t.Errorf("auth failures = %v, want at least 1", failures)
+	}
+	d.srv.AdapterRestarted("tekton", nil)
+	if v := scrape(t, d)["gatelog_adapter_restarts_total"].value(map[string]string{"adapter": "tekton"}); v != 1 {
+		t.Errorf("adapter restarts = %v", v)
+	}
+	snk.down.Store(false)
+	waitUntil(t, "the outbox drains", func() bool { return scrape(t, d)["gatelog_outbox_depth"].value(nil) == 0 })
+}
+
+// TestMetricLabelsBounded: label values taken from requests (action,
+// adapter) are capped in length and charset, so huge or odd values cannot
+// grow the registry or /metrics; they are counted as "other".
+func TestMetricLabelsBounded(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	long, huge := strings.Repeat("a", 100), strings.Repeat("b", 100_000)
+	for i := range 20 {
+		d.decide(fmt.Sprintf(`{"subject":{"id":"x"},"action":"%s%d","source":{"adapter":"%s%d"}}`, long, i, huge, i))
+	}
+	d.decide(`{"subject":{"id":"x"},"action":"deploy\u001b[2K"}`)
+	code, raw := d.get("/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	if len(raw) > 200_000 {
+		t.Errorf("/metrics is %d bytes after 20 requests with 100-byte actions and 100 kB adapters", len(raw))
+	}
+	// /v1/decide records the caller's source.adapter as unverified, so
+	// every one of these counts as adapter "none".
+	m := scrape(t, d)
+	if v := m["gatelog_decisions_total"].value(map[string]string{"outcome": "deny", "action": "other", "adapter": "none"}); v != 21 {
+		t.Errorf("decisions with oversized or odd actions counted as other = %v, want 21", v)
+	}
+	d.srv.AdapterRestarted(huge, nil)
+	if v := scrape(t, d)["gatelog_adapter_restarts_total"].value(map[string]string{"adapter": "other"}); v != 1 {
+		t.Errorf("restarts of an adapter with a 100 kB name counted as other = %v, want 1", v)
+	}
+}
+
+func TestReadyzFailsOnStaleCheckpoint(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	d.decide(allowedDeploy)
+	if code, raw := d.get("/readyz", ""); code != http.StatusOK {
+		t.Fatalf("readyz: %d %s", code, raw)
+	}
+	d.stop()
+	stale := startOps(t, d.dir, func(c *daemon.Config) { c.MaxCheckpointAge = time.Nanosecond })
+	code, raw := stale.get("/readyz", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(raw), "checkpoint") {
+		t.Errorf("readyz with a stale checkpoint: %d %s", code, raw)
+	}
+}
+
+// family is a parsed metric family, looked up by label.
+type family struct{ f *dto.MetricFamily }
+
+func (f *family) find(labels map[string]string) *dto.Metric {
+	if f == nil {
+		return nil
+	}
+next:
+	for _, m := range f.f.GetMetric() {
+		for k, v := range labels {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		return m
+	}
+	return nil
+}
+
+// value is a counter's or gauge's value, -1 when absent.
+func (f *family) value(labels map[string]string) float64 {
+	m := f.find(labels)
+	switch {
+	case m == nil:
+		return -1
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	default:
+		return m.GetUntyped().GetValue()
+	}
+}
+
+// count is a histogram's sample count.
+func (f *family) count(labels map[string]string) uint64 {
+	return f.find(labels).GetHistogram().GetSampleCount()
+}
+
+// TestAlertInLogButNotInOutboxIsRecovered covers a crash between the
+// append and the outbox write: the decision (with its alert) is in the log,
+// the outbox never heard of it. The next daemon finds it while indexing the
+// log and delivers it, once.
+func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	cfgDir, dir := t.TempDir(), t.TempDir()
+	withAlerts := func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) }
+	d := startOps(t, dir, withAlerts)
+	d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	// Let the first alert be delivered (and marked so) before stopping:
+	// delivery is at least once, so an alert in flight at shutdown may
+	// rightly arrive again after the restart, which is not what this
+	// test is about.
+	waitUntil(t, "the first decision's alert is delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return len(snk.got) == 1
+	})
+	d.stop()
+
+	// The "crashed" decision: appended to the log by hand, no outbox write.
+	ctx := context.Background()
+	logKey := readPriv(t, filepath.Join(dir, daemon.LogKeyFile))
+	decKey := readPriv(t, filepath.Join(dir, daemon.DecisionKeyFile))
+	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, daemon.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decision.Record{
+		DecisionID: "5d1d3c4e-0000-4000-8000-000000000001",
+		Request:    decision.Request{Subject: decision.Subject{ID: "mallory", Verified: true}, Action: "deploy", Resource: decision.Resource{Environment: "production"}},
+		Decision:   decision.Decision{Allow: true, Reasons: []string{"deploys are allowed"}, Alerts: []decision.Alert{{Severity: "high", Code: "prod_deploy", Message: "deploy to production"}}},
+		Time:       time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	env, err := signer.Sign(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := entry.PublicKeyPEM(decKey.Public())
+	if _, err := lg.Append(ctx, rec.DecisionID, env, pem); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	startOps(t, dir, withAlerts)
+	waitUntil(t, "the recovered alert is delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return snk.got[rec.DecisionID+"-0"] == 1
+	})
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	if len(snk.got) != 2 {
+		t.Errorf("deliveries = %v, want the first decision's alert and the recovered one, once each", snk.got)
+	}
+	for id, n := range snk.got {
+		if n != 1 {
+			t.Errorf("alert %s delivered %d times", id, n)
+		}
+	}
+}
+
+func readPriv(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := cryptoutils.UnmarshalPEMToPrivateKey(raw, cryptoutils.SkipPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(*ecdsa.PrivateKey)
+}
+
+func TestDenyBurstRaisesOneAlert(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	cfgDir := t.TempDir()
+	d := startOps(t, t.TempDir(), func(c *daemon.Config) {
+		c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k"))
+		c.Alerts.DenyBurst = &alert.BurstConfig{Count: 3, Window: "1h"}
+	})
+	for range 5 {
+		d.decide(`{"subject":{"id":"mallory"},"action":"secret.read"}`)
+	}
+	for range 2 {
+		d.decide(`{"subject":{"id":"bob"},"action":"secret.read"}`)
+	}
+	d.search("limit=1") // the index (and so the detector) has seen every entry
+	waitUntil(t, "the deny-burst alert arrives", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return len(snk.got) > 0
+	})
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	if len(snk.got) != 1 {
+		t.Fatalf("alerts = %v, want one deny burst (mallory), none for bob", snk.got)
+	}
+	for id := range snk.got {
+		if !strings.HasPrefix(id, "deny-burst-") {
+			t.Errorf("alert %s", id)
+		}
+	}
+}
+
+// TestDecideOnlyCallersReadTheirOwnDecisions: GET /v1/decisions/{id}
+// gives a caller that may only decide its own decisions; another caller's
+// look like no decision at all. A read caller gets any.
+func TestDecideOnlyCallersReadTheirOwnDecisions(t *testing.T) {
+	d := startOps(t, t.TempDir(), nil)
+	theirs := d.decide(allowedDeploy) // the bootstrap key's
+	code, raw := d.post("/v1/decide", d.decideOnlyKey, []byte(`{"action":"pipeline.trigger"}`))
+	if code != http.StatusOK && code != http.StatusForbidden {
+		t.Fatalf("decide with the decide-only key: %d %s", code, raw)
+	}
+	own := decodeReceipt(t, raw)
+	for _, tc := range []struct {
+		id, key string
+		want    int
+	}{
+		{own.DecisionID, d.decideOnlyKey, http.StatusOK},
+		{theirs.DecisionID, d.decideOnlyKey, http.StatusNotFound},
+		{theirs.DecisionID, d.readKey, http.StatusOK},
+		{own.DecisionID, d.readKey, http.StatusOK},
+	} {
+		if code, raw := d.get("/v1/decisions/"+tc.id, tc.key); code != tc.want {
+			t.Errorf("GET /v1/decisions/%s: %d %s, want %d", tc.id, code, raw, tc.want)
+		}
+	}
+}
