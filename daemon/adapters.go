@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/daemon/triggersauth"
+	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/host"
 	"github.com/gatelog/gatelog/record/decision"

@@ -25,9 +25,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
+	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )

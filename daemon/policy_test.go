@@ -28,8 +28,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/rekorapi"

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"

@@ -15,8 +15,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"

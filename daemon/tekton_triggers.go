@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/daemon/triggersauth"
+	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/record/decision"
 )

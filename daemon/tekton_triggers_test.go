@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/daemon/triggersauth"
+	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/record/decision"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine/alert"
 )
 
 // alertServeFlags are gatelog serve's flags for alerts and readiness.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 )

@@ -18,8 +18,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/policies"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/rekorapi"
