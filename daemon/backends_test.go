@@ -1,17 +1,13 @@
 package daemon_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/gatelog/gatelog/daemon"
@@ -40,17 +36,7 @@ func TestAuditIndexOnPostgres(t *testing.T) {
 	dsn := testdb.Postgres(t)
 	dir := t.TempDir()
 	open := func() *testDaemon {
-		srv, err := daemon.Open(context.Background(), daemon.Config{
-			DataDir:            dir,
-			Policies:           fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}},
-			CheckpointInterval: 100 * time.Millisecond,
-			Index:              dsn,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := startDaemonFrom(t, dir, srv)
-		return d
+		return openDaemon(t, daemon.Config{DataDir: dir, Index: dsn})
 	}
 	d := open()
 	d.decide(allowedDeploy)
@@ -91,19 +77,6 @@ func searchUntil(t *testing.T, d *testDaemon, q string, want int) {
 }
 
 // startDaemonFrom is startDaemon for a server opened with a custom Config.
-func startDaemonFrom(t *testing.T, dir string, srv *daemon.Server) *testDaemon {
-	t.Helper()
-	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler())}
-	t.Cleanup(d.stop)
-	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.key = strings.TrimSpace(string(key))
-	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
-	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
-	return d
-}
 
 // Two daemons, one log in MariaDB and one index in PostgreSQL: decides at
 // both at once; every receipt from either verifies as served by the other
@@ -114,17 +87,7 @@ func TestTwoDaemonsOneLog(t *testing.T) {
 	indexDSN := testdb.Postgres(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	open := func(dir string) *testDaemon {
-		srv, err := daemon.Open(context.Background(), daemon.Config{
-			DataDir:            dir,
-			Policies:           fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}},
-			CheckpointInterval: time.Second,
-			Index:              indexDSN,
-			Log:                logURL,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return startDaemonFrom(t, dir, srv)
+		return openDaemon(t, daemon.Config{DataDir: dir, CheckpointInterval: time.Second, Index: indexDSN, Log: logURL})
 	}
 	a := open(dirA)
 	// One checkpoint signer identity: B gets A's log key before it starts.

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
-	"time"
 
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/plugins/adapter"
@@ -71,18 +69,12 @@ func TestAdaptersNeverSeeCredentials(t *testing.T) {
 	sum := sha256.Sum256(exe)
 	var logs syncBuffer
 	dir := t.TempDir()
-	srv, err := daemon.Open(context.Background(), daemon.Config{
-		DataDir:            dir,
-		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}},
-		CheckpointInterval: 100 * time.Millisecond,
-		Adapters:           []host.Config{{Name: "headers", Command: self, Args: []string{"adapter", "serve", "headers"}, SHA256: hex.EncodeToString(sum[:])}},
-		AdapterExecutable:  self,
-		Logger:             slog.New(slog.NewTextHandler(&logs, nil)),
+	d := openDaemon(t, daemon.Config{
+		DataDir:           dir,
+		Adapters:          []host.Config{{Name: "headers", Command: self, Args: []string{"adapter", "serve", "headers"}, SHA256: hex.EncodeToString(sum[:])}},
+		AdapterExecutable: self,
+		Logger:            slog.New(slog.NewTextHandler(&logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonFrom(t, dir, srv)
 	req, _ := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/headers", strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer "+d.key)
 	req.Header.Set("X-Ci-Event", "push")

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,7 +58,6 @@ type opsDaemon struct {
 
 func startOps(t *testing.T, dir string, mutate func(*daemon.Config)) *opsDaemon {
 	t.Helper()
-	ctx := context.Background()
 	// Pre-create the keys: the bootstrap key is then not made.
 	ks, err := identity.OpenKeyStore(filepath.Join(dir, daemon.APIKeysFile))
 	if err != nil {
@@ -99,14 +99,8 @@ func startOps(t *testing.T, dir string, mutate func(*daemon.Config)) *opsDaemon 
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := daemon.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler()), key: keys["root"]}
-	t.Cleanup(d.stop)
-	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
-	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
+	d := openDaemon(t, cfg)
+	d.key = keys["root"]
 	return &opsDaemon{testDaemon: d, readKey: keys["reader"], decideOnlyKey: keys["ci"]}
 }
 
@@ -290,7 +284,7 @@ func TestAlertsSurviveSinkOutageAndRestart(t *testing.T) {
 		want = append(want, rc.DecisionID+"-0")
 	}
 	snk.down.Store(false)
-	waitUntil(t, "every alert delivered", func() bool {
+	poll.Until(t, "every alert delivered", func() bool {
 		snk.mu.Lock()
 		defer snk.mu.Unlock()
 		return len(snk.got) == len(want)
@@ -370,17 +364,6 @@ func scrape(t *testing.T, d *opsDaemon) map[string]*family {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	snk := newSink(t, []byte("k"))
 	snk.down.Store(true)
@@ -434,7 +417,7 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 		t.Errorf("adapter restarts = %v", v)
 	}
 	snk.down.Store(false)
-	waitUntil(t, "the outbox drains", func() bool { return scrape(t, d)["gatelog_outbox_depth"].value(nil) == 0 })
+	poll.Until(t, "the outbox drains", func() bool { return scrape(t, d)["gatelog_outbox_depth"].value(nil) == 0 })
 }
 
 // TestMetricLabelsBounded: label values taken from requests (action,
@@ -539,7 +522,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	// delivery is at least once, so an alert in flight at shutdown may
 	// rightly arrive again after the restart, which is not what this
 	// test is about.
-	waitUntil(t, "the first decision's alert is delivered", func() bool {
+	poll.Until(t, "the first decision's alert is delivered", func() bool {
 		snk.mu.Lock()
 		defer snk.mu.Unlock()
 		return len(snk.got) == 1
@@ -581,7 +564,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	}
 
 	startOps(t, dir, withAlerts)
-	waitUntil(t, "the recovered alert is delivered", func() bool {
+	poll.Until(t, "the recovered alert is delivered", func() bool {
 		snk.mu.Lock()
 		defer snk.mu.Unlock()
 		return snk.got[rec.DecisionID+"-0"] == 1
@@ -625,7 +608,7 @@ func TestDenyBurstRaisesOneAlert(t *testing.T) {
 		d.decide(`{"subject":{"id":"bob"},"action":"secret.read"}`)
 	}
 	d.search("limit=1") // the index (and so the detector) has seen every entry
-	waitUntil(t, "the deny-burst alert arrives", func() bool {
+	poll.Until(t, "the deny-burst alert arrives", func() bool {
 		snk.mu.Lock()
 		defer snk.mu.Unlock()
 		return len(snk.got) > 0

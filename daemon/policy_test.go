@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"log/slog"
 	"net/http"
@@ -76,25 +77,10 @@ func (s *syncBuffer) String() string {
 // startWith starts a daemon on src, logging into logs.
 func startWith(t *testing.T, src engine.Source, logs io.Writer) *testDaemon {
 	t.Helper()
-	dir := t.TempDir()
-	srv, err := daemon.Open(context.Background(), daemon.Config{
-		DataDir: dir, Policies: src.FS, PolicyRevision: src.Revision,
-		CheckpointInterval: 100 * time.Millisecond,
-		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
+	return openDaemon(t, daemon.Config{
+		DataDir: t.TempDir(), Policies: src.FS, PolicyRevision: src.Revision,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler())}
-	t.Cleanup(d.stop)
-	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.key = strings.TrimSpace(string(key))
-	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
-	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
-	return d
 }
 
 func writePolicy(t *testing.T, dir, rego string) {
@@ -106,17 +92,6 @@ func writePolicy(t *testing.T, dir, rego string) {
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, "decision.rego")); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -228,23 +203,23 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "first decisions", func() bool { return decided.Load() > 5 })
+	poll.Until(t, "first decisions", func() bool { return decided.Load() > 5 })
 
 	writePolicy(t, polDir, "package gatelog\n\ndecision := {")
-	waitFor(t, "the broken policy to be refused", func() bool { return logs.count("policy not loaded") >= 1 })
+	poll.Until(t, "the broken policy to be refused", func() bool { return logs.count("policy not loaded") >= 1 })
 	failsItsTests := strings.Replace(testPolicy, `input.action == "pipeline.trigger"`, `input.action == "pipeline.run"`, 1)
 	writePolicy(t, polDir, failsItsTests)
-	waitFor(t, "the policy failing its tests to be refused", func() bool { return logs.count("Rego tests fail") >= 1 })
+	poll.Until(t, "the policy failing its tests to be refused", func() bool { return logs.count("Rego tests fail") >= 1 })
 	if got := d.srv.Policy(); got != before {
 		t.Fatalf("a refused policy was swapped in: %+v", got)
 	}
 	n := decided.Load()
-	waitFor(t, "decisions to continue after the refusals", func() bool { return decided.Load() > n+5 })
+	poll.Until(t, "decisions to continue after the refusals", func() bool { return decided.Load() > n+5 })
 
 	writePolicy(t, polDir, strings.Replace(testPolicy, `"release manager with MFA"`, `"release manager with MFA (v2)"`, 1))
-	waitFor(t, "the good policy to take effect", newReason.Load)
+	poll.Until(t, "the good policy to take effect", newReason.Load)
 	sighup <- os.Interrupt // any signal value: the daemon sends SIGHUP here
-	waitFor(t, "the reload on a signal", func() bool { return logs.count("policy unchanged") >= 1 })
+	poll.Until(t, "the reload on a signal", func() bool { return logs.count("policy unchanged") >= 1 })
 	stop.Store(true)
 	wg.Wait()
 	close(failures)
@@ -367,7 +342,7 @@ func TestBundlePollWithETag(t *testing.T) {
 			t.Errorf("watch: %v", err)
 		}
 	}()
-	waitFor(t, "polls answered 304", func() bool { return bs.notMod.Load() >= 3 })
+	poll.Until(t, "polls answered 304", func() bool { return bs.notMod.Load() >= 3 })
 	if bs.full.Load() != 1 {
 		t.Errorf("%d full downloads of an unchanged bundle, want only the first", bs.full.Load())
 	}
@@ -377,15 +352,15 @@ func TestBundlePollWithETag(t *testing.T) {
 		t.Fatal(err)
 	}
 	bs.set(unsigned.Bytes())
-	waitFor(t, "the unsigned bundle to be refused", func() bool { return logs.count("missing .signatures.json") >= 1 })
+	poll.Until(t, "the unsigned bundle to be refused", func() bool { return logs.count("missing .signatures.json") >= 1 })
 	full := bs.full.Load()
-	waitFor(t, "polls after the refusal answered 304", func() bool { return bs.notMod.Load() >= 6 })
+	poll.Until(t, "polls after the refusal answered 304", func() bool { return bs.notMod.Load() >= 6 })
 	if bs.full.Load() != full || d.srv.Policy().Revision != "r1" {
 		t.Fatalf("after an unsigned bundle: revision %q, %d downloads (want %d: a refused bundle is not fetched again)", d.srv.Policy().Revision, bs.full.Load(), full)
 	}
 
 	bs.set(signedBundle(t, priv, strings.Replace(testPolicy, "release manager with MFA", "release manager with MFA, r2", 1), "r2"))
-	waitFor(t, "revision r2", func() bool { return d.srv.Policy().Revision == "r2" })
+	poll.Until(t, "revision r2", func() bool { return d.srv.Policy().Revision == "r2" })
 	rc := d.decide(allowedDeploy)
 	if rc.Reasons[0] != "release manager with MFA, r2" {
 		t.Errorf("decision under r2: %v", rc.Reasons)
@@ -455,13 +430,7 @@ func ExampleServer_ReloadPolicy() {
 func TestStartLogsThePolicyInForce(t *testing.T) {
 	dir := t.TempDir()
 	open := func(policy string) *testDaemon {
-		srv, err := daemon.Open(context.Background(), daemon.Config{
-			DataDir: dir, Policies: fstest.MapFS{"decision.rego": {Data: []byte(policy)}}, CheckpointInterval: 100 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return startDaemonFrom(t, dir, srv)
+		return openDaemon(t, daemon.Config{DataDir: dir, Policies: fstest.MapFS{"decision.rego": {Data: []byte(policy)}}})
 	}
 	startRecords := func(d *testDaemon, upto int64) []decision.Record {
 		var out []decision.Record

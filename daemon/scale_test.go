@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -183,7 +184,7 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 
 	// Wait until the index covers every decision (a checkpoint must).
 	last := slices.MaxFunc(receipts, func(a, b decision.Receipt) int { return int(a.LogIndex - b.LogIndex) })
-	waitUntil(t, "the index covers the log", func() bool { return d.search("limit=1").Indexed > last.LogIndex })
+	poll.Until(t, "the index covers the log", func() bool { return d.search("limit=1").Indexed > last.LogIndex })
 
 	answers := map[string][]index.Row{}
 	for _, q := range questions {

@@ -65,24 +65,40 @@ type testDaemon struct {
 	signKey crypto.PublicKey
 }
 
+// startDaemon starts a daemon on dir with the test policy.
 func startDaemon(t *testing.T, dir string) *testDaemon {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := daemon.Open(ctx, daemon.Config{
-		DataDir:            dir,
-		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}},
-		CheckpointInterval: 100 * time.Millisecond,
-	})
+	return openDaemon(t, daemon.Config{DataDir: dir})
+}
+
+// openDaemon is the one way these tests start a daemon: daemon.Open on
+// cfg (DataDir required; testPolicy and a 100ms checkpoint interval unless
+// cfg says otherwise), served by an httptest server, closed when the test
+// ends (or at d.stop).
+func openDaemon(t *testing.T, cfg daemon.Config) *testDaemon {
+	t.Helper()
+	if cfg.Policies == nil {
+		cfg.Policies = fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}}
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 100 * time.Millisecond
+	}
+	srv, err := daemon.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveDaemon(t, cfg.DataDir, srv)
+}
+
+// serveDaemon serves an opened daemon over HTTP for the test, with its
+// bootstrap API key (if it made one) and public keys at hand.
+func serveDaemon(t *testing.T, dir string, srv *daemon.Server) *testDaemon {
+	t.Helper()
 	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler())}
 	t.Cleanup(d.stop)
-	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
-	if err != nil {
-		t.Fatal(err)
+	if key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile)); err == nil {
+		d.key = strings.TrimSpace(string(key))
 	}
-	d.key = strings.TrimSpace(string(key))
 	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
 	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
 	return d

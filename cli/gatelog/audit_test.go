@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // auditPolicy allows deploys, denies the rest, and alerts on production.
@@ -109,7 +109,7 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 	if code != 0 || strings.Count(out, "prod_deploy") != 2 || !strings.Contains(out, "log index 4") {
 		t.Errorf("alerts tail: %d\n%s", code, out)
 	}
-	pollUntil(t, "the webhook receives both alerts", func() bool {
+	poll.Until(t, "the webhook receives both alerts", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(hooks) == 2
@@ -133,7 +133,7 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 	if code, out := run(t, bin, env, "audit", "search", "--alert", "prod_deploy", "--json"); code != 0 || out != before {
 		t.Errorf("after rebuild: %d\n%s\nwant\n%s", code, out, before)
 	}
-	if code, out := run(t, bin, env, "index", "rebuild", "--server", "http://"+d.addr); code != 0 || !strings.Contains(out, "4 entries") {
+	if code, out := run(t, bin, env, "index", "rebuild", "--server", "http://"+d.addr); code != 0 || !strings.Contains(out, "5 entries") {
 		t.Errorf("online rebuild: %d %s", code, out)
 	}
 	d.stop(t)
@@ -141,16 +141,5 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 	defer mu.Unlock()
 	if len(hooks) != 2 {
 		t.Errorf("webhook got %d deliveries after restarts, want exactly 2", len(hooks))
-	}
-}
-
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/gatelog/gatelog/internal/poll"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // writeKeyPair writes an ES256 key pair as dir/name.pem (private) and
@@ -188,26 +188,15 @@ func serveLogged(t *testing.T, bin, data string, extra ...string) (*exec.Cmd, st
 			_ = cmd.Wait()
 		}
 	})
-	waitUntil(t, "the daemon to be ready", func() bool {
+	poll.Until(t, "the daemon to be ready", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, logs)
+	}, logs.String)
 	return cmd, "http://" + addr, logs
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool, logs *lockedBuffer) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // The daemon reloads --policies on SIGHUP and on file changes; a policy
@@ -233,7 +222,7 @@ func TestServeReloadsPolicies(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "policy unchanged") }, logs)
+	poll.Until(t, "the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "policy unchanged") }, logs.String)
 
 	// Break a rule: its tests fail, so the edit is refused.
 	rbac := filepath.Join(pol, "data.yaml")
@@ -249,7 +238,7 @@ func TestServeReloadsPolicies(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pol, "sod.rego"), []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the refusal", func() bool { return strings.Contains(logs.String(), "Rego tests fail") }, logs)
+	poll.Until(t, "the refusal", func() bool { return strings.Contains(logs.String(), "Rego tests fail") }, logs.String)
 	code, out = run(t, bin, env, "decide", "--server", server, "--input", "../../examples/requests/deploy-prod-denied.json")
 	expectExit(t, code, out, 2, "DENIED")
 
@@ -258,7 +247,7 @@ func TestServeReloadsPolicies(t *testing.T) {
 	if err := os.WriteFile(rbac, append(orig, []byte("\n# reviewed\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the new policy", func() bool { return strings.Contains(logs.String(), "policy loaded") }, logs)
+	poll.Until(t, "the new policy", func() bool { return strings.Contains(logs.String(), "policy loaded") }, logs.String)
 	code, out = decide()
 	expectExit(t, code, out, 0, "ALLOWED")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -321,10 +310,10 @@ func TestServeBundleAndReplay(t *testing.T) {
 	// An unsigned bundle over the file is refused; a new signed revision loads.
 	code, out = run(t, bin, nil, "policy", "build", "--revision", "evil", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "unsigned")
-	waitUntil(t, "the unsigned bundle to be refused", func() bool { return strings.Contains(logs.String(), "missing .signatures.json") }, logs)
+	poll.Until(t, "the unsigned bundle to be refused", func() bool { return strings.Contains(logs.String(), "missing .signatures.json") }, logs.String)
 	code, out = run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r2", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "revision r2")
-	waitUntil(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs)
+	poll.Until(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs.String)
 	type replayReport struct {
 		Replayed int `json:"replayed"`
 		Skipped  int `json:"skipped_policy_updates"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -62,17 +63,6 @@ func (r *receiver) distinct() int {
 	return len(r.got)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func fastOptions() alert.Options {
 	return alert.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, AttemptTimeout: 2 * time.Second}
 }
@@ -107,7 +97,7 @@ func TestNoAlertLostAcrossOutageAndRestart(t *testing.T) {
 	if ok, err := o.Enqueue(mkAlert(3)); err != nil || ok {
 		t.Fatalf("duplicate Enqueue = %v, %v; want false", ok, err)
 	}
-	waitFor(t, "the log sink to drain while the webhook is down", func() bool {
+	poll.Until(t, "the log sink to drain while the webhook is down", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "sent", "log", "dec-029-0"))
 		return err == nil
 	})
@@ -134,7 +124,7 @@ func TestNoAlertLostAcrossOutageAndRestart(t *testing.T) {
 		}
 	}
 	rcv.down.Store(false)
-	waitFor(t, "every alert to be delivered", func() bool { return o.Depth() == 0 })
+	poll.Until(t, "every alert to be delivered", func() bool { return o.Depth() == 0 })
 	if n := rcv.distinct(); n != 50 {
 		t.Errorf("receiver got %d distinct alerts, want 50", n)
 	}
@@ -455,7 +445,7 @@ func TestRunForgetsDeliveredAlertsAfterRetention(t *testing.T) {
 	done := make(chan struct{})
 	go func() { o.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "done/ to be pruned while running", func() bool {
+	poll.Until(t, "done/ to be pruned while running", func() bool {
 		ents, err := os.ReadDir(filepath.Join(dir, "done"))
 		return err == nil && len(ents) == 0
 	})

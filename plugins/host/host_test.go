@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"log/slog"
 	"net/http"
 	"os"
@@ -132,16 +133,6 @@ func fixture(t *testing.T, path string) []byte {
 }
 
 // eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func status(h *host.Host, name string) host.Status {
 	for _, s := range h.Status() {
@@ -204,7 +195,7 @@ func TestKilledAdapterFailsClosedThenRestarts(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the killed adapter to be reaped", func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH })
+	poll.Until(t, "the killed adapter to be reaped", func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH })
 
 	_, err := h.Translate(t.Context(), "tekton", body, nil)
 	if !errors.Is(err, host.ErrUnavailable) {
@@ -219,7 +210,7 @@ func TestKilledAdapterFailsClosedThenRestarts(t *testing.T) {
 		t.Errorf("Fallback = %d %s", fb.Status, fb.Body)
 	}
 
-	eventually(t, "the host to restart the adapter", func() bool {
+	poll.Until(t, "the host to restart the adapter", func() bool {
 		_, err := h.Translate(t.Context(), "tekton", body, nil)
 		return err == nil
 	})
@@ -354,7 +345,7 @@ func TestAdapterOutputIsValidated(t *testing.T) {
 	if fb := h.Fallback("bad", err); fb.Status != http.StatusServiceUnavailable || strings.Contains(string(fb.Body), `"allow":true`) {
 		t.Errorf("Fallback = %d %s", fb.Status, fb.Body)
 	}
-	eventually(t, "the adapter's stderr in the log", func() bool {
+	poll.Until(t, "the adapter's stderr in the log", func() bool {
 		return strings.Contains(logs.String(), `"msg":"misbehaving adapter says hello on stderr"`) &&
 			strings.Contains(logs.String(), `"adapter":"bad"`)
 	})
@@ -408,7 +399,7 @@ func TestHungAdapterIsReplaced(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	body := fixture(t, "jenkins/testdata/deploy-step-user-cause.payload.json")
-	eventually(t, "a new adapter process", func() bool {
+	poll.Until(t, "a new adapter process", func() bool {
 		st := status(h, "jenkins")
 		return st.State == host.Ready && st.PID != pid && st.PID != 0
 	})

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/internal/poll"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -149,17 +150,6 @@ func run(t *testing.T, o *callback.Outbox) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func job(t *testing.T, o *callback.Outbox, id string, run int, state string) callback.Job {
 	t.Helper()
 	u, err := o.CheckURL(fmt.Sprintf("%s/repos/acme/shop/actions/runs/%d/deployment_protection_rule", apiOf(o), run), "acme/shop")
@@ -189,7 +179,7 @@ func TestDeliversWithAnInstallationToken(t *testing.T) {
 			t.Fatalf("Enqueue: %v %v", ok, err)
 		}
 	}
-	eventually(t, "two reviews", func() bool { _, r, _ := gh.snapshot(); return len(r) == 2 })
+	poll.Until(t, "two reviews", func() bool { _, r, _ := gh.snapshot(); return len(r) == 2 })
 	tokens, reviews, paths := gh.snapshot()
 	if tokens != 1 {
 		t.Errorf("%d installation tokens for one installation, want 1 (ghinstallation caches it)", tokens)
@@ -208,7 +198,7 @@ func TestDeliversWithAnInstallationToken(t *testing.T) {
 	if got["/repos/acme/shop/actions/runs/100/deployment_protection_rule"] != "approved" || got["/repos/acme/shop/actions/runs/101/deployment_protection_rule"] != "rejected" {
 		t.Errorf("reviews: %v", got)
 	}
-	eventually(t, "an empty queue", func() bool { return o.Depth() == 0 })
+	poll.Until(t, "an empty queue", func() bool { return o.Depth() == 0 })
 	if s := o.Stats(); s.Delivered != 2 || s.Failed != 0 {
 		t.Errorf("stats %+v", s)
 	}
@@ -241,8 +231,8 @@ func TestRetriedAndNeverLost(t *testing.T) {
 		t.Fatalf("after restart: %d pending, want 1", second.Depth())
 	}
 	run(t, second)
-	eventually(t, "the review after two 502s", func() bool { _, r, _ := gh.snapshot(); return len(r) == 1 })
-	eventually(t, "an empty queue", func() bool { return second.Depth() == 0 })
+	poll.Until(t, "the review after two 502s", func() bool { _, r, _ := gh.snapshot(); return len(r) == 1 })
+	poll.Until(t, "an empty queue", func() bool { return second.Depth() == 0 })
 	if s := second.Stats(); s.Retried != 2 || s.Delivered != 1 {
 		t.Errorf("stats %+v", s)
 	}
@@ -263,7 +253,7 @@ func TestRefusedForGoodOrRetried(t *testing.T) {
 	if _, err := o.Enqueue(job(t, o, "stale", 1, github.StateApproved)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the refusal", func() bool { return o.Stats().Failed == 1 })
+	poll.Until(t, "the refusal", func() bool { return o.Stats().Failed == 1 })
 	raw, err := os.ReadFile(filepath.Join(dir, "failed", "stale.json"))
 	if err != nil || !strings.Contains(string(raw), "No pending deployment requests") {
 		t.Errorf("failed/stale.json: %s %v", raw, err)
@@ -280,11 +270,11 @@ func TestRefusedForGoodOrRetried(t *testing.T) {
 	if _, err := o.Enqueue(other); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "retries", func() bool { return o.Stats().Retried >= 2 })
+	poll.Until(t, "retries", func() bool { return o.Stats().Retried >= 2 })
 	gh.mu.Lock()
 	gh.tokenCode = 0
 	gh.mu.Unlock()
-	eventually(t, "delivery once the token is issued", func() bool { return o.Stats().Delivered == 1 })
+	poll.Until(t, "delivery once the token is issued", func() bool { return o.Stats().Delivered == 1 })
 }
 
 func TestCheckURL(t *testing.T) {
@@ -382,7 +372,7 @@ func TestStoredJobCarriesNoToken(t *testing.T) {
 	if _, err := o.Enqueue(job(t, o, "secret-check", 5, github.StateApproved)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery", func() bool { return o.Stats().Delivered == 1 })
+	poll.Until(t, "delivery", func() bool { return o.Stats().Delivered == 1 })
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || fi.IsDir() {
 			return err
