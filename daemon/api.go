@@ -210,13 +210,13 @@ var ErrNotLogged = record.ErrNotLogged
 // receipt only once the entry is durably sequenced; with wait, also an
 // inclusion proof. Any error means deny.
 func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
-	timer := s.metrics.startDecide()
+	timer := s.metrics.StartDecide()
 	d, pol := s.engine.Decide(ctx, req)
-	timer.stage("eval")
+	timer.Stage("eval")
 	rc, err := s.recorder.Record(ctx, decision.Record{
 		Kind: decision.KindDecision, Request: req, Caller: caller, Decision: d, Policy: pol,
 	}, wait)
-	timer.done(req, d, err)
+	timer.Done(req, d, err)
 	return rc, err
 }
 

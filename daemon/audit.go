@@ -50,7 +50,9 @@ func (s *Server) openAudit(ctx context.Context) error {
 	if every <= 0 {
 		every = time.Second
 	}
-	ix.OnIndexed(s.alertsFromLog)
+	if s.alerts != nil {
+		ix.OnIndexed(s.alerts.FromLog)
+	}
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &auditIndex{ix: ix, src: rl.Reader(), stop: cancel, done: make(chan struct{})}
 	go func() {

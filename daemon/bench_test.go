@@ -38,7 +38,7 @@ func benchServer(b *testing.B) (*daemon.Server, string) {
 // benchRequest is the example production deploy, parsed and raw.
 func benchRequest(b *testing.B) (decision.Request, []byte) {
 	b.Helper()
-	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
+	raw, err := os.ReadFile("../examples/requests/deploy-prod.json")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func BenchmarkDecideHTTP(b *testing.B) {
 	srv, key := benchServer(b)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
+	raw, err := os.ReadFile("../examples/requests/deploy-prod.json")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 // TestGrafanaDashboardQueriesExportedMetrics keeps examples/grafana in step
 // with /metrics: every gatelog_* series a panel queries must be exported.
 func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
-	raw, err := os.ReadFile("../../examples/grafana/gatelog.json")
+	raw, err := os.ReadFile("../examples/grafana/gatelog.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/alerts"
+	"github.com/gatelog/gatelog/daemon/metrics"
 	"io"
 	"net/http"
 	"strings"
@@ -70,10 +72,10 @@ func (er EventRequest) validate() error {
 		switch {
 		case a.Code == "":
 			return fmt.Errorf("%w: field \"alerts[%d].code\" is required", decision.ErrBadRequest, i)
-		case len(a.Code) > 64 || !labelSafe(a.Code) || strings.ContainsAny(a.Code, " \t"):
+		case len(a.Code) > 64 || !metrics.LabelSafe(a.Code) || strings.ContainsAny(a.Code, " \t"):
 			return fmt.Errorf("%w: field \"alerts[%d].code\": up to 64 printable ASCII characters without spaces", decision.ErrBadRequest, i)
-		case strings.HasPrefix(strings.ToLower(a.Code), daemonAlertPrefix):
-			return fmt.Errorf("%w: field \"alerts[%d].code\" %q: codes starting %q are the daemon's own", decision.ErrBadRequest, i, a.Code, daemonAlertPrefix)
+		case strings.HasPrefix(strings.ToLower(a.Code), alerts.DaemonPrefix):
+			return fmt.Errorf("%w: field \"alerts[%d].code\" %q: codes starting %q are the daemon's own", decision.ErrBadRequest, i, a.Code, alerts.DaemonPrefix)
 		case !eventSeverities[a.Severity]:
 			return fmt.Errorf("%w: field \"alerts[%d].severity\" %q: want one of info, low, medium, warning, high, critical", decision.ErrBadRequest, i, a.Severity)
 		case len(a.Message) > 4096:
@@ -86,10 +88,6 @@ func (er EventRequest) validate() error {
 // maxEventAlerts bounds the alerts one event raises: each is a durable
 // outbox file and a delivery to every sink.
 const maxEventAlerts = 8
-
-// daemonAlertPrefix marks the daemon's own alert codes (AlertFailClosed,
-// …); a caller may not raise them, or it could forge the daemon's alarms.
-const daemonAlertPrefix = "gatelog."
 
 // eventSeverities are the severities a reported event's alerts may carry.
 var eventSeverities = map[string]bool{"info": true, "low": true, "medium": true, "warning": true, "high": true, "critical": true}

@@ -34,7 +34,7 @@ type orgAPI struct {
 
 func apiExample(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "plugins", "github", "testdata", "api", name))
+	b, err := os.ReadFile(filepath.Join("..", "plugins", "github", "testdata", "api", name))
 	if err != nil {
 		t.Fatal(err)
 	}

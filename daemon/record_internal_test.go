@@ -18,7 +18,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/gatelog/gatelog/engine"
@@ -129,8 +128,7 @@ func (h *recorderHarness) call(method, path, body string) (int, string) {
 
 // failClosedAlerts are the fail-closed alarms in the outbox.
 func (h *recorderHarness) failClosedAlerts() []alert.Alert {
-	recent, _, cancel := h.srv.alerts.outbox.Subscribe(100)
-	cancel()
+	recent := h.srv.alerts.Recent(100)
 	var out []alert.Alert
 	for _, a := range recent {
 		if a.Code == AlertFailClosed {
@@ -193,9 +191,9 @@ func TestEveryEntryPointFailsClosedTheSameWay(t *testing.T) {
 		}},
 	}
 	for i, ep := range entryPoints {
-		before := testutil.ToFloat64(h.srv.metrics.records.WithLabelValues(ep.kind, record.StageAppend))
+		before := h.srv.metrics.RecordCount(ep.kind, record.StageAppend)
 		_ = ep.run()
-		if got := testutil.ToFloat64(h.srv.metrics.records.WithLabelValues(ep.kind, record.StageAppend)); got != before+1 {
+		if got := h.srv.metrics.RecordCount(ep.kind, record.StageAppend); got != before+1 {
 			t.Errorf("entry point %d (%s): gatelog_records_total{outcome=append} went %v -> %v", i, ep.kind, before, got)
 		}
 		alarms := h.failClosedAlerts()
@@ -258,7 +256,7 @@ func TestHungSignerAnswersInTime(t *testing.T) {
 	if alarms := h.failClosedAlerts(); len(alarms) != 1 || !strings.Contains(alarms[0].Message, "sign failed") {
 		t.Errorf("fail-closed alarms: %+v", alarms)
 	}
-	if got := testutil.ToFloat64(h.srv.metrics.records.WithLabelValues("decision", record.StageSign)); got != 1 {
+	if got := h.srv.metrics.RecordCount("decision", record.StageSign); got != 1 {
 		t.Errorf("gatelog_records_total{kind=decision,outcome=sign} = %v, want 1", got)
 	}
 	if code, body := h.call(http.MethodGet, "/readyz", ""); code != http.StatusOK {

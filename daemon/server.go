@@ -28,6 +28,8 @@ import (
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/time/rate"
 
+	"github.com/gatelog/gatelog/daemon/alerts"
+	"github.com/gatelog/gatelog/daemon/metrics"
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
@@ -151,8 +153,8 @@ type Server struct {
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
 	audit   *auditIndex
-	alerts  *alertService
-	metrics *metrics
+	alerts  *alerts.Service
+	metrics *metrics.Metrics
 }
 
 // Paths inside the data directory.

@@ -268,7 +268,7 @@ func openWebhooks(ctx context.Context, s *Server) (*webhookState, error) {
 		}
 		st.github = h
 		if s.metrics != nil {
-			s.metrics.reg.MustRegister(&reviewCollector{outbox: h.callbacks})
+			s.metrics.MustRegister(&reviewCollector{outbox: h.callbacks})
 		}
 		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		st.stop, st.done = cancel, make(chan struct{})
