@@ -172,11 +172,7 @@ func (s *Server) decideDryRun(ctx context.Context, req decision.Request) decisio
 // authenticateQuietly is authenticate without writing a gatelog JSON error:
 // adapters answer in the CI system's own format.
 func (s *Server) authenticateQuietly(r *http.Request) (identity.Caller, *adapter.Failure) {
-	cred := identity.Credentials{Authorization: r.Header.Get("Authorization")}
-	if r.TLS != nil {
-		cred.Certificates = r.TLS.PeerCertificates
-	}
-	c, err := s.door.auth.Authenticate(r.Context(), cred)
+	c, err := s.door.credential(r)
 	switch {
 	case errors.Is(err, identity.ErrUnauthenticated):
 		return c, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
@@ -184,9 +180,8 @@ func (s *Server) authenticateQuietly(r *http.Request) (identity.Caller, *adapter
 		s.logger.Warn("credential could not be checked; refusing", "err", err)
 		return c, &adapter.Failure{Kind: adapter.Unavailable, Message: "the caller's credential could not be checked"}
 	}
-	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
-		s.door.counters.ObserveAuth(c.Kind, "rate_limited")
-		return c, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
+	if err := s.door.admit(c.ID, c.Kind, s.cfg.Now()); err != nil {
+		return c, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()}
 	}
 	return c, nil
 }

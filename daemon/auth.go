@@ -114,6 +114,33 @@ func (s *Server) closeIdentity() error {
 	return errors.Join(s.door.auth.Close(), s.keys.Flush())
 }
 
+// errRateLimited: the caller is over its rate limit.
+var errRateLimited = errors.New("over its rate limit")
+
+// credential checks the credential a request carries — a bearer token
+// (API key or OIDC) or a client certificate — and returns the caller.
+// Errors wrap identity.ErrUnauthenticated for a bad credential; any other
+// error means it could not be checked (fail closed).
+func (d *authState) credential(r *http.Request) (identity.Caller, error) {
+	cred := identity.Credentials{Authorization: r.Header.Get("Authorization")}
+	if r.TLS != nil {
+		cred.Certificates = r.TLS.PeerCertificates
+	}
+	return d.auth.Authenticate(r.Context(), cred)
+}
+
+// admit applies the per-caller rate limit to a caller authenticated as
+// kind (an API key, a token, a webhook's secret), counting a refusal.
+// Every entry point admits its callers here, however it authenticated
+// them.
+func (d *authState) admit(id, kind string, now time.Time) error {
+	if d.limiter != nil && !d.limiter.Allow(id, now) {
+		d.counters.ObserveAuth(kind, "rate_limited")
+		return fmt.Errorf("caller %s is %w", id, errRateLimited)
+	}
+	return nil
+}
+
 // authenticate identifies the caller from its bearer token or client
 // certificate and applies the per-caller rate limit. On failure it writes
 // 401 (bad credential), 429 (too many requests) or 503 (a credential could
@@ -123,10 +150,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.
 	if !ok {
 		return identity.Caller{}, false
 	}
-	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
-		s.door.counters.ObserveAuth(c.Kind, "rate_limited")
+	if err := s.door.admit(c.ID, c.Kind, s.cfg.Now()); err != nil {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "caller %s is over its rate limit", c.ID)
+		writeError(w, http.StatusTooManyRequests, "%v", err)
 		return identity.Caller{}, false
 	}
 	return c, true
@@ -136,11 +162,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity.
 // more with a credential than without one (records from the log, which
 // anyone may read as leaves at any rate).
 func (s *Server) identify(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
-	cred := identity.Credentials{Authorization: r.Header.Get("Authorization")}
-	if r.TLS != nil {
-		cred.Certificates = r.TLS.PeerCertificates
-	}
-	c, err := s.door.auth.Authenticate(r.Context(), cred)
+	c, err := s.door.credential(r)
 	switch {
 	case errors.Is(err, identity.ErrUnauthenticated):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatelog", error="invalid_token"`)

@@ -164,10 +164,9 @@ func (h *githubHook) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	// Over the rate limit, the delivery is not remembered: GitHub's
 	// "Redeliver" can bring it back.
-	if s.door.limiter != nil && !s.door.limiter.Allow(h.caller.ID, now) {
-		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
+	if err := s.door.admit(h.caller.ID, kindWebhook, now); err != nil {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "caller %s is over its rate limit", h.caller.ID)
+		writeError(w, http.StatusTooManyRequests, "%v", err)
 		return
 	}
 	if !h.useDelivery(w, delivery, body, now) {

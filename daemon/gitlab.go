@@ -84,9 +84,8 @@ func (h *gitlabHook) handle(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unavailable, Message: "gatelog is busy reading other requests; try again"})
 		return
 	}
-	if s.door.limiter != nil && !s.door.limiter.Allow(h.caller.ID, s.cfg.Now()) {
-		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
-		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + h.caller.ID + " is over its rate limit"})
+	if err := s.door.admit(h.caller.ID, kindWebhook, s.cfg.Now()); err != nil {
+		h.refuse(w, r, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()})
 		return
 	}
 	s.door.counters.ObserveAuth(kindWebhook, "ok")

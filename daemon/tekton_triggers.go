@@ -210,9 +210,8 @@ func (s *Server) authenticateByWebhook(h *triggersHook, body []byte) (identity.C
 		s.door.counters.ObserveAuth(kindWebhook, identity.ReasonBadSignature)
 		return c, triggersauth.StripSecrets(body), &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()}
 	}
-	if s.door.limiter != nil && !s.door.limiter.Allow(c.ID, s.cfg.Now()) {
-		s.door.counters.ObserveAuth(kindWebhook, "rate_limited")
-		return c, v.Request, &adapter.Failure{Kind: adapter.Unavailable, Message: "caller " + c.ID + " is over its rate limit"}
+	if err := s.door.admit(c.ID, kindWebhook, s.cfg.Now()); err != nil {
+		return c, v.Request, &adapter.Failure{Kind: adapter.Unavailable, Message: err.Error()}
 	}
 	switch err := h.use(v, s.cfg.Now()); {
 	case errors.Is(err, ErrWebhookReplayed):
