@@ -165,7 +165,7 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 // no envelope, no SET and log index -1, so nothing rendered from it can be
 // taken for proof that a decision was logged.
 func (s *Server) decideDryRun(ctx context.Context, req decision.Request) decision.Receipt {
-	d, _ := s.engine.Decide(ctx, req)
+	d, _ := s.policies.Decide(ctx, req)
 	return decision.Receipt{Allow: d.Allow, Reasons: d.Reasons, Alerts: d.Alerts, LogIndex: -1}
 }
 

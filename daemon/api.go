@@ -30,9 +30,7 @@ func (s *Server) Handler() http.Handler {
 	s.mountWebhooks(mux)                                        // GitHub and GitLab webhooks on /v1/adapters/{name} (webhooks.go)
 	mux.Handle("GET /checkpoint", s.log.TilesHandler())
 	mux.Handle("GET /tile/", s.log.TilesHandler())
-	if rl, ok := s.log.(rekorapi.Log); ok {
-		mux.Handle("/api/v1/", rekorapi.Handler(rl, s.recordAccess())) // Rekor v1 API: leaves public like the tiles, records for readers (records.go)
-	}
+	mux.Handle("/api/v1/", rekorapi.Handler(s.log, s.recordAccess())) // Rekor v1 API: leaves public like the tiles, records for readers (records.go)
 	if s.witness != nil {
 		mux.Handle(witness.CheckpointPath, s.witness.Handler()) // cosigned checkpoints (witness.go)
 	}
@@ -211,7 +209,7 @@ var ErrNotLogged = record.ErrNotLogged
 // inclusion proof. Any error means deny.
 func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
 	timer := s.metrics.StartDecide()
-	d, pol := s.engine.Decide(ctx, req)
+	d, pol := s.policies.Decide(ctx, req)
 	timer.Stage("eval")
 	rc, err := s.recorder.Record(ctx, decision.Record{
 		Kind: decision.KindDecision, Request: req, Caller: caller, Decision: d, Policy: pol,

@@ -69,11 +69,7 @@ func (d daemonState) AuthCounts() map[string]uint64 { return d.s.AuthCounts() }
 func (d daemonState) AdapterStatus() []host.Status { return d.s.AdapterStatus() }
 
 func (s *Server) checkpointAge() (time.Duration, error) {
-	rl, ok := s.log.(readerLog)
-	if !ok {
-		return 0, errors.New("the log's checkpoint time is not readable")
-	}
-	t, err := rl.Reader().CheckpointTime()
+	t, err := s.log.Reader().CheckpointTime()
 	if err != nil {
 		return 0, err
 	}

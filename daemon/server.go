@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/transparency-dev/formats/log"
 	"golang.org/x/time/rate"
 
 	"github.com/gatelog/gatelog/daemon/alerts"
@@ -35,7 +34,6 @@ import (
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/host"
 	"github.com/gatelog/gatelog/record"
-	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
@@ -109,28 +107,10 @@ type Config struct {
 	PublicRecords bool
 }
 
-// Decider evaluates requests (engine.Engine).
-type Decider interface {
-	Decide(ctx context.Context, req decision.Request) (decision.Decision, decision.Policy)
-}
-
-// Log is what the daemon needs of the transparency log (translog.Log).
-type Log interface {
-	Append(ctx context.Context, key string, envelope, signerPEM []byte) (translog.Entry, error)
-	Lookup(key string) (translog.Entry, error)
-	InclusionProof(ctx context.Context, index int64, wait bool) (translog.Proof, error)
-	Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error)
-	TilesHandler() http.Handler
-	LogID() string
-	Origin() string
-	Close(ctx context.Context) error
-}
-
 // Server is a running daemon's state.
 type Server struct {
 	cfg       Config
-	engine    Decider
-	log       Log
+	log       *translog.Log
 	keys      *identity.KeyStore
 	signer    *receipt.Signer
 	signerPEM []byte
@@ -233,7 +213,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: eng, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door, signers: ring, bodies: newBodyBudget(), refusals: rate.NewLimiter(1, 1)}
+	s := &Server{cfg: cfg, policies: eng, log: lg, keys: keys, signer: signer, signerPEM: signerPEM, logger: cfg.Logger, door: door, signers: ring, bodies: newBodyBudget(), refusals: rate.NewLimiter(1, 1)}
 	if err := s.openOperations(ctx); err != nil {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, err

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"crypto"
 	"net/http"
 	"strings"
 
@@ -42,10 +41,8 @@ func (s *Server) handleUIKeys(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	k := uiKeys{DecisionPublicKey: pems, Origin: s.log.Origin()}
-	if lk, ok := s.log.(interface{ PublicKey() crypto.PublicKey }); ok {
-		if pem, err := cryptoutils.MarshalPublicKeyToPEM(lk.PublicKey()); err == nil {
-			k.LogPublicKey = string(pem)
-		}
+	if pem, err := cryptoutils.MarshalPublicKeyToPEM(s.log.PublicKey()); err == nil {
+		k.LogPublicKey = string(pem)
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, k)
