@@ -56,15 +56,7 @@ func (s *Server) logAdminEvent(ctx context.Context, caller identity.Caller, acti
 
 // requireAdmin authenticates the caller and checks the admin permission.
 func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) (identity.Caller, bool) {
-	c, ok := s.authenticate(w, r)
-	if !ok {
-		return c, false
-	}
-	if !c.Has(identity.PermAdmin) {
-		writeError(w, http.StatusForbidden, "caller %s lacks the admin permission", c.ID)
-		return c, false
-	}
-	return c, true
+	return s.authorize(w, r, identity.PermAdmin)
 }
 
 // CreateKeyRequest is the body of POST /v1/apikeys.

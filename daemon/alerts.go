@@ -88,12 +88,7 @@ func (s *Server) mountAlerts(mux *http.ServeMux) {
 
 // handleAlertStream streams alerts to read callers (alerts.Service.Stream).
 func (s *Server) handleAlertStream(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.authenticate(w, r)
-	if !ok {
-		return
-	}
-	if !caller.Has(identity.PermRead) {
-		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
+	if _, ok := s.authorize(w, r, identity.PermRead); !ok {
 		return
 	}
 	if s.alerts == nil {

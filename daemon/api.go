@@ -132,12 +132,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.authenticate(w, r)
+	caller, ok := s.authorize(w, r, identity.PermDecide, identity.PermVouch)
 	if !ok {
-		return
-	}
-	if !caller.Has(identity.PermDecide) && !caller.Has(identity.PermVouch) {
-		writeError(w, http.StatusForbidden, "caller %s lacks the decide permission", caller.ID)
 		return
 	}
 	body, release, err := s.bodies.read(w, r, decision.MaxRequestBytes)
@@ -219,12 +215,8 @@ func (s *Server) Decide(ctx context.Context, req decision.Request, caller decisi
 }
 
 func (s *Server) handleGetDecision(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.authenticate(w, r)
+	caller, ok := s.authorize(w, r, identity.PermRead, identity.PermDecide)
 	if !ok {
-		return
-	}
-	if !caller.Has(identity.PermRead) && !caller.Has(identity.PermDecide) {
-		writeError(w, http.StatusForbidden, "caller %s lacks the read permission", caller.ID)
 		return
 	}
 	id := r.PathValue("id")

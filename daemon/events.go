@@ -93,12 +93,8 @@ const maxEventAlerts = 8
 var eventSeverities = map[string]bool{"info": true, "low": true, "medium": true, "warning": true, "high": true, "critical": true}
 
 func (s *Server) handleEvent(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.authenticate(w, r)
+	caller, ok := s.authorize(w, r, identity.PermDecide, identity.PermVouch)
 	if !ok {
-		return
-	}
-	if !caller.Has(identity.PermDecide) && !caller.Has(identity.PermVouch) {
-		writeError(w, http.StatusForbidden, "caller %s lacks the decide permission", caller.ID)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
