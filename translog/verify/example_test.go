@@ -71,12 +71,12 @@ func ExampleVerifier_Receipt() {
 	}
 
 	// The auditor's side: the public keys and the receipt, nothing else.
-	v, err := verify.New(logKey.Public())
+	v, err := verify.New(logKey.Public(), verify.WithSignerKey(signKey.Public()))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	res, err := v.Receipt(rc, signKey.Public())
+	res, err := v.Receipt(rc)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -86,7 +86,7 @@ func ExampleVerifier_Receipt() {
 		rec.DecisionID, rec.Request.Action, rec.Request.Subject.ID, rec.Decision.Allow, rc.LogIndex, res.Checkpoint.Size)
 
 	rc.Allow = false // the summary no longer matches the signed record
-	_, err = v.Receipt(rc, signKey.Public())
+	_, err = v.Receipt(rc)
 	fmt.Println(err)
 	// Output:
 	// verified: d-1 deploy by alice, allow=true, index 0 of 1
