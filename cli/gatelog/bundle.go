@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
@@ -20,10 +19,8 @@ import (
 func bundleCommands() []*cli.Command {
 	common := func(more ...cli.Flag) []cli.Flag {
 		return append(append([]cli.Flag{
-			&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon)", EnvVars: []string{"GATELOG_SERVER"}},
 			&cli.StringFlag{Name: "out", Usage: "write to this file instead of standard output"},
-			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
-		}, readKeyFlags()...), more...)
+		}, readClientFlags()...), more...)
 	}
 	return []*cli.Command{
 		{
@@ -61,13 +58,13 @@ func writeOut(c *cli.Context, m proto.Message) error {
 }
 
 func rekorClient(c *cli.Context) (*rekorapi.Client, error) {
-	key, err := readKey(c)
+	cl, err := newClient(c, false)
 	if err != nil {
-		return nil, cli.Exit(err.Error(), 1)
+		return nil, err
 	}
-	rc, err := rekorapi.NewClient(c.String("server"), &http.Client{Timeout: c.Duration("timeout")}, rekorapi.WithBearer(key))
+	rc, err := rekorapi.NewClient(cl.URL(), cl.HTTPClient(), rekorapi.WithBearer(cl.key))
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
+		return nil, fmt.Errorf("--server: %w", err)
 	}
 	return rc, nil
 }
