@@ -51,7 +51,7 @@ func keysCommand() *cli.Command {
 			},
 			{
 				Name:      "signers",
-				Usage:     "show the decision-signing keys and their validity windows (GET /v1/keys)",
+				Usage:     "show the decision-signing keys and their validity windows (GET /v1/keys: public, no API key needed)",
 				ArgsUsage: " ",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "out", Usage: "write the key set to this file, for gatelog verify --signer-keys"},
@@ -208,7 +208,7 @@ func keysRotateSigner(c *cli.Context) error {
 }
 
 func keysSigners(c *cli.Context) error {
-	a, err := newClient(c, true)
+	a, err := newClient(c, false) // the key set is public
 	if err != nil {
 		return err
 	}
