@@ -43,7 +43,7 @@ func alertsCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:        "tail",
 			Usage:       "print alerts as the daemon queues them (Ctrl-C to stop)",
-			Description: "The --timeout bounds connecting and the daemon's first answer; the stream then lasts.\n\n" + connectionHelp,
+			Description: "The stream lasts until --count alerts or ^C: --timeout does not end it.\n\n" + connectionHelp,
 			Flags: append([]cli.Flag{
 				&cli.IntFlag{Name: "recent", Value: 10, Usage: "first show up to this many recent alerts (0 to 100)"},
 				&cli.IntFlag{Name: "count", Usage: "exit after this many alerts (0: never)"},

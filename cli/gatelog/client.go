@@ -48,8 +48,8 @@ type client struct {
 	// a caller identified by its client certificate).
 	key string
 	hc  *http.Client
-	// stream is hc without the overall timeout, for responses that last
-	// (the alert stream); the timeout still bounds connecting and headers.
+	// stream is hc without the timeout, for requests that last (the alert
+	// stream, an index rebuild); ^C ends them.
 	stream *http.Client
 }
 
@@ -93,14 +93,12 @@ func newClient(c *cli.Context, needKey bool) (*client, error) {
 	if base.Scheme == "http" && (tlsCfg.RootCAs != nil || certFile != "") {
 		return nil, fmt.Errorf("--server %s is http://: --cacert and --client-cert need https://", base)
 	}
-	timeout := c.Duration("timeout")
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
-	tr.ResponseHeaderTimeout = timeout
 	return &client{
 		base:   base,
 		key:    key,
-		hc:     &http.Client{Transport: tr, Timeout: timeout},
+		hc:     &http.Client{Transport: tr, Timeout: c.Duration("timeout")},
 		stream: &http.Client{Transport: tr},
 	}, nil
 }

@@ -313,35 +313,36 @@ func TestExitCodeTable(t *testing.T) {
 		name string
 		args []string
 		code int
+		want string // in the output, when given
 	}{
-		{"decide allowed", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json")}, 0},
-		{"decide denied", []string{"decide", "--input", filepath.Join(examples, "deploy-prod-denied.json")}, 2},
-		{"decide, receipt not verified (another signer key pinned)", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--log-key", f.logPub(), "--signer-key", otherKey}, 3},
-		{"decide, daemon unreachable", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--server", "http://" + freeAddr(t)}, 1},
-		{"decide, no input", []string{"decide", "--input", filepath.Join(dir, "missing.json")}, 1},
-		{"verify ok", append([]string{"verify", "--receipt", f.receiptFiles[0]}, verifyKeys...), 0},
-		{"verify tampered", append([]string{"verify", "--receipt", tampered}, verifyKeys...), 3},
-		{"verify, no such file", append([]string{"verify", "--receipt", filepath.Join(dir, "missing.json")}, verifyKeys...), 1},
-		{"policy eval allowed", []string{"policy", "eval", "--input", filepath.Join(examples, "deploy-prod.json")}, 0},
-		{"policy eval denied", []string{"policy", "eval", "--input", filepath.Join(examples, "deploy-prod-denied.json")}, 2},
-		{"policy test failed", []string{"policy", "test", failing}, 2},
-		{"policy replay would change", []string{"policy", "replay", "--policies", failing, "--log-key", f.logPub(), "--signer-key", f.signerPub(), "--fail-on-change"}, 2},
-		{"log get ok", []string{"log", "get", "--index", "0", "--log-key", f.logPub(), "--state-dir", dir}, 0},
-		{"log get, another log's key", []string{"log", "get", "--index", "0", "--log-key", otherKey, "--state-dir", dir}, 3},
-		{"log get, no such entry", []string{"log", "get", "--index", "99", "--log-key", f.logPub(), "--state-dir", dir}, 1},
-		{"monitor, another log's key", []string{"monitor", "--once", "--log-key", otherKey, "--state-dir", t.TempDir()}, 3},
-		{"monitor, another signer key", []string{"monitor", "--once", "--log-key", f.logPub(), "--signer-key", otherKey, "--state-dir", t.TempDir()}, 3},
-		{"audit search --verify ok", append([]string{"audit", "search", "--verify"}, verifyKeys...), 0},
-		{"audit search --verify, another signer key", []string{"audit", "search", "--verify", "--log-key", f.logPub(), "--signer-key", otherKey}, 3},
-		{"audit search, refused key", []string{"audit", "search", "--api-key", "glk_not-a-key"}, 1},
-		{"keys list, refused key", []string{"keys", "list", "--api-key", "glk_not-a-key"}, 1},
-		{"alerts tail, refused key", []string{"alerts", "tail", "--api-key", "glk_not-a-key"}, 1},
-		{"unknown flag", []string{"verify", "--no-such-flag"}, 1},
+		{"decide allowed", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json")}, 0, "ALLOWED"},
+		{"decide denied", []string{"decide", "--input", filepath.Join(examples, "deploy-prod-denied.json")}, 2, "DENIED"},
+		{"decide, receipt not verified (another signer key pinned)", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--log-key", f.logPub(), "--signer-key", otherKey}, 3, "NOT VERIFIED"},
+		{"decide, daemon unreachable", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--server", "http://" + freeAddr(t)}, 1, ""},
+		{"decide, no input", []string{"decide", "--input", filepath.Join(dir, "missing.json")}, 1, ""},
+		{"verify ok", append([]string{"verify", "--receipt", f.receiptFiles[0]}, verifyKeys...), 0, "VERIFIED"},
+		{"verify tampered", append([]string{"verify", "--receipt", tampered}, verifyKeys...), 3, "NOT VERIFIED: verification failed: allow"},
+		{"verify, no such file", append([]string{"verify", "--receipt", filepath.Join(dir, "missing.json")}, verifyKeys...), 1, ""},
+		{"policy eval allowed", []string{"policy", "eval", "--input", filepath.Join(examples, "deploy-prod.json")}, 0, ""},
+		{"policy eval denied", []string{"policy", "eval", "--input", filepath.Join(examples, "deploy-prod-denied.json")}, 2, ""},
+		{"policy test failed", []string{"policy", "test", failing}, 2, "FAIL"},
+		{"policy replay would change", []string{"policy", "replay", "--policies", failing, "--log-key", f.logPub(), "--signer-key", f.signerPub(), "--fail-on-change"}, 2, "allow -> deny"},
+		{"log get ok", []string{"log", "get", "--index", "0", "--log-key", f.logPub(), "--state-dir", dir}, 0, ""},
+		{"log get, another log's key", []string{"log", "get", "--index", "0", "--log-key", otherKey, "--state-dir", dir}, 3, ""},
+		{"log get, no such entry", []string{"log", "get", "--index", "99", "--log-key", f.logPub(), "--state-dir", dir}, 1, ""},
+		{"monitor, another log's key", []string{"monitor", "--once", "--log-key", otherKey, "--state-dir", t.TempDir()}, 3, "ALARM"},
+		{"monitor, another signer key", []string{"monitor", "--once", "--log-key", f.logPub(), "--signer-key", otherKey, "--state-dir", t.TempDir()}, 3, "not in the signing key set"},
+		{"audit search --verify ok", append([]string{"audit", "search", "--verify"}, verifyKeys...), 0, ""},
+		{"audit search --verify, another signer key", []string{"audit", "search", "--verify", "--log-key", f.logPub(), "--signer-key", otherKey}, 3, "did NOT verify"},
+		{"audit search, refused key", []string{"audit", "search", "--api-key", "glk_not-a-key"}, 1, ""},
+		{"keys list, refused key", []string{"keys", "list", "--api-key", "glk_not-a-key"}, 1, ""},
+		{"alerts tail, refused key", []string{"alerts", "tail", "--api-key", "glk_not-a-key"}, 1, ""},
+		{"unknown flag", []string{"verify", "--no-such-flag"}, 1, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := run(t, f.bin, admin, tc.args...)
-			if code != tc.code {
-				t.Errorf("exit %d, want %d\n%s", code, tc.code, out)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want %d and %q\n%s", code, tc.code, tc.want, out)
 			}
 		})
 	}

@@ -25,8 +25,8 @@ const (
 	// --fail-on-change: a decision would change).
 	exitNo = 2
 	// exitVerify: something does not verify — a receipt, entry, checkpoint
-	// or proof (verify, decide with pinned keys, audit search --verify, log,
-	// monitor), or keys that changed since they were pinned.
+	// or proof (verify, decide, audit search --verify, log, monitor, policy
+	// replay), or keys that changed since they were pinned.
 	exitVerify = 3
 )
 
@@ -38,8 +38,8 @@ const exitCodesHelp = `EXIT CODES (every command):
       (policy test: tests failed or coverage below --coverage-threshold;
        policy replay --fail-on-change: decisions would change)
    3  verification failed: a receipt, log entry, checkpoint or proof does not verify
-      (verify, decide with pinned keys, audit search --verify, log, monitor), the log
-      misbehaved (fork, rollback, bad entry), or pinned keys changed`
+      (verify, decide, audit search --verify, log, monitor, policy replay), the log
+      misbehaved (fork, rollback, bad entry), or keys pinned on first use changed`
 
 // exitErr carries an exit code and the message to print.
 type exitErr struct {
