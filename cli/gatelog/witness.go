@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,6 +60,10 @@ func cosignAndSend(c *cli.Context, cl *client, cs *witness.Cosigner, origin stri
 		return err
 	}
 	resp, err := cl.request(c.Context, cl.hc, http.MethodPost, witness.CheckpointPath, bytes.NewReader(cosigned), http.Header{"Content-Type": {"text/plain"}})
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return fmt.Errorf("the daemon refused the cosigned checkpoint: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("send cosigned checkpoint: %w", err)
 	}

@@ -106,15 +106,30 @@ func TestKeySetRotationVerifiesEveryGoodEntry(t *testing.T) {
 			}
 		}
 	}
-	// One key alone: the other key's records are not in its set.
+	// One key alone: the other key's receipts do not verify with it, and
+	// its entries name a key that is not the one.
 	onlyA, err := verify.New(r.key.Public(), verify.WithSignerKey(r.aPub))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = onlyA.Receipt(r.rcs[4])
-	wantFailure(t, "B's receipt with A alone", err, verify.CheckSignerKey)
+	wantFailure(t, "B's receipt with A alone", err, verify.CheckEnvelope)
+	e := r.entries[4]
+	_, err = onlyA.Entry(verify.Entry{Body: e.Body, LogIndex: e.Index, IntegratedTime: e.IntegratedTime, LogID: r.rcs[4].LogID, SET: e.SignedEntryTimestamp})
+	wantFailure(t, "B's entry with A alone", err, verify.CheckSignerKey)
 	if !errors.Is(err, verify.ErrUnknownKey) {
-		t.Errorf("B's receipt with A alone: %v, want ErrUnknownKey", err)
+		t.Errorf("B's entry with A alone: %v, want ErrUnknownKey", err)
+	}
+	// In a key set the record names its key: B's receipt without B is an
+	// unknown key, not a bad signature.
+	setA, err := verify.New(r.key.Public(), verify.WithSigningKeys(verify.SigningKeys{Keys: []verify.SigningKey{a}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = setA.Receipt(r.rcs[4])
+	wantFailure(t, "B's receipt with the set of A", err, verify.CheckSignerKey)
+	if !errors.Is(err, verify.ErrUnknownKey) {
+		t.Errorf("B's receipt with the set of A: %v, want ErrUnknownKey", err)
 	}
 }
 

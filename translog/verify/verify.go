@@ -171,6 +171,7 @@ type Verifier struct {
 	treeID int64
 	set    signature.Verifier
 	keys   *SigningKeys // nil: only the log's own checks (checkpoints, SETs, proofs)
+	single bool         // keys is one key trusted at all times (WithSignerKey)
 
 	mu          sync.Mutex
 	notes       map[string]note.Verifier  // checkpoint origin → signed-note verifier
@@ -189,7 +190,10 @@ func (s signerKey) verifierKey() crypto.PublicKey { return s.pub }
 // Option configures a Verifier.
 type Option func(*options) error
 
-type options struct{ keys *SigningKeys }
+type options struct {
+	keys   *SigningKeys
+	single bool
+}
 
 // WithSigningKeys makes the Verifier check records with the daemon's key
 // set: each record with the key it names, valid when the log integrated
@@ -204,20 +208,21 @@ func WithSigningKeys(ks SigningKeys) Option {
 				return failWith(CheckSignerKey, err)
 			}
 		}
-		o.keys = &ks
+		o.keys, o.single = &ks, false
 		return nil
 	}
 }
 
 // WithSignerKey makes the Verifier check records with one key, valid at
-// all times.
+// all times: a record is checked with it whatever key it names, so a
+// record of another key fails the envelope check.
 func WithSignerKey(pub crypto.PublicKey) Option {
 	return func(o *options) error {
 		ks, err := KeySet(pub)
 		if err != nil {
 			return failWith(CheckSignerKey, err)
 		}
-		o.keys = &ks
+		o.keys, o.single = &ks, true
 		return nil
 	}
 }
@@ -245,7 +250,7 @@ func New(logKey crypto.PublicKey, opts ...Option) (*Verifier, error) {
 		return nil, failWith(CheckLogKey, err)
 	}
 	return &Verifier{
-		logKey: logKey, logID: logID, treeID: treeID, set: set, keys: o.keys,
+		logKey: logKey, logID: logID, treeID: treeID, set: set, keys: o.keys, single: o.single,
 		notes:       map[string]note.Verifier{},
 		checkpoints: map[string]log.Checkpoint{},
 		signers:     map[string]signerKey{},
@@ -342,6 +347,14 @@ func (v *Verifier) selectKey(keyID string, byPEM []byte, integrated int64) (sign
 		pub crypto.PublicKey
 		err error
 	)
+	if v.single && byPEM == nil {
+		// One trusted key: the signature check says whether it signed.
+		pub, err = v.keys.Keys[0].publicKey()
+		if err != nil {
+			return signerKey{}, failWith(CheckSignerKey, err)
+		}
+		return v.signer(pub)
+	}
 	if byPEM != nil {
 		pub, err = v.keys.SelectPEM(byPEM, at)
 	} else {
