@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +20,6 @@ import (
 	"github.com/gatelog/gatelog/policies"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/rekorapi"
-	"github.com/gatelog/gatelog/translog/verify"
 )
 
 func policyCommand() *cli.Command {
@@ -518,57 +515,7 @@ func replaySource(c *cli.Context, from, to int64) (iter.Seq2[server.LoggedRecord
 	if err != nil {
 		return nil, 0, err
 	}
-	return remoteRecords(c.Context, client, v, from, to)
-}
-
-// remoteRecords reads the decision records with log indexes from up to
-// (not including) to through a daemon's Rekor v1 API; to <= 0 means up to
-// the log's size. Each entry is checked with v (SET, signing key valid when
-// it was logged, envelope and signature): a failure is a *verify.CheckError.
-func remoteRecords(ctx context.Context, c *rekorapi.Client, v *verify.Verifier, from, to int64) (iter.Seq2[server.LoggedRecord, error], int64, error) {
-	info, err := c.LogInfo(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	if to <= 0 || to > info.TreeSize {
-		to = info.TreeSize
-	}
-	if from < 0 || from > to {
-		return nil, 0, fmt.Errorf("log index range %d..%d is outside the log (size %d)", from, to, info.TreeSize)
-	}
-	return func(yield func(server.LoggedRecord, error) bool) {
-		for i := from; i < to; i++ {
-			rec, err := remoteRecord(ctx, c, v, i)
-			if !yield(rec, err) || err != nil {
-				return
-			}
-		}
-	}, to, nil
-}
-
-func remoteRecord(ctx context.Context, c *rekorapi.Client, v *verify.Verifier, index int64) (server.LoggedRecord, error) {
-	_, e, err := c.EntryByIndex(ctx, index)
-	if err != nil {
-		return server.LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
-	}
-	body, err := base64.StdEncoding.DecodeString(e.Body)
-	if err != nil {
-		return server.LoggedRecord{}, fmt.Errorf("entry %d: body is not base64: %w", index, err)
-	}
-	if e.LogIndex != index || e.Verification == nil {
-		return server.LoggedRecord{}, fmt.Errorf("entry %d: the server answered for index %d, or without SET", index, e.LogIndex)
-	}
-	// Replay needs the records themselves: with a log that keeps them
-	// private, c must carry a read credential.
-	env, err := c.Envelope(e)
-	if err != nil {
-		return server.LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
-	}
-	res, err := v.Entry(verify.Entry{Body: body, LogIndex: e.LogIndex, IntegratedTime: e.IntegratedTime, LogID: e.LogID, SET: e.Verification.SignedEntryTimestamp, Envelope: env})
-	if err != nil {
-		return server.LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
-	}
-	return server.LoggedRecord{Index: index, Record: res.Statement.Predicate}, nil
+	return server.RemoteRecords(c.Context, client, v, from, to)
 }
 
 func describeResource(r decision.Resource) string {
