@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -196,6 +197,9 @@ func pinOnFirstUse(c *cli.Context, cl *client, w io.Writer) (*verify.Verifier, *
 			return nil, nil, err
 		}
 		logKey, _ := cryptoutils.UnmarshalPEMToPublicKey([]byte(pin.LogKey))
+		if cl.base.Scheme == "http" && !isLoopback(cl.base.Hostname()) {
+			fmt.Fprintf(w, "warning: these keys came over plain http: compare the fingerprints with the operator's, or use https://\n")
+		}
 		fmt.Fprintf(w, "pinning the keys of %s on first use (%s):\n", printable(s.server), printable(path))
 		fmt.Fprintf(w, "  log key         %s\n", fingerprint(logKey))
 		s.printKeys(pin.SigningKeys.Keys)
@@ -305,4 +309,13 @@ func keyFingerprint(pemKey string) string {
 		return "unreadable"
 	}
 	return fingerprint(pub)
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
