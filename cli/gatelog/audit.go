@@ -56,7 +56,8 @@ func auditCommand() *cli.Command {
 				Flags: append(append(append(filters, conn...),
 					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many results"},
 					&cli.BoolFlag{Name: "all", Usage: "every result, however many"},
-					&cli.BoolFlag{Name: "verify", Usage: "fetch each result's entry with its inclusion proof and verify it offline with --log-key and --signer-keys before showing it (exit 3 when one does not verify)"},
+					&cli.BoolFlag{Name: "verify", Usage: "fetch each result's entry with its inclusion proof and verify it offline with --log-key and --signer-keys (or keys pinned on first use) before showing it (exit 3 when one does not verify)"},
+					pinFileFlag,
 					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 					&cli.BoolFlag{Name: "csv", Usage: "print CSV"},
 				), keyFlags()...),
@@ -108,18 +109,20 @@ func auditSearch(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var logVerifier *verify.Verifier
-	if c.Bool("verify") {
-		if c.String("log-key") == "" {
-			return fmt.Errorf("--verify needs --log-key (and --signer-key or --signer-keys)")
-		}
-		if logVerifier, err = pinnedVerifier(c, true); err != nil {
-			return err
-		}
-	}
 	ac, err := newClient(c, true)
 	if err != nil {
 		return err
+	}
+	var logVerifier *verify.Verifier
+	if c.Bool("verify") {
+		if c.String("log-key") == "" {
+			logVerifier, _, err = pinOnFirstUse(c, ac, c.App.ErrWriter, true)
+		} else {
+			logVerifier, err = pinnedVerifier(c, true)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	limit := c.Int("limit")
 	if c.Bool("all") {

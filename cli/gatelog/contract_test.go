@@ -32,12 +32,23 @@ import (
 func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	f := newLogFixture(t, 2)
 	admin := []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}
-	code, out := run(t, f.bin, admin, "keys", "rotate-signer", "--server", f.server)
+	// An auditor without keys pins them on first use, before the rotation.
+	pins := filepath.Join(t.TempDir(), "known_servers")
+	code, out := run(t, f.bin, []string{"GATELOG_PIN_FILE=" + pins}, "log", "info", "--server", f.server, "--state-dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "pinning the keys of "+f.server) {
+		t.Fatalf("log info, keys pinned on first use: exit %d\n%s", code, out)
+	}
+	code, out = run(t, f.bin, admin, "keys", "rotate-signer", "--server", f.server)
 	if code != 0 || !strings.Contains(out, "new decision-signing key") {
 		t.Fatalf("keys rotate-signer: exit %d\n%s", code, out)
 	}
 	f.d.stop(t)
 	f.d = startServe(t, f.bin, f.data)
+	// The daemon restarts on another port: carry its pins over.
+	moved := strings.ReplaceAll(string(mustRead(t, pins)), f.server, "http://"+f.d.addr)
+	if err := os.WriteFile(pins, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	f.server = "http://" + f.d.addr
 	f.decide(t)
 	f.decide(t)
@@ -77,6 +88,31 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "4 of 4 receipts verified") {
 		t.Errorf("verify of receipts of both keys: exit %d\n%s", code, out)
 	}
+	// The keys pinned before the rotation: the grown key set is pinned
+	// (it keeps the pinned key), and every entry verifies.
+	code, out = run(t, f.bin, append(reader, "GATELOG_PIN_FILE="+pins), "monitor", "--once", "--server", f.server, "--state-dir", t.TempDir())
+	if code != 0 || !strings.Contains(out, "pinning new signing keys") || !strings.Contains(out, "5 envelope signatures OK") {
+		t.Errorf("monitor with the keys pinned before the rotation: exit %d\n%s", code, out)
+	}
+	// A pin file whose log key is not the log's: refused.
+	var known struct {
+		Servers map[string]map[string]any `json:"servers"`
+	}
+	if err := json.Unmarshal(mustRead(t, pins), &known); err != nil || known.Servers[f.server] == nil {
+		t.Fatalf("pin file: %v\n%s", err, mustRead(t, pins))
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherDER, _ := x509.MarshalPKIXPublicKey(other.Public())
+	known.Servers[f.server]["log_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: otherDER}))
+	raw, _ := json.Marshal(known)
+	if err := os.WriteFile(pins, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out = run(t, f.bin, append(reader, "GATELOG_PIN_FILE="+pins), "log", "get", "--index", "0", "--server", f.server, "--state-dir", t.TempDir())
+	if code != 3 || !strings.Contains(out, "changed since they were pinned") {
+		t.Errorf("log get with a pinned log key that is not the log's: exit %d, want 3\n%s", code, out)
+	}
+
 	// With the first key alone, the new key's entries are not its.
 	if code, out := run(t, f.bin, reader, "monitor", "--once", "--server", f.server, "--log-key", f.logPub(), "--signer-key", f.signerPub(), "--state-dir", t.TempDir()); code != 3 || !strings.Contains(out, "ALARM") {
 		t.Errorf("monitor with the first key alone: exit %d, want 3\n%s", code, out)
@@ -87,7 +123,7 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	first := time.Unix(f.receipts[0].IntegratedTime, 0)
 	ks.Keys[0].ValidFrom = first.Add(-48 * time.Hour)
 	ks.Keys[0].ValidUntil = first.Add(-time.Hour)
-	raw, _ := json.Marshal(ks)
+	raw, _ = json.Marshal(ks)
 	retired := filepath.Join(t.TempDir(), "retired.json")
 	if err := os.WriteFile(retired, raw, 0o644); err != nil {
 		t.Fatal(err)

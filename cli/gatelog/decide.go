@@ -33,7 +33,7 @@ func decideCommand() *cli.Command {
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Required: true, Usage: "request JSON file (- for stdin)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the receipt, with its inclusion proof, to this file"},
 			&cli.BoolFlag{Name: "json", Usage: "print the receipt as JSON"},
-			&cli.StringFlag{Name: "pin-file", Usage: "where keys pinned on first use are kept (default $XDG_CONFIG_HOME/gatelog/known_servers)", EnvVars: []string{"GATELOG_PIN_FILE"}},
+			pinFileFlag,
 		}, clientFlags("API key with the decide permission")...), keyFlags()...),
 		Action: func(c *cli.Context) error {
 			cl, err := newClient(c, true)
@@ -50,7 +50,7 @@ func decideCommand() *cli.Command {
 			}
 			var pins *pinSession
 			if v == nil {
-				if v, pins, err = pinOnFirstUse(c, cl, c.App.ErrWriter); err != nil {
+				if v, pins, err = pinOnFirstUse(c, cl, c.App.ErrWriter, false); err != nil {
 					return err
 				}
 			}

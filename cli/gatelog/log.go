@@ -35,12 +35,13 @@ func readClientFlags() []cli.Flag {
 const privateHint = "records are private: give an API key with the read permission (--api-key-file or GATELOG_API_KEY)"
 
 // auditorFlags are the flags of commands that check a log with its keys:
-// --log-key (required), --signer-keys (the key set, to check who signed
-// each entry), the connection, and where the last checkpoint is kept.
+// --log-key and --signer-keys (pinned; without them the keys are pinned on
+// first use), the connection, and where the last checkpoint is kept.
 func auditorFlags() []cli.Flag {
 	return append(append([]cli.Flag{
 		&cli.StringFlag{Name: "state-dir", Usage: "where the last checkpoint seen is kept (default $XDG_CONFIG_HOME/gatelog/state)"},
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		pinFileFlag,
 	}, keyFlags()...), readClientFlags()...)
 }
 
@@ -50,7 +51,9 @@ func logCommand() *cli.Command {
 		Usage: "audit a gatelog transparency log with only its public keys; exit 3 when anything does not verify",
 		Description: "Every entry read is checked with --log-key: its leaf and UUID, SET, inclusion proof to a signed\n" +
 			"checkpoint; with --signer-keys (the key set, gatelog keys signers --out) also that it names the signing\n" +
-			"key valid when it was logged and, with the record, that its signature verifies.\n\n" + connectionHelp,
+			"key valid when it was logged and, with the record, that its signature verifies. Without --log-key the\n" +
+			"keys are pinned on first use as gatelog decide does (--pin-file), and a key set that grew by a rotation\n" +
+			"is pinned when it keeps every pinned key.\n\n" + connectionHelp,
 		Subcommands: append([]*cli.Command{
 			{
 				Name:   "info",
@@ -92,30 +95,30 @@ type auditor struct {
 	rekor    *rekorapi.Client
 	client   *client
 	stateDir string
+	pins     *pinSession // keys pinned on first use; nil when pinned by flags
 }
 
 func newAuditor(c *cli.Context) (*auditor, error) {
-	if c.String("log-key") == "" {
-		return nil, fmt.Errorf("give --log-key, the log's public key (PEM), and --signer-keys to check who signed")
+	a := &auditor{c: c, stateDir: c.String("state-dir")}
+	var err error
+	if a.client, err = newClient(c, false); err != nil {
+		return nil, err
 	}
-	v, err := pinnedVerifier(c, false)
+	if c.String("log-key") != "" {
+		a.v, err = pinnedVerifier(c, false)
+	} else {
+		a.v, a.pins, err = pinOnFirstUse(c, a.client, c.App.ErrWriter, true)
+	}
 	if err != nil {
 		return nil, err
 	}
-	logKey, err := readPublicKey(c.String("log-key"))
-	if err != nil {
-		return nil, fmt.Errorf("--log-key: %w", err)
-	}
-	a := &auditor{c: c, v: v, logKey: logKey, stateDir: c.String("state-dir")}
+	a.logKey = a.v.LogKey()
 	if a.stateDir == "" {
 		if a.stateDir, err = monitor.StateDir(); err != nil {
 			return nil, fmt.Errorf("no state directory (set --state-dir): %w", err)
 		}
 	}
-	if a.client, err = newClient(c, false); err != nil {
-		return nil, err
-	}
-	a.follower, err = monitor.New(monitor.Config{Server: a.client.URL(), Verifier: v, Bearer: a.client.key, HTTPClient: a.client.HTTPClient()})
+	a.follower, err = monitor.New(monitor.Config{Server: a.client.URL(), Verifier: a.v, Bearer: a.client.key, HTTPClient: a.client.HTTPClient()})
 	if err != nil {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
@@ -123,6 +126,24 @@ func newAuditor(c *cli.Context) (*auditor, error) {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
 	return a, nil
+}
+
+// refreshPins re-fetches the keys pinned on first use after an entry named
+// a signing key not pinned (a rotation since): it reports whether the
+// verifier changed, so the check is worth repeating.
+func (a *auditor) refreshPins(err error) (bool, error) {
+	if a.pins == nil || !errors.Is(err, verify.ErrUnknownKey) {
+		return false, nil
+	}
+	v, rerr := a.pins.refresh()
+	if rerr != nil {
+		return false, rerr
+	}
+	if err := a.follower.SetVerifier(v); err != nil {
+		return false, err
+	}
+	a.v = v
+	return true, nil
 }
 
 // auditFail turns an *monitor.Alarm into a loud report with both

@@ -64,6 +64,11 @@ func monitorCommand() *cli.Command {
 			}
 			for {
 				rep, err := a.follower.Step(ctx)
+				if again, rerr := a.refreshPins(err); rerr != nil {
+					return notVerified(rerr)
+				} else if again {
+					rep, err = a.follower.Step(ctx)
+				}
 				var al *monitor.Alarm
 				switch {
 				case errors.As(err, &al):

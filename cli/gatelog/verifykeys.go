@@ -178,7 +178,11 @@ var ErrPinnedKeyChanged = fmt.Errorf("%w: the daemon's keys changed since they w
 // keys; a log key that changed is refused. A signing key set is re-fetched
 // only when a record names a key that is not pinned (a rotation): it is
 // pinned when it keeps every pinned key, and refused otherwise.
-func pinOnFirstUse(c *cli.Context, cl *client, w io.Writer) (*verify.Verifier, *pinSession, error) {
+//
+// With eager (the auditors: log, monitor, audit search --verify) the key
+// set of a server pinned before is re-fetched at once under the same
+// rule, so entries of keys rotated in since then verify.
+func pinOnFirstUse(c *cli.Context, cl *client, w io.Writer, eager bool) (*verify.Verifier, *pinSession, error) {
 	path := c.String("pin-file")
 	if path == "" {
 		var err error
@@ -207,10 +211,16 @@ func pinOnFirstUse(c *cli.Context, cl *client, w io.Writer) (*verify.Verifier, *
 		if err := known.save(); err != nil {
 			return nil, nil, err
 		}
+	} else if eager {
+		v, err := s.refresh()
+		return v, s, err
 	}
 	v, err := s.verifier(pin)
 	return v, s, err
 }
+
+// pinFileFlag is where the keys pinned on first use are kept.
+var pinFileFlag = &cli.StringFlag{Name: "pin-file", Usage: "where keys pinned on first use (no --log-key) are kept (default $XDG_CONFIG_HOME/gatelog/known_servers)", EnvVars: []string{"GATELOG_PIN_FILE"}}
 
 // pinSession is one run's view of the pin file, for a re-fetch after a
 // rotation.

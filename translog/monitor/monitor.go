@@ -119,6 +119,17 @@ func New(cfg Config) (*Follower, error) {
 	return &Follower{cfg: cfg, v: cfg.Verifier, tiles: tiles, rekor: rc, treeID: cfg.Verifier.TreeID(), rng: rangeFactory.NewEmptyRange(0)}, nil
 }
 
+// SetVerifier replaces the verifier for the next Step, e.g. with a signing
+// key set that gained a rotated-in key. It must verify the same log (the
+// same log key): the follower keeps its trusted checkpoint.
+func (f *Follower) SetVerifier(v *verify.Verifier) error {
+	if v.LogID() != f.v.LogID() {
+		return fmt.Errorf("monitor: the new verifier is for another log (%s, not %s)", v.LogID(), f.v.LogID())
+	}
+	f.v, f.cfg.Verifier = v, v
+	return nil
+}
+
 // SigningKeys reports whether entries are checked against a signing key set.
 func (f *Follower) SigningKeys() bool { return f.v.SigningKeys() != nil }
 

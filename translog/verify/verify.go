@@ -257,6 +257,9 @@ func New(logKey crypto.PublicKey, opts ...Option) (*Verifier, error) {
 	}, nil
 }
 
+// LogKey is the log's public key.
+func (v *Verifier) LogKey() crypto.PublicKey { return v.logKey }
+
 // LogID is the log's ID (hex SHA-256 of the log key's PKIX DER).
 func (v *Verifier) LogID() string { return v.logID }
 
