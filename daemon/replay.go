@@ -196,19 +196,15 @@ func clampRange(from, to, size int64) (int64, error) {
 // RemoteRecords reads the decision records with log indexes from up to
 // (not including) to through a daemon's Rekor v1 API (GET
 // /api/v1/log/entries?logIndex=N); to <= 0 means up to the log's size.
-// Each entry's Signed Entry Timestamp must verify with logKey, and its
-// envelope must be the one the entry commits to, signed by one of
-// signerKeys. Records are private by default, so c needs a read
-// credential; without one the first entry fails with
+// Each entry is checked with v (made with the log key and the daemon's
+// signing key set): its SET, that it names a signing key valid when it was
+// logged, that the envelope is the one it commits to and is signed by that
+// key; a failure wraps verify.ErrFailed. Records are private by default,
+// so c needs a read credential; without one the first entry fails with
 // rekorapi.ErrRecordsPrivate.
-func RemoteRecords(ctx context.Context, c *rekorapi.Client, logKey crypto.PublicKey, signerKeys []crypto.PublicKey, from, to int64) (iter.Seq2[LoggedRecord, error], int64, error) {
-	op, err := newRecordOpener(signerKeys)
-	if err != nil {
-		return nil, 0, err
-	}
-	logID, err := entry.LogID(logKey)
-	if err != nil {
-		return nil, 0, err
+func RemoteRecords(ctx context.Context, c *rekorapi.Client, v *verify.Verifier, from, to int64) (iter.Seq2[LoggedRecord, error], int64, error) {
+	if v.SigningKeys() == nil {
+		return nil, 0, fmt.Errorf("no decision signing key to check records with")
 	}
 	info, err := c.LogInfo(ctx)
 	if err != nil {
@@ -220,7 +216,7 @@ func RemoteRecords(ctx context.Context, c *rekorapi.Client, logKey crypto.Public
 	}
 	return func(yield func(LoggedRecord, error) bool) {
 		for i := from; i < to; i++ {
-			rec, err := remoteRecord(ctx, c, i, logID, logKey, op)
+			rec, err := remoteRecord(ctx, c, v, i)
 			if !yield(rec, err) || err != nil {
 				return
 			}
@@ -228,26 +224,27 @@ func RemoteRecords(ctx context.Context, c *rekorapi.Client, logKey crypto.Public
 	}, to, nil
 }
 
-func remoteRecord(ctx context.Context, c *rekorapi.Client, index int64, logID string, logKey crypto.PublicKey, op *recordOpener) (LoggedRecord, error) {
+func remoteRecord(ctx context.Context, c *rekorapi.Client, v *verify.Verifier, index int64) (LoggedRecord, error) {
 	_, e, err := c.EntryByIndex(ctx, index)
 	if err != nil {
 		return LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
 	}
 	body, err := base64.StdEncoding.DecodeString(e.Body)
 	if err != nil {
-		return LoggedRecord{}, fmt.Errorf("entry %d: body is not base64: %v", index, err)
+		return LoggedRecord{}, fmt.Errorf("entry %d: body is not base64: %w", index, err)
 	}
 	if e.LogIndex != index || e.Verification == nil {
 		return LoggedRecord{}, fmt.Errorf("entry %d: the server answered for index %d, or without SET", index, e.LogIndex)
-	}
-	if err := verify.SET(e.Verification.SignedEntryTimestamp, body, e.IntegratedTime, logID, e.LogIndex, logKey); err != nil {
-		return LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
 	}
 	// Replay needs the records themselves: with a log that keeps them
 	// private, c must carry a read credential (rekorapi.WithBearer).
 	env, err := c.Envelope(e)
 	if err != nil {
-		return LoggedRecord{}, err
+		return LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
 	}
-	return op.open(index, body, env)
+	res, err := v.Entry(verify.Entry{Body: body, LogIndex: e.LogIndex, IntegratedTime: e.IntegratedTime, LogID: e.LogID, SET: e.Verification.SignedEntryTimestamp, Envelope: env})
+	if err != nil {
+		return LoggedRecord{}, fmt.Errorf("entry %d: %w", index, err)
+	}
+	return LoggedRecord{Index: index, Record: res.Statement.Predicate}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/verify"
 )
 
 type replayedRecord struct {
@@ -57,7 +58,11 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err := daemon.RemoteRecords(ctx, anon, d.logKey, []crypto.PublicKey{d.signKey}, 2, 4)
+	v, err := verify.New(d.logKey, verify.WithSignerKey(d.signKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, _, err := daemon.RemoteRecords(ctx, anon, v, 2, 4)
 	if err == nil {
 		_, err = collect(t, seq)
 	}
@@ -68,7 +73,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, _, err := daemon.RemoteRecords(ctx, client, d.logKey, []crypto.PublicKey{d.signKey}, 2, 4)
+	remote, _, err := daemon.RemoteRecords(ctx, client, v, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +95,16 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 		"wrong log key":    {otherKey, d.signKey},
 		"wrong signer key": {d.logKey, otherKey},
 	} {
-		seq, _, err := daemon.RemoteRecords(ctx, client, keys[0], []crypto.PublicKey{keys[1]}, 0, 1)
+		kv, err := verify.New(keys[0], verify.WithSignerKey(keys[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, _, err := daemon.RemoteRecords(ctx, client, kv, 0, 1)
 		if err == nil {
 			_, err = collect(t, seq)
 		}
-		if err == nil {
-			t.Errorf("%s: records accepted", name)
+		if !errors.Is(err, verify.ErrFailed) {
+			t.Errorf("%s: %v, want a verification failure", name, err)
 		}
 	}
 

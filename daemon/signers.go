@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/entry"
+	"github.com/gatelog/gatelog/translog/verify"
 )
 
 // SignersFile lists every decision-signing key the daemon has used, with
@@ -31,67 +30,17 @@ import (
 // directory or a KMS URI).
 const SignersFile = "keys/signers.json"
 
-// validityGrace absorbs decisions signed just before a rotation and
-// integrated into the log just after it.
-const validityGrace = time.Minute
+// SigningKey is one decision-signing public key and when it signed; the
+// key set type lives with the verifier that reads it.
+type SigningKey = verify.SigningKey
 
-// SigningKey is one decision-signing public key and when it signed.
-type SigningKey struct {
-	KeyID     string    `json:"key_id"`
-	PublicKey string    `json:"public_key"`
-	ValidFrom time.Time `json:"valid_from,omitzero"`
-	// ValidUntil is zero for the key in use.
-	ValidUntil time.Time `json:"valid_until,omitzero"`
-	// Pending keys are rotated in but start signing at the daemon's next start.
-	Pending bool `json:"pending,omitempty"`
-}
-
-// SigningKeys is the public key set served at GET /v1/keys; `gatelog
-// verify --signer-keys` picks a receipt's key from it.
-type SigningKeys struct {
-	Keys []SigningKey `json:"keys"`
-}
+// SigningKeys is the public key set served at GET /v1/keys; every reader
+// (gatelog verify, audit, log, monitor, decide) checks records with it
+// through translog/verify.
+type SigningKeys = verify.SigningKeys
 
 // ParseSigningKeys decodes a key set (untrusted input).
-func ParseSigningKeys(raw []byte) (SigningKeys, error) {
-	var ks SigningKeys
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&ks); err != nil {
-		return ks, fmt.Errorf("not a gatelog signing key set: %v", err)
-	}
-	if len(ks.Keys) == 0 {
-		return ks, errors.New("the signing key set has no keys")
-	}
-	return ks, nil
-}
-
-// Select returns the public key with keyID, checking that it was valid at
-// the time the log integrated the entry (verified through the SET).
-func (ks SigningKeys) Select(keyID string, integrated time.Time) (crypto.PublicKey, error) {
-	for _, k := range ks.Keys {
-		if k.KeyID != keyID {
-			continue
-		}
-		if k.Pending {
-			return nil, fmt.Errorf("signing key %s was never in use", keyID)
-		}
-		if !k.ValidFrom.IsZero() && integrated.Before(k.ValidFrom.Add(-validityGrace)) {
-			return nil, fmt.Errorf("signing key %s is valid from %s, the entry was logged at %s", keyID, k.ValidFrom.Format(time.RFC3339), integrated.UTC().Format(time.RFC3339))
-		}
-		if !k.ValidUntil.IsZero() && integrated.After(k.ValidUntil.Add(validityGrace)) {
-			return nil, fmt.Errorf("signing key %s was retired at %s, the entry was logged at %s", keyID, k.ValidUntil.Format(time.RFC3339), integrated.UTC().Format(time.RFC3339))
-		}
-		pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(k.PublicKey))
-		if err != nil {
-			return nil, fmt.Errorf("signing key %s: %v", keyID, err)
-		}
-		if id, err := receipt.KeyID(pub); err != nil || id != keyID {
-			return nil, fmt.Errorf("signing key %s: the public key's ID is %s", keyID, id)
-		}
-		return pub, nil
-	}
-	return nil, fmt.Errorf("no signing key %s in the key set", keyID)
-}
+func ParseSigningKeys(raw []byte) (SigningKeys, error) { return verify.ParseSigningKeys(raw) }
 
 // signerEntry is a SigningKey as kept in SignersFile, with its private key's location.
 type signerEntry struct {

@@ -41,42 +41,29 @@ func alertsCommand() *cli.Command {
 		Name:  "alerts",
 		Usage: "follow the daemon's alerts",
 		Subcommands: []*cli.Command{{
-			Name:  "tail",
-			Usage: "print alerts as the daemon queues them (Ctrl-C to stop)",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "daemon URL", EnvVars: []string{"GATELOG_SERVER"}},
-				&cli.StringFlag{Name: "api-key", Usage: "API key with the read permission (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-				&cli.StringFlag{Name: "api-key-file", Usage: "file holding the API key"},
+			Name:        "tail",
+			Usage:       "print alerts as the daemon queues them (Ctrl-C to stop)",
+			Description: "The stream lasts until --count alerts or ^C: --timeout does not end it.\n\n" + connectionHelp,
+			Flags: append([]cli.Flag{
 				&cli.IntFlag{Name: "recent", Value: 10, Usage: "first show up to this many recent alerts (0 to 100)"},
 				&cli.IntFlag{Name: "count", Usage: "exit after this many alerts (0: never)"},
 				&cli.BoolFlag{Name: "json", Usage: "print each alert as a JSON line"},
-			},
+			}, clientFlags("API key with the read permission")...),
 			Action: alertsTail,
 		}},
 	}
 }
 
 func alertsTail(c *cli.Context) error {
-	key, err := apiKey(c)
+	cl, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
-	url := fmt.Sprintf("%s/v1/alerts/stream?recent=%d", strings.TrimRight(c.String("server"), "/"), c.Int("recent"))
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet, url, nil)
+	resp, err := cl.request(c.Context, cl.stream, http.MethodGet, fmt.Sprintf("/v1/alerts/stream?recent=%d", c.Int("recent")), nil, http.Header{"Accept": {"text/event-stream"}})
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("alerts tail: %v", err), 1)
+		return fmt.Errorf("alerts tail: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return cli.Exit(fmt.Sprintf("alerts tail: %s: %s", resp.Status, errorMessage(raw)), 1)
-	}
 	n := 0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -87,7 +74,7 @@ func alertsTail(c *cli.Context) error {
 		}
 		var a alert.Alert
 		if err := json.Unmarshal([]byte(data), &a); err != nil {
-			return cli.Exit(fmt.Sprintf("alerts tail: bad event: %v", err), 1)
+			return fmt.Errorf("alerts tail: bad event: %w", err)
 		}
 		if c.Bool("json") {
 			fmt.Fprintln(c.App.Writer, data)
@@ -103,9 +90,9 @@ func alertsTail(c *cli.Context) error {
 		return nil
 	}
 	if err := sc.Err(); err != nil {
-		return cli.Exit(fmt.Sprintf("alerts tail: %v", err), 1)
+		return fmt.Errorf("alerts tail: %w", err)
 	}
-	return cli.Exit("alerts tail: the daemon closed the stream", 1)
+	return fmt.Errorf("alerts tail: the daemon closed the stream")
 }
 
 func printAlert(w io.Writer, a alert.Alert) {

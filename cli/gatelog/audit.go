@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,29 +44,23 @@ func auditCommand() *cli.Command {
 	for _, f := range auditFilters {
 		filters = append(filters, &cli.StringFlag{Name: f.flag, Usage: f.usage})
 	}
-	conn := []cli.Flag{
-		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "daemon URL", EnvVars: []string{"GATELOG_SERVER"}},
-		&cli.StringFlag{Name: "api-key", Usage: "API key with the read permission (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-		&cli.StringFlag{Name: "api-key-file", Usage: "file holding the API key"},
-		&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up on one request after this long"},
-	}
+	conn := clientFlags("API key with the read permission")
 	return &cli.Command{
-		Name:  "audit",
-		Usage: "search the decisions in the log (through the daemon's audit index)",
+		Name:        "audit",
+		Usage:       "search the decisions in the log (through the daemon's audit index)",
+		Description: connectionHelp,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "search",
 				Usage: "list matching decisions, newest first; --verify checks each one against the log",
-				Flags: append(append(filters, conn...),
+				Flags: append(append(append(filters, conn...),
 					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most this many results"},
 					&cli.BoolFlag{Name: "all", Usage: "every result, however many"},
-					&cli.BoolFlag{Name: "verify", Usage: "fetch each result's entry with its inclusion proof and verify it offline before showing it"},
-					&cli.StringFlag{Name: "log-key", Usage: "the log's public key (PEM), for --verify"},
-					&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM), for --verify"},
-					&cli.StringFlag{Name: "signer-keys", Usage: "the daemon's signing key set, for --verify after key rotations"},
+					&cli.BoolFlag{Name: "verify", Usage: "fetch each result's entry with its inclusion proof and verify it offline with --log-key and --signer-keys (or keys pinned on first use) before showing it (exit 3 when one does not verify)"},
+					pinFileFlag,
 					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 					&cli.BoolFlag{Name: "csv", Usage: "print CSV"},
-				),
+				), keyFlags()...),
 				Action: auditSearch,
 			},
 			{
@@ -98,41 +91,6 @@ func auditQuery(c *cli.Context) (url.Values, error) {
 	return v, nil
 }
 
-type auditClient struct {
-	base string
-	key  string
-	hc   *http.Client
-}
-
-func newAuditClient(c *cli.Context) (*auditClient, error) {
-	key, err := apiKey(c)
-	if err != nil {
-		return nil, err
-	}
-	return &auditClient{base: strings.TrimRight(c.String("server"), "/"), key: key, hc: &http.Client{Timeout: c.Duration("timeout")}}, nil
-}
-
-func (a *auditClient) get(path string, out any) error {
-	req, err := http.NewRequest(http.MethodGet, a.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", resp.Status, errorMessage(raw))
-	}
-	return json.Unmarshal(raw, out)
-}
-
 // auditResult is one search result and, with --verify, what checking it
 // against the log found.
 type auditResult struct {
@@ -145,34 +103,26 @@ type auditResult struct {
 
 func auditSearch(c *cli.Context) error {
 	if c.Bool("json") && c.Bool("csv") {
-		return cli.Exit("give --json or --csv, not both", 1)
+		return fmt.Errorf("give --json or --csv, not both")
 	}
 	v, err := auditQuery(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
-	var (
-		logVerifier *verify.Verifier
-		keys        *signerKeys
-	)
+	ac, err := newClient(c, true)
+	if err != nil {
+		return err
+	}
+	var logVerifier *verify.Verifier
 	if c.Bool("verify") {
 		if c.String("log-key") == "" {
-			return cli.Exit("--verify needs --log-key (and --signer-key or --signer-keys)", 1)
+			logVerifier, _, err = pinOnFirstUse(c, ac, c.App.ErrWriter, true)
+		} else {
+			logVerifier, err = pinnedVerifier(c, true)
 		}
-		logKey, err := readPublicKey(c.String("log-key"))
 		if err != nil {
-			return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+			return err
 		}
-		if logVerifier, err = verify.New(logKey); err != nil {
-			return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
-		}
-		if keys, err = loadSignerKeys(c); err != nil {
-			return cli.Exit(err.Error(), 1)
-		}
-	}
-	ac, err := newAuditClient(c)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
 	}
 	limit := c.Int("limit")
 	if c.Bool("all") {
@@ -199,8 +149,8 @@ func auditSearch(c *cli.Context) error {
 			page.Set("receipts", "1")
 		}
 		var sr daemon.SearchResponse
-		if err := ac.get("/v1/audit/search?"+page.Encode(), &sr); err != nil {
-			return cli.Exit(fmt.Sprintf("audit search: %v", err), 1)
+		if err := ac.call(c.Context, http.MethodGet, "/v1/audit/search?"+page.Encode(), nil, &sr); err != nil {
+			return fmt.Errorf("audit search: %w", err)
 		}
 		for i, r := range sr.Results {
 			res := auditResult{Row: r}
@@ -216,7 +166,7 @@ func auditSearch(c *cli.Context) error {
 	}
 	failed := 0
 	if c.Bool("verify") {
-		failed = verifyRows(c, ac, logVerifier, keys, rows)
+		failed = verifyRows(c, ac, logVerifier, rows)
 	}
 	w := c.App.Writer
 	switch {
@@ -224,13 +174,13 @@ func auditSearch(c *cli.Context) error {
 		printJSON(w, rows)
 	case c.Bool("csv"):
 		if err := writeAuditCSV(w, rows, c.Bool("verify")); err != nil {
-			return cli.Exit(err.Error(), 1)
+			return err
 		}
 	default:
 		writeAuditTable(w, rows, c.Bool("verify"))
 	}
 	if failed > 0 {
-		return cli.Exit(fmt.Sprintf("%d of %d results did NOT verify against the log", failed, len(rows)), 1)
+		return notVerified(fmt.Errorf("%d of %d results did NOT verify against the log", failed, len(rows)))
 	}
 	return nil
 }
@@ -239,7 +189,7 @@ func auditSearch(c *cli.Context) error {
 // the page, or else one fetched with a fresh inclusion proof); a row
 // verifies only if the signed record says what the index said. It reports
 // progress on stderr and returns the failures.
-func verifyRows(c *cli.Context, ac *auditClient, v *verify.Verifier, keys *signerKeys, rows []auditResult) int {
+func verifyRows(c *cli.Context, ac *client, v *verify.Verifier, rows []auditResult) int {
 	var (
 		mu     sync.Mutex
 		done   int
@@ -251,7 +201,7 @@ func verifyRows(c *cli.Context, ac *auditClient, v *verify.Verifier, keys *signe
 	for range 4 {
 		wg.Go(func() {
 			for i := range next {
-				err := verifyRow(ac, v, keys, rows[i].Row, rows[i].receipt)
+				err := verifyRow(c, ac, v, rows[i].Row, rows[i].receipt)
 				ok := err == nil
 				mu.Lock()
 				rows[i].Verified = &ok
@@ -279,21 +229,17 @@ func verifyRows(c *cli.Context, ac *auditClient, v *verify.Verifier, keys *signe
 	return failed
 }
 
-func verifyRow(ac *auditClient, v *verify.Verifier, keys *signerKeys, r index.Row, given *decision.Receipt) error {
+func verifyRow(c *cli.Context, ac *client, v *verify.Verifier, r index.Row, given *decision.Receipt) error {
 	if r.Kind != index.KindDecision && r.Kind != index.KindEvent {
 		return fmt.Errorf("entry %d is %s: the index could not read it, so there is nothing to verify", r.LogIndex, r.Kind)
 	}
 	var rc decision.Receipt
 	if given != nil {
 		rc = *given
-	} else if err := ac.get("/v1/decisions/"+url.PathEscape(r.ID), &rc); err != nil {
-		return fmt.Errorf("fetch decision %s: %v", r.ID, err)
+	} else if err := ac.call(c.Context, http.MethodGet, "/v1/decisions/"+url.PathEscape(r.ID), nil, &rc); err != nil {
+		return fmt.Errorf("fetch decision %s: %w", r.ID, err)
 	}
-	signerKey, err := keys.For(rc)
-	if err != nil {
-		return err
-	}
-	res, err := v.Receipt(rc, signerKey)
+	res, err := v.Receipt(rc)
 	if err != nil {
 		return err
 	}
@@ -414,16 +360,16 @@ func writeAuditCSV(w io.Writer, rows []auditResult, verified bool) error {
 func auditCounts(c *cli.Context) error {
 	v, err := auditQuery(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	v.Set("by", c.String("by"))
-	ac, err := newAuditClient(c)
+	ac, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	var cr daemon.CountsResponse
-	if err := ac.get("/v1/audit/counts?"+v.Encode(), &cr); err != nil {
-		return cli.Exit(fmt.Sprintf("audit counts: %v", err), 1)
+	if err := ac.call(c.Context, http.MethodGet, "/v1/audit/counts?"+v.Encode(), nil, &cr); err != nil {
+		return fmt.Errorf("audit counts: %w", err)
 	}
 	if c.Bool("json") {
 		printJSON(c.App.Writer, cr)

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/sigbundle"
 )
@@ -20,16 +21,15 @@ import (
 func bundleCommands() []*cli.Command {
 	common := func(more ...cli.Flag) []cli.Flag {
 		return append(append([]cli.Flag{
-			&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon)", EnvVars: []string{"GATELOG_SERVER"}},
 			&cli.StringFlag{Name: "out", Usage: "write to this file instead of standard output"},
-			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
-		}, readKeyFlags()...), more...)
+		}, readClientFlags()...), more...)
 	}
 	return []*cli.Command{
 		{
-			Name:   "bundle",
-			Usage:  "write the Sigstore bundle (v0.3) of the decision at a log index, for sigstore-go or cosign (the bundle holds the record: needs a read key unless records are public)",
-			Flags:  common(&cli.Int64Flag{Name: "index", Required: true, Usage: "log index"}),
+			Name:  "bundle",
+			Usage: "write the Sigstore bundle (v0.3) of the decision at a log index, for sigstore-go or cosign (the bundle holds the record: needs a read key unless records are public)",
+			Flags: common(&cli.Int64Flag{Name: "index", Required: true, Usage: "log index"},
+				&cli.StringFlag{Name: "subject-out", Usage: "also write the blob the attestation's subject is the digest of (the RFC 8785 canonical JSON of predicate.request), for cosign verify-blob-attestation with its claims checked"}),
 			Action: logBundle,
 		},
 		{
@@ -61,13 +61,13 @@ func writeOut(c *cli.Context, m proto.Message) error {
 }
 
 func rekorClient(c *cli.Context) (*rekorapi.Client, error) {
-	key, err := readKey(c)
+	cl, err := newClient(c, false)
 	if err != nil {
-		return nil, cli.Exit(err.Error(), 1)
+		return nil, err
 	}
-	rc, err := rekorapi.NewClient(c.String("server"), &http.Client{Timeout: c.Duration("timeout")}, rekorapi.WithBearer(key))
+	rc, err := rekorapi.NewClient(cl.URL(), cl.HTTPClient(), rekorapi.WithBearer(cl.key))
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
+		return nil, fmt.Errorf("--server: %w", err)
 	}
 	return rc, nil
 }
@@ -79,9 +79,46 @@ func logBundle(c *cli.Context) error {
 	}
 	b, err := sigbundle.Fetch(c.Context, rc, c.Int64("index"))
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("bundle of entry %d: %v", c.Int64("index"), err), 1)
+		return fmt.Errorf("bundle of entry %d: %w", c.Int64("index"), err)
+	}
+	if p := c.String("subject-out"); p != "" {
+		blob, err := subjectBlob(b.GetDsseEnvelope().GetPayload())
+		if err != nil {
+			return fmt.Errorf("bundle of entry %d: --subject-out: %w", c.Int64("index"), err)
+		}
+		if err := os.WriteFile(p, blob, 0o644); err != nil {
+			return err
+		}
 	}
 	return writeOut(c, b)
+}
+
+// subjectBlob is the blob an attestation's subject digest is over: the
+// canonical JSON of the statement's predicate.request, checked against the
+// subject's sha256 so what is written is what cosign will compare.
+func subjectBlob(payload []byte) ([]byte, error) {
+	var st struct {
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		Predicate struct {
+			Request json.RawMessage `json:"request"`
+		} `json:"predicate"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return nil, fmt.Errorf("the statement: %w", err)
+	}
+	if len(st.Subject) != 1 || len(st.Predicate.Request) == 0 {
+		return nil, fmt.Errorf("the statement has %d subjects and request %q; want one subject and a request", len(st.Subject), st.Predicate.Request)
+	}
+	blob, err := receipt.CanonicalJSON(st.Predicate.Request)
+	if err != nil {
+		return nil, fmt.Errorf("canonical request: %w", err)
+	}
+	if got, want := sha256Hex(blob), st.Subject[0].Digest["sha256"]; got != want {
+		return nil, fmt.Errorf("the canonical request hashes to %s, the subject says %s", got, want)
+	}
+	return blob, nil
 }
 
 func logTrustedRoot(c *cli.Context) error {

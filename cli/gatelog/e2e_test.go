@@ -132,7 +132,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 			_ = os.WriteFile(badPath, bad, 0o644)
 			code, text = run(t, bin, nil, "verify", "--receipt", badPath,
 				"--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
-			if code != 1 || !strings.Contains(text, "NOT VERIFIED") {
+			if code != 3 || !strings.Contains(text, "NOT VERIFIED") {
 				t.Fatalf("tampered receipt: verify exit %d: %s", code, text)
 			}
 		})
@@ -148,7 +148,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "pipeline-trigger.json.receipt.json.bad")
 	code, text = run(t, bin, nil, append(append([]string{"verify", "--receipt", bad}, keys...), good...)...)
-	if code != 1 || !strings.Contains(text, "3 of 4 receipts verified") || !strings.Contains(text, bad+": NOT VERIFIED") {
+	if code != 3 || !strings.Contains(text, "3 of 4 receipts verified") || !strings.Contains(text, bad+": NOT VERIFIED") {
 		t.Errorf("verify of 3 good receipts and a tampered one: exit %d: %s", code, text)
 	}
 

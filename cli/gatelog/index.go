@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,48 +21,39 @@ func indexCommand() *cli.Command {
 		Usage: "manage the audit index (derived from the log; safe to delete and rebuild)",
 		Subcommands: []*cli.Command{{
 			Name:  "rebuild",
-			Usage: "recreate the audit index from the log alone: offline with --data (daemon stopped), or ask a running daemon with --server",
-			Flags: []cli.Flag{
+			Usage: "recreate the audit index from the log alone: offline with --data (daemon stopped), or else ask the running daemon at --server",
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "data", Usage: "data directory of a stopped daemon", EnvVars: []string{"GATELOG_DATA"}},
-				&cli.StringFlag{Name: "server", Usage: "URL of a running daemon (needs an admin API key)"},
-				&cli.StringFlag{Name: "api-key", Usage: "admin API key (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-				&cli.StringFlag{Name: "api-key-file", Usage: "file holding the API key"},
-			},
+			}, clientFlags("admin API key")...),
 			Action: indexRebuild,
 		}},
 	}
 }
 
 func indexRebuild(c *cli.Context) error {
-	data, srv := c.String("data"), c.String("server")
-	if (data == "") == (srv == "") {
-		return cli.Exit("give --data DIR (daemon stopped) or --server URL (daemon running)", 1)
-	}
+	// --data rebuilds offline; without it the daemon at --server rebuilds.
+	data := c.String("data")
 	start := time.Now()
-	if srv != "" {
-		key, err := apiKey(c)
+	if data == "" {
+		cl, err := newClient(c, true)
 		if err != nil {
-			return cli.Exit(err.Error(), 1)
+			return err
 		}
-		req, err := http.NewRequestWithContext(c.Context, http.MethodPost, strings.TrimRight(srv, "/")+"/v1/audit/rebuild", bytes.NewReader(nil))
+		// Rebuilding reads the whole log: no request timeout beyond connecting.
+		resp, err := cl.request(c.Context, cl.stream, http.MethodPost, "/v1/audit/rebuild", nil, nil)
 		if err != nil {
-			return cli.Exit(err.Error(), 1)
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return cli.Exit(fmt.Sprintf("index rebuild: %v", err), 1)
+			return fmt.Errorf("index rebuild: %w", err)
 		}
 		defer resp.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if resp.StatusCode != http.StatusOK {
-			return cli.Exit(fmt.Sprintf("index rebuild: %s: %s", resp.Status, errorMessage(raw)), 1)
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return fmt.Errorf("index rebuild: %w", err)
 		}
 		var out struct {
 			Indexed int `json:"indexed"`
 		}
 		if err := json.Unmarshal(raw, &out); err != nil {
-			return cli.Exit(fmt.Sprintf("index rebuild: %v", err), 1)
+			return fmt.Errorf("index rebuild: %w", err)
 		}
 		fmt.Fprintf(c.App.Writer, "rebuilt the audit index: %d entries in %s\n", out.Indexed, time.Since(start).Round(time.Millisecond))
 		return nil

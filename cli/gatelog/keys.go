@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,23 +15,17 @@ import (
 
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine/identity"
-	"github.com/gatelog/gatelog/record/decision"
-	"github.com/gatelog/gatelog/record/receipt"
+	"github.com/gatelog/gatelog/translog/verify"
 )
 
 // keysCommand administers API keys and the decision-signing key through
 // the daemon's admin API, so every change is immediate and logged.
 func keysCommand() *cli.Command {
-	conn := []cli.Flag{
-		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "daemon URL", EnvVars: []string{"GATELOG_SERVER"}},
-		&cli.StringFlag{Name: "api-key", Usage: "admin API key (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-		&cli.StringFlag{Name: "api-key-file", Usage: "file holding the admin API key"},
-		&cli.StringFlag{Name: "cacert", Usage: "PEM CA certificate to trust for an https daemon", EnvVars: []string{"GATELOG_CACERT"}},
-		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-	}
+	conn := append(clientFlags("admin API key"), &cli.BoolFlag{Name: "json", Usage: "print JSON"})
 	return &cli.Command{
-		Name:  "keys",
-		Usage: "manage API keys and the decision-signing key (needs an admin API key)",
+		Name:        "keys",
+		Usage:       "manage API keys and the decision-signing key (needs an admin API key)",
+		Description: connectionHelp,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
@@ -61,7 +51,7 @@ func keysCommand() *cli.Command {
 			},
 			{
 				Name:      "signers",
-				Usage:     "show the decision-signing keys and their validity windows (GET /v1/keys)",
+				Usage:     "show the decision-signing keys and their validity windows (GET /v1/keys: public, no API key needed)",
 				ArgsUsage: " ",
 				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "out", Usage: "write the key set to this file, for gatelog verify --signer-keys"},
@@ -72,80 +62,23 @@ func keysCommand() *cli.Command {
 	}
 }
 
-// adminClient talks to the daemon's admin API.
-type adminClient struct {
-	base, key string
-	hc        *http.Client
-}
-
-func newAdminClient(c *cli.Context) (*adminClient, error) {
-	key, err := apiKey(c)
-	if err != nil {
-		return nil, err
-	}
-	hc := &http.Client{Timeout: 30 * time.Second}
-	if f := c.String("cacert"); f != "" {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--cacert: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(raw) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificate", f)
-		}
-		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
-	}
-	return &adminClient{base: strings.TrimRight(c.String("server"), "/"), key: key, hc: hc}, nil
-}
-
-// call sends body (if any) as JSON and decodes a 2xx reply into out.
-func (a *adminClient) call(method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", resp.Status, errorMessage(raw))
-	}
-	return json.Unmarshal(raw, out)
-}
-
 func printJSON(w io.Writer, v any) {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	fmt.Fprintln(w, string(b))
 }
 
 func keysCreate(c *cli.Context) error {
-	a, err := newAdminClient(c)
+	a, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	if _, err := identity.ParseTTL(c.String("expires")); err != nil {
-		return cli.Exit(fmt.Sprintf("--expires: %v", err), 1)
+		return fmt.Errorf("--expires: %w", err)
 	}
 	var out daemon.CreateKeyResponse
 	req := daemon.CreateKeyRequest{Name: c.String("name"), Permissions: c.StringSlice("perm"), ExpiresIn: c.String("expires")}
-	if err := a.call(http.MethodPost, "/v1/apikeys", req, &out); err != nil {
-		return cli.Exit("keys create: "+err.Error(), 1)
+	if err := a.call(c.Context, http.MethodPost, "/v1/apikeys", req, &out); err != nil {
+		return fmt.Errorf("keys create: %w", err)
 	}
 	w := c.App.Writer
 	if c.Bool("json") {
@@ -160,15 +93,15 @@ func keysCreate(c *cli.Context) error {
 }
 
 func keysList(c *cli.Context) error {
-	a, err := newAdminClient(c)
+	a, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	var out struct {
 		Keys []identity.Info `json:"keys"`
 	}
-	if err := a.call(http.MethodGet, "/v1/apikeys", nil, &out); err != nil {
-		return cli.Exit("keys list: "+err.Error(), 1)
+	if err := a.call(c.Context, http.MethodGet, "/v1/apikeys", nil, &out); err != nil {
+		return fmt.Errorf("keys list: %w", err)
 	}
 	if c.Bool("json") {
 		printJSON(c.App.Writer, out)
@@ -197,15 +130,15 @@ func keysList(c *cli.Context) error {
 
 func keysRevoke(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return cli.Exit("keys revoke: give one key name or ID", 1)
+		return fmt.Errorf("keys revoke: give one key name or ID")
 	}
-	a, err := newAdminClient(c)
+	a, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	var out daemon.RevokeKeyResponse
-	if err := a.call(http.MethodDelete, "/v1/apikeys/"+url.PathEscape(c.Args().First()), nil, &out); err != nil {
-		return cli.Exit("keys revoke: "+err.Error(), 1)
+	if err := a.call(c.Context, http.MethodDelete, "/v1/apikeys/"+url.PathEscape(c.Args().First()), nil, &out); err != nil {
+		return fmt.Errorf("keys revoke: %w", err)
 	}
 	if c.Bool("json") {
 		printJSON(c.App.Writer, out)
@@ -257,13 +190,13 @@ func identityConfig(c *cli.Context) (identity.Config, error) {
 }
 
 func keysRotateSigner(c *cli.Context) error {
-	a, err := newAdminClient(c)
+	a, err := newClient(c, true)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	var out daemon.RotateSignerResponse
-	if err := a.call(http.MethodPost, "/v1/signing-keys", daemon.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
-		return cli.Exit("keys rotate-signer: "+err.Error(), 1)
+	if err := a.call(c.Context, http.MethodPost, "/v1/signing-keys", daemon.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
+		return fmt.Errorf("keys rotate-signer: %w", err)
 	}
 	if c.Bool("json") {
 		printJSON(c.App.Writer, out)
@@ -275,18 +208,18 @@ func keysRotateSigner(c *cli.Context) error {
 }
 
 func keysSigners(c *cli.Context) error {
-	a, err := newAdminClient(c)
+	a, err := newClient(c, false) // the key set is public
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
-	var ks daemon.SigningKeys
-	if err := a.call(http.MethodGet, "/v1/keys", nil, &ks); err != nil {
-		return cli.Exit("keys signers: "+err.Error(), 1)
+	var ks verify.SigningKeys
+	if err := a.call(c.Context, http.MethodGet, "/v1/keys", nil, &ks); err != nil {
+		return fmt.Errorf("keys signers: %w", err)
 	}
 	if out := c.String("out"); out != "" {
 		b, _ := json.MarshalIndent(ks, "", "  ")
 		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-			return cli.Exit(err.Error(), 1)
+			return err
 		}
 	}
 	if c.Bool("json") {
@@ -309,56 +242,4 @@ func keysSigners(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(k.KeyID), from, until)
 	}
 	return tw.Flush()
-}
-
-// signerKeys is where verify and audit --verify take the key that should
-// have signed a receipt: --signer-key, or the key set of --signer-keys,
-// read once for all the receipts of a run.
-type signerKeys struct {
-	one crypto.PublicKey   // --signer-key
-	set daemon.SigningKeys // --signer-keys, when one is nil
-}
-
-func loadSignerKeys(c *cli.Context) (*signerKeys, error) {
-	one, set := c.String("signer-key"), c.String("signer-keys")
-	switch {
-	case one != "" && set != "":
-		return nil, fmt.Errorf("give --signer-key or --signer-keys, not both")
-	case one != "":
-		k, err := readPublicKey(one)
-		if err != nil {
-			return nil, fmt.Errorf("--signer-key: %v", err)
-		}
-		return &signerKeys{one: k}, nil
-	case set == "":
-		return nil, fmt.Errorf("give --signer-key or --signer-keys")
-	}
-	raw, err := os.ReadFile(set)
-	if err != nil {
-		return nil, fmt.Errorf("--signer-keys: %v", err)
-	}
-	ks, err := daemon.ParseSigningKeys(raw)
-	if err != nil {
-		return nil, fmt.Errorf("--signer-keys %s: %v", set, err)
-	}
-	return &signerKeys{set: ks}, nil
-}
-
-// For picks the key that should have signed rc: the --signer-key, or from
-// the key set the key named by the record's daemon.key_id that was valid
-// when the log integrated the entry (verify then checks the SET, so that
-// time is the log's).
-func (s *signerKeys) For(rc decision.Receipt) (crypto.PublicKey, error) {
-	if s.one != nil {
-		return s.one, nil
-	}
-	st, err := receipt.ReadStatement(rc.Envelope)
-	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: %v", err)
-	}
-	k, err := s.set.Select(st.Predicate.Daemon.KeyID, time.Unix(rc.IntegratedTime, 0))
-	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: signer key: %v", err)
-	}
-	return k, nil
 }

@@ -9,13 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/urfave/cli/v2"
@@ -27,51 +23,42 @@ import (
 	"github.com/gatelog/gatelog/translog/verify"
 )
 
-// exitAlarm is the exit status when a log misbehaved (rollback, fork, bad
-// entry, bad checkpoint): distinct from 1, a plain error.
-const exitAlarm = 3
-
-// readKeyFlags are the optional credential of commands that read the log:
-// the public view (leaves, proofs, SETs) needs none; the records (signed
-// envelopes) need an API key with the read permission unless the daemon
-// runs with --public-records.
-func readKeyFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "api-key", Usage: "API key with the read permission, to see and check the records (envelopes) of a log that keeps them private (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-		&cli.StringFlag{Name: "api-key-file", Usage: "file holding the read API key"},
-	}
-}
-
-// readKey is the credential given with readKeyFlags, or "" for none.
-func readKey(c *cli.Context) (string, error) {
-	if c.String("api-key-file") == "" && strings.TrimSpace(c.String("api-key")) == "" {
-		return "", nil
-	}
-	return apiKey(c)
+// readClientFlags are the connection flags of commands that read the log:
+// the public view (leaves, proofs, SETs) needs no credential; the records
+// (signed envelopes) need an API key with the read permission unless the
+// daemon runs with --public-records.
+func readClientFlags() []cli.Flag {
+	return clientFlags("API key with the read permission, to see and check the records (envelopes) of a log that keeps them private")
 }
 
 // privateHint is what to tell someone who ran without a read key.
 const privateHint = "records are private: give an API key with the read permission (--api-key-file or GATELOG_API_KEY)"
 
+// auditorFlags are the flags of commands that check a log with its keys:
+// --log-key and --signer-keys (pinned; without them the keys are pinned on
+// first use), the connection, and where the last checkpoint is kept.
 func auditorFlags() []cli.Flag {
-	return append([]cli.Flag{
-		&cli.StringFlag{Name: "server", Value: "http://127.0.0.1:8080", Usage: "the log's URL (any gatelog daemon; the leaves, proofs and checkpoints are public)", EnvVars: []string{"GATELOG_SERVER"}},
-		&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)", EnvVars: []string{"GATELOG_LOG_KEY"}},
+	return append(append([]cli.Flag{
 		&cli.StringFlag{Name: "state-dir", Usage: "where the last checkpoint seen is kept (default $XDG_CONFIG_HOME/gatelog/state)"},
-		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "HTTP timeout"},
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-	}, readKeyFlags()...)
+		pinFileFlag,
+	}, keyFlags()...), readClientFlags()...)
 }
 
 func logCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "log",
-		Usage: "audit a gatelog transparency log with only its public key",
+		Usage: "audit a gatelog transparency log with only its public keys; exit 3 when anything does not verify",
+		Description: "Every entry read is checked with --log-key: its leaf and UUID, SET, inclusion proof to a signed\n" +
+			"checkpoint; with --signer-keys (the key set, gatelog keys signers --out) also that it names the signing\n" +
+			"key valid when it was logged and, with the record, that its signature verifies. Without --log-key the\n" +
+			"keys are pinned on first use as gatelog decide does (--pin-file), and a key set that grew by a rotation\n" +
+			"is pinned when it keeps every pinned key.\n\n" + connectionHelp,
 		Subcommands: append([]*cli.Command{
 			{
 				Name:   "info",
 				Usage:  "verify the latest checkpoint and that it extends the last one this client saw",
-				Flags:  append(auditorFlags(), &cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): also verify the latest envelopes' signatures"}),
+				Flags:  auditorFlags(),
 				Action: logInfo,
 			},
 			{
@@ -79,8 +66,7 @@ func logCommand() *cli.Command {
 				Usage: "fetch one entry, verify its proofs and print the decision",
 				Flags: append(auditorFlags(),
 					&cli.Int64Flag{Name: "index", Value: -1, Usage: "log index"},
-					&cli.StringFlag{Name: "uuid", Usage: "entry UUID"},
-					&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM): also verify the envelope's signature"}),
+					&cli.StringFlag{Name: "uuid", Usage: "entry UUID"}),
 				Action: logGet,
 			},
 			{
@@ -102,60 +88,79 @@ func logCommand() *cli.Command {
 }
 
 type auditor struct {
-	c         *cli.Context
-	logKey    crypto.PublicKey
-	follower  *monitor.Follower
-	rekor     *rekorapi.Client
-	stateDir  string
-	signerKey crypto.PublicKey
+	c        *cli.Context
+	v        *verify.Verifier
+	logKey   crypto.PublicKey
+	follower *monitor.Follower
+	rekor    *rekorapi.Client
+	client   *client
+	stateDir string
+	pins     *pinSession // keys pinned on first use; nil when pinned by flags
 }
 
 func newAuditor(c *cli.Context) (*auditor, error) {
-	logKey, err := readPublicKey(c.String("log-key"))
+	a := &auditor{c: c, stateDir: c.String("state-dir")}
+	var err error
+	if a.client, err = newClient(c, false); err != nil {
+		return nil, err
+	}
+	if c.String("log-key") != "" {
+		a.v, err = pinnedVerifier(c, false)
+	} else {
+		a.v, a.pins, err = pinOnFirstUse(c, a.client, c.App.ErrWriter, true)
+	}
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+		return nil, err
 	}
-	a := &auditor{c: c, logKey: logKey, stateDir: c.String("state-dir")}
-	if c.IsSet("signer-key") {
-		if a.signerKey, err = readPublicKey(c.String("signer-key")); err != nil {
-			return nil, cli.Exit(fmt.Sprintf("--signer-key: %v", err), 1)
-		}
-	}
+	a.logKey = a.v.LogKey()
 	if a.stateDir == "" {
 		if a.stateDir, err = monitor.StateDir(); err != nil {
-			return nil, cli.Exit(fmt.Sprintf("no state directory (set --state-dir): %v", err), 1)
+			return nil, fmt.Errorf("no state directory (set --state-dir): %w", err)
 		}
 	}
-	key, err := readKey(c)
+	a.follower, err = monitor.New(monitor.Config{Server: a.client.URL(), Verifier: a.v, Bearer: a.client.key, HTTPClient: a.client.HTTPClient()})
 	if err != nil {
-		return nil, cli.Exit(err.Error(), 1)
+		return nil, fmt.Errorf("--server: %w", err)
 	}
-	hc := &http.Client{Timeout: c.Duration("timeout")}
-	a.follower, err = monitor.New(monitor.Config{Server: c.String("server"), LogKey: logKey, SignerKey: a.signerKey, Bearer: key, HTTPClient: hc})
-	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
-	}
-	if a.rekor, err = rekorapi.NewClient(c.String("server"), hc, rekorapi.WithBearer(key)); err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--server: %v", err), 1)
+	if a.rekor, err = rekorapi.NewClient(a.client.URL(), a.client.HTTPClient(), rekorapi.WithBearer(a.client.key)); err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
 	}
 	return a, nil
 }
 
-// auditFail turns an *monitor.Alarm into a loud report with both checkpoints
-// and exit status 3; anything else is exit 1.
+// refreshPins re-fetches the keys pinned on first use after an entry named
+// a signing key not pinned (a rotation since): it reports whether the
+// verifier changed, so the check is worth repeating.
+func (a *auditor) refreshPins(err error) (bool, error) {
+	if a.pins == nil || !errors.Is(err, verify.ErrUnknownKey) {
+		return false, nil
+	}
+	v, rerr := a.pins.refresh()
+	if rerr != nil {
+		return false, rerr
+	}
+	if err := a.follower.SetVerifier(v); err != nil {
+		return false, err
+	}
+	a.v = v
+	return true, nil
+}
+
+// auditFail turns an *monitor.Alarm into a loud report with both
+// checkpoints and exit status 3; anything else is returned as it is.
 func auditFail(w io.Writer, err error) error {
 	var al *monitor.Alarm
 	if !errors.As(err, &al) {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
-	fmt.Fprintf(w, "!!! ALARM: the log misbehaved: %s\n", al.Error())
+	fmt.Fprintf(w, "!!! ALARM: the log misbehaved: %s\n", printable(al.Error()))
 	if al.Old != nil {
-		fmt.Fprintf(w, "--- last checkpoint this client trusted ---\n%s", al.Old)
+		fmt.Fprintf(w, "--- last checkpoint this client trusted ---\n%s", printableLines(al.Old))
 	}
 	if al.New != nil {
-		fmt.Fprintf(w, "--- checkpoint the log serves now ---\n%s", al.New)
+		fmt.Fprintf(w, "--- checkpoint the log serves now ---\n%s", printableLines(al.New))
 	}
-	return cli.Exit("", exitAlarm)
+	return &exitErr{code: exitVerify, err: errors.New("")}
 }
 
 func logInfo(c *cli.Context) error {
@@ -170,14 +175,14 @@ func logInfo(c *cli.Context) error {
 	}
 	old, err := monitor.LoadState(a.stateDir, cp.Origin)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("state: %v", err), 1)
+		return fmt.Errorf("state: %w", err)
 	}
 	consistency := "first time this client sees this log: nothing to compare with yet"
 	if old != nil {
 		if err := a.follower.Consistent(ctx, old, raw); err != nil {
 			return auditFail(c.App.ErrWriter, err)
 		}
-		oc, _ := verify.Checkpoint(old, a.logKey)
+		oc, _ := a.v.Checkpoint(old)
 		consistency = fmt.Sprintf("consistent with the checkpoint of size %d this client saw before", oc.Size)
 	}
 	envs, err := a.follower.CheckLatest(ctx, raw, cp)
@@ -185,7 +190,7 @@ func logInfo(c *cli.Context) error {
 		return auditFail(c.App.ErrWriter, err)
 	}
 	if err := monitor.SaveState(a.stateDir, cp.Origin, raw); err != nil {
-		return cli.Exit(fmt.Sprintf("state: %v", err), 1)
+		return fmt.Errorf("state: %w", err)
 	}
 	if c.Bool("json") {
 		return printAuditJSON(c, map[string]any{
@@ -200,7 +205,7 @@ func logInfo(c *cli.Context) error {
 	fmt.Fprintf(w, "  checkpoint signed by the log key\n")
 	fmt.Fprintf(w, "  %s\n", consistency)
 	fmt.Fprintf(w, "  the tiles reproduce the root; the last entry bundle re-hashes into them\n")
-	fmt.Fprintf(w, "  last entry bundle: %s\n", envs.Describe(a.signerKey != nil))
+	fmt.Fprintf(w, "  last entry bundle: %s\n", envs.Describe(a.follower.SigningKeys()))
 	return nil
 }
 
@@ -221,19 +226,20 @@ type checkedEntry struct {
 	// log keeps records private and no read key was given.
 	RecordPrivate bool `json:"record_private,omitempty"`
 	// SignatureChecked says whether the envelope signature was verified
-	// (it is when --signer-key is given and the record was read).
+	// (it is when --signer-keys is given and the record was read).
 	SignatureChecked bool `json:"signature_checked"`
-	// SignerNamed says the entry's body names the --signer-key as its
-	// verifier (checked with --signer-key, record or not).
-	SignerNamed bool `json:"signer_named,omitempty"`
+	// SignerKeyID is the signing key the entry names, checked against the
+	// key set and its validity window (with --signer-keys, record or not).
+	SignerKeyID string `json:"signer_key_id,omitempty"`
 }
 
 // fetchChecked fetches an entry by index or UUID and verifies everything
-// the log key can: leaf hash and UUID, SET, inclusion proof to a signed
+// the keys can: leaf hash and UUID, SET, inclusion proof to a signed
 // checkpoint of this log, and, with the record, that the envelope is the
-// one the body commits to (with the signer key, also its signature). A
-// log that keeps records private gives none without a read key: then the
-// entry is checked as far as its leaf goes and RecordPrivate says so.
+// one the body commits to; with the key set, that the entry names a key
+// valid when it was logged and the record's signature. A log that keeps
+// records private gives none without a read key: then the entry is checked
+// as far as its leaf goes and RecordPrivate says so.
 func (a *auditor) fetchChecked(index int64, uuid string) (checkedEntry, *verifiedProof, error) {
 	ctx := a.c.Context
 	var (
@@ -249,81 +255,54 @@ func (a *auditor) fetchChecked(index int64, uuid string) (checkedEntry, *verifie
 	if err != nil {
 		return checkedEntry{}, nil, err
 	}
-	bad := func(format string, args ...any) error {
-		return &monitor.Alarm{Kind: monitor.BadEntry, Detail: fmt.Sprintf("entry %s: ", id) + fmt.Sprintf(format, args...)}
+	bad := func(err error) error {
+		return &monitor.Alarm{Kind: monitor.BadEntry, Detail: fmt.Sprintf("entry %s: %v", id, err), Err: err}
 	}
+	badf := func(format string, args ...any) error { return bad(fmt.Errorf(format, args...)) }
 	body, err := base64.StdEncoding.DecodeString(e.Body)
 	if err != nil {
-		return checkedEntry{}, nil, bad("body is not base64")
-	}
-	b, err := entry.ParseBody(body)
-	if err != nil {
-		return checkedEntry{}, nil, bad("%v", err)
+		return checkedEntry{}, nil, badf("body is not base64")
 	}
 	leaf := entry.LeafHash(body)
-	treeID, _ := entry.TreeID(a.logKey)
-	if want := entry.UUID(treeID, leaf); id != want || (uuid != "" && !strings.HasSuffix(want, uuid)) {
-		return checkedEntry{}, nil, bad("the body hashes to UUID %s", want)
+	if want := entry.UUID(a.v.TreeID(), leaf); id != want || (uuid != "" && !strings.HasSuffix(want, uuid)) {
+		return checkedEntry{}, nil, badf("the body hashes to UUID %s", want)
 	}
 	if uuid == "" && e.LogIndex != index {
-		return checkedEntry{}, nil, bad("asked for index %d, got %d", index, e.LogIndex)
-	}
-	logID, _ := entry.LogID(a.logKey)
-	if e.LogID != logID {
-		return checkedEntry{}, nil, bad("log ID %s is not this log key's %s", e.LogID, logID)
+		return checkedEntry{}, nil, badf("asked for index %d, got %d", index, e.LogIndex)
 	}
 	if e.Verification == nil || e.Verification.InclusionProof == nil {
-		return checkedEntry{}, nil, bad("no inclusion proof")
+		return checkedEntry{}, nil, badf("no inclusion proof")
 	}
-	if err := verify.SET(e.Verification.SignedEntryTimestamp, body, e.IntegratedTime, e.LogID, e.LogIndex, a.logKey); err != nil {
-		return checkedEntry{}, nil, bad("%v", err)
-	}
-	vp, err := checkInclusion(e.Verification.InclusionProof, a.logKey, leaf)
+	vp, err := a.checkInclusion(e.Verification.InclusionProof, leaf)
 	if err != nil {
-		return checkedEntry{}, nil, bad("%v", err)
+		return checkedEntry{}, nil, bad(err)
 	}
 	if vp.index != e.LogIndex {
-		return checkedEntry{}, nil, bad("the proof is for index %d", vp.index)
+		return checkedEntry{}, nil, badf("the proof is for index %d", vp.index)
 	}
 	out := checkedEntry{UUID: id, Entry: e}
-	var pem []byte
-	if a.signerKey != nil {
-		if pem, err = entry.PublicKeyPEM(a.signerKey); err != nil {
-			return checkedEntry{}, nil, err
-		}
-		if err := monitor.NamesSigner(b, pem); err != nil {
-			return checkedEntry{}, nil, bad("%v", err)
-		}
-		out.SignerNamed = true
-	}
 	env, err := a.rekor.Envelope(e)
 	if errors.Is(err, rekorapi.ErrRecordsPrivate) {
 		out.RecordPrivate = true
+	} else if err != nil {
+		return checkedEntry{}, nil, bad(err)
+	}
+	res, err := a.v.Entry(verify.Entry{Body: body, LogIndex: e.LogIndex, IntegratedTime: e.IntegratedTime, LogID: e.LogID, SET: e.Verification.SignedEntryTimestamp, Envelope: env})
+	if err != nil {
+		return checkedEntry{}, nil, bad(err)
+	}
+	out.SignerKeyID = res.KeyID
+	if out.RecordPrivate {
 		return out, vp, nil
 	}
-	if err != nil {
-		return checkedEntry{}, nil, bad("%v", err)
-	}
-	if sum := sha256Hex(env); b.Spec.EnvelopeHash.Value != sum {
-		return checkedEntry{}, nil, bad("the envelope (sha256 %s) is not the one the logged body commits to (%s)", sum, b.Spec.EnvelopeHash.Value)
-	}
-	if a.signerKey != nil {
-		v, err := signature.LoadVerifier(a.signerKey, crypto.SHA256)
-		if err != nil {
-			return checkedEntry{}, nil, err
-		}
-		if err := monitor.CheckEnvelope(body, env, pem, sigdsse.WrapVerifier(v)); err != nil {
-			return checkedEntry{}, nil, bad("%v", err)
-		}
-		out.SignatureChecked = true
-	}
+	out.SignatureChecked = res.Statement != nil
 	pe, err := receipt.ParseEnvelope(env)
 	if err != nil {
-		return checkedEntry{}, nil, bad("%v", err)
+		return checkedEntry{}, nil, bad(err)
 	}
 	payload, err := base64.StdEncoding.DecodeString(pe.Payload)
 	if err != nil {
-		return checkedEntry{}, nil, bad("envelope payload is not base64")
+		return checkedEntry{}, nil, badf("envelope payload is not base64")
 	}
 	out.Record = payload
 	return out, vp, nil
@@ -335,27 +314,23 @@ type verifiedProof struct {
 	origin      string
 }
 
-func checkInclusion(p *rekorapi.InclusionProof, logKey crypto.PublicKey, leaf []byte) (*verifiedProof, error) {
+func (a *auditor) checkInclusion(p *rekorapi.InclusionProof, leaf []byte) (*verifiedProof, error) {
 	root, err := hex.DecodeString(p.RootHash)
 	if err != nil {
-		return nil, errors.New("inclusion proof root is not hex")
+		return nil, &verify.CheckError{Check: verify.CheckInclusion, Detail: "root is not hex"}
 	}
 	hashes := make([][]byte, len(p.Hashes))
 	for i, h := range p.Hashes {
 		if hashes[i], err = hex.DecodeString(h); err != nil {
-			return nil, fmt.Errorf("inclusion proof hash %d is not hex", i)
+			return nil, &verify.CheckError{Check: verify.CheckInclusion, Detail: fmt.Sprintf("hash %d is not hex", i)}
 		}
 	}
 	if p.LogIndex < 0 || p.TreeSize <= p.LogIndex {
-		return nil, fmt.Errorf("index %d is outside tree size %d", p.LogIndex, p.TreeSize)
+		return nil, &verify.CheckError{Check: verify.CheckInclusion, Detail: fmt.Sprintf("index %d is outside tree size %d", p.LogIndex, p.TreeSize)}
 	}
-	cp, err := verify.Inclusion([]byte(p.Checkpoint), logKey, uint64(p.LogIndex), uint64(p.TreeSize), root, leaf, hashes)
+	cp, err := a.v.Inclusion([]byte(p.Checkpoint), uint64(p.LogIndex), uint64(p.TreeSize), root, leaf, hashes)
 	if err != nil {
 		return nil, err
-	}
-	treeID, _ := entry.TreeID(logKey)
-	if !strings.HasSuffix(cp.Origin, "/"+strconv.FormatInt(treeID, 10)) {
-		return nil, fmt.Errorf("checkpoint origin %q is not this log's", cp.Origin)
 	}
 	return &verifiedProof{index: p.LogIndex, size: p.TreeSize, hashes: p.Hashes, origin: cp.Origin}, nil
 }
@@ -366,7 +341,7 @@ func logGet(c *cli.Context) error {
 		return err
 	}
 	if (c.Int64("index") < 0) == (c.String("uuid") == "") {
-		return cli.Exit("give exactly one of --index N or --uuid U", 1)
+		return fmt.Errorf("give exactly one of --index N or --uuid U")
 	}
 	ce, vp, err := a.fetchChecked(c.Int64("index"), c.String("uuid"))
 	if err != nil {
@@ -380,8 +355,8 @@ func logGet(c *cli.Context) error {
 		fmt.Fprintf(w, "VERIFIED  entry %d  %s (its leaf: the record is not shown)\n", ce.Entry.LogIndex, ce.UUID)
 		fmt.Fprintf(w, "  logged %s\n", time.Unix(ce.Entry.IntegratedTime, 0).UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "  in log %q at index %d of %d: inclusion proof, checkpoint signature and SET OK\n", vp.origin, vp.index, vp.size)
-		if ce.SignerNamed {
-			fmt.Fprintln(w, "  the entry names the signer key")
+		if ce.SignerKeyID != "" {
+			fmt.Fprintf(w, "  the entry names signing key %.16s…, valid when it was logged\n", ce.SignerKeyID)
 		}
 		fmt.Fprintf(w, "  record not shown, envelope not checked: %s\n", privateHint)
 		return nil
@@ -406,9 +381,9 @@ func logGet(c *cli.Context) error {
 	fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
 	fmt.Fprintf(w, "  in log %q at index %d of %d: inclusion proof, checkpoint signature and SET OK\n", vp.origin, vp.index, vp.size)
 	if ce.SignatureChecked {
-		fmt.Fprintln(w, "  envelope signature OK (signer key)")
+		fmt.Fprintf(w, "  envelope signature OK (signing key %.16s…, valid when it was logged)\n", ce.SignerKeyID)
 	} else {
-		fmt.Fprintln(w, "  envelope matches the logged body (give --signer-key to verify its signature)")
+		fmt.Fprintln(w, "  envelope matches the logged body (give --signer-keys to verify its signature)")
 	}
 	return nil
 }
@@ -455,15 +430,15 @@ func logConsistency(c *cli.Context) error {
 		to = cp.Size
 	}
 	if from < 1 || from > to || to > cp.Size {
-		return cli.Exit(fmt.Sprintf("want 1 <= --from (%d) <= --to (%d) <= tree size %d", from, to, cp.Size), 1)
+		return fmt.Errorf("want 1 <= --from (%d) <= --to (%d) <= tree size %d", from, to, cp.Size)
 	}
 	old, err := a.rekor.ConsistencyProof(ctx, int64(from), int64(from))
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	p, err := a.rekor.ConsistencyProof(ctx, int64(from), int64(to))
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	if to == cp.Size && p.RootHash != hex.EncodeToString(cp.Hash) {
 		return auditFail(c.App.ErrWriter, &monitor.Alarm{Kind: monitor.Fork, New: raw, Detail: fmt.Sprintf("the proof endpoint's root for size %d is %s, the signed checkpoint says %x", to, p.RootHash, cp.Hash)})

@@ -81,7 +81,7 @@ func TestAuditorCommands(t *testing.T) {
 	// Without a key: the leaf, its proof and SET, and the signer it names.
 	code, out = f.audit(t, state, "log", "get", "--index", "1", "--signer-key", f.signerPub())
 	if code != 0 || !strings.Contains(out, "VERIFIED  entry 1") || !strings.Contains(out, "inclusion proof, checkpoint signature and SET OK") ||
-		!strings.Contains(out, "names the signer key") || !strings.Contains(out, "record not shown, envelope not checked: records are private") ||
+		!strings.Contains(out, "names signing key") || !strings.Contains(out, "record not shown, envelope not checked: records are private") ||
 		strings.Contains(out, "deploy") || strings.Contains(out, f.receipts[0].DecisionID) {
 		t.Fatalf("log get --index without a key: exit %d\n%s", code, out)
 	}
@@ -113,7 +113,7 @@ func TestAuditorCommands(t *testing.T) {
 	mstate := t.TempDir()
 	code, out = f.audit(t, mstate, "monitor", "--once", "--signer-key", f.signerPub())
 	if code != 0 || !strings.Contains(out, "OK  size 5") || !strings.Contains(out, "5 new entries") ||
-		!strings.Contains(out, "5 envelopes not checked: records are private (give a read key); every entry names the signer key") || strings.Contains(out, "ALARM") {
+		!strings.Contains(out, "5 envelopes not checked: records are private (give a read key); every entry names a signer key valid when it was logged") || strings.Contains(out, "ALARM") {
 		t.Fatalf("monitor without a key: exit %d\n%s", code, out)
 	}
 	f.decide(t)

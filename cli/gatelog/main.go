@@ -1,13 +1,14 @@
 // Command gatelog is the gatelog daemon and its command-line client.
 //
 //	gatelog serve                        run the daemon
-//	gatelog decide --input req.json      ask for a decision (exit 0 allow, 2 deny, 1 error)
-//	gatelog verify --receipt r.json ...  verify a receipt offline
+//	gatelog decide --input req.json      ask for a decision (exit 0 allow, 2 deny, 3 not verified, 1 error)
+//	gatelog verify --receipt r.json ...  verify a receipt offline (exit 0 verified, 3 not, 1 error)
+//
+// Every command shares one exit-code table (exit.go) and every command that
+// talks to a daemon one HTTP client and its flags (client.go).
 package main
 
 import (
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -16,31 +17,19 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// exitDenied is the exit status of a decide that was answered with a deny.
-const exitDenied = 2
-
 func main() {
 	reexecWithStackGODEBUG(os.Args)
-	if err := newApp().Run(os.Args); err != nil {
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			if msg := err.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, "gatelog:", msg)
-			}
-			os.Exit(ec.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "gatelog:", err)
-		os.Exit(1)
-	}
+	os.Exit(report(os.Stderr, newApp().Run(os.Args)))
 }
 
 // newApp is the whole command tree; the docs test parses every documented
 // command line against it.
 func newApp() *cli.App {
 	return &cli.App{
-		Name:    "gatelog",
-		Usage:   "signed, transparency-logged policy decisions for CI/CD",
-		Version: version,
+		Name:        "gatelog",
+		Usage:       "signed, transparency-logged policy decisions for CI/CD",
+		Version:     version,
+		Description: exitCodesHelp + "\n\n" + connectionHelp,
 		Commands: []*cli.Command{
 			serveCommand(),
 			decideCommand(),
@@ -54,6 +43,7 @@ func newApp() *cli.App {
 			logCommand(),
 			monitorCommand(),
 		},
+		// Errors are printed and mapped to exit codes once, by report.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

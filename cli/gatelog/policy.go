@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
 	"iter"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/daemon"
@@ -123,7 +120,7 @@ func describePolicy(p decision.Policy) string {
 func policyTestCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "test",
-		Usage:     "run the Rego tests of a policy directory or bundle (default: the bundled library); exit 0 pass, 2 fail, 1 error",
+		Usage:     "run the Rego tests of a policy directory or bundle (default: the bundled library); exit 0 pass, 2 a test failed (or none, or coverage below the threshold), 1 error",
 		ArgsUsage: "[DIR|BUNDLE]",
 		Flags: []cli.Flag{
 			&cli.Float64Flag{Name: "coverage-threshold", Usage: "fail when the tests evaluate less than `PCT` percent of the policy lines (test files excluded)"},
@@ -162,13 +159,13 @@ func policyTestCommand() *cli.Command {
 			}
 			fmt.Fprintf(w, "Coverage: %.1f%% of policy lines (%s)\n", total, src.Origin)
 			if rep.Total() == 0 {
-				return cli.Exit("policy test: no tests found (rules named test_* in *_test.rego)", 2)
+				return answerNo("policy test: no tests found (rules named test_* in *_test.rego)")
 			}
 			if !rep.OK() {
-				return cli.Exit("", 2)
+				return answerNo("")
 			}
 			if th := c.Float64("coverage-threshold"); th > 0 && total < th {
-				return cli.Exit(fmt.Sprintf("policy test: coverage %.1f%% is below the threshold %.1f%%", total, th), 2)
+				return answerNo(fmt.Sprintf("policy test: coverage %.1f%% is below the threshold %.1f%%", total, th))
 			}
 			return nil
 		},
@@ -249,7 +246,7 @@ func policyEvalCommand() *cli.Command {
 				fmt.Fprint(w, ex.Trace)
 			}
 			if !d.Allow {
-				return cli.Exit("", exitDenied)
+				return answerNo("")
 			}
 			return nil
 		},
@@ -411,14 +408,8 @@ func policyReplayCommand() *cli.Command {
 		Name:      "replay",
 		Usage:     "re-decide logged requests with a new policy and list the decisions that would change",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "read the log from this daemon data directory (running or stopped)"},
-			&cli.StringFlag{Name: "server", Usage: "read the log through this daemon's Rekor API instead", EnvVars: []string{"GATELOG_SERVER"}},
-			&cli.StringFlag{Name: "log-key", Usage: "with --server: the log's public key (SETs must verify with it)"},
-			&cli.StringSliceFlag{Name: "signer-key", Usage: "with --server: a decision signing public key (PEM); repeatable"},
-			&cli.StringFlag{Name: "signer-keys", Usage: "with --server: the daemon's signing key set (gatelog keys signers --out)"},
-			&cli.StringFlag{Name: "api-key", Usage: "with --server: API key with the read permission, since replay needs the records (prefer GATELOG_API_KEY or --api-key-file)", EnvVars: []string{"GATELOG_API_KEY"}},
-			&cli.StringFlag{Name: "api-key-file", Usage: "with --server: file holding the read API key"},
 			&cli.Int64Flag{Name: "from", Usage: "first log index to replay"},
 			&cli.Int64Flag{Name: "to", Value: -1, Usage: "last log index to replay (default: the end of the log)"},
 			&cli.StringFlag{Name: "policies", Usage: "the new policy directory (default: the bundled library)"},
@@ -427,15 +418,15 @@ func policyReplayCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "policy-data", Usage: "data `FILE` that replaces the new policy's data files; repeatable"},
 			&cli.BoolFlag{Name: "json", Usage: "print the changed decisions as JSON"},
 			&cli.BoolFlag{Name: "fail-on-change", Usage: "exit 2 when any decision would change (gate a rollout in CI)"},
-		},
+		}, append(keyFlags(), clientFlags("without --data: API key with the read permission, since replay needs the records")...)...),
 		Action: func(c *cli.Context) error {
 			src, err := policyFromFlags(c)
 			if err != nil {
-				return cli.Exit("policy replay: "+err.Error(), 1)
+				return fmt.Errorf("policy replay: %w", err)
 			}
 			eng, err := engine.NewFromSource(c.Context, src)
 			if err != nil {
-				return cli.Exit("policy replay: "+err.Error(), 1)
+				return fmt.Errorf("policy replay: %w", err)
 			}
 			from, to := c.Int64("from"), c.Int64("to")
 			if to >= 0 {
@@ -448,13 +439,13 @@ func policyReplayCommand() *cli.Command {
 			}
 			recs, end, err := replaySource(c, from, to)
 			if err != nil {
-				return cli.Exit("policy replay: "+err.Error(), 1)
+				return fmt.Errorf("policy replay: %w", err)
 			}
 			var changed []engine.Replayed
 			replayed, skipped := 0, 0
 			for lr, err := range recs {
 				if err != nil {
-					return cli.Exit("policy replay: "+err.Error(), 1)
+					return fmt.Errorf("policy replay: %w", err)
 				}
 				if lr.Record.Kind != decision.KindDecision {
 					// Events and administrative records (policy loads among
@@ -498,68 +489,35 @@ func policyReplayCommand() *cli.Command {
 				}
 			}
 			if len(changed) > 0 && c.Bool("fail-on-change") {
-				return cli.Exit("", exitDenied)
+				return answerNo("")
 			}
 			return nil
 		},
 	}
 }
 
-// replaySource opens the logged records from --data or --server.
+// replaySource opens the logged records from --data or else through the
+// daemon at --server, every record checked with the pinned keys.
 func replaySource(c *cli.Context, from, to int64) (iter.Seq2[daemon.LoggedRecord, error], int64, error) {
-	data, url := c.String("data"), c.String("server")
-	switch {
-	case data != "" && url != "":
-		return nil, 0, fmt.Errorf("give --data or --server, not both")
-	case data != "":
+	if data := c.String("data"); data != "" {
 		return daemon.LocalRecords(c.Context, data, from, to)
-	case url == "":
-		return nil, 0, fmt.Errorf("give --data DIR (a daemon's data directory) or --server URL with --log-key")
 	}
 	if c.String("log-key") == "" {
-		return nil, 0, fmt.Errorf("--server needs --log-key, the log's public key")
+		return nil, 0, fmt.Errorf("give --data DIR (a daemon's data directory), or --server URL with --log-key (the log's public key) and --signer-keys")
 	}
-	logKey, err := readPublicKey(c.String("log-key"))
-	if err != nil {
-		return nil, 0, fmt.Errorf("--log-key: %v", err)
-	}
-	var signers []crypto.PublicKey
-	for _, f := range c.StringSlice("signer-key") {
-		k, err := readPublicKey(f)
-		if err != nil {
-			return nil, 0, fmt.Errorf("--signer-key: %v", err)
-		}
-		signers = append(signers, k)
-	}
-	if f := c.String("signer-keys"); f != "" {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
-		}
-		ks, err := daemon.ParseSigningKeys(raw)
-		if err != nil {
-			return nil, 0, fmt.Errorf("--signer-keys: %v", err)
-		}
-		for _, k := range ks.Keys {
-			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(k.PublicKey))
-			if err != nil {
-				return nil, 0, fmt.Errorf("--signer-keys: key %s: %v", k.KeyID, err)
-			}
-			signers = append(signers, pub)
-		}
-	}
-	if len(signers) == 0 {
-		return nil, 0, fmt.Errorf("--server needs --signer-key or --signer-keys: the decision signing key(s)")
-	}
-	key, err := readKey(c)
+	v, err := pinnedVerifier(c, true)
 	if err != nil {
 		return nil, 0, err
 	}
-	client, err := rekorapi.NewClient(url, &http.Client{Timeout: 30 * time.Second}, rekorapi.WithBearer(key))
+	cl, err := newClient(c, false)
 	if err != nil {
 		return nil, 0, err
 	}
-	return daemon.RemoteRecords(c.Context, client, logKey, signers, from, to)
+	client, err := rekorapi.NewClient(cl.URL(), cl.HTTPClient(), rekorapi.WithBearer(cl.key))
+	if err != nil {
+		return nil, 0, err
+	}
+	return daemon.RemoteRecords(c.Context, client, v, from, to)
 }
 
 func describeResource(r decision.Resource) string {

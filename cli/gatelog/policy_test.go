@@ -305,7 +305,7 @@ func TestServeBundleAndReplay(t *testing.T) {
 	code, out = run(t, bin, env, append([]string{"policy", "replay", "--bundle", bundle, "--bundle-verification-key", pub, "--fail-on-change"}, live...)...)
 	expectExit(t, code, out, 0, "revision r1", "0 would change")
 	code, out = run(t, bin, env, "policy", "replay", "--server", server, "--log-key", filepath.Join(data, "keys/decision.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub"))
-	expectExit(t, code, out, 1, "signed entry timestamp")
+	expectExit(t, code, out, 3, "verification failed: log_id")
 
 	// An unsigned bundle over the file is refused; a new signed revision loads.
 	code, out = run(t, bin, nil, "policy", "build", "--revision", "evil", "--out", bundle, mine)

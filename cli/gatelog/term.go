@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"strings"
 	"unicode"
 )
 
@@ -21,4 +22,35 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// escaped is an error printed through printable (its text may hold
+// fields of a record or a daemon's answer) that still unwraps to its cause.
+type escaped struct {
+	prefix string
+	err    error
+}
+
+func (e *escaped) Error() string { return e.prefix + printable(e.err.Error()) }
+func (e *escaped) Unwrap() error { return e.err }
+
+// notVerifiedErr is a verification failure as the CLI reports it: exit 3,
+// "NOT VERIFIED: …" with the cause escaped and still testable with
+// errors.Is/As.
+func notVerifiedErr(prefix string, err error) error {
+	return notVerified(&escaped{prefix: prefix + "NOT VERIFIED: ", err: err})
+}
+
+// printableLines is printable for each line of text (a checkpoint a log
+// served), keeping the line breaks.
+func printableLines(text []byte) string {
+	lines := strings.SplitAfter(string(text), "\n")
+	for i, l := range lines {
+		body, nl := strings.CutSuffix(l, "\n")
+		lines[i] = printable(body)
+		if nl {
+			lines[i] += "\n"
+		}
+	}
+	return strings.Join(lines, "")
 }

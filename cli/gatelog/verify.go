@@ -2,12 +2,11 @@ package main
 
 import (
 	"bytes"
-	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gatelog/gatelog/record/decision"
@@ -19,48 +18,46 @@ func verifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "verify decision receipts offline with the log's and the daemon's public keys",
 		ArgsUsage: "[more receipt files...]",
-		Description: "Checks each receipt's envelope signature, its summary against the signed record, its entry UUID,\n" +
-			"SET and inclusion proof up to a checkpoint signed by the log key. Receipts proven against the\n" +
-			"same checkpoint share the check of its signature. Exit 0 when every receipt verifies, 1 otherwise.",
-		Flags: []cli.Flag{
+		Description: "Checks each receipt's envelope signature (with the daemon's key valid when the log integrated\n" +
+			"it, from --signer-keys), its summary against the signed record, its entry UUID, SET and inclusion\n" +
+			"proof up to a checkpoint signed by the log key. Receipts proven against the same checkpoint share\n" +
+			"the check of its signature. Exit 0 when every receipt verifies, 3 when one does not, 1 on an error\n" +
+			"(a file or key that cannot be read).",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "receipt", Usage: "receipt JSON written by gatelog decide --out (more can follow as arguments)"},
-			&cli.StringFlag{Name: "log-key", Required: true, Usage: "the log's public key (PEM)"},
-			&cli.StringFlag{Name: "signer-key", Usage: "the daemon's decision-signing public key (PEM)"},
-			&cli.StringFlag{Name: "signer-keys", Usage: "the daemon's signing key set (GET /v1/keys, gatelog keys signers --out): the key is picked by the record's key ID and checked against its validity window"},
-		},
+		}, keyFlags()...),
 		Action: func(c *cli.Context) error {
 			files := c.Args().Slice()
 			if r := c.String("receipt"); r != "" {
 				files = append([]string{r}, files...)
 			}
 			if len(files) == 0 {
-				return cli.Exit("give --receipt FILE, or receipt files as arguments", 1)
+				return fmt.Errorf("give --receipt FILE, or receipt files as arguments")
 			}
-			logKey, err := readPublicKey(c.String("log-key"))
-			if err != nil {
-				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
+			if c.String("log-key") == "" {
+				return fmt.Errorf("give --log-key (and --signer-key or --signer-keys)")
 			}
-			v, err := verify.New(logKey)
+			v, err := pinnedVerifier(c, true)
 			if err != nil {
-				return cli.Exit(fmt.Sprintf("--log-key: %v", err), 1)
-			}
-			keys, err := loadSignerKeys(c)
-			if err != nil {
-				return cli.Exit(err.Error(), 1)
+				return err
 			}
 			if len(files) == 1 {
-				return verifyOne(c, v, keys, files[0])
+				return verifyOne(c, v, files[0])
 			}
+			var first error
 			failed := 0
 			for _, f := range files {
-				if err := verifyOne(c, v, keys, f); err != nil {
+				if err := verifyOne(c, v, f); err != nil {
 					fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", printable(f), printable(err.Error()))
 					failed++
+					if first == nil || exitCode(err) == exitVerify {
+						first = err
+					}
 				}
 			}
 			fmt.Fprintf(c.App.Writer, "%d of %d receipts verified\n", len(files)-failed, len(files))
 			if failed > 0 {
-				return cli.Exit("", 1)
+				return &exitErr{code: exitCode(first), err: errors.New("")}
 			}
 			return nil
 		},
@@ -68,23 +65,19 @@ func verifyCommand() *cli.Command {
 }
 
 // verifyOne verifies the receipt in file and reports it on c's writer.
-func verifyOne(c *cli.Context, v *verify.Verifier, keys *signerKeys, file string) error {
+func verifyOne(c *cli.Context, v *verify.Verifier, file string) error {
 	rc, err := readReceipt(file)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("receipt: %v", err), 1)
+		return fmt.Errorf("receipt: %w", err)
 	}
-	signerKey, err := keys.For(rc)
+	res, err := v.Receipt(rc)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	res, err := v.Receipt(rc, signerKey)
-	if err != nil {
-		return cli.Exit("NOT VERIFIED: "+printable(err.Error()), 1)
+		return notVerifiedErr("", err)
 	}
 	rec := res.Statement.Predicate
 	w := c.App.Writer
 	fmt.Fprintf(w, "VERIFIED  %s %s: %s %s by %s\n", rec.Kind, printable(rec.DecisionID), recordOutcome(rec), printable(rec.Request.Action), printable(rec.Request.Subject.ID))
-	fmt.Fprintf(w, "  signed by the daemon key, at %s\n", printable(rec.Time))
+	fmt.Fprintf(w, "  signed by the daemon key %.16s…, at %s\n", printable(rec.Daemon.KeyID), printable(rec.Time))
 	if rec.Policy.SHA256 != "" {
 		fmt.Fprintf(w, "  policy sha256 %s\n", printable(rec.Policy.SHA256))
 	}
@@ -107,14 +100,6 @@ func recordOutcome(rec decision.Record) string {
 		return "allow"
 	}
 	return "deny"
-}
-
-func readPublicKey(path string) (crypto.PublicKey, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return cryptoutils.UnmarshalPEMToPublicKey(raw)
 }
 
 // readReceipt decodes strictly: a renamed or unknown field is an error.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,7 +50,7 @@ func witnessKeyCommand() *cli.Command {
 
 // cosignAndSend cosigns a checkpoint the monitor found consistent and
 // posts it to the daemon, which keeps it if it trusts this witness.
-func cosignAndSend(c *cli.Context, cs *witness.Cosigner, origin string, logKey crypto.PublicKey, checkpoint []byte) error {
+func cosignAndSend(c *cli.Context, cl *client, cs *witness.Cosigner, origin string, logKey crypto.PublicKey, checkpoint []byte) error {
 	lv, err := verify.CheckpointVerifier(origin, logKey)
 	if err != nil {
 		return err
@@ -58,21 +59,16 @@ func cosignAndSend(c *cli.Context, cs *witness.Cosigner, origin string, logKey c
 	if err != nil {
 		return err
 	}
-	url := strings.TrimRight(c.String("server"), "/") + witness.CheckpointPath
-	req, err := http.NewRequestWithContext(c.Context, http.MethodPost, url, bytes.NewReader(cosigned))
-	if err != nil {
-		return err
+	resp, err := cl.request(c.Context, cl.hc, http.MethodPost, witness.CheckpointPath, bytes.NewReader(cosigned), http.Header{"Content-Type": {"text/plain"}})
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return fmt.Errorf("the daemon refused the cosigned checkpoint: %w", err)
 	}
-	req.Header.Set("Content-Type", "text/plain")
-	resp, err := (&http.Client{Timeout: c.Duration("timeout")}).Do(req)
 	if err != nil {
 		return fmt.Errorf("send cosigned checkpoint: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the daemon refused the cosigned checkpoint: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	fmt.Fprintf(c.App.Writer, "  cosigned as %s: %s\n", cs.Name(), strings.TrimSpace(string(msg)))
+	fmt.Fprintf(c.App.Writer, "  cosigned as %s: %s\n", cs.Name(), printable(strings.TrimSpace(string(msg))))
 	return nil
 }

@@ -273,7 +273,10 @@ func Run(t testing.TB, bin string, env []string, args ...string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// A fresh configuration directory per run (keys pinned on first use,
+	// monitor state) unless env names one: nothing leaks between tests or
+	// into the user's own.
+	cmd.Env = append(append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir()), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

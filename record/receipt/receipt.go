@@ -122,13 +122,18 @@ func RequestDigest(req decision.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	canon, err := jsoncanonicalizer.Transform(raw)
+	canon, err := CanonicalJSON(raw)
 	if err != nil {
 		return "", err
 	}
 	sum := sha256.Sum256(canon)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// CanonicalJSON is raw in RFC 8785 (JCS) canonical form. Applied to a
+// record's predicate.request it gives the blob the statement's subject is
+// the SHA-256 of: what `cosign verify-blob-attestation` checks claims on.
+func CanonicalJSON(raw []byte) ([]byte, error) { return jsoncanonicalizer.Transform(raw) }
 
 // Sign builds the statement for rec, stamps the signer's key ID into
 // rec.Daemon.KeyID and returns the DSSE envelope bytes exactly as they

@@ -1,7 +1,6 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -15,15 +14,17 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/verify"
 )
 
 // Follow a log holding only its public keys: every entry is re-hashed into
-// the checkpoint's root and must name the signer key. The log keeps its
+// the checkpoint's root and must name a signer key valid when it was logged. The log keeps its
 // records private and the monitor has no read key, so the envelopes are
 // counted as not checked (Envelopes{Checked: 0, Private: 3}).
 func ExampleFollower_Step() {
@@ -39,9 +40,10 @@ func ExampleFollower_Step() {
 	defer l.Close(ctx)
 	signKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	sv, _ := signature.LoadECDSASignerVerifier(signKey, crypto.SHA256)
+	signer, _ := receipt.NewSigner(sv)
 	pem, _ := cryptoutils.MarshalPublicKeyToPEM(signKey.Public())
 	for i := range 3 {
-		env, _ := sigdsse.WrapSigner(sv, "application/vnd.in-toto+json").SignMessage(bytes.NewReader(fmt.Appendf(nil, `{"n":%d}`, i)))
+		env, _ := signer.Sign(decision.Record{DecisionID: fmt.Sprint(i), Request: decision.Request{Action: "deploy"}})
 		if _, err := l.Append(ctx, fmt.Sprint(i), env, pem); err != nil {
 			fmt.Println(err)
 			return
@@ -58,7 +60,13 @@ func ExampleFollower_Step() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	f, err := monitor.New(monitor.Config{Server: srv.URL, LogKey: logKey.Public(), SignerKey: signKey.Public()})
+	// The auditor's pinned keys: the log's, and the daemon's signing key set.
+	v, err := verify.New(logKey.Public(), verify.WithSignerKey(signKey.Public()))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	f, err := monitor.New(monitor.Config{Server: srv.URL, Verifier: v})
 	if err != nil {
 		fmt.Println(err)
 		return

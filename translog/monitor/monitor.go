@@ -3,7 +3,10 @@
 // every new entry is re-hashed from the entry bundles into the tree root.
 //
 // It reads the C2SP tlog-tiles endpoints (/checkpoint, /tile/...) and,
-// to check envelopes, the Rekor v1 API. Misbehaviour is an *Alarm.
+// to check each entry's SET, signing key and envelope, the Rekor v1 API;
+// entries are checked with a translog/verify Verifier, so with the
+// daemon's signing key set each entry must be signed by the key valid when
+// it was logged. Misbehaviour is an *Alarm.
 //
 // A log keeps its records (the envelopes) private unless its operator
 // publishes them: without a read credential the monitor checks everything
@@ -15,10 +18,7 @@ package monitor
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,8 +29,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -59,19 +57,24 @@ type Alarm struct {
 	// (either may be nil).
 	Old, New []byte
 	Detail   string
+	// Err is the failed check, when one caused the alarm (a
+	// *verify.CheckError for an entry that does not verify).
+	Err error
 }
 
 func (a *Alarm) Error() string { return fmt.Sprintf("%s: %s", strings.ToUpper(a.Kind), a.Detail) }
+
+// Unwrap gives the cause to errors.Is and errors.As.
+func (a *Alarm) Unwrap() error { return a.Err }
 
 // Config says which log to follow and how to check it.
 type Config struct {
 	// Server is the log's root URL (the daemon's address).
 	Server string
-	// LogKey verifies checkpoints.
-	LogKey crypto.PublicKey
-	// SignerKey, when set, verifies every new entry's DSSE envelope, and
-	// that every entry's body names it as the verifier.
-	SignerKey crypto.PublicKey
+	// Verifier holds the log key (checkpoints, SETs) and, when made with a
+	// signing key set, verifies that every new entry names a key valid
+	// when it was logged and, with the record, its envelope's signature.
+	Verifier *verify.Verifier
 	// Bearer, when set, is sent to the Rekor API to read the envelopes of
 	// a log that keeps records private: an API key with the read
 	// permission (or an OIDC token the daemon maps to it).
@@ -81,15 +84,14 @@ type Config struct {
 
 // Follower checks a log checkpoint after checkpoint.
 type Follower struct {
-	cfg       Config
-	tiles     *client.HTTPFetcher
-	rekor     *rekorapi.Client
-	treeID    int64
-	signerPEM []byte
-	signerV   signature.Verifier
-	last      []byte
-	lastCP    *log.Checkpoint
-	rng       *compact.Range
+	cfg    Config
+	v      *verify.Verifier
+	tiles  *client.HTTPFetcher
+	rekor  *rekorapi.Client
+	treeID int64
+	last   []byte
+	lastCP *log.Checkpoint
+	rng    *compact.Range
 }
 
 var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
@@ -111,23 +113,25 @@ func New(cfg Config) (*Follower, error) {
 	if err != nil {
 		return nil, err
 	}
-	treeID, err := entry.TreeID(cfg.LogKey)
-	if err != nil {
-		return nil, err
+	if cfg.Verifier == nil {
+		return nil, errors.New("monitor: no verifier (the log key)")
 	}
-	f := &Follower{cfg: cfg, tiles: tiles, rekor: rc, treeID: treeID, rng: rangeFactory.NewEmptyRange(0)}
-	if cfg.SignerKey != nil {
-		if f.signerPEM, err = entry.PublicKeyPEM(cfg.SignerKey); err != nil {
-			return nil, fmt.Errorf("signer key: %w", err)
-		}
-		v, err := signature.LoadVerifier(cfg.SignerKey, crypto.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("signer key: %w", err)
-		}
-		f.signerV = sigdsse.WrapVerifier(v)
-	}
-	return f, nil
+	return &Follower{cfg: cfg, v: cfg.Verifier, tiles: tiles, rekor: rc, treeID: cfg.Verifier.TreeID(), rng: rangeFactory.NewEmptyRange(0)}, nil
 }
+
+// SetVerifier replaces the verifier for the next Step, e.g. with a signing
+// key set that gained a rotated-in key. It must verify the same log (the
+// same log key): the follower keeps its trusted checkpoint.
+func (f *Follower) SetVerifier(v *verify.Verifier) error {
+	if v.LogID() != f.v.LogID() {
+		return fmt.Errorf("monitor: the new verifier is for another log (%s, not %s)", v.LogID(), f.v.LogID())
+	}
+	f.v, f.cfg.Verifier = v, v
+	return nil
+}
+
+// SigningKeys reports whether entries are checked against a signing key set.
+func (f *Follower) SigningKeys() bool { return f.v.SigningKeys() != nil }
 
 // FetchCheckpoint reads the log's latest checkpoint and checks it is this
 // log's (origin names the key's tree ID) and signed by the log key.
@@ -136,9 +140,9 @@ func (f *Follower) FetchCheckpoint(ctx context.Context) ([]byte, *log.Checkpoint
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch checkpoint: %w", err)
 	}
-	cp, err := verify.Checkpoint(raw, f.cfg.LogKey)
+	cp, err := f.v.Checkpoint(raw)
 	if err != nil {
-		return nil, nil, &Alarm{Kind: BadCheckpoint, Old: f.last, New: raw, Detail: err.Error()}
+		return nil, nil, &Alarm{Kind: BadCheckpoint, Old: f.last, New: raw, Detail: err.Error(), Err: err}
 	}
 	if !strings.HasSuffix(cp.Origin, "/"+strconv.FormatInt(f.treeID, 10)) {
 		return nil, nil, &Alarm{Kind: BadCheckpoint, Old: f.last, New: raw, Detail: fmt.Sprintf("origin %q is not the log of this key (tree ID %d)", cp.Origin, f.treeID)}
@@ -150,13 +154,13 @@ func (f *Follower) FetchCheckpoint(ctx context.Context) ([]byte, *log.Checkpoint
 // a consistency proof built from the log's tiles. A shrunk tree is a
 // Rollback, anything else that does not prove out a Fork.
 func (f *Follower) Consistent(ctx context.Context, older, newer []byte) error {
-	a, err := verify.Checkpoint(older, f.cfg.LogKey)
+	a, err := f.v.Checkpoint(older)
 	if err != nil {
 		return &Alarm{Kind: BadCheckpoint, Old: older, New: newer, Detail: "the earlier checkpoint: " + err.Error()}
 	}
-	b, err := verify.Checkpoint(newer, f.cfg.LogKey)
+	b, err := f.v.Checkpoint(newer)
 	if err != nil {
-		return &Alarm{Kind: BadCheckpoint, Old: older, New: newer, Detail: err.Error()}
+		return &Alarm{Kind: BadCheckpoint, Old: older, New: newer, Detail: err.Error(), Err: err}
 	}
 	switch {
 	case a.Origin != b.Origin:
@@ -214,7 +218,7 @@ func (f *Follower) Start(ctx context.Context, trusted []byte) error {
 		f.last, f.lastCP, f.rng = nil, nil, rangeFactory.NewEmptyRange(0)
 		return nil
 	}
-	cp, err := verify.Checkpoint(trusted, f.cfg.LogKey)
+	cp, err := f.v.Checkpoint(trusted)
 	if err != nil {
 		return &Alarm{Kind: BadCheckpoint, New: trusted, Detail: "the trusted checkpoint: " + err.Error()}
 	}
@@ -259,9 +263,9 @@ type Envelopes struct {
 func (e *Envelopes) add(o Envelopes) { e.Checked += o.Checked; e.Private += o.Private }
 
 // Describe says in words what was checked of the envelopes, with or
-// without a signer key, for people reading a monitor's output.
+// without a signing key set, for people reading a monitor's output.
 func (e Envelopes) Describe(signerKey bool) string {
-	what := "envelopes match their leaves (signatures not checked: no signer key)"
+	what := "envelopes match their leaves (signatures not checked: no signer keys)"
 	if signerKey {
 		what = "envelope signatures OK"
 	}
@@ -273,7 +277,7 @@ func (e Envelopes) Describe(signerKey bool) string {
 	}
 	s := fmt.Sprintf("%d envelopes not checked: records are private (give a read key)", e.Private)
 	if signerKey {
-		s += "; every entry names the signer key"
+		s += "; every entry names a signer key valid when it was logged"
 	}
 	if e.Checked > 0 {
 		s = fmt.Sprintf("%d %s, %s", e.Checked, what, s)
@@ -334,7 +338,7 @@ func (f *Follower) Step(ctx context.Context) (Report, error) {
 			return Report{}, err
 		}
 		if err != nil {
-			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: err.Error()}
+			return Report{}, &Alarm{Kind: BadEntry, Old: f.last, New: raw, Detail: err.Error(), Err: err}
 		}
 		envs.add(got)
 		i += uint64(len(bodies))
@@ -392,17 +396,17 @@ func (f *Follower) CheckLatest(ctx context.Context, raw []byte, cp *log.Checkpoi
 		return Envelopes{}, err
 	}
 	if err != nil {
-		return Envelopes{}, &Alarm{Kind: BadEntry, New: raw, Detail: err.Error()}
+		return Envelopes{}, &Alarm{Kind: BadEntry, New: raw, Detail: err.Error(), Err: err}
 	}
 	return envs, f.RightEdge(ctx, raw, cp)
 }
 
 // checkEnvelopes fetches entries first.. through the Rekor API, checks the
-// API serves the bodies the bundles hold and that each names the signer
-// key, and checks each envelope is the one its logged body commits to and
-// is signed by the signer key. An envelope the log keeps private (no read
-// credential) is counted, not checked; one withheld from a reader is an
-// error.
+// API serves the bodies the bundles hold, and checks each entry with the
+// verifier: its SET, that it names a signing key valid when it was logged,
+// and that its envelope is the one its logged body commits to, signed by
+// that key. An envelope the log keeps private (no read credential) is
+// counted, not checked; one withheld from a reader is an error.
 func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]byte) (Envelopes, error) {
 	var envs Envelopes
 	for start := 0; start < len(bodies); start += 10 {
@@ -430,31 +434,25 @@ func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]
 			if b, _ := base64.StdEncoding.DecodeString(a.Body); !bytes.Equal(b, bodies[k]) {
 				return envs, fmt.Errorf("entry %d: the Rekor API and the entry bundles disagree on the body", i)
 			}
-			b, err := entry.ParseBody(bodies[k])
-			if err != nil {
-				return envs, fmt.Errorf("entry %d: %w", i, err)
-			}
-			if f.signerPEM != nil {
-				if err := NamesSigner(b, f.signerPEM); err != nil {
-					return envs, fmt.Errorf("entry %d: %w", i, err)
-				}
-			}
 			env, err := f.rekor.Envelope(a)
-			if errors.Is(err, rekorapi.ErrRecordsPrivate) {
-				envs.Private++
-				continue
-			}
-			if err != nil {
+			private := errors.Is(err, rekorapi.ErrRecordsPrivate)
+			if err != nil && !private {
 				return envs, err
 			}
-			if f.signerV == nil {
-				if sum := sha256.Sum256(env); hex.EncodeToString(sum[:]) != b.Spec.EnvelopeHash.Value {
-					return envs, fmt.Errorf("entry %d: the envelope is not the one the logged body commits to", i)
-				}
-			} else if err := CheckEnvelope(bodies[k], env, f.signerPEM, f.signerV); err != nil {
+			if a.Verification == nil {
+				return envs, fmt.Errorf("entry %d: the log sent no SET", i)
+			}
+			if _, err := f.v.Entry(verify.Entry{
+				Body: bodies[k], LogIndex: a.LogIndex, IntegratedTime: a.IntegratedTime, LogID: a.LogID,
+				SET: a.Verification.SignedEntryTimestamp, Envelope: env,
+			}); err != nil {
 				return envs, fmt.Errorf("entry %d: %w", i, err)
 			}
-			envs.Checked++
+			if private {
+				envs.Private++
+			} else {
+				envs.Checked++
+			}
 		}
 	}
 	return envs, nil
@@ -466,43 +464,6 @@ func (f *Follower) checkEnvelopes(ctx context.Context, first uint64, bodies [][]
 func refused(err error) bool {
 	var he *rekorapi.HTTPError
 	return errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden)
-}
-
-// ErrOtherSigner means a logged body names a verifier key other than the
-// expected signer key.
-var ErrOtherSigner = errors.New("the entry names a verifier key that is not the signer key")
-
-// NamesSigner checks that every signature of a logged body names signerPEM
-// as its verifier: what a leaf says about who signed, without the record.
-func NamesSigner(b entry.Body, signerPEM []byte) error {
-	if len(b.Spec.Signatures) == 0 {
-		return fmt.Errorf("%w: it has no signatures", ErrOtherSigner)
-	}
-	for _, sig := range b.Spec.Signatures {
-		pem, err := base64.StdEncoding.DecodeString(sig.Verifier)
-		if err != nil || !bytes.Equal(pem, signerPEM) {
-			return ErrOtherSigner
-		}
-	}
-	return nil
-}
-
-// CheckEnvelope checks that envelope is what the logged body commits to
-// (envelope and payload hashes, signatures, verifier key) and that its
-// signature verifies with v (a DSSE verifier for the key signerPEM).
-// Without a signer key, only the envelope hash is checked.
-func CheckEnvelope(body, envelope, signerPEM []byte, v signature.Verifier) error {
-	want, err := entry.DSSEBody(envelope, signerPEM)
-	if err != nil {
-		return fmt.Errorf("envelope: %w", err)
-	}
-	if !bytes.Equal(want, body) {
-		return errors.New("the envelope is not the one the logged body commits to (changed, or signed by another key)")
-	}
-	if err := v.VerifySignature(bytes.NewReader(envelope), nil); err != nil {
-		return fmt.Errorf("envelope signature does not verify with the signer key: %w", err)
-	}
-	return nil
 }
 
 // StateDir is where clients keep the last checkpoint they verified of

@@ -1,7 +1,6 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -18,11 +17,13 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"
+	"github.com/gatelog/gatelog/translog/verify"
 )
 
 const readerKey = "reader"
@@ -63,9 +64,13 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	signKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	sv, _ := signature.LoadECDSASignerVerifier(signKey, crypto.SHA256)
+	signer, err := receipt.NewSigner(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pem, _ := cryptoutils.MarshalPublicKeyToPEM(signKey.Public())
 	for i := range 3 {
-		env, err := sigdsse.WrapSigner(sv, "application/vnd.in-toto+json").SignMessage(bytes.NewReader(fmt.Appendf(nil, `{"subject":"alice","n":%d}`, i)))
+		env, err := signer.Sign(decision.Record{DecisionID: fmt.Sprint(i), Request: decision.Request{Subject: decision.Subject{ID: "alice"}, Action: "deploy"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,29 +106,59 @@ func newFixture(t *testing.T) *fixture {
 func TestMonitorRecordsPrivacy(t *testing.T) {
 	f := newFixture(t)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := func(ks ...verify.SigningKey) *verify.SigningKeys { return &verify.SigningKeys{Keys: ks} }
+	key := func(pub crypto.PublicKey, from, until time.Time) verify.SigningKey {
+		ks, err := verify.KeySet(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks.Keys[0].ValidFrom, ks.Keys[0].ValidUntil = from, until
+		return ks.Keys[0]
+	}
+	now := time.Now()
+	signer := keys(key(f.signKey, time.Time{}, time.Time{}))
+	// A rotation: the other key retired an hour ago, the signing key since.
+	rotated := keys(key(other.Public(), now.Add(-48*time.Hour), now.Add(-time.Hour)), key(f.signKey, now.Add(-time.Hour), time.Time{}))
+	// The signing key retired an hour before its entries were logged.
+	retired := keys(key(f.signKey, now.Add(-48*time.Hour), now.Add(-time.Hour)), key(other.Public(), now.Add(-time.Hour), time.Time{}))
 	for _, tc := range []struct {
 		name, server, bearer string
-		signer               crypto.PublicKey
+		signer               *verify.SigningKeys
 		want                 monitor.Envelopes
 		describe             string
 		alarm                string // want an alarm of this kind
+		cause                error  // and its cause
 		refused              int    // want this HTTP status, not an alarm
 	}{
-		{name: "no key", server: "private", signer: f.signKey, want: monitor.Envelopes{Private: 3},
-			describe: "3 envelopes not checked: records are private (give a read key); every entry names the signer key"},
+		{name: "no key", server: "private", signer: signer, want: monitor.Envelopes{Private: 3},
+			describe: "3 envelopes not checked: records are private (give a read key); every entry names a signer key valid when it was logged"},
 		{name: "no key, no signer key", server: "private", want: monitor.Envelopes{Private: 3},
 			describe: "3 envelopes not checked: records are private (give a read key)"},
-		{name: "read key", server: "private", bearer: readerKey, signer: f.signKey, want: monitor.Envelopes{Checked: 3},
+		{name: "read key", server: "private", bearer: readerKey, signer: signer, want: monitor.Envelopes{Checked: 3},
 			describe: "3 envelope signatures OK"},
-		{name: "public records", server: "public records", signer: f.signKey, want: monitor.Envelopes{Checked: 3},
+		{name: "public records", server: "public records", signer: signer, want: monitor.Envelopes{Checked: 3},
 			describe: "3 envelope signatures OK"},
-		{name: "bad key", server: "private", bearer: "forged", signer: f.signKey, refused: 401},
-		{name: "records withheld from a reader", server: "withholding", bearer: readerKey, signer: f.signKey, alarm: monitor.BadEntry},
-		{name: "no key, entries name another signer", server: "private", signer: other.Public(), alarm: monitor.BadEntry},
+		{name: "bad key", server: "private", bearer: "forged", signer: signer, refused: 401},
+		{name: "records withheld from a reader", server: "withholding", bearer: readerKey, signer: signer, alarm: monitor.BadEntry},
+		{name: "no key, entries name another signer", server: "private", signer: keys(key(other.Public(), time.Time{}, time.Time{})), alarm: monitor.BadEntry, cause: verify.ErrUnknownKey},
+		{name: "after a rotation, read key", server: "private", bearer: readerKey, signer: rotated, want: monitor.Envelopes{Checked: 3},
+			describe: "3 envelope signatures OK"},
+		{name: "after a rotation, no key", server: "private", signer: rotated, want: monitor.Envelopes{Private: 3},
+			describe: "3 envelopes not checked: records are private (give a read key); every entry names a signer key valid when it was logged"},
+		{name: "signed after the key was retired, read key", server: "private", bearer: readerKey, signer: retired, alarm: monitor.BadEntry, cause: verify.ErrKeyNotValid},
+		{name: "signed after the key was retired, no key", server: "private", signer: retired, alarm: monitor.BadEntry, cause: verify.ErrKeyNotValid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			fl, err := monitor.New(monitor.Config{Server: f.servers[tc.server], LogKey: f.logKey, SignerKey: tc.signer, Bearer: tc.bearer})
+			var opts []verify.Option
+			if tc.signer != nil {
+				opts = append(opts, verify.WithSigningKeys(*tc.signer))
+			}
+			v, err := verify.New(f.logKey, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl, err := monitor.New(monitor.Config{Server: f.servers[tc.server], Verifier: v, Bearer: tc.bearer})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,6 +172,9 @@ func TestMonitorRecordsPrivacy(t *testing.T) {
 			case tc.alarm != "":
 				if !errors.As(err, &al) || al.Kind != tc.alarm {
 					t.Fatalf("Step: %v, want a %s alarm", err, tc.alarm)
+				}
+				if tc.cause != nil && (!errors.Is(err, tc.cause) || !errors.Is(err, verify.ErrFailed)) {
+					t.Fatalf("Step: %v, want an alarm caused by %v", err, tc.cause)
 				}
 				return
 			case tc.refused != 0:

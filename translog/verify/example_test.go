@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -71,12 +72,12 @@ func ExampleVerifier_Receipt() {
 	}
 
 	// The auditor's side: the public keys and the receipt, nothing else.
-	v, err := verify.New(logKey.Public())
+	v, err := verify.New(logKey.Public(), verify.WithSignerKey(signKey.Public()))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	res, err := v.Receipt(rc, signKey.Public())
+	res, err := v.Receipt(rc)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -86,9 +87,33 @@ func ExampleVerifier_Receipt() {
 		rec.DecisionID, rec.Request.Action, rec.Request.Subject.ID, rec.Decision.Allow, rc.LogIndex, res.Checkpoint.Size)
 
 	rc.Allow = false // the summary no longer matches the signed record
-	_, err = v.Receipt(rc, signKey.Public())
+	_, err = v.Receipt(rc)
 	fmt.Println(err)
 	// Output:
 	// verified: d-1 deploy by alice, allow=true, index 0 of 1
 	// verification failed: allow: receipt says false, signed decision record says true
+}
+
+// A daemon's signing key set (GET /v1/keys) names each key with its
+// validity window: a record is checked with the key valid when the log
+// integrated it, so a rotated-out key still verifies its old entries and
+// never a later one.
+func ExampleSigningKeys_Select() {
+	old, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ks, _ := verify.KeySet(old.Public())
+	rotated := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	ks.Keys[0].ValidFrom = rotated.AddDate(-1, 0, 0)
+	ks.Keys[0].ValidUntil = rotated
+	id := ks.Keys[0].KeyID
+
+	_, err := ks.Select(id, rotated.Add(-time.Hour))
+	fmt.Println("an hour before the rotation:", err)
+	_, err = ks.Select(id, rotated.Add(time.Hour))
+	fmt.Println("an hour after it:", errors.Is(err, verify.ErrKeyNotValid))
+	_, err = ks.Select("another key", rotated)
+	fmt.Println("a key not in the set:", errors.Is(err, verify.ErrUnknownKey))
+	// Output:
+	// an hour before the rotation: <nil>
+	// an hour after it: true
+	// a key not in the set: true
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -85,9 +86,12 @@ func (l *testLog) append(t testing.TB, id string) translog.Entry {
 	return e
 }
 
-func wantFailure(t *testing.T, what string, err error, check string) {
+// wantFailure asserts err is a *verify.CheckError of check, and that the
+// sentinels ErrFailed and check match it.
+func wantFailure(t *testing.T, what string, err error, check verify.Check) {
 	t.Helper()
-	if err == nil || !strings.Contains(err.Error(), check) {
+	var ce *verify.CheckError
+	if !errors.As(err, &ce) || ce.Check != check || !errors.Is(err, verify.ErrFailed) || !errors.Is(err, check) {
 		t.Errorf("%s: got %v, want a failure of the %q check", what, err, check)
 	}
 }
@@ -118,15 +122,15 @@ func TestInclusionAndSETOfRealEntries(t *testing.T) {
 
 		other := entries[(e.Index+1)%int64(len(entries))]
 		_, err = verify.Inclusion(p.Checkpoint, l.key.Public(), idx, size, p.RootHash, other.LeafHash, p.Hashes)
-		wantFailure(t, "another entry's leaf", err, "inclusion proof")
+		wantFailure(t, "another entry's leaf", err, verify.CheckInclusion)
 		_, err = verify.Inclusion(p.Checkpoint, newKey(t).Public(), idx, size, p.RootHash, e.LeafHash, p.Hashes)
-		wantFailure(t, "another log key", err, "checkpoint signature")
+		wantFailure(t, "another log key", err, verify.CheckCheckpointSignature)
 		_, err = verify.Inclusion(p.Checkpoint, l.key.Public(), idx, size+1, p.RootHash, e.LeafHash, p.Hashes)
-		wantFailure(t, "another tree size", err, "inclusion proof")
+		wantFailure(t, "another tree size", err, verify.CheckInclusion)
 		err = verify.SET(e.SignedEntryTimestamp, e.Body, e.IntegratedTime, l.LogID(), e.Index+1, l.key.Public())
-		wantFailure(t, "SET for another index", err, "signed entry timestamp")
+		wantFailure(t, "SET for another index", err, verify.CheckSET)
 		err = verify.SET(e.SignedEntryTimestamp, e.Body, e.IntegratedTime+1, l.LogID(), e.Index, l.key.Public())
-		wantFailure(t, "SET for another time", err, "signed entry timestamp")
+		wantFailure(t, "SET for another time", err, verify.CheckSET)
 	}
 }
 
@@ -156,17 +160,17 @@ func TestConsistencyBetweenRealCheckpoints(t *testing.T) {
 	if len(hashes) > 0 {
 		bad := append([][]byte(nil), hashes...)
 		bad[0] = append([]byte{bad[0][0] ^ 1}, bad[0][1:]...)
-		wantFailure(t, "a changed proof hash", verify.Consistency(older.Checkpoint, newer.Checkpoint, l.key.Public(), bad), "consistency")
+		wantFailure(t, "a changed proof hash", verify.Consistency(older.Checkpoint, newer.Checkpoint, l.key.Public(), bad), verify.CheckConsistency)
 	}
-	wantFailure(t, "checkpoints swapped", verify.Consistency(newer.Checkpoint, older.Checkpoint, l.key.Public(), hashes), "consistency")
-	wantFailure(t, "another log key", verify.Consistency(older.Checkpoint, newer.Checkpoint, newKey(t).Public(), hashes), "checkpoint signature")
+	wantFailure(t, "checkpoints swapped", verify.Consistency(newer.Checkpoint, older.Checkpoint, l.key.Public(), hashes), verify.CheckConsistency)
+	wantFailure(t, "another log key", verify.Consistency(older.Checkpoint, newer.Checkpoint, newKey(t).Public(), hashes), verify.CheckCheckpointSignature)
 	other := openLog(t)
 	o := other.append(t, "d-0")
 	op, err := other.InclusionProof(ctx, o.Index, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFailure(t, "another log's checkpoint", verify.Consistency(older.Checkpoint, op.Checkpoint, l.key.Public(), hashes), "checkpoint signature")
+	wantFailure(t, "another log's checkpoint", verify.Consistency(older.Checkpoint, op.Checkpoint, l.key.Public(), hashes), verify.CheckCheckpointSignature)
 }
 
 // receipts appends n decisions and returns their receipts, all proven
@@ -174,13 +178,21 @@ func TestConsistencyBetweenRealCheckpoints(t *testing.T) {
 // receipts fetched together would be.
 func (l *testLog) receipts(t testing.TB, n int) []decision.Receipt {
 	t.Helper()
-	ctx := context.Background()
 	var entries []translog.Entry
 	var ids []string
 	for i := range n {
 		ids = append(ids, fmt.Sprintf("d-%d", i))
 		entries = append(entries, l.append(t, ids[i]))
 	}
+	return l.prove(t, entries, ids)
+}
+
+// prove returns the receipts of entries (decision IDs ids), proven
+// against the log's latest checkpoint.
+func (l *testLog) prove(t testing.TB, entries []translog.Entry, ids []string) []decision.Receipt {
+	t.Helper()
+	ctx := context.Background()
+	n := len(entries)
 	last, err := l.InclusionProof(ctx, entries[n-1].Index, true)
 	if err != nil {
 		t.Fatal(err)
@@ -224,12 +236,12 @@ func TestVerifierChecksEveryReceiptAgainstACachedCheckpoint(t *testing.T) {
 	l := openLog(t)
 	rcs := l.receipts(t, 12)
 	signer := l.signerKey(t)
-	v, err := verify.New(l.key.Public())
+	v, err := verify.New(l.key.Public(), verify.WithSignerKey(signer))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, rc := range rcs {
-		res, err := v.Receipt(rc, signer)
+		res, err := v.Receipt(rc)
 		if err != nil {
 			t.Fatalf("receipt %d: %v", rc.LogIndex, err)
 		}
@@ -248,35 +260,39 @@ func TestVerifierChecksEveryReceiptAgainstACachedCheckpoint(t *testing.T) {
 		return rc
 	}
 	rc := rcs[3]
-	_, err = v.Receipt(tamper(rc, func(p *decision.InclusionProof) { p.Hashes[0] = strings.Repeat("0", 64) }), signer)
-	wantFailure(t, "a changed proof hash", err, "inclusion proof")
-	_, err = v.Receipt(tamper(rc, func(p *decision.InclusionProof) { p.Hashes = rcs[4].InclusionProof.Hashes }), signer)
-	wantFailure(t, "another receipt's proof", err, "inclusion proof")
+	_, err = v.Receipt(tamper(rc, func(p *decision.InclusionProof) { p.Hashes[0] = strings.Repeat("0", 64) }))
+	wantFailure(t, "a changed proof hash", err, verify.CheckInclusion)
+	_, err = v.Receipt(tamper(rc, func(p *decision.InclusionProof) { p.Hashes = rcs[4].InclusionProof.Hashes }))
+	wantFailure(t, "another receipt's proof", err, verify.CheckInclusion)
 	_, err = v.Receipt(tamper(rc, func(p *decision.InclusionProof) {
 		p.Checkpoint = strings.Replace(p.Checkpoint, fmt.Sprintf("\n%d\n", p.TreeSize), fmt.Sprintf("\n%d\n", p.TreeSize+1), 1)
 		p.TreeSize++
-	}), signer)
-	wantFailure(t, "a checkpoint whose size was changed", err, "checkpoint signature")
+	}))
+	wantFailure(t, "a checkpoint whose size was changed", err, verify.CheckCheckpointSignature)
 	other := rcs[5]
 	other.SignedEntryTimestamp = rc.SignedEntryTimestamp
-	_, err = v.Receipt(other, signer)
-	wantFailure(t, "another receipt's SET", err, "signed entry timestamp")
-	_, err = v.Receipt(rc, newKey(t).Public())
-	wantFailure(t, "another signer key", err, "envelope")
-
-	ov, err := verify.New(newKey(t).Public())
+	_, err = v.Receipt(other)
+	wantFailure(t, "another receipt's SET", err, verify.CheckSET)
+	sv, err := verify.New(l.key.Public(), verify.WithSignerKey(newKey(t).Public()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ov.Receipt(rc, signer)
-	wantFailure(t, "another log's key", err, "uuid")
+	_, err = sv.Receipt(rc)
+	wantFailure(t, "another signer key", err, verify.CheckEnvelope)
+
+	ov, err := verify.New(newKey(t).Public(), verify.WithSignerKey(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ov.Receipt(rc)
+	wantFailure(t, "another log's key", err, verify.CheckUUID)
 }
 
 func TestVerifierIsSafeForConcurrentUse(t *testing.T) {
 	l := openLog(t)
 	rcs := l.receipts(t, 8)
 	signer := l.signerKey(t)
-	v, err := verify.New(l.key.Public())
+	v, err := verify.New(l.key.Public(), verify.WithSignerKey(signer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +301,7 @@ func TestVerifierIsSafeForConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for i := range 3 * len(rcs) {
 				rc := rcs[(g+i)%len(rcs)]
-				if _, err := v.Receipt(rc, signer); err != nil {
+				if _, err := v.Receipt(rc); err != nil {
 					t.Errorf("goroutine %d, receipt %d: %v", g, rc.LogIndex, err)
 					return
 				}
@@ -316,14 +332,14 @@ func BenchmarkReceipt(b *testing.B) {
 		}
 	})
 	b.Run("Verifier", func(b *testing.B) {
-		v, err := verify.New(logKey)
+		v, err := verify.New(logKey, verify.WithSignerKey(signer))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if _, err := v.Receipt(rcs[i%len(rcs)], signer); err != nil {
+			if _, err := v.Receipt(rcs[i%len(rcs)]); err != nil {
 				b.Fatal(err)
 			}
 			i++
