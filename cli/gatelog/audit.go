@@ -230,7 +230,7 @@ func verifyRows(c *cli.Context, ac *client, v *verify.Verifier, rows []auditResu
 }
 
 func verifyRow(c *cli.Context, ac *client, v *verify.Verifier, r index.Row, given *decision.Receipt) error {
-	if r.Kind != index.KindDecision && r.Kind != index.KindEvent {
+	if r.Kind == index.KindUnreadable {
 		return fmt.Errorf("entry %d is %s: the index could not read it, so there is nothing to verify", r.LogIndex, r.Kind)
 	}
 	var rc decision.Receipt

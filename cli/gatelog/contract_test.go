@@ -60,8 +60,8 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	if err != nil || len(ks.Keys) != 2 || ks.Keys[0].ValidUntil.IsZero() || !ks.Keys[1].ValidUntil.IsZero() {
 		t.Fatalf("published key set after one rotation: %+v %v", ks, err)
 	}
-	// Entries: 0, 1 by the first key; 2 (the rotation, logged by the first
-	// key); 3, 4 by the new key.
+	// Entries: 0 (the start-up policy record), 1, 2 by the first key; 3
+	// (the rotation, logged by the first key); 4, 5 by the new key.
 	reader := []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}
 	keyed := func(set string, args ...string) (int, string) {
 		t.Helper()
@@ -75,7 +75,7 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 		{"monitor", "--once"},
 		{"log", "info"},
 		{"log", "get", "--index", "0"},
-		{"log", "get", "--index", "4"},
+		{"log", "get", "--index", "5"},
 		{"audit", "search", "--verify", "--all"},
 		{"policy", "replay"},
 	} {
@@ -91,7 +91,7 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	// The keys pinned before the rotation: the grown key set is pinned
 	// (it keeps the pinned key), and every entry verifies.
 	code, out = run(t, f.bin, append(reader, "GATELOG_PIN_FILE="+pins), "monitor", "--once", "--server", f.server, "--state-dir", t.TempDir())
-	if code != 0 || !strings.Contains(out, "pinning new signing keys") || !strings.Contains(out, "5 envelope signatures OK") {
+	if code != 0 || !strings.Contains(out, "pinning new signing keys") || !strings.Contains(out, "6 envelope signatures OK") {
 		t.Errorf("monitor with the keys pinned before the rotation: exit %d\n%s", code, out)
 	}
 	// A pin file whose log key is not the log's: refused.
