@@ -19,6 +19,7 @@ import (
 	"sort"
 	"sync/atomic"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -42,6 +43,9 @@ type Engine struct {
 type compiled struct {
 	query  rego.PreparedEvalQuery
 	policy decision.Policy
+	// modules are the parsed policy modules, for Profile to name the rule
+	// an expression belongs to.
+	modules map[string]*ast.Module
 }
 
 // New compiles the policies (Rego modules and JSON/YAML data files) found in
@@ -174,7 +178,8 @@ func compile(ctx context.Context, fsys fs.FS) (*compiled, error) {
 		rego.Store(store),
 		rego.StrictBuiltinErrors(true),
 	}
-	for _, m := range res.ParsedModules() {
+	modules := res.ParsedModules()
+	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
@@ -182,7 +187,8 @@ func compile(ctx context.Context, fsys fs.FS) (*compiled, error) {
 		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
 	}
 	return &compiled{
-		query: pq,
+		query:   pq,
+		modules: modules,
 		policy: decision.Policy{
 			SHA256:     digest,
 			Entrypoint: Entrypoint,
