@@ -46,6 +46,20 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "| %s | %.1f %% | %.0f |\n", part.Part, p.Shares[part.Part], p.CPUUsPerReq[part.Part])
 		}
 	}
+	if pc := r.Policy; pc != nil {
+		fmt.Fprintf(w, "\n**The policy library alone** — each request decided in process on the daemon's evaluation path (`gatelog policy bench`, %s per request): **%.0f µs and %.0f allocations per decision** on average", pc.Duration, pc.MeanUs, pc.MeanAllocs)
+		if p := r.Profile; p != nil {
+			fmt.Fprintf(w, ", next to the %.0f µs of CPU per decision the daemon's profile gives policy evaluation", p.CPUUsPerReq["policy evaluation (OPA topdown)"])
+		}
+		fmt.Fprint(w, ".")
+		if pc.Note != "" {
+			fmt.Fprintf(w, " This measurement was %s.", pc.Note)
+		}
+		fmt.Fprint(w, "\n\n| request | allow | µs per decision | allocs per decision | kB per decision |\n|---|---|---:|---:|---:|\n")
+		for _, q := range pc.Requests {
+			fmt.Fprintf(w, "| %s | %v | %.0f | %.0f | %.1f |\n", q.Request, q.Allow, q.Us, q.Allocs, q.KB)
+		}
+	}
 	if len(r.Append) > 0 {
 		batching := "with the same batching (not recorded)"
 		if a := r.Append[0]; a.BatchMaxSize > 0 {

@@ -24,6 +24,7 @@ type Report struct {
 	Growth    *GrowthReport   `json:"growth,omitempty"`
 	Startup   *StartupReport  `json:"startup,omitempty"`
 	Profile   *ProfileSummary `json:"profile,omitempty"`
+	Policy    *PolicyCost     `json:"policy,omitempty"`
 }
 
 // Machine describes where the numbers were taken.

@@ -44,24 +44,9 @@ type Explanation struct {
 // tracer. It is slower than Decide and meant for people, not the hot path.
 func (e *Engine) Explain(ctx context.Context, req decision.Request) (decision.Decision, decision.Policy, Explanation) {
 	c := e.cur.Load()
-	input, err := toValue(req)
-	if err != nil {
-		return deny("request could not be converted for the policy: " + err.Error()), c.policy, Explanation{}
-	}
 	buf := topdown.NewBufferTracer()
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalQueryTracer(buf))
-	ex := explain(*buf)
-	if err != nil {
-		return deny("policy evaluation failed: " + err.Error()), c.policy, ex
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return deny("policy result is undefined: " + Entrypoint + " produced no value"), c.policy, ex
-	}
-	d, err := parseResult(rs[0].Expressions[0].Value)
-	if err != nil {
-		return deny("policy result is malformed: " + err.Error()), c.policy, ex
-	}
-	return d, c.policy, ex
+	d := evaluate(ctx, c.query, req, rego.EvalQueryTracer(buf))
+	return d, c.policy, explain(*buf)
 }
 
 func explain(events []*topdown.Event) Explanation {

@@ -25,10 +25,11 @@ import (
 func policyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "policy",
-		Usage: "write, test and roll out policies: test, eval, build, replay",
+		Usage: "write, test and roll out policies: test, eval, bench, build, replay",
 		Subcommands: []*cli.Command{
 			policyTestCommand(),
 			policyEvalCommand(),
+			policyBenchCommand(),
 			policyBuildCommand(),
 			policyReplayCommand(),
 		},

@@ -4,6 +4,7 @@
 //	gatelog-bench append    Tessera raw appends vs translog.Log.Append
 //	gatelog-bench growth    the log grown to 10^5 or more entries
 //	gatelog-bench startup   time to first decision and policy reload
+//	gatelog-bench policy    the policy library alone: µs and allocations per decision
 //	gatelog-bench load      drive an already running daemon (for profiling)
 //	gatelog-bench report    results.json as the Markdown tables bench/README.md quotes
 //
@@ -30,7 +31,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|load|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|policy|load|report [flags]")
 		os.Exit(2)
 	}
 	// Tessera, run in-process by the append mode, logs through klog.
@@ -47,6 +48,8 @@ func main() {
 		err = growth(ctx, os.Args[2:])
 	case "startup":
 		err = startup(ctx, os.Args[2:])
+	case "policy":
+		err = policyCost(ctx, os.Args[2:])
 	case "load":
 		err = load(ctx, os.Args[2:])
 	case "report":

@@ -135,3 +135,30 @@ func startup(ctx context.Context, args []string) error {
 		*runs, s.CompileMs, s.ReloadMs, s.FreshReadyMs, s.FreshFirstDecisionMs)
 	return c.save(m, func(r *bench.Report) { r.Startup = s })
 }
+
+// policyCost measures the bundled policy library alone, per request, as
+// `gatelog policy bench` does: the row beside the daemon's profile.
+func policyCost(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("policy", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files")
+	duration := fs.Duration("duration", 2*time.Second, "measured time per request")
+	_ = fs.Parse(args)
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	_, m, cleanup, err := c.begin()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	pc, err := bench.MeasurePolicy(ctx, policies.FS(), reqs, *duration)
+	if err != nil {
+		return err
+	}
+	pc.Note = m.Note
+	bench.PrintPolicyCost(os.Stdout, pc)
+	return c.save(m, func(r *bench.Report) { r.Policy = pc })
+}
