@@ -20,6 +20,11 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(GATELOG) ./cli/gatelog
 
+## auditor: compile ./bin/gatelog-auditor, the clients and offline verifiers only (no daemon,
+## no policy engine: no OPA), for an auditor who wants to read what they run
+auditor:
+	$(GO) build -tags auditor -ldflags "$(LDFLAGS)" -o $(BIN)/gatelog-auditor ./cli/gatelog
+
 ## run: build and start the daemon with the embedded defaults (local log, local keys, bundled policies)
 run: build
 	$(GATELOG) serve --addr $(ADDR) --data $(DATA)
@@ -37,6 +42,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags auditor ./cli/gatelog
 
 ## proto: regenerate plugins/adapter/v1 (Debian protobuf-compiler, pinned generators)
 proto:

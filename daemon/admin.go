@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"time"
@@ -59,33 +60,12 @@ func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request) (identity.
 	return s.authorize(w, r, identity.PermAdmin)
 }
 
-// CreateKeyRequest is the body of POST /v1/apikeys.
-type CreateKeyRequest struct {
-	Name        string   `json:"name"`
-	Permissions []string `json:"permissions"`
-	// ExpiresIn is a duration like "90d", "12h" or "" for no expiry.
-	ExpiresIn string `json:"expires_in,omitempty"`
-}
-
-// CreateKeyResponse carries the new key's secret, shown this once.
-type CreateKeyResponse struct {
-	Key     string           `json:"key"`
-	Info    identity.Info    `json:"info"`
-	Receipt decision.Receipt `json:"receipt"`
-}
-
-// RevokeKeyResponse lists the revoked keys.
-type RevokeKeyResponse struct {
-	Revoked []identity.Info  `json:"revoked"`
-	Receipt decision.Receipt `json:"receipt"`
-}
-
 func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	caller, ok := s.requireAdmin(w, r)
 	if !ok {
 		return
 	}
-	var req CreateKeyRequest
+	var req api.CreateKeyRequest
 	if err := decodeStrict(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -115,7 +95,7 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "key not created (its creation is logged at index %d): %v", rc.LogIndex, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, CreateKeyResponse{Key: secret, Info: k.Info(), Receipt: rc})
+	writeJSON(w, http.StatusCreated, api.CreateKeyResponse{Key: secret, Info: k.Info(), Receipt: rc})
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
@@ -141,7 +121,7 @@ func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
-	resp := RevokeKeyResponse{Revoked: revoked}
+	resp := api.RevokeKeyResponse{Revoked: revoked}
 	for _, k := range revoked {
 		rc, err := s.logAdminEvent(r.Context(), caller, ActionKeyRevoke, keyResource(k))
 		if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"github.com/gatelog/gatelog/daemon/api"
 	"net/http"
 	"sync"
 	"time"
@@ -14,10 +15,6 @@ import (
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )
-
-// IndexFile is the audit index (SQLite) inside the data directory. It is
-// derived from the log and can be deleted and rebuilt at any time.
-const IndexFile = "index.db"
 
 // auditIndex keeps the audit index following the log.
 type auditIndex struct {
@@ -113,17 +110,6 @@ func (s *Server) auditReader(w http.ResponseWriter, r *http.Request) (*auditInde
 	return a, next, true
 }
 
-// SearchResponse is the body of GET /v1/audit/search.
-type SearchResponse struct {
-	index.Page
-	// Indexed is how many log entries the index covered when it answered.
-	Indexed int64 `json:"indexed"`
-	// Receipts, with ?receipts=1, holds each result's receipt (in the same
-	// order; null where there is none), every one with an inclusion proof
-	// to the same checkpoint: a client verifies a whole page with one call.
-	Receipts []*decision.Receipt `json:"receipts,omitempty"`
-}
-
 func (s *Server) handleAuditSearch(w http.ResponseWriter, r *http.Request) {
 	q, err := index.ParseQuery(r.URL.Query(), s.cfg.Now())
 	if err != nil {
@@ -139,7 +125,7 @@ func (s *Server) handleAuditSearch(w http.ResponseWriter, r *http.Request) {
 		writeAuditError(w, err)
 		return
 	}
-	resp := SearchResponse{Page: p, Indexed: next}
+	resp := api.SearchResponse{Page: p, Indexed: next}
 	if v := r.URL.Query().Get("receipts"); v == "1" || v == "true" {
 		if resp.Receipts, err = s.receiptsFor(r.Context(), a, p.Results); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "receipts: %v", err)
@@ -185,13 +171,6 @@ func (s *Server) receiptsFor(ctx context.Context, a *auditIndex, rows []index.Ro
 	return out, nil
 }
 
-// CountsResponse is the body of GET /v1/audit/counts.
-type CountsResponse struct {
-	By      string        `json:"by"`
-	Counts  []index.Count `json:"counts"`
-	Indexed int64         `json:"indexed"`
-}
-
 func (s *Server) handleAuditCounts(w http.ResponseWriter, r *http.Request) {
 	q, err := index.ParseQuery(r.URL.Query(), s.cfg.Now())
 	if err != nil {
@@ -211,7 +190,7 @@ func (s *Server) handleAuditCounts(w http.ResponseWriter, r *http.Request) {
 		writeAuditError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, CountsResponse{By: by, Counts: cs, Indexed: next})
+	writeJSON(w, http.StatusOK, api.CountsResponse{By: by, Counts: cs, Indexed: next})
 }
 
 // auditBadRequest answers a malformed query, but only to a caller who may

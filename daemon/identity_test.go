@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net"
 	"net/http"
@@ -351,13 +352,13 @@ func TestAPIKeyAdministration(t *testing.T) {
 	create := func(name string) reply {
 		return d.do(c, http.MethodPost, "/v1/apikeys", d.key, []byte(fmt.Sprintf(`{"name":%q,"permissions":["decide"],"expires_in":"90d"}`, name)))
 	}
-	var keys []daemon.CreateKeyResponse
+	var keys []api.CreateKeyResponse
 	for range 2 {
 		r := create("ci-jenkins")
 		if r.code != http.StatusCreated {
 			t.Fatalf("create: %d %s", r.code, r.body)
 		}
-		var k daemon.CreateKeyResponse
+		var k api.CreateKeyResponse
 		_ = json.Unmarshal(r.body, &k)
 		keys = append(keys, k)
 		rec := d.verifyReceipt(mustJSON(t, k.Receipt))
@@ -383,7 +384,7 @@ func TestAPIKeyAdministration(t *testing.T) {
 	if r.code != 200 {
 		t.Fatalf("revoke: %d %s", r.code, r.body)
 	}
-	var rv daemon.RevokeKeyResponse
+	var rv api.RevokeKeyResponse
 	_ = json.Unmarshal(r.body, &rv)
 	if rec := d.verifyReceipt(mustJSON(t, rv.Receipt)); rec.Request.Action != daemon.ActionKeyRevoke {
 		t.Errorf("revocation record = %+v", rec.Request)

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net/http"
@@ -119,13 +120,13 @@ func (d *opsDaemon) get(path, key string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (d *opsDaemon) search(params string) daemon.SearchResponse {
+func (d *opsDaemon) search(params string) api.SearchResponse {
 	d.t.Helper()
 	code, raw := d.get("/v1/audit/search?"+params, d.readKey)
 	if code != http.StatusOK {
 		d.t.Fatalf("search %s: %d %s", params, code, raw)
 	}
-	var sr daemon.SearchResponse
+	var sr api.SearchResponse
 	if err := json.Unmarshal(raw, &sr); err != nil {
 		d.t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 	}
 
 	code, raw := d.get("/v1/audit/counts?by=subject&kind=decision", d.readKey)
-	var cr daemon.CountsResponse
+	var cr api.CountsResponse
 	if code != http.StatusOK || json.Unmarshal(raw, &cr) != nil {
 		t.Fatalf("counts: %d %s", code, raw)
 	}
@@ -203,7 +204,7 @@ func TestAuditIndexRebuildAndRestart(t *testing.T) {
 	}
 	d.stop()
 	// Deleting the index file: the next daemon rebuilds it from the log.
-	for _, f := range []string{daemon.IndexFile, daemon.IndexFile + "-wal", daemon.IndexFile + "-shm"} {
+	for _, f := range []string{api.IndexFile, api.IndexFile + "-wal", api.IndexFile + "-shm"} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	d = startOps(t, dir, nil)
@@ -533,7 +534,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	ctx := context.Background()
 	logKey := readPriv(t, filepath.Join(dir, daemon.LogKeyFile))
 	decKey := readPriv(t, filepath.Join(dir, daemon.DecisionKeyFile))
-	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, daemon.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, api.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/gatelog/gatelog/daemon/api"
+	"github.com/gatelog/gatelog/translog/records"
+	"iter"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -28,7 +31,7 @@ type replayedRecord struct {
 	action string
 }
 
-func collect(t *testing.T, seq func(func(daemon.LoggedRecord, error) bool)) ([]replayedRecord, error) {
+func collect(t *testing.T, seq func(func(records.Record, error) bool)) ([]replayedRecord, error) {
 	t.Helper()
 	var out []replayedRecord
 	for lr, err := range seq {
@@ -62,7 +65,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err := daemon.RemoteRecords(ctx, anon, v, 2, 4)
+	seq, _, err := records.Remote(ctx, anon, v, 2, 4)
 	if err == nil {
 		_, err = collect(t, seq)
 	}
@@ -73,7 +76,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, _, err := daemon.RemoteRecords(ctx, client, v, 2, 4)
+	remote, _, err := records.Remote(ctx, client, v, 2, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +102,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seq, _, err := daemon.RemoteRecords(ctx, client, kv, 0, 1)
+		seq, _, err := records.Remote(ctx, client, kv, 0, 1)
 		if err == nil {
 			_, err = collect(t, seq)
 		}
@@ -111,7 +114,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	// A running daemon holds its envelope store: read the data directory
 	// once it has stopped.
 	d.stop()
-	local, end, err := daemon.LocalRecords(ctx, d.dir, 0, 0)
+	local, end, err := localRecords(t, ctx, d.dir, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +134,13 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 		t.Fatalf("local records %+v, want %+v", got, want)
 	}
 
-	if _, _, err := daemon.LocalRecords(ctx, d.dir, 5, 0); err == nil {
+	if _, _, err := localRecords(t, ctx, d.dir, 5, 0); err == nil {
 		t.Error("a range past the end of the log was accepted")
 	}
 
 	// Swap two stored envelopes: both are validly signed, but neither is
 	// the one its log entry commits to, and the read says so.
-	dir := filepath.Join(d.dir, daemon.LogDir)
+	dir := filepath.Join(d.dir, api.LogDir)
 	leafOf := func(rc decision.Receipt) []byte { b, _ := hex.DecodeString(rc.UUID[16:]); return b }
 	var envFirst, envLast []byte
 	keep := func(dst *[]byte) func([]byte) []byte {
@@ -155,11 +158,22 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err := translog.RewriteStoredEnvelope(dir, leafOf(last), func([]byte) []byte { return envFirst }); err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err = daemon.LocalRecords(ctx, d.dir, 0, 0)
+	seq, _, err = localRecords(t, ctx, d.dir, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := collect(t, seq); err == nil || !strings.Contains(err.Error(), "not the one the log entry commits to") {
 		t.Errorf("swapped envelopes: err %v", err)
 	}
+}
+
+// localRecords reads a stopped daemon's records from its data directory,
+// as gatelog policy replay --data does.
+func localRecords(t *testing.T, ctx context.Context, dir string, from, to int64) (iter.Seq2[records.Record, error], int64, error) {
+	t.Helper()
+	logKey, signerKeys, err := api.DataDirKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return records.Local(ctx, filepath.Join(dir, api.LogDir), logKey, signerKeys, from, to)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/internal/poll"
 	"net/url"
 	"os"
@@ -219,15 +220,15 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 
 	// Delete the index and rebuild it from the log alone: same answers.
 	d.stop()
-	for _, f := range []string{daemon.IndexFile, daemon.IndexFile + "-wal", daemon.IndexFile + "-shm"} {
+	for _, f := range []string{api.IndexFile, api.IndexFile + "-wal", api.IndexFile + "-shm"} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
-	rd, err := translog.OpenReader(filepath.Join(dir, daemon.LogDir), d.logKey)
+	rd, err := translog.OpenReader(filepath.Join(dir, api.LogDir), d.logKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs := time.Now()
-	count, err := index.Rebuild(ctx, filepath.Join(dir, daemon.IndexFile), rd, nil)
+	count, err := index.Rebuild(ctx, filepath.Join(dir, api.IndexFile), rd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -137,13 +138,15 @@ type Server struct {
 	metrics *metrics.Metrics
 }
 
-// Paths inside the data directory.
+// Paths inside the data directory (api says them for clients).
 const (
-	DecisionKeyFile  = "keys/decision.key"
-	LogKeyFile       = "keys/log.key"
-	APIKeysFile      = "apikeys.json"
-	BootstrapKeyFile = "bootstrap-api-key"
-	LogDir           = "log"
+	DecisionKeyFile  = api.DecisionKeyFile
+	LogKeyFile       = api.LogKeyFile
+	APIKeysFile      = api.APIKeysFile
+	BootstrapKeyFile = api.BootstrapKeyFile
+	LogDir           = api.LogDir
+	SignersFile      = api.SignersFile
+	IndexFile        = api.IndexFile
 )
 
 // Open prepares the data directory (creating keys and a bootstrap API key

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,11 +25,6 @@ import (
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/verify"
 )
-
-// SignersFile lists every decision-signing key the daemon has used, with
-// validity windows, and where each private key lives (a file in the data
-// directory or a KMS URI).
-const SignersFile = "keys/signers.json"
 
 // SigningKey is one decision-signing public key and when it signed; the
 // key set type lives with the verifier that reads it.
@@ -173,18 +169,6 @@ func (r *signerRing) public() SigningKeys {
 	return out
 }
 
-// RotateSignerRequest is the body of POST /v1/signing-keys.
-type RotateSignerRequest struct {
-	// Signer is a KMS URI; empty means a new ECDSA P-256 key file.
-	Signer string `json:"signer,omitempty"`
-}
-
-// RotateSignerResponse describes the new key and the log entry announcing it.
-type RotateSignerResponse struct {
-	Key     SigningKey       `json:"key"`
-	Receipt decision.Receipt `json:"receipt"`
-}
-
 func (s *Server) handleSigningKeys(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, s.signers.public())
@@ -198,7 +182,7 @@ func (s *Server) handleRotateSigner(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req RotateSignerRequest
+	var req api.RotateSignerRequest
 	if err := decodeStrict(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -247,7 +231,7 @@ func (s *Server) handleRotateSigner(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.signers.keys = keys
-	writeJSON(w, http.StatusCreated, RotateSignerResponse{Key: next.SigningKey, Receipt: rc})
+	writeJSON(w, http.StatusCreated, api.RotateSignerResponse{Key: next.SigningKey, Receipt: rc})
 }
 
 // newKeyFile creates keys/decision-<n>.key (0600) for a rotation.

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"encoding/json"
+	"github.com/gatelog/gatelog/daemon/api"
 	"net/http"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestSigningKeyRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("rotate: %d %s", code, raw)
 	}
-	var rot daemon.RotateSignerResponse
+	var rot api.RotateSignerResponse
 	if err := json.Unmarshal(raw, &rot); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/index"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -148,7 +148,7 @@ func auditSearch(c *cli.Context) error {
 		if c.Bool("verify") {
 			page.Set("receipts", "1")
 		}
-		var sr daemon.SearchResponse
+		var sr api.SearchResponse
 		if err := ac.call(c.Context, http.MethodGet, "/v1/audit/search?"+page.Encode(), nil, &sr); err != nil {
 			return fmt.Errorf("audit search: %w", err)
 		}
@@ -367,7 +367,7 @@ func auditCounts(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var cr daemon.CountsResponse
+	var cr api.CountsResponse
 	if err := ac.call(c.Context, http.MethodGet, "/v1/audit/counts?"+v.Encode(), nil, &cr); err != nil {
 		return fmt.Errorf("audit counts: %w", err)
 	}

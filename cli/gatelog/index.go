@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/index"
 )
@@ -62,15 +62,15 @@ func indexRebuild(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--data %s: log key: %v", data, err), 1)
 	}
-	rd, err := translog.OpenReader(filepath.Join(data, daemon.LogDir), logKey)
+	rd, err := translog.OpenReader(filepath.Join(data, api.LogDir), logKey)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--data %s: %v", data, err), 1)
 	}
 	defer rd.Close()
-	n, err := index.Rebuild(c.Context, filepath.Join(data, daemon.IndexFile), rd, nil)
+	n, err := index.Rebuild(c.Context, filepath.Join(data, api.IndexFile), rd, nil)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	fmt.Fprintf(c.App.Writer, "rebuilt %s from the log: %d entries in %s\n", filepath.Join(data, daemon.IndexFile), n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.App.Writer, "rebuilt %s from the log: %d entries in %s\n", filepath.Join(data, api.IndexFile), n, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -75,8 +75,8 @@ func keysCreate(c *cli.Context) error {
 	if _, err := identity.ParseTTL(c.String("expires")); err != nil {
 		return fmt.Errorf("--expires: %w", err)
 	}
-	var out daemon.CreateKeyResponse
-	req := daemon.CreateKeyRequest{Name: c.String("name"), Permissions: c.StringSlice("perm"), ExpiresIn: c.String("expires")}
+	var out api.CreateKeyResponse
+	req := api.CreateKeyRequest{Name: c.String("name"), Permissions: c.StringSlice("perm"), ExpiresIn: c.String("expires")}
 	if err := a.call(c.Context, http.MethodPost, "/v1/apikeys", req, &out); err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
@@ -136,7 +136,7 @@ func keysRevoke(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var out daemon.RevokeKeyResponse
+	var out api.RevokeKeyResponse
 	if err := a.call(c.Context, http.MethodDelete, "/v1/apikeys/"+url.PathEscape(c.Args().First()), nil, &out); err != nil {
 		return fmt.Errorf("keys revoke: %w", err)
 	}
@@ -194,8 +194,8 @@ func keysRotateSigner(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var out daemon.RotateSignerResponse
-	if err := a.call(c.Context, http.MethodPost, "/v1/signing-keys", daemon.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
+	var out api.RotateSignerResponse
+	if err := a.call(c.Context, http.MethodPost, "/v1/signing-keys", api.RotateSignerRequest{Signer: c.String("signer")}, &out); err != nil {
 		return fmt.Errorf("keys rotate-signer: %w", err)
 	}
 	if c.Bool("json") {

@@ -30,19 +30,7 @@ func newApp() *cli.App {
 		Usage:       "signed, transparency-logged policy decisions for CI/CD",
 		Version:     version,
 		Description: exitCodesHelp + "\n\n" + connectionHelp,
-		Commands: []*cli.Command{
-			serveCommand(),
-			decideCommand(),
-			verifyCommand(),
-			adapterCommand(),
-			auditCommand(),
-			indexCommand(),
-			alertsCommand(),
-			keysCommand(),
-			policyCommand(),
-			logCommand(),
-			monitorCommand(),
-		},
+		Commands:    commands(),
 		// Errors are printed and mapped to exit codes once, by report.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

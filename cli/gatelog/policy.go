@@ -1,3 +1,5 @@
+//go:build !auditor
+
 package main
 
 import (
@@ -7,15 +9,15 @@ import (
 	"io"
 	"iter"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gatelog/gatelog/daemon/api"
+	"github.com/gatelog/gatelog/translog/records"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/policies"
 	"github.com/gatelog/gatelog/record/decision"
@@ -343,67 +345,6 @@ func policyServeFlags() []cli.Flag {
 	}
 }
 
-// servePolicy loads the daemon's first policy from --policies, --bundle or
-// --bundle-url (the bundled library if none) and says how to reload it:
-// on SIGHUP, on file changes, and by polling the bundle URL.
-func servePolicy(c *cli.Context) (engine.Source, daemon.PolicyWatch, error) {
-	dir, file, url := c.String("policies"), c.String("bundle"), c.String("bundle-url")
-	n := 0
-	for _, s := range []string{dir, file, url} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 {
-		return engine.Source{}, daemon.PolicyWatch{}, fmt.Errorf("give one of --policies, --bundle and --bundle-url")
-	}
-	var w daemon.PolicyWatch
-	if kf := c.String(bundleKeyFlag.Name); kf != "" {
-		if file == "" && url == "" {
-			return engine.Source{}, w, fmt.Errorf("--%s is given but no --bundle or --bundle-url", bundleKeyFlag.Name)
-		}
-		v, err := engine.LoadBundleVerificationKey(kf)
-		if err != nil {
-			return engine.Source{}, w, fmt.Errorf("--%s: %w", bundleKeyFlag.Name, err)
-		}
-		w.Verification = v
-	}
-	var src engine.Source
-	var err error
-	switch {
-	case dir != "":
-		if src, err = engine.LoadDir(dir); err != nil {
-			return src, w, fmt.Errorf("--policies %s: %w", dir, err)
-		}
-		w.Dir = dir
-	case file != "":
-		if src, err = engine.LoadBundleFile(file, w.Verification); err != nil {
-			return src, w, fmt.Errorf("--bundle: %w", err)
-		}
-		w.BundleFile = file
-	case url != "":
-		f := &daemon.BundleFetcher{URL: url, Verification: w.Verification}
-		if src, w.ETag, err = f.Fetch(c.Context); err != nil {
-			return src, w, fmt.Errorf("--bundle-url: %w", err)
-		}
-		w.BundleURL, w.PollInterval = url, c.Duration("bundle-poll-interval")
-	default:
-		src = engine.Embedded(policies.FS())
-		w.Embedded = src
-	}
-	if files := c.StringSlice("policy-data"); len(files) > 0 {
-		if src, err = src.WithDataFiles(files); err != nil {
-			return src, w, fmt.Errorf("--policy-data: %w", err)
-		}
-		w.DataFiles = files
-	}
-	// Caught from here on, so SIGHUP reloads instead of ending the daemon.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	w.Signals = hup
-	return src, w, nil
-}
-
 func policyReplayCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "replay",
@@ -499,9 +440,13 @@ func policyReplayCommand() *cli.Command {
 
 // replaySource opens the logged records from --data or else through the
 // daemon at --server, every record checked with the pinned keys.
-func replaySource(c *cli.Context, from, to int64) (iter.Seq2[daemon.LoggedRecord, error], int64, error) {
+func replaySource(c *cli.Context, from, to int64) (iter.Seq2[records.Record, error], int64, error) {
 	if data := c.String("data"); data != "" {
-		return daemon.LocalRecords(c.Context, data, from, to)
+		logKey, signerKeys, err := api.DataDirKeys(data)
+		if err != nil {
+			return nil, 0, err
+		}
+		return records.Local(c.Context, filepath.Join(data, api.LogDir), logKey, signerKeys, from, to)
 	}
 	if c.String("log-key") == "" {
 		return nil, 0, fmt.Errorf("give --data DIR (a daemon's data directory), or --server URL with --log-key (the log's public key) and --signer-keys")
@@ -518,7 +463,7 @@ func replaySource(c *cli.Context, from, to int64) (iter.Seq2[daemon.LoggedRecord
 	if err != nil {
 		return nil, 0, err
 	}
-	return daemon.RemoteRecords(c.Context, client, v, from, to)
+	return records.Remote(c.Context, client, v, from, to)
 }
 
 func describeResource(r decision.Resource) string {
