@@ -45,7 +45,7 @@ func ParseEventRequest(data []byte) (EventRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&er); err != nil {
-		return EventRequest{}, fmt.Errorf("%w: malformed JSON: %v", decision.ErrBadRequest, err)
+		return EventRequest{}, fmt.Errorf("%w: malformed JSON: %w", decision.ErrBadRequest, err)
 	}
 	if dec.More() {
 		return EventRequest{}, fmt.Errorf("%w: unexpected data after the JSON object", decision.ErrBadRequest)

@@ -80,7 +80,7 @@ func (v *BundleVerification) config() *bundle.VerificationConfig {
 func LoadBundle(r io.Reader, v *BundleVerification, origin string) (Source, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, MaxBundleBytes+1))
 	if err != nil {
-		return Source{}, fmt.Errorf("%w: reading bundle %s: %v", ErrPolicy, origin, err)
+		return Source{}, fmt.Errorf("%w: reading bundle %s: %w", ErrPolicy, origin, err)
 	}
 	if len(raw) > MaxBundleBytes {
 		return Source{}, fmt.Errorf("%w: bundle %s is larger than %d bytes", ErrPolicy, origin, MaxBundleBytes)
@@ -95,7 +95,7 @@ func LoadBundle(r io.Reader, v *BundleVerification, origin string) (Source, erro
 		if v == nil && strings.Contains(err.Error(), "verification key not provided") {
 			hint = " (the bundle is signed: give the key to verify it with)"
 		}
-		return Source{}, fmt.Errorf("%w: bundle %s: %v%s", ErrPolicy, origin, err, hint)
+		return Source{}, fmt.Errorf("%w: bundle %s: %w%s", ErrPolicy, origin, err, hint)
 	}
 	if b.Type() != bundle.SnapshotBundleType {
 		return Source{}, fmt.Errorf("%w: bundle %s is a %s bundle; only snapshot bundles hold a whole policy", ErrPolicy, origin, b.Type())
@@ -119,7 +119,7 @@ func LoadBundle(r io.Reader, v *BundleVerification, origin string) (Source, erro
 		// from `opa build` or BuildBundle digests to its own file's bytes.
 		var buf bytes.Buffer
 		if err := json.NewEncoder(&buf).Encode(b.Data); err != nil {
-			return Source{}, fmt.Errorf("%w: bundle %s: data: %v", ErrPolicy, origin, err)
+			return Source{}, fmt.Errorf("%w: bundle %s: data: %w", ErrPolicy, origin, err)
 		}
 		if _, dup := files["data.json"]; dup {
 			return Source{}, fmt.Errorf("%w: bundle %s holds data.json twice", ErrPolicy, origin)
@@ -133,7 +133,7 @@ func LoadBundle(r io.Reader, v *BundleVerification, origin string) (Source, erro
 func LoadBundleFile(file string, v *BundleVerification) (Source, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return Source{}, fmt.Errorf("%w: %v", ErrPolicy, err)
+		return Source{}, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	defer f.Close()
 	return LoadBundle(f, v, file)
@@ -162,7 +162,7 @@ func BuildBundle(ctx context.Context, w io.Writer, src fs.FS, opts BuildOptions)
 		return !info.IsDir() && !policyFile(info.Name())
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrPolicy, err)
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	b := bundle.Bundle{
 		Manifest: bundle.Manifest{Revision: opts.Revision},

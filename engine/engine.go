@@ -155,13 +155,13 @@ func Digest(fsys fs.FS) (string, error) {
 func compile(ctx context.Context, fsys fs.FS) (*compiled, error) {
 	digest, err := Digest(fsys)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading policy files: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: reading policy files: %w", ErrPolicy, err)
 	}
 	res, err := loader.NewFileLoader().WithFS(fsys).Filtered([]string{"."}, func(abspath string, info fs.FileInfo, depth int) bool {
 		return !info.IsDir() && !policyFile(info.Name())
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	if len(res.Modules) == 0 {
 		return nil, fmt.Errorf("%w: no .rego files found", ErrPolicy)
@@ -171,7 +171,7 @@ func compile(ctx context.Context, fsys fs.FS) (*compiled, error) {
 	// decision (about 150 allocations of the bundled library's ~1,200).
 	store, err := res.StoreWithOpts(inmem.OptReturnASTValuesOnRead(true))
 	if err != nil {
-		return nil, fmt.Errorf("%w: loading data: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: loading data: %w", ErrPolicy, err)
 	}
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
@@ -184,7 +184,7 @@ func compile(ctx context.Context, fsys fs.FS) (*compiled, error) {
 	}
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	return &compiled{
 		query:   pq,

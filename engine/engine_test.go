@@ -2,7 +2,11 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -173,4 +177,13 @@ func ExampleEngine_Decide() {
 	d, _ := e.Decide(ctx, decision.Request{Action: "deploy"})
 	fmt.Println(d.Allow, d.Reasons)
 	// Output: false [frozen: winter]
+}
+
+// An error names what kind of failure it is and keeps its cause: a policy
+// directory that is not there is both ErrPolicy and fs.ErrNotExist.
+func TestPolicyErrorsKeepTheirCause(t *testing.T) {
+	_, err := engine.NewFromSource(context.Background(), engine.Source{FS: os.DirFS(filepath.Join(t.TempDir(), "missing"))})
+	if !errors.Is(err, engine.ErrPolicy) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("policies from a missing directory: %v; want errors.Is ErrPolicy and fs.ErrNotExist", err)
+	}
 }

@@ -36,14 +36,14 @@ func Embedded(fsys fs.FS) Source {
 func LoadDir(dir string) (Source, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return Source{}, fmt.Errorf("%w: policy directory: %v", ErrPolicy, err)
+		return Source{}, fmt.Errorf("%w: policy directory: %w", ErrPolicy, err)
 	}
 	if !fi.IsDir() {
 		return Source{}, fmt.Errorf("%w: policy directory %s is not a directory", ErrPolicy, dir)
 	}
 	snap, err := snapshot(os.DirFS(dir))
 	if err != nil {
-		return Source{}, fmt.Errorf("%w: reading %s: %v", ErrPolicy, dir, err)
+		return Source{}, fmt.Errorf("%w: reading %s: %w", ErrPolicy, dir, err)
 	}
 	return Source{FS: snap, Origin: "directory " + dir}, nil
 }
@@ -162,7 +162,7 @@ func (src Source) WithData(files map[string][]byte) (Source, error) {
 		return nil
 	})
 	if err != nil {
-		return Source{}, fmt.Errorf("%w: %v", ErrPolicy, err)
+		return Source{}, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	var names []string
 	for name, b := range files {

@@ -122,14 +122,14 @@ func RunTests(ctx context.Context, fsys fs.FS, opts TestOptions) (*TestReport, e
 		return !info.IsDir() && !policyFile(info.Name())
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	if len(res.Modules) == 0 {
 		return nil, fmt.Errorf("%w: no .rego files found", ErrPolicy)
 	}
 	store, err := res.Store()
 	if err != nil {
-		return nil, fmt.Errorf("%w: loading data: %v", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: loading data: %w", ErrPolicy, err)
 	}
 	modules := res.ParsedModules()
 	timeout := opts.Timeout
@@ -157,7 +157,7 @@ func RunTests(ctx context.Context, fsys fs.FS, opts TestOptions) (*TestReport, e
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%w: compiling policies and tests: %v", ErrPolicy, err)
+			return nil, fmt.Errorf("%w: compiling policies and tests: %w", ErrPolicy, err)
 		}
 		return out, nil
 	}

@@ -75,7 +75,7 @@ func ParseConfig(data []byte) (Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("%w: alerts config: %v", ErrInvalid, err)
+		return c, fmt.Errorf("%w: alerts config: %w", ErrInvalid, err)
 	}
 	if dec.More() {
 		return c, fmt.Errorf("%w: alerts config: data after the JSON object", ErrInvalid)

@@ -134,7 +134,7 @@ func (ti *trustedIssuer) verifierFor(ctx context.Context, now time.Time) (*oidc.
 	p, err := oidc.NewProvider(dctx, ti.cfg.Issuer)
 	ti.lastTry = now
 	if err != nil {
-		ti.lastErr = fmt.Errorf("%w: OIDC discovery for issuer %s failed: %v", ErrUnavailable, ti.cfg.Name, err)
+		ti.lastErr = fmt.Errorf("%w: OIDC discovery for issuer %s failed: %w", ErrUnavailable, ti.cfg.Name, err)
 		return nil, ti.lastErr
 	}
 	ti.verifier, ti.lastErr = p.Verifier(ti.oidcConfig()), nil

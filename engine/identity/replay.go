@@ -143,15 +143,15 @@ func (c *ReplayCache) Use(issuer, id string, forgetAfter, now time.Time) error {
 	if c.lines > 2*len(c.seen)+1024 {
 		c.prune(now.Unix())
 		if err := c.rewrite(); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
 	line := fmt.Sprintf("%s %d\n", key, forgetAfter.Unix())
 	if _, err := c.f.WriteString(line); err != nil {
-		return fmt.Errorf("%w: replay cache: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 	}
 	if err := c.f.Sync(); err != nil {
-		return fmt.Errorf("%w: replay cache: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: replay cache: %w", ErrUnavailable, err)
 	}
 	c.seen[key] = forgetAfter.Unix()
 	c.lines++

@@ -190,7 +190,7 @@ type EnvelopeSignature struct {
 func ParseEnvelope(envelope []byte) (Envelope, error) {
 	var env Envelope
 	if err := json.Unmarshal(envelope, &env); err != nil {
-		return env, fmt.Errorf("%w: envelope is not DSSE JSON: %v", ErrInvalid, err)
+		return env, fmt.Errorf("%w: envelope is not DSSE JSON: %w", ErrInvalid, err)
 	}
 	if env.PayloadType != PayloadType {
 		return env, fmt.Errorf("%w: envelope payloadType is %q, want %q", ErrInvalid, env.PayloadType, PayloadType)
@@ -210,7 +210,7 @@ func Open(envelope []byte, v signature.Verifier) (Statement, error) {
 		return Statement{}, err
 	}
 	if err := sigdsse.WrapVerifier(v).VerifySignature(bytes.NewReader(envelope), nil); err != nil {
-		return Statement{}, fmt.Errorf("%w: envelope signature does not verify with the signer key: %v", ErrInvalid, err)
+		return Statement{}, fmt.Errorf("%w: envelope signature does not verify with the signer key: %w", ErrInvalid, err)
 	}
 	return env.statement()
 }
@@ -230,7 +230,7 @@ func ReadStatement(envelope []byte) (Statement, error) {
 func (env Envelope) statement() (Statement, error) {
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
-		return Statement{}, fmt.Errorf("%w: payload is not base64: %v", ErrInvalid, err)
+		return Statement{}, fmt.Errorf("%w: payload is not base64: %w", ErrInvalid, err)
 	}
 	return ParseStatement(payload)
 }
@@ -239,7 +239,7 @@ func (env Envelope) statement() (Statement, error) {
 func ParseStatement(payload []byte) (Statement, error) {
 	var st Statement
 	if err := json.Unmarshal(payload, &st); err != nil {
-		return st, fmt.Errorf("%w: payload is not an in-toto statement: %v", ErrInvalid, err)
+		return st, fmt.Errorf("%w: payload is not an in-toto statement: %w", ErrInvalid, err)
 	}
 	st.Predicate.Kind = KindOf(st.PredicateType)
 	if st.Type != StatementType || st.Predicate.Kind == "" {
@@ -253,7 +253,7 @@ func ParseStatement(payload []byte) (Statement, error) {
 	}
 	digest, err := RequestDigest(st.Predicate.Request)
 	if err != nil {
-		return st, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return st, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if st.Subject[0].Digest["sha256"] != digest {
 		return st, fmt.Errorf("%w: statement subject digest does not match the recorded request", ErrInvalid)

@@ -157,7 +157,7 @@ func Open(dir string, opts Options) (*Outbox, error) {
 	apps, err := ghinstallation.NewAppsTransport(opts.Transport, opts.AppID, opts.PrivateKey)
 	if err != nil {
 		// The library's message names the parse problem, never the key.
-		return nil, fmt.Errorf("%w: GitHub App private key: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: GitHub App private key: %w", ErrInvalid, err)
 	}
 	apps.BaseURL = strings.TrimRight(api.String(), "/")
 	o := &Outbox{
@@ -192,7 +192,7 @@ func parseAPIURL(raw string) (*url.URL, error) {
 func (o *Outbox) CheckURL(raw, repo string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%w: deployment_callback_url %q: %v", ErrInvalid, raw, err)
+		return "", fmt.Errorf("%w: deployment_callback_url %q: %w", ErrInvalid, raw, err)
 	}
 	if u.Scheme != o.api.Scheme || !strings.EqualFold(u.Host, o.api.Host) || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return "", fmt.Errorf("%w: deployment_callback_url %q is not on the configured GitHub API %s", ErrInvalid, raw, o.api)
@@ -381,11 +381,11 @@ func (o *Outbox) installation(id int64) *ghinstallation.Transport {
 func (o *Outbox) deliver(ctx context.Context, j Job) (time.Duration, error) {
 	body, err := json.Marshal(j.Review)
 	if err != nil {
-		return 0, fmt.Errorf("%w: encode review: %v", errPermanent, err)
+		return 0, fmt.Errorf("%w: encode review: %w", errPermanent, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errPermanent, err)
+		return 0, fmt.Errorf("%w: %w", errPermanent, err)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("Content-Type", "application/json")
