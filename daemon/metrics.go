@@ -57,7 +57,7 @@ func (d daemonState) OutboxDepth() (int, bool) {
 
 func (d daemonState) Indexed(ctx context.Context) (int64, bool) {
 	if a := d.s.audit; a != nil {
-		if n, err := a.ix.Next(ctx); err == nil {
+		if n, err := a.Indexed(ctx); err == nil {
 			return n, true
 		}
 	}

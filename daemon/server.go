@@ -29,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gatelog/gatelog/daemon/alerts"
+	"github.com/gatelog/gatelog/daemon/audit"
 	"github.com/gatelog/gatelog/daemon/metrics"
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/engine/alert"
@@ -133,7 +134,7 @@ type Server struct {
 	witness  *witness.Store // nil without witness keys (witness.go)
 
 	// Beside the decide path: audit.go, alerts.go, metrics.go.
-	audit   *auditIndex
+	audit   *audit.Index
 	alerts  *alerts.Service
 	metrics *metrics.Metrics
 }
