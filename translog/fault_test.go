@@ -20,6 +20,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -86,7 +87,7 @@ func newFaultKeys(t *testing.T, dir string) *faultLog {
 
 func (fl *faultLog) open() {
 	fl.t.Helper()
-	l, err := translog.Open(context.Background(), translog.Config{Dir: fl.dir, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(context.Background(), logtest.Files(fl.t, translog.Config{Dir: fl.dir, Key: fl.key, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		fl.t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestTesseraFaultsFailClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	remount(t, tlog, "ro")
-	_, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key})
+	_, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: fl.key}))
 	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "not writable") {
 		t.Fatalf("Open of a read-only log: %v", err)
 	}
@@ -344,14 +345,14 @@ func TestOpenRefusesAForeignOrHeadlessLog(t *testing.T) {
 		t.Fatal("Exists says no log after an append")
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: other}); !errors.Is(err, translog.ErrWrongKey) {
+	if _, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: other})); !errors.Is(err, translog.ErrWrongKey) {
 		t.Fatalf("Open with another key: %v", err)
 	}
 	state := filepath.Join(dir, "tlog", ".state", "treeState")
 	if err := os.Rename(state, state+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key}); !errors.Is(err, translog.ErrCorrupt) {
+	if _, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: fl.key})); !errors.Is(err, translog.ErrCorrupt) {
 		t.Fatalf("Open without tree state: %v", err)
 	}
 	if err := os.Rename(state+".moved", state); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/server"
@@ -550,7 +551,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	ctx := context.Background()
 	logKey := readPriv(t, filepath.Join(dir, server.LogKeyFile))
 	decKey := readPriv(t, filepath.Join(dir, server.DecisionKeyFile))
-	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, server.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	lg, err := translog.Open(ctx, logtest.Files(t, translog.Config{Dir: filepath.Join(dir, server.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

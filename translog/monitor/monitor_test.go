@@ -20,6 +20,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"
@@ -56,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: t.TempDir(), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(ctx, logtest.Files(t, translog.Config{Dir: t.TempDir(), Key: logKey, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
