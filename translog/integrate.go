@@ -262,16 +262,30 @@ func (in *integrator) await(ctx context.Context, index uint64) error {
 	}
 }
 
-// drain waits until everything sequenced is integrated (or ctx ends),
-// then stops the loop.
+// drain waits until everything sequenced is integrated, then stops the
+// loop; it gives up when ctx ends or a hand-over fails (the rest is
+// integrated at the next start).
 func (in *integrator) drain(ctx context.Context) error {
 	var err error
-	if n := in.store.sequenced(); n > 0 {
-		if err = in.await(ctx, n-1); err != nil {
-			err = fmt.Errorf("entries %d.. not yet integrated into the tiles at shutdown (they are, at the next start): %w", in.integrated.Load(), err)
+	n := in.store.sequenced()
+	for err == nil && in.integrated.Load() < n {
+		ch := in.progress.Load()
+		if p := in.failure.Load(); p != nil {
+			err = *p
+		} else if p := in.fatal.Load(); p != nil {
+			err = *p
+		} else if in.integrated.Load() < n {
+			select {
+			case <-*ch:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 		}
 	}
 	close(in.stop)
 	<-in.stopped
-	return err
+	if err != nil {
+		return fmt.Errorf("entries %d..%d not integrated into the tiles at shutdown (they are at the next start): %w", in.integrated.Load(), n-1, err)
+	}
+	return nil
 }

@@ -118,6 +118,8 @@ type Log struct {
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
 	verifier *checkpointVerifier
+	// noteSigner signs the checkpoints Tessera publishes.
+	noteSigner *noteSigner
 	// verified is the last checkpoint whose signature was checked, so
 	// that each published checkpoint is verified once, not per read.
 	verified atomic.Pointer[verifiedCheckpoint]
@@ -222,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		WithCheckpointSigner(signer).
 		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
 		WithCheckpointInterval(cfg.CheckpointInterval)
-	l := &Log{cfg: cfg, origin: origin, treeID: treeID, logID: logID, verifier: verifier}
+	l := &Log{cfg: cfg, origin: origin, treeID: treeID, logID: logID, verifier: verifier, noteSigner: signer}
 	if cfg.DB != nil {
 		return l.openMySQL(ctx, opts)
 	}
@@ -245,6 +247,7 @@ func (l *Log) openFiles(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 	if err != nil {
 		return nil, err
 	}
+	l.noteSigner.floor.Store(published)
 	// Tessera's POSIX driver panics when it cannot open its lock file:
 	// refuse a log it could not write with an error instead.
 	if err := writable(l.tlogDir); err != nil {
@@ -275,6 +278,9 @@ func (l *Log) openFiles(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 	if err != nil {
 		cancel()
 		st.close()
+		if l.noteSigner.refused.Load() {
+			return nil, fmt.Errorf("%w: %s published a tree of %d entries but Tessera found no tree state and started an empty one; refusing to start the log over", ErrCorrupt, l.tlogDir, published)
+		}
 		return nil, fmt.Errorf("%w: open tessera appender: %w", ErrUnavailable, err)
 	}
 	l.bg, l.cancel, l.shutdown, l.reader = bg, cancel, shutdown, reader

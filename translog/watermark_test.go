@@ -53,4 +53,3 @@ func TestMarksStallBehindAHoleUntilReset(t *testing.T) {
 		t.Fatalf("after reset: stored = %d, %v", wm, ok)
 	}
 }
-
