@@ -9,6 +9,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/gatelog/gatelog/internal/envrecord"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 
@@ -64,7 +65,7 @@ func (l *Log) migrateStore(ctx context.Context, size uint64) error {
 			if rec.SET, err = l.signSET(&rec, idx); err != nil {
 				return fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
 			}
-			sw := &sequenceWrite{rec: rec, leaf: leaf, search: searchKeys(body, rec.Envelope), block: recordBlock(rec), index: idx}
+			sw := &sequenceWrite{rec: rec, leaf: leaf, search: searchKeys(body, rec.Envelope), block: envrecord.Block(rec), index: idx}
 			batch = append(batch, sw)
 			idx++
 			if len(batch) == migrateBatch {

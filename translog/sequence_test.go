@@ -15,6 +15,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/tessera/storage/posix"
 
+	"github.com/gatelog/gatelog/internal/envrecord"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/entry"
@@ -180,7 +181,7 @@ func TestIntegrationResumesFromTheStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		sw := &sequenceWrite{rec: storedEntry{Key: id, IntegratedTime: time.Now().Unix(), Envelope: env, SignerPEM: f.pem, Body: body}, leaf: entry.LeafHash(body)}
-		sw.block = recordBlock(sw.rec)
+		sw.block = envrecord.Block(sw.rec)
 		if err := st.sequence(context.Background(), sw); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gatelog/gatelog/internal/envrecord"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
@@ -285,7 +287,7 @@ func putSequencedTx(tx *bolt.Tx, seqs []*sequenceWrite) error {
 	logb.FillPercent = 1
 	for _, sw := range seqs {
 		k := binary.BigEndian.AppendUint64(nil, sw.index)
-		if err := logb.Put(k, frameRecord(sw.rec, sw.block)); err != nil {
+		if err := logb.Put(k, envrecord.Frame(sw.rec, sw.block)); err != nil {
 			return err
 		}
 		if err := ib.Put(sw.leaf, k); err != nil {
@@ -396,7 +398,7 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 			return nil
 		}
 		found = true
-		if rec, bad = decodeRecord(raw); bad == nil && rec.SET == nil {
+		if rec, bad = envrecord.Decode(raw); bad == nil && rec.SET == nil {
 			bad = errors.New("no SET")
 		}
 		return nil
@@ -493,7 +495,7 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 			if raw := logb.Get(ib.Get(leaf)); raw != nil {
 				k := ib.Get(leaf)
 				found = true
-				if rec, bad = decodeRecord(raw); bad != nil {
+				if rec, bad = envrecord.Decode(raw); bad != nil {
 					bad = fmt.Errorf("log record %x (leaf %x): %v", k, leaf, bad)
 				}
 				return nil
@@ -507,7 +509,7 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 					return nil
 				}
 				found = true
-				if rec, bad = decodeRecord(raw); bad != nil {
+				if rec, bad = envrecord.Decode(raw); bad != nil {
 					bad = fmt.Errorf("record %x (leaf %x): %v", k, leaf, bad)
 				}
 				return nil

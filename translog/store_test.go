@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gatelog/gatelog/internal/envrecord"
 )
 
 // fakeSET is a store's SET signer for tests of the store alone: the SET
@@ -26,7 +27,7 @@ func fakeSET(rec *storedEntry, index uint64) ([]byte, error) {
 
 func sequenceWriteFor(i int, leaf []byte) *sequenceWrite {
 	rec := storedEntry{Key: fmt.Sprint("k", i), IntegratedTime: int64(i), Envelope: []byte(fmt.Sprint("env", i)), SignerPEM: []byte("pem"), Body: []byte(fmt.Sprint("body", i))}
-	return &sequenceWrite{rec: rec, leaf: leaf, search: []string{hex.EncodeToString(leaf)}, block: recordBlock(rec)}
+	return &sequenceWrite{rec: rec, leaf: leaf, search: []string{hex.EncodeToString(leaf)}, block: envrecord.Block(rec)}
 }
 
 // Concurrent writers share commits and get the indexes 0..n-1, each once;
@@ -214,7 +215,7 @@ func TestStoreReadsFirstLayout(t *testing.T) {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 1}, encodeRecord(secondRec)); err != nil {
+		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 1}, envrecord.Encode(secondRec)); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketLeaves).Put(second[:], []byte{0, 0, 0, 0, 0, 0, 0, 1})
@@ -241,7 +242,7 @@ func TestStoreReadsFirstLayout(t *testing.T) {
 		if err := tx.Bucket(bucketLeaves).Put(broken[:], []byte{0, 0, 0, 0, 0, 0, 0, 99}); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 98}, []byte{recordCompressed, 200}); err != nil {
+		if err := tx.Bucket(bucketRecords).Put([]byte{0, 0, 0, 0, 0, 0, 0, 98}, []byte{2, 200} /* version 2, then a key longer than the record */); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketLeaves).Put(second[:], []byte{0, 0, 0, 0, 0, 0, 0, 98})
@@ -256,66 +257,5 @@ func TestStoreReadsFirstLayout(t *testing.T) {
 	}
 	if err := s.close(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// FuzzDecodeRecord: stored records come off the disk, so any bytes must
-// give a record or an error (never a panic), and what decodes re-encodes to
-// the same record.
-func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(storedEntry{Key: "k", IntegratedTime: -5, Envelope: []byte(`{"a":1}`), SignerPEM: []byte("pem")}))
-	f.Add(encodeRecord(storedEntry{Key: "k", IntegratedTime: 9, Envelope: []byte(`{"a":1}`), SignerPEM: []byte("pem"), Body: []byte(`{"b":2}`), SET: []byte("set")}))
-	f.Add(plainRecord(storedEntry{Key: "k", IntegratedTime: 3, Envelope: []byte(`{"b":2}`), SignerPEM: []byte("pem")}))
-	f.Add([]byte{recordCompressed})
-	f.Add([]byte{recordPlain, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
-	f.Add([]byte{recordCompressed, 1, 'k', 2, 5, 0xff, 0, 0, 0, 0})
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		rec, err := decodeRecord(raw)
-		if err != nil {
-			return
-		}
-		again, err := decodeRecord(encodeRecord(rec))
-		if err != nil || !reflect.DeepEqual(again, rec) {
-			t.Fatalf("round trip: %+v, %v; want %+v", again, err, rec)
-		}
-	})
-}
-
-// plainRecord is a record as version 1 wrote it: no compression.
-func plainRecord(rec storedEntry) []byte {
-	b := []byte{recordPlain}
-	b = appendBytes(b, []byte(rec.Key))
-	b = binary.AppendVarint(b, rec.IntegratedTime)
-	b = appendBytes(b, rec.Envelope)
-	return appendBytes(b, rec.SignerPEM)
-}
-
-// Records written uncompressed (version 1) are still read next to the
-// compressed ones written now, which are smaller for a real envelope.
-func TestRecordVersions(t *testing.T) {
-	env := bytes.Repeat([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEi"}`), 20)
-	rec := storedEntry{Key: "dec-1", IntegratedTime: 1700000000, Envelope: env, SignerPEM: []byte("-----BEGIN PUBLIC KEY-----\n...")}
-	seq := rec
-	seq.Body, seq.SET = []byte(`{"kind":"dsse"}`), []byte("set")
-	for name, c := range map[string]struct {
-		raw  []byte
-		want storedEntry
-	}{"plain": {plainRecord(rec), rec}, "compressed": {encodeRecord(rec), rec}, "sequenced": {encodeRecord(seq), seq}} {
-		got, err := decodeRecord(c.raw)
-		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%s: %+v, %v", name, got, err)
-		}
-	}
-	if c, p := len(encodeRecord(rec)), len(plainRecord(rec)); c >= p/2 {
-		t.Errorf("compressed record %d bytes, plain %d: compression is not working", c, p)
-	}
-	// A compressed block that inflates to garbage, or is not deflate at
-	// all, is an error.
-	bad := []byte{recordCompressed}
-	bad = appendBytes(bad, []byte("k"))
-	bad = binary.AppendVarint(bad, 1)
-	bad = appendBytes(bad, []byte("not deflate"))
-	if _, err := decodeRecord(bad); err == nil {
-		t.Error("a record whose body is not deflate decoded")
 	}
 }

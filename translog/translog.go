@@ -37,6 +37,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 
 	"github.com/gatelog/gatelog/internal/durable"
+	"github.com/gatelog/gatelog/internal/envrecord"
 	"github.com/gatelog/gatelog/translog/entry"
 )
 
@@ -157,15 +158,7 @@ type verifiedCheckpoint struct {
 }
 
 // storedEntry is what the envelope store keeps for a leaf.
-type storedEntry struct {
-	Key            string `json:"key"`
-	IntegratedTime int64  `json:"integrated_time"`
-	Envelope       []byte `json:"envelope"`
-	SignerPEM      []byte `json:"signer_pem"`
-	// Body and SET are kept by the embedded log's sequencer.
-	Body []byte `json:"-"`
-	SET  []byte `json:"-"`
-}
+type storedEntry = envrecord.Record
 
 // awaitPoll is how often the shared awaiter reads the checkpoint.
 const (
@@ -191,7 +184,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// Measured (bench/): the integrator hands over a run and waits
 		// for it, so a run shorter than BatchMaxSize waits out the age;
 		// appends in MySQL wait for their batch.
-		cfg.BatchMaxAge = defaultBatchMaxAge
+		cfg.BatchMaxAge = DefaultBatchMaxAge
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Second
@@ -231,8 +224,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	return l.openFiles(ctx, opts)
 }
 
-// defaultBatchMaxAge is Tessera's batch age unless Config sets one.
-const defaultBatchMaxAge = 5 * time.Millisecond
+// DefaultBatchMaxAge is Tessera's batch age unless Config sets one (bench/
+// measures it against Tessera's own default, 250 ms).
+const DefaultBatchMaxAge = 5 * time.Millisecond
 
 // openFiles opens the embedded log in cfg.Dir.
 func (l *Log) openFiles(ctx context.Context, opts *tessera.AppendOptions) (*Log, error) {
@@ -415,7 +409,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 		leaf:   leaf,
 		search: searchKeys(body, envelope),
 	}
-	sw.block = recordBlock(sw.rec)
+	sw.block = envrecord.Block(sw.rec)
 	if err := l.seq.sequence(ctx, sw); err != nil {
 		return Entry{}, fmt.Errorf("store envelope: %w", err)
 	}

@@ -25,10 +25,10 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/server"
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"

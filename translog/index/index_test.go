@@ -368,7 +368,7 @@ func testUnreadableEntryIsIndexedNotSkipped(t *testing.T, b backend) {
 		t.Fatal(err)
 	}
 	leaf, _ := hex.DecodeString(e.UUID[16:])
-	err := translog.RewriteStoredEnvelope(tl.dir, leaf, func([]byte) []byte {
+	err := logtest.RewriteStoredEnvelope(tl.dir, leaf, func([]byte) []byte {
 		return []byte(`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`)
 	})
 	if err != nil {

@@ -1,4 +1,9 @@
-package translog
+// Package envrecord is the stored form of one record of gatelog's
+// envelope store: a version byte, the key, the integrated time, and (for
+// a sequenced record) the SET, then the envelope, the signer's PEM and the
+// leaf body deflated as one block. The envelope's bytes are kept exactly
+// as signed.
+package envrecord
 
 import (
 	"bytes"
@@ -36,14 +41,14 @@ const maxRecordBody = 64 << 20
 // follows the time, and the deflated block ends with the leaf's body (the
 // canonical Rekor entry), kept so that integration and reads of entries
 // not yet in the tiles need not rebuild it.
-func encodeRecord(rec storedEntry) []byte {
-	return frameRecord(rec, recordBlock(rec))
+func Encode(rec Record) []byte {
+	return Frame(rec, Block(rec))
 }
 
 // recordBlock is the deflated part of rec's stored form: everything but
 // the key, the time and the SET, so it can be made before the entry's
 // index (and so its SET) is known.
-func recordBlock(rec storedEntry) []byte {
+func Block(rec Record) []byte {
 	scratch := recordBuffers.Get().(*[]byte)
 	defer recordBuffers.Put(scratch)
 	body := (*scratch)[:0]
@@ -57,7 +62,7 @@ func recordBlock(rec storedEntry) []byte {
 }
 
 // frameRecord is the stored form of rec given its recordBlock.
-func frameRecord(rec storedEntry, block []byte) []byte {
+func Frame(rec Record, block []byte) []byte {
 	version := byte(recordCompressed)
 	if rec.SET != nil {
 		version = recordSequenced
@@ -79,8 +84,8 @@ var recordBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); ret
 // decodeRecord parses what encodeRecord writes, and version 1 records;
 // the slices it returns are copies, so they outlive the transaction raw
 // was read in.
-func decodeRecord(raw []byte) (storedEntry, error) {
-	var rec storedEntry
+func Decode(raw []byte) (Record, error) {
+	var rec Record
 	if len(raw) == 0 || raw[0] < recordPlain || raw[0] > recordSequenced {
 		return rec, errors.New("unknown record version")
 	}
@@ -170,6 +175,18 @@ func (f *fields) end(what string) error {
 		return fmt.Errorf("%d bytes after the %s", len(f.b), what)
 	}
 	return nil
+}
+
+// Record is one record of the envelope store. The JSON form is the
+// store's first layout, still read.
+type Record struct {
+	Key            string `json:"key"`
+	IntegratedTime int64  `json:"integrated_time"`
+	Envelope       []byte `json:"envelope"`
+	SignerPEM      []byte `json:"signer_pem"`
+	// Body and SET are kept by the embedded log's sequencer.
+	Body []byte `json:"-"`
+	SET  []byte `json:"-"`
 }
 
 // Deflaters are kept, one per CPU at most (each holds 1.2 MB of tables;
