@@ -3,6 +3,7 @@ package translog
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -229,7 +230,7 @@ func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
 	if size == cp.Size {
 		return cp.Hash, nil
 	}
-	nodes, err := client.FetchRangeNodes(ctx, size, l.reader.ReadTile)
+	nodes, err := client.FetchRangeNodes(ctx, size, l.tilesAt(cp.Size))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read tiles: %v", ErrUnavailable, err)
 	}
@@ -239,4 +240,27 @@ func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: tiles for size %d: %v", ErrCorrupt, size, err)
 	}
 	return r.GetRootHash(nil)
+}
+
+// tilesAt reads the tiles of the tree of size published (a published
+// checkpoint's) for proofs about smaller trees: a tile asked for at a
+// width that was never written (the integrator writes a batch at a time,
+// so not every size has its partial tiles) is read at its width in the
+// published tree and cut down to the width asked for, since a tile of a
+// smaller tree is a prefix of the same tile in a larger one (tlog-tiles).
+func (l *Log) tilesAt(published uint64) client.TileFetcherFunc {
+	return func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		have := layout.PartialTileSize(level, index, published)
+		if p == 0 || p == have {
+			return l.reader.ReadTile(ctx, level, index, p)
+		}
+		raw, err := l.reader.ReadTile(ctx, level, index, have)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) < int(p)*sha256.Size {
+			return nil, fmt.Errorf("%w: tile %d/%d holds %d bytes, want at least %d", ErrCorrupt, level, index, len(raw), int(p)*sha256.Size)
+		}
+		return raw[:int(p)*sha256.Size], nil
+	}
 }

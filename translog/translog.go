@@ -546,7 +546,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 	if from > to || to > cp.Size {
 		return nil, fmt.Errorf("%w: sizes %d..%d are outside the published tree of size %d", ErrNotFound, from, to, cp.Size)
 	}
-	pb, err := client.NewProofBuilder(ctx, to, l.reader.ReadTile)
+	pb, err := client.NewProofBuilder(ctx, to, l.tilesAt(cp.Size))
 	if err != nil {
 		return nil, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
 	}
