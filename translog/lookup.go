@@ -142,22 +142,39 @@ func searchKeys(body, envelope []byte) []string {
 	}
 	if json.Unmarshal(envelope, &env) == nil {
 		if payload, err := base64.StdEncoding.DecodeString(env.Payload); err == nil {
-			var st struct {
-				Subject []struct {
-					Digest map[string]string `json:"digest"`
-				} `json:"subject"`
-			}
-			if json.Unmarshal(payload, &st) == nil {
-				for _, s := range st.Subject {
-					if k, ok := searchKey("sha256", s.Digest["sha256"]); ok {
-						keys = append(keys, k)
-					}
-				}
-			}
+			keys = append(keys, subjectDigests(payload)...)
 		}
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
+}
+
+// dsseSearchKeys is searchKeys for an entry just made: from the hashes and
+// payload NewDSSE kept, parsing only the payload's statement.
+func dsseSearchKeys(d entry.DSSE) []string {
+	keys := append([]string{hex.EncodeToString(d.PayloadHash[:]), hex.EncodeToString(d.EnvelopeHash[:])}, subjectDigests(d.Payload)...)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// subjectDigests are the SHA-256 digests of an in-toto statement's
+// subjects.
+func subjectDigests(payload []byte) []string {
+	var st struct {
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(payload, &st) != nil {
+		return nil
+	}
+	var keys []string
+	for _, s := range st.Subject {
+		if k, ok := searchKey("sha256", s.Digest["sha256"]); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func searchKey(alg, value string) (string, bool) {

@@ -71,7 +71,8 @@ func (l *Log) openMySQL(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 }
 
 // appendMySQL is Append for a log in MySQL.
-func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, body, leaf []byte) (Entry, error) {
+func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, leaf []byte, d entry.DSSE) (Entry, error) {
+	body := d.Body
 	integrated := time.Now().Unix()
 	rec := storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM}
 	if err := l.mysql.putEnvelope(ctx, key, leaf, rec); err != nil {
@@ -106,7 +107,7 @@ func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, 
 		return Entry{}, fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
 	}
 	e.SignedEntryTimestamp = set
-	l.recordIndex(indexRecord{leaf: leaf, index: r.idx.Index, search: searchKeys(body, envelope), set: set})
+	l.recordIndex(indexRecord{leaf: leaf, index: r.idx.Index, search: dsseSearchKeys(d), set: set})
 	return e, nil
 }
 

@@ -200,3 +200,18 @@ func TestIntegrationResumesFromTheStore(t *testing.T) {
 		t.Fatalf("tiles hold %d entries (%v), want 40", n, err)
 	}
 }
+
+// The search keys Append records from the entry it just made are the ones
+// searchKeys reads back from a stored body and envelope.
+func TestAppendSearchKeysMatchStoredOnes(t *testing.T) {
+	f := newSeqFixture(t)
+	env := f.envelope("decision-search")
+	d, err := entry.NewDSSE(env, f.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := dsseSearchKeys(d), searchKeys(d.Body, env)
+	if len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Append records %v, stored entries give %v (want payload, envelope and subject digests)", got, want)
+	}
+}

@@ -385,10 +385,11 @@ var errClosed = errors.New("log is closed")
 // durable with its final index, and its SET signed. Any failure wraps
 // ErrUnavailable; the entry's inclusion proof follows (InclusionProof).
 func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte) (Entry, error) {
-	body, err := entry.DSSEBody(envelope, signerPEM)
+	d, err := entry.NewDSSE(envelope, signerPEM)
 	if err != nil {
 		return Entry{}, err
 	}
+	body := d.Body
 	leaf := entry.LeafHash(body)
 	l.appendMu.RLock()
 	defer l.appendMu.RUnlock()
@@ -396,7 +397,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
 	}
 	if l.seq == nil {
-		return l.appendMySQL(ctx, key, envelope, signerPEM, body, leaf)
+		return l.appendMySQL(ctx, key, envelope, signerPEM, leaf, d)
 	}
 	if err := l.integ.healthy(); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
@@ -407,7 +408,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	sw := &sequenceWrite{
 		rec:    storedEntry{Key: key, IntegratedTime: time.Now().Unix(), Envelope: envelope, SignerPEM: signerPEM, Body: body},
 		leaf:   leaf,
-		search: searchKeys(body, envelope),
+		search: dsseSearchKeys(d),
 	}
 	sw.block = envrecord.Block(sw.rec)
 	if err := l.seq.sequence(ctx, sw); err != nil {
