@@ -71,6 +71,7 @@ ui-test:
 	bash scripts/ui-test.sh
 
 ## bench: gatelog vs opa run --server (3 runs, medians), the append path alone, start-up,
+## one daemon vs two sharing a log in MariaDB,
 ## and the log grown to 10^6 entries; prints tables and writes bench/results.json
 ## (about half an hour on 2 cores and ~10 GB of scratch disk; not part of make test)
 BENCH := $(GO) run ./bench/cmd/gatelog-bench
@@ -78,6 +79,7 @@ bench: build $(OPA)
 	$(BENCH) startup -gatelog $(GATELOG) -out bench/results.json
 	$(BENCH) append -duration 5s -out bench/results.json
 	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -profile 16 -profile-out bench/profiles/gatelog-cpu-16.pprof -out bench/results.json
+	$(BENCH) scaleout -gatelog $(GATELOG) -duration 5s -out bench/results.json
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
 	$(BENCH) report -update bench/README.md
 

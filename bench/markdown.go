@@ -67,6 +67,10 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			}
 		}
 	}
+	if so := r.ScaleOut; so != nil {
+		fmt.Fprintf(w, "\n**Scale-out** — the log in MariaDB (Tessera's MySQL driver), %d clients in total, %s: one daemon %.0f req/s (p50 %.2f ms, p99 %.2f ms); two daemons sharing the log %.0f req/s (%.0f + %.0f; p50 %.2f ms, p99 %.2f ms).\n",
+			so.Clients, so.Duration, so.One.RPS, so.One.P50Ms, so.One.P99Ms, so.Two.RPS, so.Each[0].RPS, so.Each[1].RPS, so.Two.P50Ms, so.Two.P99Ms)
+	}
 	if s := r.Startup; s != nil {
 		fmt.Fprintf(w, "\n**Start-up** (medians of 5): compiling the bundled policies %.0f ms, hot reload (compile + swap) %.0f ms; a fresh daemon answers `/readyz` after %.0f ms and its first decision after %.0f ms.\n",
 			s.CompileMs, s.ReloadMs, s.FreshReadyMs, s.FreshFirstDecisionMs)

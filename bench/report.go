@@ -24,6 +24,7 @@ type Report struct {
 	Growth    *GrowthReport   `json:"growth,omitempty"`
 	Startup   *StartupReport  `json:"startup,omitempty"`
 	Profile   *ProfileSummary `json:"profile,omitempty"`
+	ScaleOut  *ScaleOutReport `json:"scale_out,omitempty"`
 }
 
 // Machine describes where the numbers were taken.
