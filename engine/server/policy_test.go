@@ -81,6 +81,9 @@ func startWith(t *testing.T, src engine.Source, logs io.Writer) *daemon {
 		DataDir: dir, Policies: src.FS, PolicyRevision: src.Revision,
 		CheckpointInterval: 100 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(logs, nil)),
+		// The reload drills decide in closed loops as fast as the daemon
+		// answers; the per-caller limit is another test's subject.
+		RateLimit: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
