@@ -243,25 +243,6 @@ func (in *integrator) dropQueued(to uint64) {
 	}
 }
 
-// await waits until entry index is integrated into the tiles, until ctx
-// ends, or until integration stops for good.
-func (in *integrator) await(ctx context.Context, index uint64) error {
-	for {
-		ch := in.progress.Load()
-		if in.integrated.Load() > index {
-			return nil
-		}
-		if p := in.fatal.Load(); p != nil {
-			return fmt.Errorf("%w: %w", ErrCorrupt, *p)
-		}
-		select {
-		case <-*ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 // drain waits until everything sequenced is integrated, then stops the
 // loop; it gives up when ctx ends or a hand-over fails (the rest is
 // integrated at the next start).

@@ -203,10 +203,6 @@ func (s *mysqlStore) putIndexTx(tx *sql.Tx, recs []indexRecord) error {
 	return nil
 }
 
-func (s *mysqlStore) putIndex(recs ...indexRecord) error {
-	return s.putIndexAndWatermark(recs, 0)
-}
-
 // putIndexAndWatermark records recs and raises the watermark to at least
 // watermark (0: leaves it), never lowers it: another daemon may be ahead.
 func (s *mysqlStore) putIndexAndWatermark(recs []indexRecord, watermark uint64) error {

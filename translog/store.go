@@ -36,7 +36,7 @@ import (
 //	records    arrival (8 bytes BE)   → record (versions 1, 2)               the second layout; read, never written
 //	leaves     leaf hash              → arrival                              the second layout; read, never written
 //	envelopes  leaf hash              → storedEntry (JSON)                   the first layout; read, never written
-//	meta       "watermark"            → entries indexed                      the second layout's; read, never written
+//	meta       "watermark"            → entries indexed                      the second layout's; no longer read
 //
 // Records are keyed by log index, so bbolt only ever appends to the right
 // edge of the log tree: a commit rewrites one path of pages instead of one
@@ -51,8 +51,6 @@ var (
 	bucketKeys      = []byte("keys")
 	bucketIndex     = []byte("index")
 	bucketSearch    = []byte("search")
-	bucketMeta      = []byte("meta")
-	keyWatermark    = []byte("watermark")
 )
 
 // storeDir and storeFile place the envelope store: Config.Dir/store/store.db.
@@ -415,22 +413,12 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 // sequenced is how many entries the store has durably sequenced.
 func (s *store) sequenced() uint64 { return s.durable.Load() }
 
-// indexRecord is what putIndex records for one sequenced leaf.
+// indexRecord is the index and search records of one sequenced leaf.
 type indexRecord struct {
 	leaf   []byte
 	index  uint64
 	search []string // lower-case hex SHA-256s the entry is found by
 	set    []byte   // the entry's SET (a log in MySQL keeps it here)
-}
-
-func putIndexTx(tx *bolt.Tx, recs []indexRecord) error {
-	ib := tx.Bucket(bucketIndex)
-	for _, r := range recs {
-		if err := ib.Put(r.leaf, binary.BigEndian.AppendUint64(nil, r.index)); err != nil {
-			return err
-		}
-	}
-	return putSearchTx(tx, recs)
 }
 
 func putSearchTx(tx *bolt.Tx, recs []indexRecord) error {

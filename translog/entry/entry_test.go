@@ -69,16 +69,13 @@ func FuzzCanonicalIsRFC8785(f *testing.F) {
 		if err != nil {
 			return
 		}
-		raw, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
 		// The canonicalizer sorts nothing in arrays: sort as Canonical does.
 		var sorted entry.Body
 		if err := json.Unmarshal(got, &sorted); err != nil {
 			t.Fatalf("Canonical made invalid JSON %q: %v", got, err)
 		}
-		if raw, err = json.Marshal(sorted); err != nil {
+		raw, err := json.Marshal(sorted)
+		if err != nil {
 			t.Fatal(err)
 		}
 		want, err := jsoncanonicalizer.Transform(raw)
