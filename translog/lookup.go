@@ -211,7 +211,7 @@ func (l *Log) Search(ctx context.Context, hash string) ([]Entry, error) {
 		return nil, err
 	}
 	if l.seq == nil {
-		if err := l.CatchUp(ctx); err != nil {
+		if err := l.catchUp(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -74,7 +74,7 @@ var gatelogSchema = []string{
 	// envelopes: written before the leaf is sequenced.
 	"CREATE TABLE IF NOT EXISTS `gatelog_envelopes` (`leaf` BINARY(32) NOT NULL, `record` LONGBLOB NOT NULL, PRIMARY KEY (`leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_keys` (`k` VARBINARY(255) NOT NULL, `leaf` BINARY(32) NOT NULL, PRIMARY KEY (`k`))",
-	// index, search and meta are derived from the tree (CatchUp).
+	// index, search and meta are derived from the tree (catchUp).
 	"CREATE TABLE IF NOT EXISTS `gatelog_index` (`leaf` BINARY(32) NOT NULL, `idx` BIGINT UNSIGNED NOT NULL, `set_sig` VARBINARY(255) NULL, PRIMARY KEY (`leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_search` (`hash` BINARY(32) NOT NULL, `leaf` BINARY(32) NOT NULL, PRIMARY KEY (`hash`, `leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_meta` (`name` VARCHAR(64) NOT NULL, `value` BIGINT UNSIGNED NOT NULL, PRIMARY KEY (`name`))",

@@ -19,7 +19,7 @@ import (
 // envelope is stored before the leaf is added (so every leaf has its
 // envelope); the leaf's index record, with the SET signed at sequencing,
 // follows off the reply path. Until it is stored, lookups find the index
-// in pending; a record lost to a crash is rebuilt from the tree (CatchUp),
+// in pending; a record lost to a crash is rebuilt from the tree (catchUp),
 // its SET signed again then, once.
 
 // mysqlIndexing is the index records' bookkeeping of a log in MySQL.
@@ -62,7 +62,7 @@ func (l *Log) openMySQL(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 	l.add, l.mysql, l.store = appender.Add, st, st
 	l.tiles, l.checkpointTime = tilesHandler(reader), st.checkpointTime
 	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, awaitPollMySQL)
-	if err := l.CatchUp(ctx); err != nil {
+	if err := l.catchUp(ctx); err != nil {
 		_ = shutdown(ctx)
 		cancel()
 		return nil, fmt.Errorf("recover index records: %w", err)
@@ -114,7 +114,7 @@ func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, 
 // recordIndex stores a sequenced leaf's index record without making the
 // caller wait for that commit: the leaf is already durably in the tree,
 // and until the record is stored lookups find it in pending. A failed
-// write is logged and left to CatchUp, which rebuilds records from the
+// write is logged and left to catchUp, which rebuilds records from the
 // tree (on a lookup miss, and at every Open).
 func (l *Log) recordIndex(r indexRecord) {
 	l.pending.Store(string(r.leaf), pendingIndex{index: r.index, set: r.set})
@@ -154,7 +154,7 @@ func (l *Log) indexOfMySQL(ctx context.Context, leaf []byte) (int64, error) {
 	}
 	idx, ok, err := l.mysql.index(leaf)
 	if err == nil && !ok {
-		if cerr := l.CatchUp(ctx); cerr != nil {
+		if cerr := l.catchUp(ctx); cerr != nil {
 			return 0, cerr
 		}
 		idx, ok, err = l.mysql.index(leaf)
@@ -171,7 +171,7 @@ func (l *Log) indexOfMySQL(ctx context.Context, leaf []byte) (int64, error) {
 // byIndexMySQL returns entry index: its body exactly as the log's entry
 // bundles hold it, its envelope from the envelope store, which must match
 // the body, and the SET stored with its index record (signed and stored
-// now, once, for a record CatchUp rebuilt).
+// now, once, for a record catchUp rebuilt).
 func (l *Log) byIndexMySQL(ctx context.Context, index int64) (Entry, error) {
 	size, err := l.integratedSize(ctx)
 	if err != nil {
@@ -218,17 +218,17 @@ func (l *Log) byIndexMySQL(ctx context.Context, index int64) (Entry, error) {
 	return e, nil
 }
 
-// catchUpBatch bounds the records CatchUp writes per transaction.
+// catchUpBatch bounds the records catchUp writes per transaction.
 const catchUpBatch = 4096
 
-// CatchUp writes, in a log kept in MySQL, the index and search records
+// catchUp writes, in a log kept in MySQL, the index and search records
 // for every entry the log holds beyond the watermark (the entries known
 // to have them): the records are derived data, rebuilt from the entry
 // bundles and the envelope store. Open calls it, so entries sequenced
 // just before a crash are found again; each run moves the watermark, so
 // the next one starts where it ended. The embedded log writes these
 // records with the entry and has nothing to catch up.
-func (l *Log) CatchUp(ctx context.Context) error {
+func (l *Log) catchUp(ctx context.Context) error {
 	if l.mysql == nil {
 		return nil
 	}

@@ -17,11 +17,11 @@ func TestMarksAdvanceOverContiguousRuns(t *testing.T) {
 	if wm, ok := m.stored(10); !ok || wm != 13 {
 		t.Fatalf("stored(10) = %d, %v; want 13", wm, ok)
 	}
-	// A record below the watermark (a CatchUp rewrite) changes nothing.
+	// A record below the watermark (a catchUp rewrite) changes nothing.
 	if _, ok := m.stored(3); ok || m.current() != 13 {
 		t.Fatalf("stored(3) moved the watermark to %d", m.current())
 	}
-	// CatchUp covered up to 20 while 21 was already stored: both count.
+	// catchUp covered up to 20 while 21 was already stored: both count.
 	m.stored(21)
 	m.reset(21)
 	if got := m.current(); got != 22 {
@@ -48,7 +48,7 @@ func TestMarksStallBehindAHoleUntilReset(t *testing.T) {
 	if _, ok := m.stored(0); ok {
 		t.Fatal("a stalled tracker moved the watermark")
 	}
-	m.reset(maxMarkGap + 2) // CatchUp re-derived it from the tree
+	m.reset(maxMarkGap + 2) // catchUp re-derived it from the tree
 	if wm, ok := m.stored(maxMarkGap + 2); !ok || wm != maxMarkGap+3 {
 		t.Fatalf("after reset: stored = %d, %v", wm, ok)
 	}
