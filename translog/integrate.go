@@ -148,6 +148,13 @@ func (in *integrator) loop(ctx context.Context) {
 		// integrated in an earlier batch of Tessera's.
 		if n, serr := in.size(ctx); serr == nil && n > next {
 			in.integrated.Store(n)
+			in.dropQueued(n)
+			if n >= in.store.sequenced() {
+				// Nothing is left to hand over, so nothing can succeed
+				// and clear the failure: the tree has everything.
+				in.failure.Store(nil)
+				in.signal()
+			}
 		}
 	}
 }

@@ -9,8 +9,9 @@ import "sync"
 // the tree.
 const maxMarkGap = 1 << 16
 
-// marks advances the watermark (of a log in MySQL) as Append's index records are stored, so a
-// restart does not re-read every entry appended since the last catchUp.
+// marks advances the watermark of a log in MySQL as Append's index
+// records are stored, so a restart does not re-read every entry appended
+// since the last catchUp.
 // Records are written concurrently and finish out of order; the watermark
 // may only claim the contiguous run of entries whose records are stored.
 type marks struct {
