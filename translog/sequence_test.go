@@ -14,6 +14,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/transparency-dev/tessera/storage/posix"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/gatelog/gatelog/internal/envrecord"
 	"github.com/gatelog/gatelog/record/decision"
@@ -214,4 +215,76 @@ func TestAppendSearchKeysMatchStoredOnes(t *testing.T) {
 	if len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Append records %v, stored entries give %v (want payload, envelope and subject digests)", got, want)
 	}
+}
+
+// A store in the layout written before the store became the sequencer
+// (records keyed by arrival, leaves → arrival, no SETs) is carried over by
+// Open: every entry in the tiles gets its log record, with a SET signed
+// once, and appends continue after them.
+func TestOpenMigratesTheEarlierLayout(t *testing.T) {
+	f := newSeqFixture(t)
+	l := f.open()
+	want := f.appendN(l, 0, 12)
+	f.check(l, want)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the store as the earlier layout had it.
+	db, err := bolt.Open(filepath.Join(f.dir, storeDir, storeFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		records, err := tx.CreateBucket(bucketRecords)
+		if err != nil {
+			return err
+		}
+		leaves, err := tx.CreateBucket(bucketLeaves)
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			rec, err := envrecord.Decode(v)
+			if err != nil {
+				return err
+			}
+			arrival := []byte{0, 0, 0, 0, 0, 0, 1, k[7]}
+			if err := records.Put(arrival, envrecord.Encode(storedEntry{Key: rec.Key, IntegratedTime: rec.IntegratedTime, Envelope: rec.Envelope, SignerPEM: rec.SignerPEM})); err != nil {
+				return err
+			}
+			if err := leaves.Put(entry.LeafHash(rec.Body), arrival); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteBucket(bucketLog)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = f.open()
+	defer l.Close(context.Background())
+	// The SETs are new (signed at migration), so compare all but them.
+	for id, e := range want {
+		got, err := l.Lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Index != e.Index || string(got.Envelope) != string(e.Envelope) || got.SignedEntryTimestamp == nil {
+			t.Fatalf("%s after migration: index %d (want %d), SET %x", id, got.Index, e.Index, got.SignedEntryTimestamp)
+		}
+		e.SignedEntryTimestamp = got.SignedEntryTimestamp
+		want[id] = e
+	}
+	more := f.appendN(l, 12, 3)
+	for id, e := range more {
+		if e.Index < 12 {
+			t.Fatalf("%s appended at %d, inside the migrated entries", id, e.Index)
+		}
+		want[id] = e
+	}
+	f.check(l, want)
 }
