@@ -77,8 +77,8 @@ ui-test:
 	bash scripts/ui-test.sh
 
 ## bench: gatelog vs opa run --server (3 runs, medians), the append path alone, the policy
-## library alone per decision, start-up, and the log grown to 10^6 entries; prints tables
-## and writes bench/results.json
+## library alone per decision, start-up, one daemon vs two sharing a log in MariaDB, and the
+## log grown to 10^6 entries; prints tables and writes bench/results.json
 ## (about half an hour on 2 cores and ~10 GB of scratch disk; not part of make test)
 BENCH := $(GO) run ./bench/cmd/gatelog-bench
 bench: build $(OPA)
@@ -86,6 +86,7 @@ bench: build $(OPA)
 	$(BENCH) append -duration 5s -out bench/results.json
 	$(BENCH) policy -duration 2s -out bench/results.json
 	$(BENCH) compare -gatelog $(GATELOG) -opa $(OPA) -runs 3 -duration 5s -warmup 1s -profile 16 -profile-out bench/profiles/gatelog-cpu-16.pprof -out bench/results.json
+	$(BENCH) scaleout -gatelog $(GATELOG) -duration 5s -out bench/results.json
 	$(BENCH) growth -gatelog $(GATELOG) -points $(GROWTH_POINTS) -out bench/results.json
 	$(BENCH) report -update bench/README.md
 

@@ -32,7 +32,10 @@ type AppendReport struct {
 	BatchMaxSize int         `json:"batch_max_size"`
 	BatchMaxAge  string      `json:"batch_max_age"`
 	Tessera      AppendStats `json:"tessera_raw"`
-	Translog     AppendStats `json:"translog"`
+	// TesseraDefaults is raw Tessera at its own default batching
+	// (tessera.DefaultBatchMaxSize entries / DefaultBatchMaxAge).
+	TesseraDefaults AppendStats `json:"tessera_defaults,omitzero"`
+	Translog        AppendStats `json:"translog"`
 	// Overhead is Tessera's throughput over translog's.
 	Overhead float64 `json:"overhead_tessera_over_translog"`
 }
@@ -51,8 +54,8 @@ type AppendFunc func(ctx context.Context, i int) error
 // Batching is the group-commit setting both sides of the append benchmark
 // use: translog's defaults, so the comparison is like for like.
 const (
-	BatchMaxSize = 256
-	BatchMaxAge  = time.Millisecond
+	BatchMaxSize = tessera.DefaultBatchMaxSize
+	BatchMaxAge  = translog.DefaultBatchMaxAge
 )
 
 // Envelope is a DSSE envelope shaped like gatelog's decision records whose
@@ -97,6 +100,15 @@ func newAppendKey() (*appendKey, error) {
 // batching and checkpoint interval as translog, and returns an AppendFunc
 // that adds the i-th entry's Rekor body and awaits its index.
 func OpenTessera(ctx context.Context, dir string) (AppendFunc, func(context.Context) error, error) {
+	return openTessera(ctx, dir, BatchMaxSize, BatchMaxAge)
+}
+
+// OpenTesseraDefaults is OpenTessera at Tessera's own default batching.
+func OpenTesseraDefaults(ctx context.Context, dir string) (AppendFunc, func(context.Context) error, error) {
+	return openTessera(ctx, dir, tessera.DefaultBatchMaxSize, tessera.DefaultBatchMaxAge)
+}
+
+func openTessera(ctx context.Context, dir string, batchSize uint, batchAge time.Duration) (AppendFunc, func(context.Context) error, error) {
 	ak, err := newAppendKey()
 	if err != nil {
 		return nil, nil, err
@@ -118,7 +130,7 @@ func OpenTessera(ctx context.Context, dir string) (AppendFunc, func(context.Cont
 		return nil, nil, err
 	}
 	opts := tessera.NewAppendOptions().WithCheckpointSigner(signer).
-		WithBatching(BatchMaxSize, BatchMaxAge).WithCheckpointInterval(time.Second)
+		WithBatching(batchSize, batchAge).WithCheckpointInterval(time.Second)
 	app, shutdown, _, err := tessera.NewAppender(bg, driver, opts)
 	if err != nil {
 		cancel()
@@ -146,7 +158,11 @@ func OpenTranslog(ctx context.Context, dir string) (AppendFunc, func(context.Con
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: ak.key, BatchMaxSize: BatchMaxSize, BatchMaxAge: BatchMaxAge, CheckpointInterval: time.Second})
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: ak.key, BatchMaxSize: BatchMaxSize, BatchMaxAge: BatchMaxAge, CheckpointInterval: time.Second})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -212,7 +228,7 @@ func CompareAppends(ctx context.Context, dir string, clients int, d time.Duratio
 		name string
 		open func(context.Context, string) (AppendFunc, func(context.Context) error, error)
 		out  *AppendStats
-	}{{"tessera", OpenTessera, &r.Tessera}, {"translog", OpenTranslog, &r.Translog}} {
+	}{{"tessera", OpenTessera, &r.Tessera}, {"tessera-defaults", OpenTesseraDefaults, &r.TesseraDefaults}, {"translog", OpenTranslog, &r.Translog}} {
 		add, closeFn, err := side.open(ctx, filepath.Join(dir, side.name))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", side.name, err)

@@ -373,7 +373,8 @@ func FuzzParseProc(f *testing.F) {
 }
 
 // BenchmarkAppend is the append path alone at 16 concurrent appenders:
-// raw Tessera POSIX appends against translog.Log.Append on the same disk.
+// raw Tessera POSIX appends (at translog's batching, and at Tessera's
+// defaults) against translog.Log.Append on the same disk.
 // Compare the two ns/op; the overhead ratio is logged at the end.
 func BenchmarkAppend(b *testing.B) {
 	const clients = 16
@@ -381,7 +382,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, side := range []struct {
 		name string
 		open func(context.Context, string) (bench.AppendFunc, func(context.Context) error, error)
-	}{{"tessera", bench.OpenTessera}, {"translog", bench.OpenTranslog}} {
+	}{{"tessera", bench.OpenTessera}, {"tessera-defaults", bench.OpenTesseraDefaults}, {"translog", bench.OpenTranslog}} {
 		b.Run(fmt.Sprintf("%s/clients=%d", side.name, clients), func(b *testing.B) {
 			ctx := context.Background()
 			add, closeFn, err := side.open(ctx, b.TempDir())

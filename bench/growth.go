@@ -26,6 +26,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
@@ -339,7 +340,12 @@ func loadDaemonKeys(dataDir string) (*daemonKeys, error) {
 // cfg.Fill concurrent appenders, and returns the size reached and the
 // append rate: 0 if the log held target entries already.
 func fill(ctx context.Context, cfg GrowthConfig, keys *daemonKeys, templates []decision.Record, target int64, progress io.Writer) (int64, float64, error) {
-	l, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(cfg.DataDir, "log"), Key: keys.log})
+	dir := filepath.Join(cfg.DataDir, "log")
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		return 0, 0, err
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: keys.log})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -72,6 +72,18 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f× |\n", a.Clients,
 				a.Tessera.PerSec, a.Tessera.P50Ms, a.Tessera.P99Ms, a.Translog.PerSec, a.Translog.P50Ms, a.Translog.P99Ms, a.Overhead)
 		}
+		if d := r.Append[0].TesseraDefaults; d.Appends > 0 {
+			fmt.Fprintln(w, "\nRaw Tessera at its own default batching (256 entries / 250 ms):")
+			fmt.Fprintln(w, "\n| appenders | raw Tessera, defaults /s | p50 ms | p99 ms |")
+			fmt.Fprintln(w, "|---:|---:|---:|---:|")
+			for _, a := range r.Append {
+				fmt.Fprintf(w, "| %d | %.0f | %.2f | %.2f |\n", a.Clients, a.TesseraDefaults.PerSec, a.TesseraDefaults.P50Ms, a.TesseraDefaults.P99Ms)
+			}
+		}
+	}
+	if so := r.ScaleOut; so != nil {
+		fmt.Fprintf(w, "\n**Scale-out** — the log in MariaDB (Tessera's MySQL driver), %d clients in total, %s: one daemon %.0f req/s (p50 %.2f ms, p99 %.2f ms); two daemons sharing the log %.0f req/s (%.0f + %.0f; p50 %.2f ms, p99 %.2f ms).\n",
+			so.Clients, so.Duration, so.One.RPS, so.One.P50Ms, so.One.P99Ms, so.Two.RPS, so.Each[0].RPS, so.Each[1].RPS, so.Two.P50Ms, so.Two.P99Ms)
 	}
 	if s := r.Startup; s != nil {
 		fmt.Fprintf(w, "\n**Start-up** (medians of 5): compiling the bundled policies %.0f ms, hot reload (compile + swap) %.0f ms; a fresh daemon answers `/readyz` after %.0f ms and its first decision after %.0f ms.\n",

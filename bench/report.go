@@ -25,6 +25,7 @@ type Report struct {
 	Startup   *StartupReport  `json:"startup,omitempty"`
 	Profile   *ProfileSummary `json:"profile,omitempty"`
 	Policy    *PolicyCost     `json:"policy,omitempty"`
+	ScaleOut  *ScaleOutReport `json:"scale_out,omitempty"`
 }
 
 // Machine describes where the numbers were taken.

@@ -30,6 +30,7 @@ import (
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -534,7 +535,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	ctx := context.Background()
 	logKey := readPriv(t, filepath.Join(dir, daemon.LogKeyFile))
 	decKey := readPriv(t, filepath.Join(dir, daemon.DecisionKeyFile))
-	lg, err := translog.Open(ctx, translog.Config{Dir: filepath.Join(dir, api.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	lg, err := translog.Open(ctx, logtest.Files(t, translog.Config{Dir: filepath.Join(dir, api.LogDir), Key: logKey, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,9 @@ func startWith(t *testing.T, src engine.Source, logs io.Writer) *testDaemon {
 	return openDaemon(t, daemon.Config{
 		DataDir: t.TempDir(), Policies: src.FS, PolicyRevision: src.Revision,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		// The reload drills decide in closed loops as fast as the daemon
+		// answers; the per-caller limit is another test's subject.
+		RateLimit: -1,
 	})
 }
 

@@ -19,8 +19,8 @@ import (
 
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
-	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -146,16 +146,16 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	keep := func(dst *[]byte) func([]byte) []byte {
 		return func(env []byte) []byte { *dst = env; return env }
 	}
-	if err := translog.RewriteStoredEnvelope(dir, leafOf(first), keep(&envFirst)); err != nil {
+	if err := logtest.RewriteStoredEnvelope(dir, leafOf(first), keep(&envFirst)); err != nil {
 		t.Fatal(err)
 	}
-	if err := translog.RewriteStoredEnvelope(dir, leafOf(last), keep(&envLast)); err != nil {
+	if err := logtest.RewriteStoredEnvelope(dir, leafOf(last), keep(&envLast)); err != nil {
 		t.Fatal(err)
 	}
-	if err := translog.RewriteStoredEnvelope(dir, leafOf(first), func([]byte) []byte { return envLast }); err != nil {
+	if err := logtest.RewriteStoredEnvelope(dir, leafOf(first), func([]byte) []byte { return envLast }); err != nil {
 		t.Fatal(err)
 	}
-	if err := translog.RewriteStoredEnvelope(dir, leafOf(last), func([]byte) []byte { return envFirst }); err != nil {
+	if err := logtest.RewriteStoredEnvelope(dir, leafOf(last), func([]byte) []byte { return envFirst }); err != nil {
 		t.Fatal(err)
 	}
 	seq, _, err = localRecords(t, ctx, d.dir, 0, 0)

@@ -205,11 +205,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		door.auth.Close()
 		return nil, err
 	}
-	lg, err := translog.Open(ctx, translog.Config{
-		Dir: filepath.Join(cfg.DataDir, LogDir), Key: logKey, Host: cfg.Host,
-		CheckpointInterval: cfg.CheckpointInterval, Logger: cfg.Logger,
-		MySQL: cfg.Log,
-	})
+	lg, err := openLog(ctx, cfg, logKey)
 	if errors.Is(err, translog.ErrWrongKey) {
 		err = fmt.Errorf("log key %s: %w", logKeyPath, err)
 	}

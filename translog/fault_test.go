@@ -20,6 +20,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -86,7 +87,7 @@ func newFaultKeys(t *testing.T, dir string) *faultLog {
 
 func (fl *faultLog) open() {
 	fl.t.Helper()
-	l, err := translog.Open(context.Background(), translog.Config{Dir: fl.dir, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(context.Background(), logtest.Files(fl.t, translog.Config{Dir: fl.dir, Key: fl.key, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		fl.t.Fatal(err)
 	}
@@ -204,9 +205,13 @@ func fillDisk(t *testing.T, path string) {
 }
 
 // TestTesseraFaultsFailClosed breaks only Tessera's part of the log (its
-// tiles and state on their own tmpfs) so that the envelope is stored but
-// sequencing fails: full, then read-only (which makes Tessera's POSIX
-// driver panic on its lock file unless Append refuses first).
+// tiles and state on their own tmpfs): full, then read-only (which makes
+// Tessera's POSIX driver panic on its lock file unless the integrator
+// refuses first). The envelope store sequences, so an append that lands
+// before integration fails is durable and acknowledged; once a hand-over
+// to Tessera fails, appends fail closed naming the cause until one
+// succeeds again, and then every acknowledged entry is integrated at its
+// index with a proof.
 func TestTesseraFaultsFailClosed(t *testing.T) {
 	dir := t.TempDir()
 	tlog := filepath.Join(dir, "tlog")
@@ -218,21 +223,21 @@ func TestTesseraFaultsFailClosed(t *testing.T) {
 
 	fill := filepath.Join(tlog, "fill")
 	fillDisk(t, fill)
-	fl.failsClosed("no space left on device")
+	fl.failsClosedSoon("no space left on device", want)
 	fl.failsClosed("no space left on device")
 	if err := os.Remove(fill); err != nil {
 		t.Fatal(err)
 	}
-	id, e = fl.mustAppend()
-	want[id] = e.Index
+	fl.appendsAgain(want)
 	fl.found(want)
+	fl.proved(want)
 
 	remount(t, tlog, "ro")
-	fl.failsClosed("read-only file system")
+	fl.failsClosedSoon("read-only file system", want)
 	remount(t, tlog, "rw")
-	id, e = fl.mustAppend()
-	want[id] = e.Index
+	fl.appendsAgain(want)
 	fl.found(want)
+	fl.proved(want)
 
 	// Reopened, the same entries and nothing else; a read-only log is
 	// refused at Open with an error, not a panic.
@@ -240,13 +245,62 @@ func TestTesseraFaultsFailClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	remount(t, tlog, "ro")
-	_, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key})
+	_, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: fl.key}))
 	if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), "not writable") {
 		t.Fatalf("Open of a read-only log: %v", err)
 	}
 	remount(t, tlog, "rw")
 	fl.open()
 	fl.found(want)
+	fl.proved(want)
+}
+
+// failsClosedSoon appends until an append fails closed for reason (the
+// integrator meets the fault at its next hand-over); appends acknowledged
+// before that are durable and join want.
+func (fl *faultLog) failsClosedSoon(reason string, want map[string]int64) {
+	fl.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		id, e, err := fl.append()
+		if err == nil {
+			want[id] = e.Index
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, translog.ErrUnavailable) || !strings.Contains(err.Error(), reason) {
+			fl.t.Fatalf("append under %q: %v", reason, err)
+		}
+		if got, err := fl.log.Lookup(id); !errors.Is(err, translog.ErrNotFound) {
+			fl.t.Fatalf("lookup of the failed append %s: %v (index %d)", id, err, got.Index)
+		}
+		return
+	}
+	fl.t.Fatalf("appends still succeed 20 s into %q", reason)
+}
+
+// appendsAgain appends until the integrator has recovered and an append
+// succeeds.
+func (fl *faultLog) appendsAgain(want map[string]int64) {
+	fl.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if id, e, err := fl.append(); err == nil {
+			want[id] = e.Index
+			return
+		}
+	}
+	fl.t.Fatal("appends still refused 20 s after the fault was cleared")
+}
+
+// proved checks that every entry in want has an inclusion proof.
+func (fl *faultLog) proved(want map[string]int64) {
+	fl.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for id, idx := range want {
+		if _, err := fl.log.InclusionProof(ctx, idx, true); err != nil {
+			fl.t.Fatalf("%s (entry %d): no inclusion proof: %v", id, idx, err)
+		}
+	}
 }
 
 // TestEnvelopeStoreFaultFailsClosed fills the disk that holds the
@@ -298,8 +352,8 @@ func TestEnvelopeStoreFaultFailsClosed(t *testing.T) {
 }
 
 // TestLogKeyFaultFailsClosed makes the log key fail to sign: appends fail
-// (no SET, so no receipt) and no checkpoint is published, and both come
-// back when the key does.
+// (no SET, so no receipt, and nothing sequenced) and no checkpoint is
+// published, and both come back when the key does.
 func TestLogKeyFaultFailsClosed(t *testing.T) {
 	fl := newFaultLog(t, t.TempDir())
 	id, e := fl.mustAppend()
@@ -323,9 +377,12 @@ func TestLogKeyFaultFailsClosed(t *testing.T) {
 	if _, err := fl.log.InclusionProof(ctx, e2.Index, true); err != nil {
 		t.Fatalf("no checkpoint after the key recovered: %v", err)
 	}
-	// The failed append was sequenced before the SET failed: it is in the
-	// log (and was denied); the tree holds all three.
-	fl.found(map[string]int64{id: e.Index, "decision-2": 1, id2: e2.Index})
+	// The failed append took no index: its SET is signed before its
+	// commit, and a group whose SETs fail is not stored.
+	if e2.Index != e.Index+1 {
+		t.Fatalf("append after the key recovered got index %d, want %d", e2.Index, e.Index+1)
+	}
+	fl.found(map[string]int64{id: e.Index, id2: e2.Index})
 }
 
 // TestOpenRefusesAForeignOrHeadlessLog: another key cannot continue a
@@ -344,14 +401,14 @@ func TestOpenRefusesAForeignOrHeadlessLog(t *testing.T) {
 		t.Fatal("Exists says no log after an append")
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: other}); !errors.Is(err, translog.ErrWrongKey) {
+	if _, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: other})); !errors.Is(err, translog.ErrWrongKey) {
 		t.Fatalf("Open with another key: %v", err)
 	}
 	state := filepath.Join(dir, "tlog", ".state", "treeState")
 	if err := os.Rename(state, state+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: fl.key}); !errors.Is(err, translog.ErrCorrupt) {
+	if _, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: fl.key})); !errors.Is(err, translog.ErrCorrupt) {
 		t.Fatalf("Open without tree state: %v", err)
 	}
 	if err := os.Rename(state+".moved", state); err != nil {

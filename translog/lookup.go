@@ -3,6 +3,7 @@ package translog
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 
@@ -25,10 +25,18 @@ import (
 // wrong leaf): something changed them on disk.
 var ErrCorrupt = errors.New("log storage is corrupt")
 
-// Size is the number of entries durably sequenced and integrated into the
-// tree. It can be ahead of the latest checkpoint by up to one checkpoint
-// interval.
+// Size is the number of entries in the log: durably sequenced, with
+// their final indexes. The tiles, and then a checkpoint, cover them
+// shortly after (integrated; see InclusionProof).
 func (l *Log) Size(ctx context.Context) (uint64, error) {
+	if l.seq != nil {
+		return l.seq.sequenced(), nil
+	}
+	return l.integratedSize(ctx)
+}
+
+// integratedSize is the number of entries in the tiles.
+func (l *Log) integratedSize(ctx context.Context) (uint64, error) {
 	n, err := l.reader.IntegratedSize(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("%w: read tree size: %v", ErrUnavailable, err)
@@ -49,40 +57,41 @@ func (l *Log) leaf(ctx context.Context, index, size uint64) ([]byte, error) {
 	return b.Entries[i], nil
 }
 
-// ByIndex returns entry index: its body exactly as the log's entry bundles
-// hold it, and its envelope from the envelope store, which must match the
-// body.
+// ByIndex returns entry index, with its envelope, which must match the
+// leaf the log holds: in the embedded log the one the store sequenced,
+// and once integrated, the one in the tiles too.
 func (l *Log) ByIndex(ctx context.Context, index int64) (Entry, error) {
-	size, err := l.Size(ctx)
-	if err != nil {
-		return Entry{}, err
+	if l.seq == nil {
+		return l.byIndexMySQL(ctx, index)
 	}
-	if index < 0 || uint64(index) >= size {
-		return Entry{}, fmt.Errorf("%w: log index %d is outside the log of size %d", ErrNotFound, index, size)
+	if index < 0 || uint64(index) >= l.seq.sequenced() {
+		return Entry{}, fmt.Errorf("%w: log index %d is outside the log of size %d", ErrNotFound, index, l.seq.sequenced())
 	}
-	body, err := l.leaf(ctx, uint64(index), size)
-	if err != nil {
-		return Entry{}, err
-	}
-	leaf := entry.LeafHash(body)
-	rec, ok, err := l.store.envelope(leaf)
+	rec, ok, err := l.seq.record(uint64(index))
 	if err != nil {
 		return Entry{}, err
 	}
 	if !ok {
-		return Entry{}, fmt.Errorf("%w: entry %d has no stored envelope (leaf %x)", ErrCorrupt, index, leaf)
+		return Entry{}, fmt.Errorf("%w: entry %d is sequenced but the store holds no record of it", ErrCorrupt, index)
 	}
-	if err := matchEnvelope(body, rec); err != nil {
+	if integrated := l.integ.integrated.Load(); uint64(index) < integrated {
+		body, err := l.leaf(ctx, uint64(index), integrated)
+		if err != nil {
+			return Entry{}, err
+		}
+		if !bytes.Equal(body, rec.Body) {
+			return Entry{}, fmt.Errorf("%w: entry %d in the tiles is not the one the envelope store sequenced", ErrCorrupt, index)
+		}
+	}
+	if err := matchEnvelope(rec.Body, rec); err != nil {
 		return Entry{}, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, index, err)
 	}
-	e := Entry{
+	leaf := entry.LeafHash(rec.Body)
+	return Entry{
 		Index: index, LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
-		IntegratedTime: rec.IntegratedTime, Body: body, Envelope: rec.Envelope,
-	}
-	if e.SignedEntryTimestamp, err = l.signSET(e); err != nil {
-		return Entry{}, fmt.Errorf("%w: sign entry timestamp: %v", ErrUnavailable, err)
-	}
-	return e, nil
+		IntegratedTime: rec.IntegratedTime, Body: rec.Body, Envelope: rec.Envelope,
+		SignedEntryTimestamp: rec.SET,
+	}, nil
 }
 
 // matchEnvelope checks that the stored envelope is the one the logged body
@@ -98,20 +107,12 @@ func matchEnvelope(body []byte, rec storedEntry) error {
 	return nil
 }
 
-// indexOf returns the log index of a leaf from the index records, catching
-// the records up from the log first when the leaf has none yet (a crash
-// can fall between sequencing and writing the record).
+// indexOf returns the log index of a leaf.
 func (l *Log) indexOf(ctx context.Context, leaf []byte) (int64, error) {
-	if idx, ok := l.pending.Load(string(leaf)); ok {
-		return int64(idx.(uint64)), nil
+	if l.seq == nil {
+		return l.indexOfMySQL(ctx, leaf)
 	}
-	idx, ok, err := l.store.index(leaf)
-	if err == nil && !ok {
-		if cerr := l.CatchUp(ctx); cerr != nil {
-			return 0, cerr
-		}
-		idx, ok, err = l.store.index(leaf)
-	}
+	idx, ok, err := l.seq.index(leaf)
 	if err != nil {
 		return 0, err
 	}
@@ -119,73 +120,6 @@ func (l *Log) indexOf(ctx context.Context, leaf []byte) (int64, error) {
 		return 0, fmt.Errorf("%w: leaf %x is not in the log", ErrNotFound, leaf)
 	}
 	return int64(idx), nil
-}
-
-// catchUpBatch bounds the records CatchUp writes per transaction.
-const catchUpBatch = 4096
-
-// CatchUp writes the index and search records for every entry the log
-// holds beyond the watermark (the entries known to have them): the records
-// are derived data, rebuilt from the entry bundles and the envelope store.
-// Open calls it, so entries sequenced just before a crash are found again;
-// each run moves the watermark, so the next one starts where it ended.
-func (l *Log) CatchUp(ctx context.Context) error {
-	l.catchUpMu.Lock()
-	defer l.catchUpMu.Unlock()
-	from, err := l.store.watermark()
-	if err != nil {
-		return err
-	}
-	size, err := l.Size(ctx)
-	if err != nil {
-		return err
-	}
-	if from > size {
-		// The watermark is ahead of the log: never trust it over the tree.
-		from = 0
-	}
-	if from == size {
-		l.marks.reset(size)
-		return nil
-	}
-	fetch := func(ctx context.Context) (uint64, error) { return size, nil }
-	var recs []indexRecord
-	idx := from
-	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
-		if err != nil {
-			return fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err)
-		}
-		var eb api.EntryBundle
-		if err := eb.UnmarshalText(b.Data); err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %v", ErrCorrupt, b.RangeInfo.Index, err)
-		}
-		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
-			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)
-		}
-		for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
-			leaf := entry.LeafHash(body)
-			var env []byte
-			if rec, ok, err := l.store.envelope(leaf); err == nil && ok {
-				env = rec.Envelope
-			}
-			recs = append(recs, indexRecord{leaf: leaf, index: idx, search: searchKeys(body, env)})
-			idx++
-			if len(recs) == catchUpBatch {
-				if err := l.store.putIndexAndWatermark(recs, idx); err != nil {
-					return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
-				}
-				recs = recs[:0]
-			}
-		}
-	}
-	if idx != size {
-		return fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from)
-	}
-	if err := l.store.putIndexAndWatermark(recs, idx); err != nil {
-		return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
-	}
-	l.marks.reset(size)
-	return nil
 }
 
 // searchKeys are the SHA-256 hashes (lower-case hex) an entry can be found
@@ -208,22 +142,39 @@ func searchKeys(body, envelope []byte) []string {
 	}
 	if json.Unmarshal(envelope, &env) == nil {
 		if payload, err := base64.StdEncoding.DecodeString(env.Payload); err == nil {
-			var st struct {
-				Subject []struct {
-					Digest map[string]string `json:"digest"`
-				} `json:"subject"`
-			}
-			if json.Unmarshal(payload, &st) == nil {
-				for _, s := range st.Subject {
-					if k, ok := searchKey("sha256", s.Digest["sha256"]); ok {
-						keys = append(keys, k)
-					}
-				}
-			}
+			keys = append(keys, subjectDigests(payload)...)
 		}
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
+}
+
+// dsseSearchKeys is searchKeys for an entry just made: from the hashes and
+// payload NewDSSE kept, parsing only the payload's statement.
+func dsseSearchKeys(d entry.DSSE) []string {
+	keys := append([]string{hex.EncodeToString(d.PayloadHash[:]), hex.EncodeToString(d.EnvelopeHash[:])}, subjectDigests(d.Payload)...)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// subjectDigests are the SHA-256 digests of an in-toto statement's
+// subjects.
+func subjectDigests(payload []byte) []string {
+	var st struct {
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(payload, &st) != nil {
+		return nil
+	}
+	var keys []string
+	for _, s := range st.Subject {
+		if k, ok := searchKey("sha256", s.Digest["sha256"]); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 func searchKey(alg, value string) (string, bool) {
@@ -259,8 +210,10 @@ func (l *Log) Search(ctx context.Context, hash string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.CatchUp(ctx); err != nil {
-		return nil, err
+	if l.seq == nil {
+		if err := l.catchUp(ctx); err != nil {
+			return nil, err
+		}
 	}
 	leaves, err := l.store.searchLeaves(h)
 	if err != nil {
@@ -294,7 +247,7 @@ func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
 	if size == cp.Size {
 		return cp.Hash, nil
 	}
-	nodes, err := client.FetchRangeNodes(ctx, size, l.reader.ReadTile)
+	nodes, err := client.FetchRangeNodes(ctx, size, l.tilesAt(cp.Size))
 	if err != nil {
 		return nil, fmt.Errorf("%w: read tiles: %v", ErrUnavailable, err)
 	}
@@ -304,4 +257,27 @@ func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: tiles for size %d: %v", ErrCorrupt, size, err)
 	}
 	return r.GetRootHash(nil)
+}
+
+// tilesAt reads the tiles of the tree of size published (a published
+// checkpoint's) for proofs about smaller trees: a tile asked for at a
+// width that was never written (the integrator writes a batch at a time,
+// so not every size has its partial tiles) is read at its width in the
+// published tree and cut down to the width asked for, since a tile of a
+// smaller tree is a prefix of the same tile in a larger one (tlog-tiles).
+func (l *Log) tilesAt(published uint64) client.TileFetcherFunc {
+	return func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		have := layout.PartialTileSize(level, index, published)
+		if p == 0 || p == have {
+			return l.reader.ReadTile(ctx, level, index, p)
+		}
+		raw, err := l.reader.ReadTile(ctx, level, index, have)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) < int(p)*sha256.Size {
+			return nil, fmt.Errorf("%w: tile %d/%d holds %d bytes, want at least %d", ErrCorrupt, level, index, len(raw), int(p)*sha256.Size)
+		}
+		return raw[:int(p)*sha256.Size], nil
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/internal/testdb"
 	"github.com/gatelog/gatelog/translog"
 )
@@ -28,7 +29,7 @@ func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 	_, url := testdb.MariaDB(t)
 	db := testdb.MariaDBProcess(t)
 	fl := newFaultKeys(t, "")
-	l, err := translog.Open(context.Background(), translog.Config{MySQL: url, Key: fl.key, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(context.Background(), logtest.MySQL(t, url, translog.Config{Key: fl.key, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,22 +12,15 @@ import (
 	"time"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
-	"github.com/transparency-dev/tessera"
-	tmysql "github.com/transparency-dev/tessera/storage/mysql"
 )
 
-// envStore is the envelope store: bbolt beside a POSIX log (store), or
-// tables in the log's own MySQL/MariaDB database (mysqlStore).
+// envStore is what reads need of the envelope store: bbolt beside an
+// embedded log (store), or tables in the log's own MySQL/MariaDB database
+// (mysqlStore).
 type envStore interface {
-	// putEnvelope runs within ctx (an append's deadline): a database
-	// that hangs fails the append in time instead of holding it.
-	putEnvelope(ctx context.Context, key string, leaf []byte, rec storedEntry) error
-	putIndex(recs ...indexRecord) error
-	putIndexAndWatermark(recs []indexRecord, watermark uint64) error
 	envelope(leaf []byte) (storedEntry, bool, error)
 	leafForKey(key string) ([]byte, error)
 	index(leaf []byte) (uint64, bool, error)
-	watermark() (uint64, error)
 	searchLeaves(hexHash string) ([][]byte, error)
 	close() error
 }
@@ -61,7 +54,8 @@ func MySQLDSN(url string) (string, error) {
 
 // mysqlSchemaVersion is the version of gatelog's own tables (envelopes,
 // keys, index, search, meta) beside Tessera's; Open refuses a newer one.
-const mysqlSchemaVersion = 1
+// Version 2 keeps each entry's SET with its index record.
+const mysqlSchemaVersion = 2
 
 // tesseraSchema is Tessera's storage/mysql schema.sql (compatibility
 // version 1), one statement at a time.
@@ -80,15 +74,18 @@ var gatelogSchema = []string{
 	// envelopes: written before the leaf is sequenced.
 	"CREATE TABLE IF NOT EXISTS `gatelog_envelopes` (`leaf` BINARY(32) NOT NULL, `record` LONGBLOB NOT NULL, PRIMARY KEY (`leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_keys` (`k` VARBINARY(255) NOT NULL, `leaf` BINARY(32) NOT NULL, PRIMARY KEY (`k`))",
-	// index, search and meta are derived from the tree (CatchUp).
-	"CREATE TABLE IF NOT EXISTS `gatelog_index` (`leaf` BINARY(32) NOT NULL, `idx` BIGINT UNSIGNED NOT NULL, PRIMARY KEY (`leaf`))",
+	// index, search and meta are derived from the tree (catchUp).
+	"CREATE TABLE IF NOT EXISTS `gatelog_index` (`leaf` BINARY(32) NOT NULL, `idx` BIGINT UNSIGNED NOT NULL, `set_sig` VARBINARY(255) NULL, PRIMARY KEY (`leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_search` (`hash` BINARY(32) NOT NULL, `leaf` BINARY(32) NOT NULL, PRIMARY KEY (`hash`, `leaf`))",
 	"CREATE TABLE IF NOT EXISTS `gatelog_meta` (`name` VARCHAR(64) NOT NULL, `value` BIGINT UNSIGNED NOT NULL, PRIMARY KEY (`name`))",
 }
 
-// openMySQL connects to the log database, creating or checking the schema
-// under a named lock so that daemons starting together do it once.
-func openMySQL(ctx context.Context, url string) (*sql.DB, error) {
+// OpenMySQL connects to the log database at url
+// (mysql://user:pass@tcp(host:port)/db), creating or upgrading the schema
+// (Tessera's and the envelope store's) under a named lock so that daemons
+// starting together do it once. Build Tessera's MySQL driver on it and
+// pass both in Config.
+func OpenMySQL(ctx context.Context, url string) (*sql.DB, error) {
 	dsn, err := MySQLDSN(url)
 	if err != nil {
 		return nil, err
@@ -131,7 +128,11 @@ func migrateMySQL(ctx context.Context, db *sql.DB) error {
 	if v == mysqlSchemaVersion {
 		return nil
 	}
-	for _, s := range append(append([]string{}, tesseraSchema...), gatelogSchema[1:]...) {
+	stmts := append(append([]string{}, tesseraSchema...), gatelogSchema[1:]...)
+	if v == 1 {
+		stmts = append(stmts, "ALTER TABLE `gatelog_index` ADD COLUMN `set_sig` VARBINARY(255) NULL")
+	}
+	for _, s := range stmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%w: mysql schema: %v", ErrUnavailable, err)
 		}
@@ -186,7 +187,7 @@ func (s *mysqlStore) putEnvelope(ctx context.Context, key string, leaf []byte, r
 
 func (s *mysqlStore) putIndexTx(tx *sql.Tx, recs []indexRecord) error {
 	for _, r := range recs {
-		if _, err := tx.ExecContext(s.ctx, "INSERT IGNORE INTO `gatelog_index` (`leaf`, `idx`) VALUES (?, ?)", r.leaf, r.index); err != nil {
+		if _, err := tx.ExecContext(s.ctx, "INSERT INTO `gatelog_index` (`leaf`, `idx`, `set_sig`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `set_sig` = COALESCE(`set_sig`, VALUES(`set_sig`))", r.leaf, r.index, r.set); err != nil {
 			return err
 		}
 		for _, h := range r.search {
@@ -200,10 +201,6 @@ func (s *mysqlStore) putIndexTx(tx *sql.Tx, recs []indexRecord) error {
 		}
 	}
 	return nil
-}
-
-func (s *mysqlStore) putIndex(recs ...indexRecord) error {
-	return s.putIndexAndWatermark(recs, 0)
 }
 
 // putIndexAndWatermark records recs and raises the watermark to at least
@@ -271,6 +268,13 @@ func (s *mysqlStore) index(leaf []byte) (uint64, bool, error) {
 	return idx, ok, err
 }
 
+// set reads the SET stored with leaf's index record (nil when none is).
+func (s *mysqlStore) set(leaf []byte) ([]byte, error) {
+	var set []byte
+	_, err := s.get("SELECT `set_sig` FROM `gatelog_index` WHERE `leaf` = ?", []any{leaf}, &set)
+	return set, err
+}
+
 func (s *mysqlStore) watermark() (uint64, error) {
 	var v uint64
 	_, err := s.get("SELECT `value` FROM `gatelog_meta` WHERE `name` = 'watermark'", nil, &v)
@@ -316,15 +320,6 @@ func (s *mysqlStore) checkpointTime() (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: no checkpoint yet", ErrUnavailable)
 	}
 	return time.UnixMilli(ms), nil
-}
-
-// openMySQLDriver opens Tessera's MySQL driver on db.
-func openMySQLDriver(ctx context.Context, db *sql.DB) (tessera.Driver, error) {
-	d, err := tmysql.New(ctx, db)
-	if err != nil {
-		return nil, fmt.Errorf("%w: open tessera mysql storage: %v", ErrUnavailable, err)
-	}
-	return d, nil
 }
 
 // tilesHandler serves tlog-tiles resources read through r (a LogReader),

@@ -110,8 +110,9 @@ func fileTime(path string) func() (time.Time, error) {
 // Entries yields the entries with indexes from (inclusive) to to
 // (exclusive), in log order, reading the leaves from the entry bundles and
 // each envelope from the envelope store. to must not exceed the size of a
-// published checkpoint. Entries carry no Signed Entry Timestamp (that
-// needs the private key); everything else is filled in. An entry whose
+// published checkpoint. Entries carry their Signed Entry Timestamp where
+// the store keeps it (the embedded log's); everything else is filled in.
+// An entry whose
 // envelope is missing or corrupt is yielded with an error and its Index,
 // LeafHash, UUID and Body set, and iteration goes on; an error reading the
 // tiles ends it.
@@ -156,7 +157,7 @@ func (r *Reader) entryFor(idx uint64, body []byte) (Entry, error) {
 	if !ok {
 		return e, fmt.Errorf("%w: no envelope for entry %d (leaf %x)", ErrNotFound, idx, leaf)
 	}
-	e.Envelope, e.IntegratedTime = rec.Envelope, rec.IntegratedTime
+	e.Envelope, e.IntegratedTime, e.SignedEntryTimestamp = rec.Envelope, rec.IntegratedTime, rec.SET
 	return e, nil
 }
 

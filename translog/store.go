@@ -1,52 +1,56 @@
 package translog
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gatelog/gatelog/internal/envrecord"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// The envelope store lives in one bbolt database beside the tree. Writes go
-// through a group commit: concurrent Appends share one transaction and so
-// one fsync, which is what lets the log keep up with many callers at once;
-// a write returns only after its transaction is durable.
+// The envelope store lives in one bbolt database beside the tree, and it
+// is the embedded log's durable sequencer: one write holds a decision's
+// envelope, its leaf (the canonical Rekor body), the log index assigned to
+// it and the SET that promises that index. Writes go through a group
+// commit: concurrent Appends share one transaction and so one fsync, and
+// a write returns only after its transaction is durable. Tessera then
+// integrates the sequenced leaves into its tiles, in index order
+// (integrate.go).
 //
 // Buckets:
 //
-//	records    sequence (8 bytes BE) → stored record (binary, see encodeRecord)  written before the leaf is sequenced
-//	leaves     leaf hash            → sequence                written with the record
-//	keys       key (decision ID)    → leaf hash               written with the record
-//	index      leaf hash            → log index (8 bytes BE)  derived: rebuilt from the tree by CatchUp
-//	search     sha256 ‖ leaf hash   → nothing                 derived, for Search
-//	meta       "watermark"          → entries fully indexed    derived
-//	envelopes  leaf hash            → storedEntry (JSON)      the first layout; read, never written
+//	log        log index (8 bytes BE) → record (binary, see encodeRecord)   the sequencer's output
+//	index      leaf hash              → log index (8 bytes BE)               written with the record
+//	keys       key (decision ID)      → leaf hash                            written with the record
+//	search     sha256 ‖ leaf hash     → nothing                              written with the record
+//	records    arrival (8 bytes BE)   → record (versions 1, 2)               the second layout; read, never written
+//	leaves     leaf hash              → arrival                              the second layout; read, never written
+//	envelopes  leaf hash              → storedEntry (JSON)                   the first layout; read, never written
+//	meta       "watermark"            → entries indexed                      the second layout's; no longer read
 //
-// Records are keyed by arrival, not by leaf hash: bbolt then only ever
-// appends to the right edge of the records tree, so a commit rewrites one
-// path of pages instead of one random leaf page per record, and neither
-// writes nor the audit follower (which reads what was just written) touch
-// the rest of a file that grows by kilobytes per entry. Only the small
-// leaves, keys and index maps take random keys.
+// Records are keyed by log index, so bbolt only ever appends to the right
+// edge of the log tree: a commit rewrites one path of pages instead of one
+// random leaf page per record. Only the small index, keys and search maps
+// take random keys. A log whose store was written in an earlier layout is
+// carried over to this one by Open (migrateStore), once.
 var (
+	bucketLog       = []byte("log")
 	bucketRecords   = []byte("records")
 	bucketLeaves    = []byte("leaves")
 	bucketEnvelopes = []byte("envelopes")
 	bucketKeys      = []byte("keys")
 	bucketIndex     = []byte("index")
 	bucketSearch    = []byte("search")
-	bucketMeta      = []byte("meta")
-	keyWatermark    = []byte("watermark")
 )
 
 // storeDir and storeFile place the envelope store: Config.Dir/store/store.db.
@@ -78,11 +82,35 @@ type store struct {
 	closed   bool
 	// used is set by every read and write; releaseLoop clears it.
 	used atomic.Bool
+	// next is the log index the next sequenced record takes. Only
+	// commitLoop changes it once the store is sequencing.
+	next uint64
+	// durable is next as of the last commit: every index below it is in
+	// the store.
+	durable atomic.Uint64
+	// signSET signs the SET of a record about to be stored at index.
+	signSET func(rec *storedEntry, index uint64) ([]byte, error)
+	// onSequenced hears of every committed run of sequenced records, in
+	// index order, first being the index of recs[0].
+	onSequenced func(first uint64, recs []*sequenceWrite)
 }
 
 type storeWrite struct {
-	apply func(tx *bolt.Tx) error
+	apply func(tx *bolt.Tx) error // a plain write, or
+	seq   *sequenceWrite          // a record to sequence
 	done  chan error
+}
+
+// sequenceWrite is one record to sequence: the caller fills rec (all but
+// its SET), leaf, search and block; the commit assigns index and signs SET.
+type sequenceWrite struct {
+	rec    storedEntry
+	leaf   []byte
+	search []string
+	// block is the record's deflated part (recordBlock), made by the
+	// caller so that the commit loop only frames it.
+	block []byte
+	index uint64
 }
 
 // openStore opens (or creates) the store. readOnly opens it shared, for
@@ -110,17 +138,24 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		return s, nil
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketLeaves, bucketKeys, bucketIndex, bucketSearch, bucketMeta} {
+		for _, b := range [][]byte{bucketLog, bucketKeys, bucketIndex, bucketSearch} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
+			}
+			s.next = binary.BigEndian.Uint64(k) + 1
 		}
 		return nil
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w: initialise envelope store: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: initialise envelope store: %w", ErrUnavailable, err)
 	}
+	s.durable.Store(s.next)
 	s.writes = make(chan *storeWrite, maxGroup)
 	s.released = make(chan struct{})
 	go s.commitLoop()
@@ -131,9 +166,15 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 // commitLoop is the group commit: it takes every write waiting, applies
 // them in one transaction, and tells each writer the outcome. While one
 // transaction syncs, the next group gathers, so a lone writer waits for
-// one fsync and a crowd shares them.
+// one fsync and a crowd shares them. Records to sequence take the next
+// log indexes in the order they were taken, and their SETs are signed
+// before the transaction (in parallel: signing is most of the work).
 func (s *store) commitLoop() {
 	defer close(s.stopped)
+	var (
+		group []*storeWrite
+		seqs  []*sequenceWrite
+	)
 	for {
 		var first *storeWrite
 		select {
@@ -146,7 +187,7 @@ func (s *store) commitLoop() {
 				return
 			}
 		}
-		group := []*storeWrite{first}
+		group = append(group[:0], first)
 	gather:
 		for len(group) < maxGroup {
 			select {
@@ -156,18 +197,109 @@ func (s *store) commitLoop() {
 				break gather
 			}
 		}
+		seqs = seqs[:0]
+		base := s.next
+		for _, w := range group {
+			if w.seq != nil {
+				w.seq.index = s.next
+				s.next++
+				seqs = append(seqs, w.seq)
+			}
+		}
+		var signErr error
+		if len(seqs) > 0 {
+			signErr = s.signAll(seqs)
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			for _, w := range group {
-				if err := w.apply(tx); err != nil {
-					return err
+				if w.apply != nil {
+					if err := w.apply(tx); err != nil {
+						return err
+					}
 				}
 			}
-			return nil
+			if signErr != nil || len(seqs) == 0 {
+				return nil
+			}
+			return putSequencedTx(tx, seqs)
 		})
+		if err != nil || signErr != nil {
+			s.next = base
+		} else if len(seqs) > 0 {
+			s.durable.Store(s.next)
+			if s.onSequenced != nil {
+				s.onSequenced(base, seqs)
+			}
+		}
 		for _, w := range group {
-			w.done <- err
+			switch {
+			case err != nil:
+				w.done <- err
+			case w.seq != nil && signErr != nil:
+				w.done <- signErr
+			default:
+				w.done <- nil
+			}
+		}
+		clear(group)
+		clear(seqs)
+	}
+}
+
+// signAll signs the SETs of a group, spread over the CPUs.
+func (s *store) signAll(seqs []*sequenceWrite) error {
+	if s.signSET == nil {
+		return errors.New("envelope store cannot sequence: no SET signer")
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(seqs))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(seqs); i += workers {
+				sw := seqs[i]
+				set, err := s.signSET(&sw.rec, sw.index)
+				if err != nil {
+					errs[w] = fmt.Errorf("%w: sign entry timestamp: %w", errLogKey, err)
+					return
+				}
+				sw.rec.SET = set
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// errLogKey marks a failure of the log key.
+var errLogKey = errors.New("log key")
+
+// putSequencedTx stores sequenced records under their indexes, with
+// leaf → index, key → leaf and their search records.
+func putSequencedTx(tx *bolt.Tx, seqs []*sequenceWrite) error {
+	logb, ib, kb := tx.Bucket(bucketLog), tx.Bucket(bucketIndex), tx.Bucket(bucketKeys)
+	// Keys only grow, so fill pages completely rather than leave room for
+	// inserts that never come.
+	logb.FillPercent = 1
+	for _, sw := range seqs {
+		k := binary.BigEndian.AppendUint64(nil, sw.index)
+		if err := logb.Put(k, envrecord.Frame(sw.rec, sw.block)); err != nil {
+			return err
+		}
+		if err := ib.Put(sw.leaf, k); err != nil {
+			return err
+		}
+		if err := kb.Put([]byte(sw.rec.Key), sw.leaf); err != nil {
+			return err
 		}
 	}
+	recs := make([]indexRecord, len(seqs))
+	for i, sw := range seqs {
+		recs[i] = indexRecord{leaf: sw.leaf, index: sw.index, search: sw.search}
+	}
+	return putSearchTx(tx, recs)
 }
 
 // releaseLoop releases the mapping every releaseInterval in which the
@@ -190,13 +322,13 @@ func (s *store) releaseLoop() {
 	}
 }
 
-// write applies fn durably, sharing a transaction with concurrent writes.
-func (s *store) write(fn func(tx *bolt.Tx) error) error {
+// submit queues w for the commit loop and waits for its outcome, or for
+// ctx to end (the write may still be committed then).
+func (s *store) submit(ctx context.Context, w *storeWrite) error {
 	if s.writes == nil {
 		return fmt.Errorf("%w: envelope store is read-only", ErrUnavailable)
 	}
 	s.used.Store(true)
-	w := &storeWrite{apply: fn, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -204,10 +336,30 @@ func (s *store) write(fn func(tx *bolt.Tx) error) error {
 	}
 	s.writes <- w
 	s.mu.RUnlock()
-	if err := <-w.done; err != nil {
-		return fmt.Errorf("%w: envelope store: %v", ErrUnavailable, err)
+	select {
+	case err := <-w.done:
+		if err != nil {
+			if errors.Is(err, errLogKey) {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			return fmt.Errorf("%w: envelope store: %w", ErrUnavailable, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: envelope store: %w", ErrUnavailable, ctx.Err())
 	}
-	return nil
+}
+
+// write applies fn durably, sharing a transaction with concurrent writes.
+func (s *store) write(fn func(tx *bolt.Tx) error) error {
+	return s.submit(context.Background(), &storeWrite{apply: fn, done: make(chan error, 1)})
+}
+
+// sequence stores sw as the next entry of the log: when it returns nil,
+// sw.index is its final log index, sw.rec.SET the log's promise of it,
+// and both are durable.
+func (s *store) sequence(ctx context.Context, sw *sequenceWrite) error {
+	return s.submit(ctx, &storeWrite{seq: sw, done: make(chan error, 1)})
 }
 
 func (s *store) close() error {
@@ -226,45 +378,52 @@ func (s *store) close() error {
 	return s.db.Close()
 }
 
-// putEnvelope stores rec as the next record, with leaf → record and
-// key → leaf.
-func (s *store) putEnvelope(_ context.Context, key string, leaf []byte, rec storedEntry) error {
-	raw := encodeRecord(rec)
-	return s.write(func(tx *bolt.Tx) error { return putRecordTx(tx, key, leaf, raw) })
-}
-
-func putRecordTx(tx *bolt.Tx, key string, leaf, raw []byte) error {
-	records := tx.Bucket(bucketRecords)
-	seq, err := records.NextSequence()
+// record reads the record sequenced at index.
+func (s *store) record(index uint64) (storedEntry, bool, error) {
+	var (
+		rec   storedEntry
+		found bool
+		bad   error
+	)
+	s.used.Store(true)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLog)
+		if b == nil {
+			return nil
+		}
+		raw := b.Get(binary.BigEndian.AppendUint64(nil, index))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		if rec, bad = envrecord.Decode(raw); bad == nil && rec.SET == nil {
+			bad = errors.New("no SET")
+		}
+		return nil
+	})
 	if err != nil {
-		return err
+		return rec, false, fmt.Errorf("%w: read envelope store: %v", ErrUnavailable, err)
 	}
-	k := binary.BigEndian.AppendUint64(nil, seq)
-	// Keys only grow, so fill pages completely rather than leave room for
-	// inserts that never come.
-	records.FillPercent = 1
-	if err := records.Put(k, raw); err != nil {
-		return err
+	if bad != nil {
+		return storedEntry{}, false, fmt.Errorf("%w: envelope store record %d: %v", ErrCorrupt, index, bad)
 	}
-	if err := tx.Bucket(bucketLeaves).Put(leaf, k); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketKeys).Put([]byte(key), leaf)
+	return rec, found, nil
 }
 
-// indexRecord is what putIndex records for one sequenced leaf.
+// sequenced is how many entries the store has durably sequenced.
+func (s *store) sequenced() uint64 { return s.durable.Load() }
+
+// indexRecord is the index and search records of one sequenced leaf.
 type indexRecord struct {
 	leaf   []byte
 	index  uint64
 	search []string // lower-case hex SHA-256s the entry is found by
+	set    []byte   // the entry's SET (a log in MySQL keeps it here)
 }
 
-func putIndexTx(tx *bolt.Tx, recs []indexRecord) error {
-	ib, sb := tx.Bucket(bucketIndex), tx.Bucket(bucketSearch)
+func putSearchTx(tx *bolt.Tx, recs []indexRecord) error {
+	sb := tx.Bucket(bucketSearch)
 	for _, r := range recs {
-		if err := ib.Put(r.leaf, binary.BigEndian.AppendUint64(nil, r.index)); err != nil {
-			return err
-		}
 		for _, h := range r.search {
 			k, err := searchRecordKey(h, r.leaf)
 			if err != nil {
@@ -276,31 +435,6 @@ func putIndexTx(tx *bolt.Tx, recs []indexRecord) error {
 		}
 	}
 	return nil
-}
-
-// putIndex records leaves' log indexes and search hashes.
-func (s *store) putIndex(recs ...indexRecord) error {
-	return s.write(func(tx *bolt.Tx) error { return putIndexTx(tx, recs) })
-}
-
-// putIndexAndWatermark records a run of leaves and advances the watermark
-// in the same transaction, so the watermark never claims more than is
-// there. The watermark only moves forward: a lower one (from a writer that
-// knew less) leaves it as it is, and 0 writes none.
-func (s *store) putIndexAndWatermark(recs []indexRecord, watermark uint64) error {
-	return s.write(func(tx *bolt.Tx) error {
-		if err := putIndexTx(tx, recs); err != nil {
-			return err
-		}
-		if watermark == 0 {
-			return nil
-		}
-		meta := tx.Bucket(bucketMeta)
-		if cur := meta.Get(keyWatermark); len(cur) == 8 && binary.BigEndian.Uint64(cur) >= watermark {
-			return nil
-		}
-		return meta.Put(keyWatermark, binary.BigEndian.AppendUint64(nil, watermark))
-	})
 }
 
 func searchRecordKey(hexHash string, leaf []byte) ([]byte, error) {
@@ -334,8 +468,9 @@ func (s *store) get(bucket, key []byte) ([]byte, error) {
 	return out, nil
 }
 
-// envelope reads the record stored for leaf: through leaves → records, or
-// in a store written before records existed, from envelopes.
+// envelope reads the record stored for leaf: through index → log, or in a
+// store written in an earlier layout, through leaves → records or from
+// envelopes.
 func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 	var (
 		rec   storedEntry
@@ -344,6 +479,16 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 	)
 	s.used.Store(true)
 	err := s.db.View(func(tx *bolt.Tx) error {
+		if ib, logb := tx.Bucket(bucketIndex), tx.Bucket(bucketLog); ib != nil && logb != nil {
+			if raw := logb.Get(ib.Get(leaf)); raw != nil {
+				k := ib.Get(leaf)
+				found = true
+				if rec, bad = envrecord.Decode(raw); bad != nil {
+					bad = fmt.Errorf("log record %x (leaf %x): %v", k, leaf, bad)
+				}
+				return nil
+			}
+		}
 		if lb := tx.Bucket(bucketLeaves); lb != nil {
 			if k := lb.Get(leaf); k != nil {
 				raw := tx.Bucket(bucketRecords).Get(k)
@@ -352,7 +497,7 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 					return nil
 				}
 				found = true
-				if rec, bad = decodeRecord(raw); bad != nil {
+				if rec, bad = envrecord.Decode(raw); bad != nil {
 					bad = fmt.Errorf("record %x (leaf %x): %v", k, leaf, bad)
 				}
 				return nil
@@ -392,17 +537,6 @@ func (s *store) index(leaf []byte) (uint64, bool, error) {
 	return binary.BigEndian.Uint64(raw), true, nil
 }
 
-func (s *store) watermark() (uint64, error) {
-	raw, err := s.get(bucketMeta, keyWatermark)
-	if err != nil || raw == nil {
-		return 0, err
-	}
-	if len(raw) != 8 {
-		return 0, fmt.Errorf("%w: watermark is %d bytes", ErrCorrupt, len(raw))
-	}
-	return binary.BigEndian.Uint64(raw), nil
-}
-
 // searchLeaves lists the leaves recorded under a SHA-256 (hex).
 func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 	prefix, err := searchRecordKey(hexHash, nil)
@@ -421,25 +555,4 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
 	}
 	return out, nil
-}
-
-// RewriteStoredEnvelope replaces the envelope stored for leaf in the
-// envelope store of the log in dir with what edit returns. The log must not
-// be open. It exists for tamper drills: change a stored envelope the way an
-// attacker with disk access would, then check that every reader notices.
-func RewriteStoredEnvelope(dir string, leaf []byte, edit func(envelope []byte) []byte) error {
-	s, err := openStore(filepath.Join(dir, storeDir, storeFile), false, time.Second)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	rec, ok, err := s.envelope(leaf)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: no envelope stored for leaf %x", ErrNotFound, leaf)
-	}
-	rec.Envelope = edit(bytes.Clone(rec.Envelope))
-	return s.putEnvelope(context.Background(), rec.Key, leaf, rec)
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gatelog/gatelog/internal/envrecord"
 )
 
 // mappedKB is the resident size of this process's mapping of path, from
@@ -68,7 +70,9 @@ func TestStoreReleasesItsMapping(t *testing.T) {
 	}
 	err = s.write(func(tx *bolt.Tx) error {
 		for i := range n {
-			if err := putRecordTx(tx, fmt.Sprint("k", i), leaf(i), encodeRecord(storedEntry{Key: fmt.Sprint("k", i), Envelope: env(i)})); err != nil {
+			rec := storedEntry{Key: fmt.Sprint("k", i), Envelope: env(i), Body: []byte("body"), SET: []byte("set")}
+			sw := &sequenceWrite{rec: rec, leaf: leaf(i), block: envrecord.Block(rec), index: uint64(i)}
+			if err := putSequencedTx(tx, []*sequenceWrite{sw}); err != nil {
 				return err
 			}
 		}

@@ -5,12 +5,13 @@ import "sync"
 // maxMarkGap bounds how many stored index records may wait in marks.done
 // behind one that never completes (an append whose caller gave up before
 // Tessera assigned its index leaves such a hole). Past it the tracker
-// gives up until the next CatchUp, which re-derives the watermark from
+// gives up until the next catchUp, which re-derives the watermark from
 // the tree.
 const maxMarkGap = 1 << 16
 
-// marks advances the watermark as Append's index records are stored, so a
-// restart does not re-read every entry appended since the last CatchUp.
+// marks advances the watermark of a log in MySQL as Append's index
+// records are stored, so a restart does not re-read every entry appended
+// since the last catchUp.
 // Records are written concurrently and finish out of order; the watermark
 // may only claim the contiguous run of entries whose records are stored.
 type marks struct {
@@ -20,7 +21,7 @@ type marks struct {
 	stalled bool
 }
 
-// reset restarts tracking at size, every entry below which CatchUp has
+// reset restarts tracking at size, every entry below which catchUp has
 // just indexed. Entries at or above size already noted as stored stay
 // noted.
 func (m *marks) reset(size uint64) {

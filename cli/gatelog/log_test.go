@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/internal/logtest"
 )
 
 // audit runs a gatelog auditor command against the fixture's daemon,
@@ -222,7 +222,7 @@ func TestTamperDetected(t *testing.T) {
 				// The store is one database the daemon holds open: change
 				// a base64 character of the envelope before it starts.
 				leaf, _ := hex.DecodeString(f.receipts[target].UUID[16:])
-				err := translog.RewriteStoredEnvelope(filepath.Join(f.data, "log"), leaf, func(env []byte) []byte {
+				err := logtest.RewriteStoredEnvelope(filepath.Join(f.data, "log"), leaf, func(env []byte) []byte {
 					i := strings.Index(string(env), `"payload":"`) + 40
 					return setByte(env, i, map[bool]byte{true: 'B', false: 'A'}[env[i] == 'A'])
 				})

@@ -83,37 +83,58 @@ func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 // not verify the signatures; the log verifies them before appending and
 // auditors verify them separately.
 func DSSEBody(envelopeJSON, signerPEM []byte) ([]byte, error) {
+	d, err := NewDSSE(envelopeJSON, signerPEM)
+	return d.Body, err
+}
+
+// DSSE is a dsse entry and what its body was made from.
+type DSSE struct {
+	// Body is the canonical Rekor dsse v0.0.1 body (DSSEBody).
+	Body []byte
+	// PayloadHash and EnvelopeHash are the SHA-256s the body names.
+	PayloadHash, EnvelopeHash [sha256.Size]byte
+	// Payload is the envelope's payload, decoded.
+	Payload []byte
+}
+
+// NewDSSE is DSSEBody, keeping what a caller that indexes the entry
+// needs (the hashes and the payload) so that it parses nothing twice.
+func NewDSSE(envelopeJSON, signerPEM []byte) (DSSE, error) {
 	var env envelope
 	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
-		return nil, fmt.Errorf("%w: envelope is not JSON: %v", ErrMalformed, err)
+		return DSSE{}, fmt.Errorf("%w: envelope is not JSON: %v", ErrMalformed, err)
 	}
 	if len(env.Signatures) == 0 {
-		return nil, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
+		return DSSE{}, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
 	}
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope payload is not base64: %v", ErrMalformed, err)
+		return DSSE{}, fmt.Errorf("%w: envelope payload is not base64: %v", ErrMalformed, err)
 	}
-	ph := sha256.Sum256(payload)
-	eh := sha256.Sum256(envelopeJSON)
+	d := DSSE{PayloadHash: sha256.Sum256(payload), EnvelopeHash: sha256.Sum256(envelopeJSON), Payload: payload}
 	verifier := base64.StdEncoding.EncodeToString(signerPEM)
 	sigs := make([]Signature, 0, len(env.Signatures))
 	for _, s := range env.Signatures {
 		sigs = append(sigs, Signature{Signature: s.Sig, Verifier: verifier})
 	}
-	return Canonical(Body{
+	d.Body, err = Canonical(Body{
 		APIVersion: APIVersion,
 		Kind:       Kind,
 		Spec: BodySpec{
-			EnvelopeHash: Hash{Algorithm: "sha256", Value: hex.EncodeToString(eh[:])},
-			PayloadHash:  Hash{Algorithm: "sha256", Value: hex.EncodeToString(ph[:])},
+			EnvelopeHash: Hash{Algorithm: "sha256", Value: hex.EncodeToString(d.EnvelopeHash[:])},
+			PayloadHash:  Hash{Algorithm: "sha256", Value: hex.EncodeToString(d.PayloadHash[:])},
 			Signatures:   sigs,
 		},
 	})
+	return d, err
 }
 
 // Canonical encodes a body the way Rekor canonicalizes it: signatures
-// sorted by signature, RFC 8785 JSON.
+// sorted by signature, RFC 8785 JSON. The struct's fields are in RFC 8785
+// key order and every value is a string, so when no string holds a byte
+// the two encoders escape differently (quotes, backslashes, control and
+// non-ASCII bytes) encoding/json's output is already canonical; otherwise
+// it goes through the RFC 8785 canonicalizer.
 func Canonical(b Body) ([]byte, error) {
 	b.Spec.Signatures = slices.Clone(b.Spec.Signatures)
 	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
@@ -121,9 +142,27 @@ func Canonical(b Body) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Belt and braces: the struct order is canonical, but run JCS so a
-	// future field can't silently break byte equality with Rekor.
+	if plainBody(b) {
+		return raw, nil
+	}
 	return jsoncanonicalizer.Transform(raw)
+}
+
+// plainBody reports whether every string of b is printable ASCII without
+// quotes or backslashes: strings encoding/json and RFC 8785 write alike.
+func plainBody(b Body) bool {
+	strs := []string{b.APIVersion, b.Kind, b.Spec.EnvelopeHash.Algorithm, b.Spec.EnvelopeHash.Value, b.Spec.PayloadHash.Algorithm, b.Spec.PayloadHash.Value}
+	for _, s := range b.Spec.Signatures {
+		strs = append(strs, s.Signature, s.Verifier)
+	}
+	for _, s := range strs {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ParseBody decodes a dsse v0.0.1 body.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -39,7 +40,7 @@ func newTestLog(t *testing.T) *testLog {
 	dir := t.TempDir()
 	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	decKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(context.Background(), translog.Config{Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(context.Background(), logtest.Files(t, translog.Config{Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,13 +368,13 @@ func testUnreadableEntryIsIndexedNotSkipped(t *testing.T, b backend) {
 		t.Fatal(err)
 	}
 	leaf, _ := hex.DecodeString(e.UUID[16:])
-	err := translog.RewriteStoredEnvelope(tl.dir, leaf, func([]byte) []byte {
+	err := logtest.RewriteStoredEnvelope(tl.dir, leaf, func([]byte) []byte {
 		return []byte(`{"payload":"e30=","signatures":[{"sig":"AA=="}]}`)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tl.log, err = translog.Open(ctx, translog.Config{Dir: tl.dir, Key: tl.logKey, CheckpointInterval: 100 * time.Millisecond}); err != nil {
+	if tl.log, err = translog.Open(ctx, logtest.Files(t, translog.Config{Dir: tl.dir, Key: tl.logKey, CheckpointInterval: 100 * time.Millisecond})); err != nil {
 		t.Fatal(err)
 	}
 	ix := openIndex(t, b.fresh(t))

@@ -17,6 +17,8 @@ import (
 
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
+	"github.com/transparency-dev/tessera/storage/posix"
+
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"
@@ -32,7 +34,13 @@ func ExampleFollower_Step() {
 	dir, _ := os.MkdirTemp("", "monitor-example")
 	defer os.RemoveAll(dir)
 	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	// The caller builds Tessera's driver: POSIX, on the log's tiles.
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return

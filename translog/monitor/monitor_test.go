@@ -18,6 +18,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -57,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: t.TempDir(), Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(ctx, logtest.Files(t, translog.Config{Dir: t.TempDir(), Key: logKey, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

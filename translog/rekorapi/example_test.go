@@ -19,6 +19,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 
+	"github.com/transparency-dev/tessera/storage/posix"
+
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 )
@@ -29,7 +31,13 @@ func ExampleHandler() {
 	dir, _ := os.MkdirTemp("", "rekorapi-example")
 	defer os.RemoveAll(dir)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: key, CheckpointInterval: 100 * time.Millisecond})
+	// The caller builds Tessera's driver: POSIX, on the log's tiles.
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: key, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,7 +66,13 @@ func ExampleOptions() {
 	dir, _ := os.MkdirTemp("", "rekorapi-example")
 	defer os.RemoveAll(dir)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: key, CheckpointInterval: 100 * time.Millisecond})
+	// The caller builds Tessera's driver: POSIX, on the log's tiles.
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: key, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/internal/testdb"
 	"github.com/gatelog/gatelog/translog"
 )
@@ -26,10 +27,11 @@ var onMariaDB bool
 func logConfig(t testing.TB, cfg translog.Config) translog.Config {
 	t.Helper()
 	if onMariaDB {
-		_, cfg.MySQL = testdb.MariaDB(t)
+		_, url := testdb.MariaDB(t)
 		cfg.Dir = ""
+		return logtest.MySQL(t, url, cfg)
 	}
-	return cfg
+	return logtest.Files(t, cfg)
 }
 
 // The POSIX backend's conformance suite, against a log in MariaDB: append
@@ -53,7 +55,7 @@ func TestConformanceOnMariaDB(t *testing.T) {
 func TestMariaDBRefusesAnotherKey(t *testing.T) {
 	_, url := testdb.MariaDB(t)
 	ctx := context.Background()
-	l, err := translog.Open(ctx, translog.Config{MySQL: url, Key: newKey(t)})
+	l, err := translog.Open(ctx, logtest.MySQL(t, url, translog.Config{Key: newKey(t)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestMariaDBRefusesAnotherKey(t *testing.T) {
 		waitABit()
 	}
 	_ = l.Close(ctx)
-	if _, err := translog.Open(ctx, translog.Config{MySQL: url, Key: newKey(t)}); err == nil {
+	if _, err := translog.Open(ctx, logtest.MySQL(t, url, translog.Config{Key: newKey(t)})); err == nil {
 		t.Fatal("opened a MariaDB log with another key")
 	} else {
 		t.Logf("refused: %v", err)

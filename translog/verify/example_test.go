@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
@@ -29,7 +30,13 @@ func ExampleVerifier_Receipt() {
 	dir, _ := os.MkdirTemp("", "verify-example")
 	defer os.RemoveAll(dir)
 	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	l, err := translog.Open(ctx, translog.Config{Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
+	// The caller builds Tessera's driver: POSIX, on the log's tiles.
+	driver, err := posix.New(ctx, posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l, err := translog.Open(ctx, translog.Config{Driver: driver, Dir: dir, Key: logKey, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return

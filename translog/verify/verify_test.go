@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -48,7 +49,7 @@ func openLog(t testing.TB) *testLog {
 	t.Helper()
 	ctx := context.Background()
 	key := newKey(t)
-	l, err := translog.Open(ctx, translog.Config{Dir: t.TempDir(), Key: key, CheckpointInterval: 100 * time.Millisecond})
+	l, err := translog.Open(ctx, logtest.Files(t, translog.Config{Dir: t.TempDir(), Key: key, CheckpointInterval: 100 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

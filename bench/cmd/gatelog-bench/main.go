@@ -5,6 +5,7 @@
 //	gatelog-bench growth    the log grown to 10^5 or more entries
 //	gatelog-bench startup   time to first decision and policy reload
 //	gatelog-bench policy    the policy library alone: µs and allocations per decision
+//	gatelog-bench scaleout  one daemon vs two sharing a log in MariaDB
 //	gatelog-bench load      drive an already running daemon (for profiling)
 //	gatelog-bench report    results.json as the Markdown tables bench/README.md quotes
 //
@@ -31,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|policy|load|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: gatelog-bench compare|append|growth|startup|policy|scaleout|load|report [flags]")
 		os.Exit(2)
 	}
 	// Tessera, run in-process by the append mode, logs through klog.
@@ -50,6 +51,8 @@ func main() {
 		err = startup(ctx, os.Args[2:])
 	case "policy":
 		err = policyCost(ctx, os.Args[2:])
+	case "scaleout":
+		err = scaleOut(ctx, os.Args[2:])
 	case "load":
 		err = load(ctx, os.Args[2:])
 	case "report":
@@ -196,6 +199,11 @@ func compare(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, l := range cmp.Levels {
+		if l.Clients == 1 {
+			fmt.Printf("p50 ms at 1 client: gatelog %.2f, opa %.2f\n", l.Gatelog.P50Ms, l.OPA.P50Ms)
+		}
+	}
+	for _, l := range cmp.Levels {
 		if l.Clients == 16 {
 			fmt.Printf("ratio gatelog/opa at 16 clients: %.2f\n", l.Ratio)
 		}
@@ -263,4 +271,45 @@ func report(args []string) error {
 	}
 	fmt.Printf("updated the tables in %s\n", *update)
 	return nil
+}
+
+// scaleOut measures one daemon, then two sharing one log, on MariaDB.
+func scaleOut(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("scaleout", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	gatelogBin := fs.String("gatelog", "bin/gatelog", "gatelog binary")
+	policyDir := fs.String("policies", "policies", "policy directory; the daemons get a copy with the working hours pinned")
+	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the mix)")
+	script := fs.String("mariadb", "scripts/mariadb.sh", "script that starts a throwaway MariaDB")
+	clients := fs.Int("clients", 16, "concurrent clients in total")
+	duration := fs.Duration("duration", 5*time.Second, "measured time per setup")
+	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement")
+	_ = fs.Parse(args)
+	reqs, err := bench.LoadRequests(*reqDir)
+	if err != nil {
+		return err
+	}
+	work, m, cleanup, err := c.begin()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	pinned, err := bench.PinPolicies(*policyDir, filepath.Join(work, "policies"))
+	if err != nil {
+		return err
+	}
+	var bodies [][]byte
+	for _, r := range reqs {
+		bodies = append(bodies, r.Body)
+	}
+	r, err := bench.ScaleOut(ctx, bench.ScaleOutConfig{
+		GatelogBin: *gatelogBin, PolicyDir: pinned, MariaDBScript: *script, Requests: bodies,
+		Clients: *clients, Warmup: *warmup, Duration: *duration, WorkDir: work, Progress: os.Stderr,
+	})
+	if err != nil {
+		return err
+	}
+	bench.PrintScaleOut(os.Stdout, r)
+	return c.save(m, func(rep *bench.Report) { rep.ScaleOut = r })
 }

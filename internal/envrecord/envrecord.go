@@ -1,4 +1,9 @@
-package translog
+// Package envrecord is the stored form of one record of gatelog's
+// envelope store: a version byte, the key, the integrated time, and (for
+// a sequenced record) the SET, then the envelope, the signer's PEM and the
+// leaf body deflated as one block. The envelope's bytes are kept exactly
+// as signed.
+package envrecord
 
 import (
 	"bytes"
@@ -12,10 +17,13 @@ import (
 )
 
 // Versions of the envelope store's binary records; each record starts
-// with one. Records of version 1 are still read; new ones are version 2.
+// with one. Records of versions 1 and 2 (written before the store became
+// the log's sequencer, keyed by arrival) are still read; new ones are
+// version 3, keyed by their log index.
 const (
 	recordPlain      = 1 // key, time, envelope, signer PEM
 	recordCompressed = 2 // key, time, deflate(envelope, signer PEM)
+	recordSequenced  = 3 // key, time, SET, deflate(envelope, signer PEM, body)
 )
 
 // maxRecordBody bounds what a compressed record may inflate to, so that a
@@ -28,23 +36,57 @@ const maxRecordBody = 64 << 20
 // (each length-prefixed). The envelope's bytes are kept exactly as signed
 // (its hash is in the leaf), not re-encoded; deflating them roughly halves
 // a decision's record (its payload is base64 JSON), so two fit in a page.
-func encodeRecord(rec storedEntry) []byte {
-	body := make([]byte, 0, 2*binary.MaxVarintLen64+len(rec.Envelope)+len(rec.SignerPEM))
+//
+// A record with a SET (one the store sequenced) is version 3: the SET
+// follows the time, and the deflated block ends with the leaf's body (the
+// canonical Rekor entry), kept so that integration and reads of entries
+// not yet in the tiles need not rebuild it.
+func Encode(rec Record) []byte {
+	return Frame(rec, Block(rec))
+}
+
+// recordBlock is the deflated part of rec's stored form: everything but
+// the key, the time and the SET, so it can be made before the entry's
+// index (and so its SET) is known.
+func Block(rec Record) []byte {
+	scratch := recordBuffers.Get().(*[]byte)
+	defer recordBuffers.Put(scratch)
+	body := (*scratch)[:0]
 	body = appendBytes(body, rec.Envelope)
 	body = appendBytes(body, rec.SignerPEM)
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(rec.Key)+len(body)*2/3)
-	b = append(b, recordCompressed)
+	if rec.SET != nil || rec.Body != nil {
+		body = appendBytes(body, rec.Body)
+	}
+	*scratch = body
+	return deflateAppend(nil, body)
+}
+
+// frameRecord is the stored form of rec given its recordBlock.
+func Frame(rec Record, block []byte) []byte {
+	version := byte(recordCompressed)
+	if rec.SET != nil {
+		version = recordSequenced
+	}
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(rec.Key)+len(rec.SET)+len(block))
+	b = append(b, version)
 	b = appendBytes(b, []byte(rec.Key))
 	b = binary.AppendVarint(b, rec.IntegratedTime)
-	return appendBytes(b, deflate(body))
+	if rec.SET != nil {
+		b = appendBytes(b, rec.SET)
+	}
+	return append(b, block...)
 }
+
+// recordBuffers holds the scratch buffers encodeRecord gathers a record's
+// fields in before deflating them.
+var recordBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // decodeRecord parses what encodeRecord writes, and version 1 records;
 // the slices it returns are copies, so they outlive the transaction raw
 // was read in.
-func decodeRecord(raw []byte) (storedEntry, error) {
-	var rec storedEntry
-	if len(raw) == 0 || (raw[0] != recordPlain && raw[0] != recordCompressed) {
+func Decode(raw []byte) (Record, error) {
+	var rec Record
+	if len(raw) == 0 || raw[0] < recordPlain || raw[0] > recordSequenced {
 		return rec, errors.New("unknown record version")
 	}
 	r := fields{b: raw[1:]}
@@ -57,7 +99,12 @@ func decodeRecord(raw []byte) (storedEntry, error) {
 		return rec, errors.New("integrated time: bad varint")
 	}
 	r.b = r.b[w:]
-	if raw[0] == recordCompressed {
+	if raw[0] == recordSequenced {
+		if rec.SET, err = r.bytes("SET"); err != nil {
+			return rec, err
+		}
+	}
+	if raw[0] != recordPlain {
 		block, err := r.next("body")
 		if err != nil {
 			return rec, err
@@ -77,6 +124,11 @@ func decodeRecord(raw []byte) (storedEntry, error) {
 	}
 	if rec.SignerPEM, err = r.bytes("signer PEM"); err != nil {
 		return rec, err
+	}
+	if raw[0] == recordSequenced {
+		if rec.Body, err = r.bytes("body"); err != nil {
+			return rec, err
+		}
 	}
 	if err := r.end("record"); err != nil {
 		return rec, err
@@ -125,6 +177,18 @@ func (f *fields) end(what string) error {
 	return nil
 }
 
+// Record is one record of the envelope store. The JSON form is the
+// store's first layout, still read.
+type Record struct {
+	Key            string `json:"key"`
+	IntegratedTime int64  `json:"integrated_time"`
+	Envelope       []byte `json:"envelope"`
+	SignerPEM      []byte `json:"signer_pem"`
+	// Body and SET are kept by the embedded log's sequencer.
+	Body []byte `json:"-"`
+	SET  []byte `json:"-"`
+}
+
 // Deflaters are kept, one per CPU at most (each holds 1.2 MB of tables;
 // compressing is CPU-bound, so more at once gain nothing): deflaters
 // holds a slot per CPU, nil until its deflater is first made. Inflaters
@@ -140,20 +204,27 @@ var (
 	inflaters = sync.Pool{New: func() any { return flate.NewReader(nil) }}
 )
 
-func deflate(b []byte) []byte {
-	var out bytes.Buffer
-	out.Grow(len(b)*2/3 + 64)
+// deflateAppend appends to dst b deflated, length-prefixed.
+func deflateAppend(dst, b []byte) []byte {
+	scratch := recordBuffers.Get().(*[]byte)
+	defer recordBuffers.Put(scratch)
+	out := bytes.NewBuffer((*scratch)[:0])
+	deflateTo(out, b)
+	*scratch = out.Bytes()
+	return appendBytes(dst, out.Bytes())
+}
+
+func deflateTo(out *bytes.Buffer, b []byte) {
 	w := <-deflaters
 	defer func() { deflaters <- w }()
 	if w == nil {
-		w, _ = flate.NewWriter(&out, flate.BestSpeed) // only fails for a bad level
+		w, _ = flate.NewWriter(out, flate.BestSpeed) // only fails for a bad level
 	} else {
-		w.Reset(&out)
+		w.Reset(out)
 	}
 	// Writes to a bytes.Buffer cannot fail.
 	_, _ = w.Write(b)
 	_ = w.Close()
-	return out.Bytes()
 }
 
 func inflate(block []byte) ([]byte, error) {
