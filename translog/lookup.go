@@ -39,7 +39,7 @@ func (l *Log) Size(ctx context.Context) (uint64, error) {
 func (l *Log) integratedSize(ctx context.Context) (uint64, error) {
 	n, err := l.reader.IntegratedSize(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("%w: read tree size: %v", ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: read tree size: %w", ErrUnavailable, err)
 	}
 	return n, nil
 }
@@ -48,7 +48,7 @@ func (l *Log) integratedSize(ctx context.Context) (uint64, error) {
 func (l *Log) leaf(ctx context.Context, index, size uint64) ([]byte, error) {
 	b, err := client.GetEntryBundle(ctx, l.reader.ReadEntryBundle, index/layout.EntryBundleWidth, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, index, err)
+		return nil, fmt.Errorf("%w: entry %d: %w", ErrCorrupt, index, err)
 	}
 	i := int(index % layout.EntryBundleWidth)
 	if i >= len(b.Entries) {
@@ -84,7 +84,7 @@ func (l *Log) ByIndex(ctx context.Context, index int64) (Entry, error) {
 		}
 	}
 	if err := matchEnvelope(rec.Body, rec); err != nil {
-		return Entry{}, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, index, err)
+		return Entry{}, fmt.Errorf("%w: entry %d: %w", ErrCorrupt, index, err)
 	}
 	leaf := entry.LeafHash(rec.Body)
 	return Entry{
@@ -249,12 +249,12 @@ func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
 	}
 	nodes, err := client.FetchRangeNodes(ctx, size, l.tilesAt(cp.Size))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read tiles: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: read tiles: %w", ErrUnavailable, err)
 	}
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	r, err := rf.NewRange(0, size, nodes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: tiles for size %d: %v", ErrCorrupt, size, err)
+		return nil, fmt.Errorf("%w: tiles for size %d: %w", ErrCorrupt, size, err)
 	}
 	return r.GetRootHash(nil)
 }

@@ -43,11 +43,11 @@ func (l *Log) migrateStore(ctx context.Context, size uint64) error {
 	idx := from
 	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
 		if err != nil {
-			return fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err)
+			return fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err)
 		}
 		var eb api.EntryBundle
 		if err := eb.UnmarshalText(b.Data); err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %v", ErrCorrupt, b.RangeInfo.Index, err)
+			return fmt.Errorf("%w: entry bundle %d: %w", ErrCorrupt, b.RangeInfo.Index, err)
 		}
 		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
 			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)

@@ -106,21 +106,21 @@ func OpenMySQL(ctx context.Context, url string) (*sql.DB, error) {
 func migrateMySQL(ctx context.Context, db *sql.DB) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: connect to the mysql log: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: connect to the mysql log: %w", ErrUnavailable, err)
 	}
 	defer conn.Close()
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('gatelog_schema', 60)").Scan(&got); err != nil || got.Int64 != 1 {
-		return fmt.Errorf("%w: mysql schema lock: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: mysql schema lock: %w", ErrUnavailable, err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK('gatelog_schema')") //nolint:errcheck // released with the connection anyway
 	if _, err := conn.ExecContext(ctx, gatelogSchema[0]); err != nil {
-		return fmt.Errorf("%w: mysql schema: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: mysql schema: %w", ErrUnavailable, err)
 	}
 	v := 0
 	err = conn.QueryRowContext(ctx, "SELECT `version` FROM `gatelog_schema` WHERE `id` = 0").Scan(&v)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: mysql schema version: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: mysql schema version: %w", ErrUnavailable, err)
 	}
 	if v > mysqlSchemaVersion {
 		return fmt.Errorf("%w: the mysql log is at schema version %d, this gatelog knows up to %d; upgrade gatelog", ErrSchemaTooNew, v, mysqlSchemaVersion)
@@ -134,12 +134,12 @@ func migrateMySQL(ctx context.Context, db *sql.DB) error {
 	}
 	for _, s := range stmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%w: mysql schema: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: mysql schema: %w", ErrUnavailable, err)
 		}
 	}
 	_, err = conn.ExecContext(ctx, "REPLACE INTO `gatelog_schema` (`id`, `version`) VALUES (0, ?)", mysqlSchemaVersion)
 	if err != nil {
-		return fmt.Errorf("%w: mysql schema version: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: mysql schema version: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -156,7 +156,7 @@ type mysqlStore struct {
 }
 
 func (s *mysqlStore) unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
 func (s *mysqlStore) putEnvelope(ctx context.Context, key string, leaf []byte, rec storedEntry) error {
@@ -251,7 +251,7 @@ func (s *mysqlStore) envelope(leaf []byte) (storedEntry, bool, error) {
 		return rec, false, err
 	}
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return rec, false, fmt.Errorf("%w: envelope store record %x: %v", ErrCorrupt, leaf, err)
+		return rec, false, fmt.Errorf("%w: envelope store record %x: %w", ErrCorrupt, leaf, err)
 	}
 	return rec, true, nil
 }

@@ -76,7 +76,7 @@ func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, 
 	integrated := time.Now().Unix()
 	rec := storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM}
 	if err := l.mysql.putEnvelope(ctx, key, leaf, rec); err != nil {
-		return Entry{}, fmt.Errorf("%w: store envelope: %v", ErrUnavailable, err)
+		return Entry{}, fmt.Errorf("%w: store envelope: %w", ErrUnavailable, err)
 	}
 	future := l.add(l.bg, tessera.NewEntry(body))
 	type result struct {
@@ -193,7 +193,7 @@ func (l *Log) byIndexMySQL(ctx context.Context, index int64) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: entry %d has no stored envelope (leaf %x)", ErrCorrupt, index, leaf)
 	}
 	if err := matchEnvelope(body, rec); err != nil {
-		return Entry{}, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, index, err)
+		return Entry{}, fmt.Errorf("%w: entry %d: %w", ErrCorrupt, index, err)
 	}
 	e := Entry{
 		Index: index, LeafHash: leaf, UUID: entry.UUID(l.treeID, leaf),
@@ -209,7 +209,7 @@ func (l *Log) byIndexMySQL(ctx context.Context, index int64) (Entry, error) {
 	if e.SignedEntryTimestamp == nil {
 		rec.Body = body
 		if e.SignedEntryTimestamp, err = l.signSET(&rec, uint64(index)); err != nil {
-			return Entry{}, fmt.Errorf("%w: sign entry timestamp: %v", ErrUnavailable, err)
+			return Entry{}, fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
 		}
 		if err := l.mysql.putIndexAndWatermark([]indexRecord{{leaf: leaf, index: uint64(index), set: e.SignedEntryTimestamp}}, 0); err != nil {
 			l.cfg.Logger.Warn("SET not stored; it is signed again at the next read", "index", index, "err", err)
@@ -255,11 +255,11 @@ func (l *Log) catchUp(ctx context.Context) error {
 	idx := from
 	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
 		if err != nil {
-			return fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err)
+			return fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err)
 		}
 		var eb api.EntryBundle
 		if err := eb.UnmarshalText(b.Data); err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %v", ErrCorrupt, b.RangeInfo.Index, err)
+			return fmt.Errorf("%w: entry bundle %d: %w", ErrCorrupt, b.RangeInfo.Index, err)
 		}
 		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
 			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)
@@ -274,7 +274,7 @@ func (l *Log) catchUp(ctx context.Context) error {
 			idx++
 			if len(recs) == catchUpBatch {
 				if err := l.mysql.putIndexAndWatermark(recs, idx); err != nil {
-					return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
+					return fmt.Errorf("%w: store index: %w", ErrUnavailable, err)
 				}
 				recs = recs[:0]
 			}
@@ -284,7 +284,7 @@ func (l *Log) catchUp(ctx context.Context) error {
 		return fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from)
 	}
 	if err := l.mysql.putIndexAndWatermark(recs, idx); err != nil {
-		return fmt.Errorf("%w: store index: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: store index: %w", ErrUnavailable, err)
 	}
 	l.marks.reset(size)
 	return nil

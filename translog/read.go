@@ -48,7 +48,7 @@ func OpenReader(dir string, logKey crypto.PublicKey) (*Reader, error) {
 	}
 	path := filepath.Join(dir, storeDir, storeFile)
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s holds no envelope store: %v", ErrNotFound, dir, err)
+		return nil, fmt.Errorf("%w: %s holds no envelope store: %w", ErrNotFound, dir, err)
 	}
 	st, err := openStore(path, true, 500*time.Millisecond)
 	if err != nil {
@@ -79,11 +79,11 @@ func (r *Reader) TreeID() int64 { return r.treeID }
 func (r *Reader) Checkpoint(ctx context.Context) ([]byte, *log.Checkpoint, error) {
 	raw, err := r.fetch.ReadCheckpoint(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: read checkpoint: %v", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: read checkpoint: %w", ErrUnavailable, err)
 	}
 	cp, err := verify.Checkpoint(raw, r.logKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !strings.HasSuffix(cp.Origin, fmt.Sprintf("/%d", r.treeID)) {
 		return nil, nil, fmt.Errorf("%w: checkpoint origin %q is not this log's (tree ID %d)", ErrUnavailable, cp.Origin, r.treeID)
@@ -101,7 +101,7 @@ func fileTime(path string) func() (time.Time, error) {
 	return func() (time.Time, error) {
 		fi, err := os.Stat(path)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return time.Time{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return fi.ModTime(), nil
 	}
@@ -125,7 +125,7 @@ func (r *Reader) Entries(ctx context.Context, from, to uint64) iter.Seq2[Entry, 
 		idx := from
 		for b, err := range client.EntryBundles(ctx, 2, size, r.fetch.ReadEntryBundle, from, to-from) {
 			if err != nil {
-				yield(Entry{}, fmt.Errorf("%w: read entry bundle for index %d: %v", ErrUnavailable, idx, err))
+				yield(Entry{}, fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err))
 				return
 			}
 			var eb api.EntryBundle
@@ -166,7 +166,7 @@ func (r *Reader) entryFor(idx uint64, body []byte) (Entry, error) {
 func (r *Reader) InclusionProofs(ctx context.Context, size uint64, indexes []int64) ([][][]byte, error) {
 	pb, err := client.NewProofBuilder(ctx, size, r.fetch.ReadTile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: proof builder: %w", ErrUnavailable, err)
 	}
 	out := make([][][]byte, len(indexes))
 	for i, idx := range indexes {
@@ -174,7 +174,7 @@ func (r *Reader) InclusionProofs(ctx context.Context, size uint64, indexes []int
 			return nil, fmt.Errorf("%w: entry %d is not in the tree of size %d", ErrNotFound, idx, size)
 		}
 		if out[i], err = pb.InclusionProof(ctx, uint64(idx)); err != nil {
-			return nil, fmt.Errorf("%w: inclusion proof for %d: %v", ErrUnavailable, idx, err)
+			return nil, fmt.Errorf("%w: inclusion proof for %d: %w", ErrUnavailable, idx, err)
 		}
 	}
 	return out, nil

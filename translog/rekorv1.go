@@ -27,7 +27,7 @@ var ErrNotOurCheckpoint = errors.New("not a checkpoint signed by this log")
 func (l *Log) RekorV1Checkpoint(raw []byte) ([]byte, error) {
 	cp, err := l.verifier.parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotOurCheckpoint, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotOurCheckpoint, err)
 	}
 	host := strings.TrimSuffix(l.origin, fmt.Sprintf("/%d", l.treeID))
 	text := fmt.Sprintf("%s - %d\n%d\n%s\n", host, l.treeID, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash))
@@ -37,7 +37,7 @@ func (l *Log) RekorV1Checkpoint(raw []byte) ([]byte, error) {
 	}
 	sig, err := signer.Sign([]byte(text))
 	if err != nil {
-		return nil, fmt.Errorf("%w: sign checkpoint: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: sign checkpoint: %w", ErrUnavailable, err)
 	}
 	hinted := binary.BigEndian.AppendUint32(nil, signer.KeyHash())
 	return fmt.Appendf(nil, "%s\n— %s %s\n", text, host, base64.StdEncoding.EncodeToString(append(hinted, sig...))), nil

@@ -130,7 +130,7 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		return nil, fmt.Errorf("%w: envelope store %s is in use by another process (a running daemon?)", ErrUnavailable, path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: open envelope store: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open envelope store: %w", ErrUnavailable, err)
 	}
 	s := &store{db: db, quit: make(chan struct{}), stopped: make(chan struct{})}
 	if readOnly {
@@ -402,7 +402,7 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 		return nil
 	})
 	if err != nil {
-		return rec, false, fmt.Errorf("%w: read envelope store: %v", ErrUnavailable, err)
+		return rec, false, fmt.Errorf("%w: read envelope store: %w", ErrUnavailable, err)
 	}
 	if bad != nil {
 		return storedEntry{}, false, fmt.Errorf("%w: envelope store record %d: %v", ErrCorrupt, index, bad)
@@ -463,7 +463,7 @@ func (s *store) get(bucket, key []byte) ([]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read envelope store: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: read envelope store: %w", ErrUnavailable, err)
 	}
 	return out, nil
 }
@@ -514,7 +514,7 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 		return nil
 	})
 	if err != nil {
-		return rec, false, fmt.Errorf("%w: read envelope store: %v", ErrUnavailable, err)
+		return rec, false, fmt.Errorf("%w: read envelope store: %w", ErrUnavailable, err)
 	}
 	if bad != nil {
 		return storedEntry{}, false, fmt.Errorf("%w: envelope store %v", ErrCorrupt, bad)
@@ -552,7 +552,7 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: search: %w", ErrUnavailable, err)
 	}
 	return out, nil
 }

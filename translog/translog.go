@@ -244,7 +244,7 @@ func (l *Log) openFiles(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 	l.tlogDir = TilesDir(cfg.Dir)
 	for _, d := range []string{l.tlogDir, filepath.Join(cfg.Dir, storeDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("%w: create %s: %v", ErrUnavailable, d, err)
+			return nil, fmt.Errorf("%w: create %s: %w", ErrUnavailable, d, err)
 		}
 	}
 	published, err := l.publishedSize()
@@ -319,7 +319,7 @@ func (l *Log) publishedSize() (uint64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%w: read checkpoint: %v", ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: read checkpoint: %w", ErrUnavailable, err)
 	}
 	origin, _, _ := bytes.Cut(raw, []byte("\n"))
 	if !bytes.HasSuffix(origin, []byte(fmt.Sprintf("/%d", l.treeID))) {
@@ -327,7 +327,7 @@ func (l *Log) publishedSize() (uint64, error) {
 	}
 	cp, err := l.verifier.parse(raw)
 	if err != nil {
-		return 0, fmt.Errorf("%w: published checkpoint does not verify: %v", ErrCorrupt, err)
+		return 0, fmt.Errorf("%w: published checkpoint does not verify: %w", ErrCorrupt, err)
 	}
 	return cp.Size, nil
 }
@@ -338,7 +338,7 @@ func (l *Log) publishedSize() (uint64, error) {
 func writable(dir string) error {
 	const wOK = 0x2
 	if err := syscall.Access(dir, wOK); err != nil {
-		return fmt.Errorf("%w: log storage %s is not writable: %v", ErrUnavailable, dir, err)
+		return fmt.Errorf("%w: log storage %s is not writable: %w", ErrUnavailable, dir, err)
 	}
 	return nil
 }
@@ -457,7 +457,7 @@ func (l *Log) Lookup(key string) (Entry, error) {
 	defer cancel()
 	e, err := l.ByLeafHash(ctx, leaf)
 	if err != nil && ctx.Err() != nil {
-		return Entry{}, fmt.Errorf("%w: lookup of %q: %v", ErrUnavailable, key, err)
+		return Entry{}, fmt.Errorf("%w: lookup of %q: %w", ErrUnavailable, key, err)
 	}
 	return e, err
 }
@@ -506,7 +506,7 @@ func (l *Log) parseCheckpoint(raw []byte) (*log.Checkpoint, error) {
 	}
 	cp, err := l.verifier.parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: published checkpoint does not verify: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: published checkpoint does not verify: %w", ErrUnavailable, err)
 	}
 	l.verified.Store(&verifiedCheckpoint{raw: bytes.Clone(raw), cp: cp})
 	return cp, nil
@@ -538,11 +538,11 @@ func (l *Log) InclusionProof(ctx context.Context, index int64, wait bool) (Proof
 	}
 	pb, err := client.NewProofBuilder(ctx, cp.Size, l.reader.ReadTile)
 	if err != nil {
-		return Proof{}, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+		return Proof{}, fmt.Errorf("%w: proof builder: %w", ErrUnavailable, err)
 	}
 	hashes, err := pb.InclusionProof(ctx, uint64(index))
 	if err != nil {
-		return Proof{}, fmt.Errorf("%w: inclusion proof: %v", ErrUnavailable, err)
+		return Proof{}, fmt.Errorf("%w: inclusion proof: %w", ErrUnavailable, err)
 	}
 	return Proof{Index: index, TreeSize: int64(cp.Size), RootHash: cp.Hash, Hashes: hashes, Checkpoint: raw}, nil
 }
@@ -559,7 +559,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 	}
 	pb, err := client.NewProofBuilder(ctx, to, l.tilesAt(cp.Size))
 	if err != nil {
-		return nil, fmt.Errorf("%w: proof builder: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: proof builder: %w", ErrUnavailable, err)
 	}
 	return pb.ConsistencyProof(ctx, from, to)
 }

@@ -102,14 +102,14 @@ type DSSE struct {
 func NewDSSE(envelopeJSON, signerPEM []byte) (DSSE, error) {
 	var env envelope
 	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
-		return DSSE{}, fmt.Errorf("%w: envelope is not JSON: %v", ErrMalformed, err)
+		return DSSE{}, fmt.Errorf("%w: envelope is not JSON: %w", ErrMalformed, err)
 	}
 	if len(env.Signatures) == 0 {
 		return DSSE{}, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
 	}
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
-		return DSSE{}, fmt.Errorf("%w: envelope payload is not base64: %v", ErrMalformed, err)
+		return DSSE{}, fmt.Errorf("%w: envelope payload is not base64: %w", ErrMalformed, err)
 	}
 	d := DSSE{PayloadHash: sha256.Sum256(payload), EnvelopeHash: sha256.Sum256(envelopeJSON), Payload: payload}
 	verifier := base64.StdEncoding.EncodeToString(signerPEM)
@@ -169,7 +169,7 @@ func plainBody(b Body) bool {
 func ParseBody(body []byte) (Body, error) {
 	var b Body
 	if err := json.Unmarshal(body, &b); err != nil {
-		return b, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return b, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if b.Kind != Kind || b.APIVersion != APIVersion {
 		return b, fmt.Errorf("%w: kind %q version %q, want %s %s", ErrMalformed, b.Kind, b.APIVersion, Kind, APIVersion)

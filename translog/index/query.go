@@ -108,15 +108,15 @@ func ParseQuery(v url.Values, now time.Time) (Query, error) {
 	}
 	var err error
 	if q.Since, err = ParseTime(v.Get("since"), now); err != nil {
-		return Query{}, fmt.Errorf("%w: since: %v", ErrBadQuery, err)
+		return Query{}, fmt.Errorf("%w: since: %w", ErrBadQuery, err)
 	}
 	if q.Until, err = ParseTime(v.Get("until"), now); err != nil {
-		return Query{}, fmt.Errorf("%w: until: %v", ErrBadQuery, err)
+		return Query{}, fmt.Errorf("%w: until: %w", ErrBadQuery, err)
 	}
 	if s := v.Get("outside_hours"); s != "" {
 		h, err := parseHours(s)
 		if err != nil {
-			return Query{}, fmt.Errorf("%w: outside_hours: %v", ErrBadQuery, err)
+			return Query{}, fmt.Errorf("%w: outside_hours: %w", ErrBadQuery, err)
 		}
 		q.OutsideHours = &h
 	}

@@ -80,7 +80,7 @@ func DecodeEntry(logIndex int64, uuid string, integratedTime int64, body, envelo
 	r := Row{LogIndex: logIndex, UUID: uuid, IntegratedTime: integratedTime, Kind: KindUnreadable, Reasons: []string{}}
 	b, err := entry.ParseBody(body)
 	if err != nil {
-		return r, fmt.Errorf("%w: leaf body: %v", errUnreadable, err)
+		return r, fmt.Errorf("%w: leaf body: %w", errUnreadable, err)
 	}
 	sum := sha256.Sum256(envelope)
 	if b.Spec.EnvelopeHash.Algorithm != "sha256" || b.Spec.EnvelopeHash.Value != hex.EncodeToString(sum[:]) {
@@ -88,7 +88,7 @@ func DecodeEntry(logIndex int64, uuid string, integratedTime int64, body, envelo
 	}
 	st, err := receipt.ReadStatement(envelope)
 	if err != nil {
-		return r, fmt.Errorf("%w: %v", errUnreadable, err)
+		return r, fmt.Errorf("%w: %w", errUnreadable, err)
 	}
 	return fromRecord(r, st.Predicate)
 }

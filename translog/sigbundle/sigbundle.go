@@ -172,7 +172,7 @@ func verifierKeyID(b64PEM string) (string, error) {
 	}
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
 	if err != nil {
-		return "", fmt.Errorf("%w: verifier is not a PEM public key: %v", entry.ErrMalformed, err)
+		return "", fmt.Errorf("%w: verifier is not a PEM public key: %w", entry.ErrMalformed, err)
 	}
 	return KeyID(pub)
 }
@@ -180,7 +180,7 @@ func verifierKeyID(b64PEM string) (string, error) {
 func dsseEnvelope(raw []byte) (*protodsse.Envelope, error) {
 	var env envelopeJSON
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("%w: envelope is not JSON: %v", entry.ErrMalformed, err)
+		return nil, fmt.Errorf("%w: envelope is not JSON: %w", entry.ErrMalformed, err)
 	}
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {

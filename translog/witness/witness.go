@@ -126,7 +126,7 @@ func NewStore(origin string, logVerifier note.Verifier, witnessVKeys []string, p
 func (s *Store) check(raw []byte) (*log.Checkpoint, []string, error) {
 	cp, _, n, err := log.ParseCheckpoint(raw, s.origin, s.log, s.witnesses...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrRejected, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	var names []string
 	for _, sig := range n.Sigs {
