@@ -28,7 +28,7 @@ func openLog(ctx context.Context, cfg Config, logKey crypto.Signer) (*translog.L
 		}
 		if lc.Driver, err = mysql.New(ctx, db); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("%w: open tessera mysql storage: %v", translog.ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: open tessera mysql storage: %w", translog.ErrUnavailable, err)
 		}
 		lc.DB = db
 		lg, err := translog.Open(ctx, lc)

@@ -405,7 +405,7 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 		return rec, false, fmt.Errorf("%w: read envelope store: %w", ErrUnavailable, err)
 	}
 	if bad != nil {
-		return storedEntry{}, false, fmt.Errorf("%w: envelope store record %d: %v", ErrCorrupt, index, bad)
+		return storedEntry{}, false, fmt.Errorf("%w: envelope store record %d: %w", ErrCorrupt, index, bad)
 	}
 	return rec, found, nil
 }
@@ -517,7 +517,7 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 		return rec, false, fmt.Errorf("%w: read envelope store: %w", ErrUnavailable, err)
 	}
 	if bad != nil {
-		return storedEntry{}, false, fmt.Errorf("%w: envelope store %v", ErrCorrupt, bad)
+		return storedEntry{}, false, fmt.Errorf("%w: envelope store %w", ErrCorrupt, bad)
 	}
 	return rec, found, nil
 }
