@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"time"
 
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/record/decision"
 )

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/alerts"
-	"github.com/gatelog/gatelog/daemon/metrics"
 	"io"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/gatelog/gatelog/daemon/alerts"
+	"github.com/gatelog/gatelog/daemon/metrics"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/record/decision"
 )

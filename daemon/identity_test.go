@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
 	"github.com/gatelog/gatelog/record/decision"

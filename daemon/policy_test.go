@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/rekorapi"

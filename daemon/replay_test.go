@@ -8,8 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"github.com/gatelog/gatelog/daemon/api"
-	"github.com/gatelog/gatelog/translog/records"
 	"iter"
 	"net/http"
 	"path/filepath"
@@ -18,9 +16,11 @@ import (
 	"testing/fstest"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine"
 	"github.com/gatelog/gatelog/internal/logtest"
 	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/translog/records"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/verify"
 )

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/api"
-	"github.com/gatelog/gatelog/internal/poll"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,7 +16,9 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine"
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"

@@ -14,7 +14,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gatelog/gatelog/daemon/alerts"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/daemon/audit"
 	"github.com/gatelog/gatelog/daemon/metrics"
 	"github.com/gatelog/gatelog/engine"

@@ -2,12 +2,12 @@ package daemon_test
 
 import (
 	"encoding/json"
-	"github.com/gatelog/gatelog/daemon/api"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog/verify"

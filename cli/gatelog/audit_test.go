@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gatelog/gatelog/internal/poll"
 )
 
 // auditPolicy allows deploys, denies the rest, and alerts on production.

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/gatelog/gatelog/daemon/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/translog/verify"
 )

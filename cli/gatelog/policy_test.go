@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"github.com/gatelog/gatelog/internal/poll"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/gatelog/gatelog/internal/poll"
 )
 
 // writeKeyPair writes an ES256 key pair as dir/name.pem (private) and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/gatelog/gatelog/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gatelog/gatelog/engine/alert"
+	"github.com/gatelog/gatelog/internal/poll"
 )
 
 // receiver is a real webhook receiver that can be switched down (503).

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gatelog/gatelog/internal/poll"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/builtin"
 	"github.com/gatelog/gatelog/plugins/host"

@@ -14,11 +14,10 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/tessera/storage/posix"
 
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/record/receipt"
-	"github.com/transparency-dev/tessera/storage/posix"
-
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/monitor"
 	"github.com/gatelog/gatelog/translog/rekorapi"

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/gatelog/gatelog/internal/poll"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v4"
 
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/plugins/github"
 	"github.com/gatelog/gatelog/plugins/github/callback"
 )
