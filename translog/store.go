@@ -13,9 +13,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/gatelog/gatelog/internal/envrecord"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The envelope store lives in one bbolt database beside the tree, and it
