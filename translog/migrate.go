@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/client"
@@ -27,7 +28,6 @@ func (l *Log) migrateStore(ctx context.Context, size uint64) error {
 		return nil
 	}
 	l.cfg.Logger.Info("envelope store: moving entries to the sequencer's layout", "from", from, "to", size)
-	fetch := func(context.Context) (uint64, error) { return size, nil }
 	var batch []*sequenceWrite
 	flush := func() error {
 		if len(batch) == 0 {
@@ -41,42 +41,30 @@ func (l *Log) migrateStore(ctx context.Context, size uint64) error {
 		return nil
 	}
 	idx := from
-	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
+	for body, err := range l.bodies(ctx, from, size) {
 		if err != nil {
-			return fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err)
+			return err
 		}
-		var eb api.EntryBundle
-		if err := eb.UnmarshalText(b.Data); err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %w", ErrCorrupt, b.RangeInfo.Index, err)
+		leaf := entry.LeafHash(body)
+		rec, ok, err := l.seq.envelope(leaf)
+		if err != nil {
+			return err
 		}
-		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
-			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)
+		if !ok {
+			return fmt.Errorf("%w: entry %d has no stored envelope (leaf %x)", ErrCorrupt, idx, leaf)
 		}
-		for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
-			leaf := entry.LeafHash(body)
-			rec, ok, err := l.seq.envelope(leaf)
-			if err != nil {
+		rec.Body = bytes.Clone(body)
+		if rec.SET, err = l.signSET(&rec, idx); err != nil {
+			return fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
+		}
+		sw := &sequenceWrite{rec: rec, leaf: leaf, search: searchKeys(body, rec.Envelope), block: envrecord.Block(rec), index: idx}
+		batch = append(batch, sw)
+		idx++
+		if len(batch) == migrateBatch {
+			if err := flush(); err != nil {
 				return err
 			}
-			if !ok {
-				return fmt.Errorf("%w: entry %d has no stored envelope (leaf %x)", ErrCorrupt, idx, leaf)
-			}
-			rec.Body = bytes.Clone(body)
-			if rec.SET, err = l.signSET(&rec, idx); err != nil {
-				return fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
-			}
-			sw := &sequenceWrite{rec: rec, leaf: leaf, search: searchKeys(body, rec.Envelope), block: envrecord.Block(rec), index: idx}
-			batch = append(batch, sw)
-			idx++
-			if len(batch) == migrateBatch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
 		}
-	}
-	if idx != size {
-		return fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -110,4 +98,38 @@ func (l *Log) checkSequencedTail(ctx context.Context, size uint64) error {
 		return fmt.Errorf("%w: entry %d in the tiles is not the one the envelope store sequenced at %d", ErrCorrupt, size-1, size-1)
 	}
 	return nil
+}
+
+// bodies yields the leaf bodies of entries from up to size, in index
+// order, read from the entry bundles the tiles hold; an error ends it (and
+// a log that holds fewer entries than size is one).
+func (l *Log) bodies(ctx context.Context, from, size uint64) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		fetch := func(context.Context) (uint64, error) { return size, nil }
+		idx := from
+		for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
+			if err != nil {
+				yield(nil, fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err))
+				return
+			}
+			var eb api.EntryBundle
+			if err := eb.UnmarshalText(b.Data); err != nil {
+				yield(nil, fmt.Errorf("%w: entry bundle %d: %w", ErrCorrupt, b.RangeInfo.Index, err))
+				return
+			}
+			if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
+				yield(nil, fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N))
+				return
+			}
+			for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
+				if !yield(body, nil) {
+					return
+				}
+				idx++
+			}
+		}
+		if idx != size {
+			yield(nil, fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from))
+		}
+	}
 }

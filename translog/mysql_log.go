@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/transparency-dev/tessera"
-	"github.com/transparency-dev/tessera/api"
-	"github.com/transparency-dev/tessera/client"
 
 	"github.com/gatelog/gatelog/translog/entry"
 )
@@ -250,38 +248,25 @@ func (l *Log) catchUp(ctx context.Context) error {
 		l.marks.reset(size)
 		return nil
 	}
-	fetch := func(ctx context.Context) (uint64, error) { return size, nil }
 	var recs []indexRecord
 	idx := from
-	for b, err := range client.EntryBundles(ctx, 1, fetch, l.reader.ReadEntryBundle, from, size-from) {
+	for body, err := range l.bodies(ctx, from, size) {
 		if err != nil {
-			return fmt.Errorf("%w: read entry bundle for index %d: %w", ErrUnavailable, idx, err)
+			return err
 		}
-		var eb api.EntryBundle
-		if err := eb.UnmarshalText(b.Data); err != nil {
-			return fmt.Errorf("%w: entry bundle %d: %w", ErrCorrupt, b.RangeInfo.Index, err)
+		leaf := entry.LeafHash(body)
+		var env []byte
+		if rec, ok, err := l.mysql.envelope(leaf); err == nil && ok {
+			env = rec.Envelope
 		}
-		if int(b.RangeInfo.First)+int(b.RangeInfo.N) > len(eb.Entries) {
-			return fmt.Errorf("%w: entry bundle %d holds %d entries, want at least %d", ErrCorrupt, b.RangeInfo.Index, len(eb.Entries), b.RangeInfo.First+b.RangeInfo.N)
-		}
-		for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
-			leaf := entry.LeafHash(body)
-			var env []byte
-			if rec, ok, err := l.mysql.envelope(leaf); err == nil && ok {
-				env = rec.Envelope
+		recs = append(recs, indexRecord{leaf: leaf, index: idx, search: searchKeys(body, env)})
+		idx++
+		if len(recs) == catchUpBatch {
+			if err := l.mysql.putIndexAndWatermark(recs, idx); err != nil {
+				return fmt.Errorf("%w: store index: %w", ErrUnavailable, err)
 			}
-			recs = append(recs, indexRecord{leaf: leaf, index: idx, search: searchKeys(body, env)})
-			idx++
-			if len(recs) == catchUpBatch {
-				if err := l.mysql.putIndexAndWatermark(recs, idx); err != nil {
-					return fmt.Errorf("%w: store index: %w", ErrUnavailable, err)
-				}
-				recs = recs[:0]
-			}
+			recs = recs[:0]
 		}
-	}
-	if idx != size {
-		return fmt.Errorf("%w: read %d entries of %d", ErrUnavailable, idx-from, size-from)
 	}
 	if err := l.mysql.putIndexAndWatermark(recs, idx); err != nil {
 		return fmt.Errorf("%w: store index: %w", ErrUnavailable, err)
