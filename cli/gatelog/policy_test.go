@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -315,6 +317,19 @@ func TestServeBundleAndReplay(t *testing.T) {
 	code, out = run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r2", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "revision r2")
 	poll.Until(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs.String)
+	// The reload's record is durable once logged; replay reads up to the
+	// latest checkpoint, which covers it a moment later.
+	poll.Until(t, "a checkpoint covering the r2 record (5 entries)", func() bool {
+		resp, err := http.Get(server + "/checkpoint")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		lines := strings.SplitN(string(b), "\n", 3)
+		size, err := strconv.Atoi(lines[min(1, len(lines)-1)])
+		return err == nil && size >= 5
+	}, logs.String)
 	type replayReport struct {
 		Replayed int `json:"replayed"`
 		Skipped  int `json:"skipped_policy_updates"`
