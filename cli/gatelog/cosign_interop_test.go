@@ -33,7 +33,7 @@ func TestCosignVerifiesBundles(t *testing.T) {
 	}
 	reader := []string{"GATELOG_API_KEY=" + f.bootstrapKey(t)}
 	bundles, subjects := map[int]string{}, map[int]string{}
-	for _, i := range []int{0, 1} {
+	for _, i := range []int{0, 1, 2} {
 		bundles[i], subjects[i] = filepath.Join(dir, fmt.Sprintf("bundle-%d.json", i)), filepath.Join(dir, fmt.Sprintf("subject-%d.json", i))
 		if code, out := run(t, f.bin, reader, "log", "bundle", "--server", f.server, "--index", fmt.Sprint(i), "--out", bundles[i], "--subject-out", subjects[i]); code != 0 {
 			t.Fatalf("log bundle --index %d: exit %d\n%s", i, code, out)
@@ -45,23 +45,31 @@ func TestCosignVerifiesBundles(t *testing.T) {
 			"--trusted-root", root, "--key", f.signerPub(), "--type", typ, subject).CombinedOutput()
 		return err == nil, string(out)
 	}
-	for _, i := range []int{0, 1} {
+	// Entry 0 is the daemon's start-up policy record, an administrative
+	// record: cosign refuses it as a decision and accepts it as what it is.
+	if ok, out := verifyBlob(bundles[0], subjects[0], cosignType); ok {
+		t.Errorf("cosign accepts the administrative record as a decision:\n%s", out)
+	}
+	if ok, out := verifyBlob(bundles[0], subjects[0], "https://gatelog.dev/admin/v1"); !ok || !strings.Contains(out, "Verified OK") {
+		t.Errorf("cosign refuses the administrative record as one:\n%s", out)
+	}
+	for _, i := range []int{1, 2} {
 		if ok, out := verifyBlob(bundles[i], subjects[i], cosignType); !ok || !strings.Contains(out, "Verified OK") {
 			t.Fatalf("cosign refuses the good bundle of entry %d with its subject:\n%s", i, out)
 		}
 	}
-	if ok, out := verifyBlob(bundles[1], subjects[0], cosignType); ok {
-		t.Errorf("cosign accepts entry 1's bundle with entry 0's subject:\n%s", out)
+	if ok, out := verifyBlob(bundles[2], subjects[1], cosignType); ok {
+		t.Errorf("cosign accepts entry 2's bundle with entry 1's subject:\n%s", out)
 	}
-	if ok, out := verifyBlob(bundles[1], subjects[1], "https://example.com/other/v1"); ok {
+	if ok, out := verifyBlob(bundles[2], subjects[2], "https://example.com/other/v1"); ok {
 		t.Errorf("cosign accepts the bundle as another predicate type:\n%s", out)
 	}
-	blob := mustRead(t, subjects[1])
+	blob := mustRead(t, subjects[2])
 	changed := filepath.Join(dir, "subject-changed.json")
 	if err := os.WriteFile(changed, []byte(strings.Replace(string(blob), `"deploy"`, `"deplox"`, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ok, out := verifyBlob(bundles[1], changed, cosignType); ok {
+	if ok, out := verifyBlob(bundles[2], changed, cosignType); ok {
 		t.Errorf("cosign accepts a changed subject blob:\n%s", out)
 	}
 
@@ -70,7 +78,7 @@ func TestCosignVerifiesBundles(t *testing.T) {
 	// dsse entry, so changing them changes nothing it verifies: the key
 	// hint and the entry's kind/version.
 	var b map[string]any
-	if err := json.Unmarshal(mustRead(t, bundles[1]), &b); err != nil {
+	if err := json.Unmarshal(mustRead(t, bundles[2]), &b); err != nil {
 		t.Fatal(err)
 	}
 	unchecked := map[string]bool{
@@ -84,14 +92,14 @@ func TestCosignVerifiesBundles(t *testing.T) {
 			continue
 		}
 		var c map[string]any
-		_ = json.Unmarshal(mustRead(t, bundles[1]), &c)
+		_ = json.Unmarshal(mustRead(t, bundles[2]), &c)
 		setJSONLeaf(c, strings.Split(leaf.path, "/"), oneCharOff(leaf.value))
 		raw, _ := json.Marshal(c)
 		p := filepath.Join(dir, "tampered.json")
 		if err := os.WriteFile(p, raw, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if ok, out := verifyBlob(p, subjects[1], cosignType); ok {
+		if ok, out := verifyBlob(p, subjects[2], cosignType); ok {
 			t.Errorf("cosign accepts the bundle with %s changed (%q → %q):\n%s", leaf.path, leaf.value, oneCharOff(leaf.value), out)
 		}
 		tampered++
