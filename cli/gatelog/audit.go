@@ -247,7 +247,7 @@ func verifyRow(c *cli.Context, ac *client, v *verify.Verifier, r index.Row, give
 	switch {
 	case rc.LogIndex != r.LogIndex || rc.UUID != r.UUID:
 		return fmt.Errorf("index says entry %d (%s), the log has it at %d (%s)", r.LogIndex, r.UUID, rc.LogIndex, rc.UUID)
-	case rec.Request.Subject.ID != r.Subject || rec.Request.Action != r.Action || rec.Caller.ID != r.Caller || rec.Decision.Allow != r.Allow:
+	case rec.Request.Subject.ID != r.Subject || rec.Request.Action != r.Action || rec.Caller.ID != r.Caller || index.Allowed(rec) != r.Allow:
 		return fmt.Errorf("index row differs from the signed record (subject, action, caller or outcome)")
 	case rec.Request.Resource.Environment != r.Resource.Environment || rec.Request.Resource.Repository != r.Resource.Repository:
 		return fmt.Errorf("index row differs from the signed record (resource)")

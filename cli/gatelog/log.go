@@ -361,20 +361,17 @@ func logGet(c *cli.Context) error {
 		fmt.Fprintf(w, "  record not shown, envelope not checked: %s\n", privateHint)
 		return nil
 	}
-	var st receipt.Statement
-	_ = json.Unmarshal(ce.Record, &st)
+	// The payload was checked against the entry above; read it as the
+	// record it is (its kind comes from the signed predicate type).
+	st, _ := receipt.ParseStatement(ce.Record)
 	rec := st.Predicate
-	outcome := "DENY"
-	if rec.Decision.Allow {
-		outcome = "ALLOW"
-	}
 	fmt.Fprintf(w, "VERIFIED  entry %d  %s\n", ce.Entry.LogIndex, ce.UUID)
-	fmt.Fprintf(w, "  decision %s: %s %s by %s", printable(rec.DecisionID), outcome, printable(rec.Request.Action), printable(rec.Request.Subject.ID))
+	fmt.Fprintf(w, "  %s %s: %s %s by %s", printable(rec.Kind), printable(rec.DecisionID), strings.ToUpper(recordOutcome(rec)), printable(rec.Request.Action), printable(rec.Request.Subject.ID))
 	if r := rec.Request.Resource; r.Name != "" || r.Environment != "" || r.Repository != "" {
 		fmt.Fprintf(w, " on %s", printable(strings.Trim(strings.Join([]string{r.System, r.Repository, r.Name, r.Environment}, " "), " ")))
 	}
 	fmt.Fprintln(w)
-	for _, r := range rec.Decision.Reasons {
+	for _, r := range rec.Reasons() {
 		fmt.Fprintf(w, "  reason: %s\n", printable(r))
 	}
 	fmt.Fprintf(w, "  at %s, logged %s\n", printable(rec.Time), time.Unix(ce.Entry.IntegratedTime, 0).UTC().Format(time.RFC3339))

@@ -89,6 +89,12 @@ func TestAuditorCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "VERIFIED  entry 1") || !strings.Contains(out, "ALLOW deploy") || !strings.Contains(out, "envelope signature OK") {
 		t.Fatalf("log get --index with a read key: exit %d\n%s", code, out)
 	}
+	// Entry 0, the start-up policy record, is shown as what it is: an
+	// administrative record, neither allowed nor denied by a policy.
+	code, out = f.auditKeyed(t, state, "log", "get", "--index", "0", "--signer-key", f.signerPub())
+	if code != 0 || !strings.Contains(out, "  admin ") || !strings.Contains(out, "RECORDED policy.update by gatelog-daemon") || strings.Contains(out, "DENY") || strings.Contains(out, "ALLOW") {
+		t.Fatalf("log get of the start-up policy record: exit %d\n%s", code, out)
+	}
 	var ce struct {
 		UUID          string          `json:"uuid"`
 		Record        json.RawMessage `json:"record"`

@@ -103,13 +103,22 @@ func fromRecord(r Row, rec decision.Record) (Row, error) {
 	r.Subject, r.SubjectKind, r.Caller, r.Action = req.Subject.ID, req.Subject.Kind, rec.Caller.ID, req.Action
 	r.Resource = resourceOf(req.Resource)
 	r.Adapter = req.Source.Adapter
-	r.Allow, r.Reasons, r.Alerts = rec.Allowed(), rec.Reasons(), rec.Alerts()
+	r.Allow, r.Reasons, r.Alerts = Allowed(rec), rec.Reasons(), rec.Alerts()
 	r.PolicySHA256, r.PolicyRevision = rec.Policy.SHA256, rec.Policy.Revision
-	if rec.Kind == KindDecision && rec.Policy.Entrypoint == legacyEventEntrypoint {
-		r.Kind, r.Allow = KindEvent, false
+	if legacyEvent(rec) {
+		r.Kind = KindEvent
 	}
 	r.Outcome = outcomeOf(r.Kind, r.Allow)
 	return r, nil
+}
+
+// Allowed is the allow the index keeps for a record: a policy decision's;
+// never an event's or an administrative record's (nor that of an event a
+// log written before events had their own kind holds as a decision).
+func Allowed(rec decision.Record) bool { return rec.Allowed() && !legacyEvent(rec) }
+
+func legacyEvent(rec decision.Record) bool {
+	return rec.Kind == KindDecision && rec.Policy.Entrypoint == legacyEventEntrypoint
 }
 
 func resourceOf(res decision.Resource) Resource {
