@@ -103,6 +103,16 @@ func (c *common) begin() (work string, m bench.Machine, cleanup func(), err erro
 	return work, m, cleanup, nil
 }
 
+// beginWith is begin for a mode that sends requests: the mix in reqDir,
+// loaded before anything is prepared.
+func (c *common) beginWith(reqDir string) (reqs []bench.Request, work string, m bench.Machine, cleanup func(), err error) {
+	if reqs, err = bench.LoadRequests(reqDir); err != nil {
+		return nil, "", m, nil, err
+	}
+	work, m, cleanup, err = c.begin()
+	return reqs, work, m, cleanup, err
+}
+
 // save updates the results file with f's section and the machine.
 func (c *common) save(m bench.Machine, f func(*bench.Report)) error {
 	if c.out == "" {
@@ -156,11 +166,7 @@ func compare(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	reqs, err := bench.LoadRequests(*reqDir)
-	if err != nil {
-		return err
-	}
-	work, m, cleanup, err := c.begin()
+	reqs, work, m, cleanup, err := c.beginWith(*reqDir)
 	if err != nil {
 		return err
 	}
@@ -286,11 +292,7 @@ func scaleOut(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "measured time per setup")
 	warmup := fs.Duration("warmup", time.Second, "warm-up before each measurement")
 	_ = fs.Parse(args)
-	reqs, err := bench.LoadRequests(*reqDir)
-	if err != nil {
-		return err
-	}
-	work, m, cleanup, err := c.begin()
+	reqs, work, m, cleanup, err := c.beginWith(*reqDir)
 	if err != nil {
 		return err
 	}

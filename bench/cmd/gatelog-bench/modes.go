@@ -74,11 +74,7 @@ func growth(ctx context.Context, args []string) error {
 		}
 		pts = append(pts, n)
 	}
-	reqs, err := bench.LoadRequests(*reqDir)
-	if err != nil {
-		return err
-	}
-	work, m, cleanup, err := c.begin()
+	reqs, work, m, cleanup, err := c.beginWith(*reqDir)
 	if err != nil {
 		return err
 	}
@@ -119,11 +115,7 @@ func startup(ctx context.Context, args []string) error {
 	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files (the first is used)")
 	runs := fs.Int("runs", 5, "runs (medians are reported)")
 	_ = fs.Parse(args)
-	reqs, err := bench.LoadRequests(*reqDir)
-	if err != nil {
-		return err
-	}
-	work, m, cleanup, err := c.begin()
+	reqs, work, m, cleanup, err := c.beginWith(*reqDir)
 	if err != nil {
 		return err
 	}
@@ -146,11 +138,7 @@ func policyCost(ctx context.Context, args []string) error {
 	reqDir := fs.String("requests", "examples/requests", "directory of request JSON files")
 	duration := fs.Duration("duration", 2*time.Second, "measured time per request")
 	_ = fs.Parse(args)
-	reqs, err := bench.LoadRequests(*reqDir)
-	if err != nil {
-		return err
-	}
-	_, m, cleanup, err := c.begin()
+	reqs, _, m, cleanup, err := c.beginWith(*reqDir)
 	if err != nil {
 		return err
 	}
