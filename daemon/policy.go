@@ -86,32 +86,39 @@ func (s *Server) ReloadPolicy(ctx context.Context, src engine.Source, trigger st
 // PolicyUpdateAction): the request is the change (resource kind "policy",
 // the old and new identity as attributes) and the policy is the new one.
 func (s *Server) logPolicyUpdate(ctx context.Context, ch PolicyChange) (decision.Receipt, error) {
-	now := s.recorder.Now().UTC()
-	identity := func(p decision.Policy) map[string]any {
-		return map[string]any{"sha256": p.SHA256, "revision": p.Revision}
-	}
 	reason := fmt.Sprintf("policy loaded by %s from %s: sha256 %s -> %s", ch.Trigger, ch.Origin, ch.Old.SHA256, ch.New.SHA256)
 	if ch.Old.Revision != "" || ch.New.Revision != "" {
 		reason += fmt.Sprintf(", revision %q -> %q", ch.Old.Revision, ch.New.Revision)
 	}
 	reason += fmt.Sprintf("; it compiled and its %d Rego tests passed", ch.TestsPassed)
-	attrs := map[string]any{"new": identity(ch.New), "origin": ch.Origin, "trigger": ch.Trigger, "tests_passed": ch.TestsPassed}
+	attrs := map[string]any{"new": policyIdentity(ch.New), "origin": ch.Origin, "trigger": ch.Trigger, "tests_passed": ch.TestsPassed}
 	if ch.Old != (decision.Policy{}) {
-		attrs["old"] = identity(ch.Old)
+		attrs["old"] = policyIdentity(ch.Old)
 	}
-	return s.recorder.Record(ctx, decision.Record{
+	return s.recorder.Record(ctx, s.policyRecord(ch.New, attrs, reason), false)
+}
+
+// policyRecord is the administrative record of a policy put in force (at
+// a start or a reload): the daemon is its subject and caller, the policy
+// (its identity in attrs) its resource.
+func (s *Server) policyRecord(p decision.Policy, attrs map[string]any, reason string) decision.Record {
+	return decision.Record{
 		Kind: decision.KindAdmin,
 		Request: decision.Request{
 			Subject:  decision.Subject{ID: "gatelog-daemon", Kind: "service", Verified: true},
 			Action:   PolicyUpdateAction,
 			Resource: decision.Resource{System: "gatelog", Kind: "policy", Name: engine.Entrypoint, Attributes: attrs},
-			Context:  decision.Context{Time: now.Format(time.RFC3339)},
+			Context:  decision.Context{Time: s.recorder.Now().UTC().Format(time.RFC3339)},
 			Source:   decision.Source{Adapter: "gatelog", AdapterVersion: s.cfg.Version},
 		},
 		Caller: decision.Caller{ID: "gatelog-daemon", Kind: "daemon"},
 		Admin:  &decision.Admin{Reason: reason},
-		Policy: ch.New,
-	}, false)
+		Policy: p,
+	}
+}
+
+func policyIdentity(p decision.Policy) map[string]any {
+	return map[string]any{"sha256": p.SHA256, "revision": p.Revision}
 }
 
 // PolicyLoggedFile remembers the identity of the last policy this daemon
@@ -131,26 +138,12 @@ func (s *Server) logStartPolicy(ctx context.Context) error {
 			return nil
 		}
 	}
-	now := s.recorder.Now().UTC()
 	reason := fmt.Sprintf("policy in force at start-up: sha256 %s", p.SHA256)
 	if p.Revision != "" {
 		reason += fmt.Sprintf(", revision %q", p.Revision)
 	}
-	if _, err := s.recorder.Record(ctx, decision.Record{
-		Kind: decision.KindAdmin,
-		Request: decision.Request{
-			Subject: decision.Subject{ID: "gatelog-daemon", Kind: "service", Verified: true},
-			Action:  PolicyUpdateAction,
-			Resource: decision.Resource{System: "gatelog", Kind: "policy", Name: engine.Entrypoint, Attributes: map[string]any{
-				"new": map[string]any{"sha256": p.SHA256, "revision": p.Revision}, "trigger": "start",
-			}},
-			Context: decision.Context{Time: now.Format(time.RFC3339)},
-			Source:  decision.Source{Adapter: "gatelog", AdapterVersion: s.cfg.Version},
-		},
-		Caller: decision.Caller{ID: "gatelog-daemon", Kind: "daemon"},
-		Admin:  &decision.Admin{Reason: reason},
-		Policy: p,
-	}, false); err != nil {
+	attrs := map[string]any{"new": policyIdentity(p), "trigger": "start"}
+	if _, err := s.recorder.Record(ctx, s.policyRecord(p, attrs, reason), false); err != nil {
 		return err
 	}
 	s.rememberLoggedPolicy(p)
