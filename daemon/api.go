@@ -196,13 +196,9 @@ func demoteDaemonFields(req *decision.Request) {
 	}
 }
 
-// ErrNotLogged means a record could not be signed or logged; for a
-// decision the caller must treat it as a deny.
-var ErrNotLogged = record.ErrNotLogged
-
 // Decide evaluates req and records the decision (s.recorder): it returns a
 // receipt only once the entry is durably sequenced; with wait, also an
-// inclusion proof. Any error means deny.
+// inclusion proof. Any error (record.ErrNotLogged) means deny.
 func (s *Server) Decide(ctx context.Context, req decision.Request, caller decision.Caller, wait bool) (decision.Receipt, error) {
 	timer := s.metrics.StartDecide()
 	d, pol := s.policies.Decide(ctx, req)
