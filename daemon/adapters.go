@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/gatelog/gatelog/daemon/triggersauth"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/host"
@@ -84,8 +83,8 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 	// read. Only the Triggers endpoint takes calls without one (Triggers
 	// presents none): those are authenticated by the webhook their body
 	// carries, so that body is read first — within the in-flight budget.
-	triggers := s.triggersEndpoint(name)
-	byWebhook := triggers != nil && r.Header.Get("Authorization") == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0)
+	auth := s.authenticator(name)
+	byWebhook := auth != nil && r.Header.Get("Authorization") == "" && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0)
 	var caller identity.Caller
 	if !byWebhook {
 		c, failure := s.authenticateQuietly(r)
@@ -107,15 +106,16 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case byWebhook:
-		var failure *adapter.Failure
-		if caller, body, failure = s.authenticateByWebhook(triggers, body); failure != nil {
-			s.writeAdapter(w, r, name, body, nil, failure)
+		id, payload, err := auth.Authenticate(body)
+		if err != nil {
+			s.writeAdapter(w, r, name, payload, nil, err)
 			return
 		}
-	case triggers != nil:
+		caller, body = webhookCaller(id), payload
+	case auth != nil:
 		// A credentialed call may still forward a webhook: its secret and
 		// signature headers reach no adapter either.
-		body = triggersauth.StripSecrets(body)
+		body = auth.Strip(body)
 	}
 	// The caller's credential is the daemon's business, never an adapter's.
 	headers := withoutHeaders(r.Header, "Authorization")
@@ -143,7 +143,9 @@ func (s *Server) handleAdapter(w http.ResponseWriter, r *http.Request) {
 		s.writeAdapter(w, r, name, body, nil, &adapter.Failure{Kind: adapter.Unauthenticated, Message: err.Error()})
 		return
 	}
-	s.vouchedSubject(&req, caller) // a Triggers webhook's sender (tekton_triggers.go)
+	if auth != nil {
+		auth.Vouch(&req, caller.ID) // a Triggers webhook's sender
+	}
 	if req.Context.DryRun {
 		rc := s.decideDryRun(r.Context(), req)
 		s.writeAdapter(w, r, name, body, &rc, nil)

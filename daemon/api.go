@@ -27,7 +27,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/decide", s.handleDecide)
 	mux.HandleFunc("GET /v1/decisions/{id}", s.handleGetDecision)
 	mux.HandleFunc("POST /v1/adapters/{name}", s.handleAdapter) // CI adapters (adapters.go)
-	s.mountWebhooks(mux)                                        // GitHub and GitLab webhooks on /v1/adapters/{name} (webhooks.go)
+	s.mountWebhooks(mux)                                        // webhook endpoints on /v1/adapters/{name} (webhooks.go)
 	mux.Handle("GET /checkpoint", s.log.TilesHandler())
 	mux.Handle("GET /tile/", s.log.TilesHandler())
 	mux.Handle("/api/v1/", rekorapi.Handler(s.log, s.recordAccess())) // Rekor v1 API: leaves public like the tiles, records for readers (records.go)

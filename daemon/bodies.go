@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/gatelog/gatelog/plugins/webhook"
 )
 
 // maxBodiesInFlight bounds the request bytes all handlers together hold in
@@ -19,7 +21,7 @@ const maxBodiesInFlight = 64 << 20
 
 // errBodyTooLarge and errBusy are bodyBudget.read's refusals.
 var (
-	errBodyTooLarge = errors.New("body too large")
+	errBodyTooLarge = webhook.ErrBodyTooLarge
 	errBusy         = errors.New("too many request bodies in flight")
 )
 

@@ -35,6 +35,7 @@ import (
 	"github.com/gatelog/gatelog/engine/alert"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/plugins/host"
+	"github.com/gatelog/gatelog/plugins/webhook"
 	"github.com/gatelog/gatelog/record"
 	"github.com/gatelog/gatelog/record/receipt"
 	"github.com/gatelog/gatelog/translog"
@@ -88,9 +89,10 @@ type Config struct {
 	Adapters []host.Config
 	// AdapterExecutable runs the built-in adapters (default: this binary).
 	AdapterExecutable string
-	// Webhooks are the CI systems that authenticate with a webhook secret
-	// (GitHub deployment protection rules, GitLab pipeline validation).
-	Webhooks Webhooks
+	// Webhooks open the CI systems that authenticate with a webhook secret
+	// (GitHub deployment protection rules, GitLab pipeline validation,
+	// Tekton Triggers): plugins/webhook, plugins/builtin.LoadWebhooks.
+	Webhooks []webhook.Opener
 
 	// Index is the audit index's PostgreSQL DSN (postgres://…), shared by
 	// every daemon of a scale-out setup; empty means DATA/index.db. It is

@@ -5,7 +5,8 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/plugins/builtin"
+	"github.com/gatelog/gatelog/plugins/webhook"
 )
 
 func webhookServeFlags() []cli.Flag {
@@ -14,11 +15,16 @@ func webhookServeFlags() []cli.Flag {
 	}
 }
 
-// webhooksConfig loads --webhooks-config (secrets from the files it names).
-func webhooksConfig(c *cli.Context) (daemon.Webhooks, error) {
+// webhooksConfig loads --webhooks-config (secrets from the files it names)
+// into the hooks the daemon opens.
+func webhooksConfig(c *cli.Context) ([]webhook.Opener, error) {
 	f := c.String("webhooks-config")
 	if f == "" {
-		return daemon.Webhooks{}, nil
+		return nil, nil
 	}
-	return daemon.LoadWebhooks(f)
+	w, err := builtin.LoadWebhooks(f)
+	if err != nil {
+		return nil, err
+	}
+	return w.Openers(), nil
 }

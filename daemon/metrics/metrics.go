@@ -99,8 +99,8 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// MustRegister adds collectors (a webhook's review queue, say).
-func (m *Metrics) MustRegister(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+// Register adds a collector (a webhook's review queue, say).
+func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
 
 // RecordCount is gatelog_records_total for a kind and outcome.
 func (m *Metrics) RecordCount(kind, outcome string) float64 {

@@ -28,10 +28,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/plugins/builtin"
+
 	"github.com/golang-jwt/jwt/v4"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/plugins/github"
 )
@@ -450,7 +451,7 @@ func TestShippedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, _ := shippedConfig(t, "https://api.github.com", key)
-	w, err := daemon.LoadWebhooks(cfg)
+	w, err := builtin.LoadWebhooks(cfg)
 	if err != nil || w.GitHub == nil || string(w.GitHub.Secret) != secret {
 		t.Fatalf("LoadWebhooks: %+v %v", w, err)
 	}
@@ -462,7 +463,7 @@ func TestShippedFiles(t *testing.T) {
 	if err := os.Chmod(filepath.Join(filepath.Dir(cfg), "github-webhook-secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := daemon.LoadWebhooks(cfg); err == nil {
+	if _, err := builtin.LoadWebhooks(cfg); err == nil {
 		t.Error("a webhook secret readable by others was accepted")
 	}
 }

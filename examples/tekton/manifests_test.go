@@ -13,10 +13,11 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gatelog/gatelog/plugins/builtin"
+
 	"go.yaml.in/yaml/v3"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
-	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/plugins/adapter"
 	"github.com/gatelog/gatelog/plugins/tekton"
 	"github.com/gatelog/gatelog/record/decision"
@@ -186,7 +187,7 @@ func TestClusterInterceptorAndEventListener(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hooks, err := daemon.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
+	hooks, err := builtin.LoadWebhooks(filepath.Join(dir, "webhooks.json"))
 	if err != nil || hooks.TektonTriggers == nil || hooks.TektonTriggers.Adapter != "tekton" {
 		t.Fatalf("webhooks.json: %+v, %v", hooks, err)
 	}

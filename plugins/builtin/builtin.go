@@ -1,7 +1,8 @@
 // Package builtin lists the adapters compiled into the gatelog binary and
 // serves one of them as an adapter process (`gatelog adapter serve NAME`),
 // which is how the daemon's host runs them: the same binary, a separate
-// process per adapter.
+// process per adapter. It also reads the webhooks config into the built-in
+// webhook hooks (webhooks.go), which run in the daemon's own process.
 package builtin
 
 import (

@@ -1,11 +1,11 @@
-package daemon_test
+package builtin_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/plugins/builtin"
 )
 
 // FuzzLoadWebhooks: the webhooks config is read at start from a file the
@@ -25,7 +25,7 @@ func FuzzLoadWebhooks(f *testing.F) {
 		if err := os.WriteFile(cfg, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		w, err := daemon.LoadWebhooks(cfg)
+		w, err := builtin.LoadWebhooks(cfg)
 		if err != nil {
 			return
 		}

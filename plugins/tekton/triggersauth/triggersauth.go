@@ -34,8 +34,19 @@ type Source struct {
 	// Secret is the webhook secret (GitHub) or secret token (GitLab).
 	Secret []byte
 	// Namespaces, if set, are the only namespaces of triggers (from the
-	// InterceptorRequest's context.trigger_id) the source may vouch for.
+	// InterceptorRequest's context.trigger_id) whose events this source
+	// may vouch for, so that a secret shared with a staging repository
+	// cannot vouch for a trigger in a production namespace.
 	Namespaces []string
+	// MFASetting is the operator's statement that every user this
+	// source's webhooks name signed in with a second factor, named by a
+	// short fact such as "github.org_2fa_required:acme" (the organization
+	// requires two-factor authentication of its members) or
+	// "gitlab.instance_requires_2fa". A webhook says nothing about MFA, so
+	// without it subject.mfa is false and the bundled policy refuses
+	// privileged deploys. It sets subject.mfa and records
+	// subject.claims.mfa_source = "setting:<MFASetting>" (Hook.Vouch).
+	MFASetting string
 }
 
 // ErrUnverified means an InterceptorRequest carried no webhook that a

@@ -1,4 +1,4 @@
-package daemon
+package protection
 
 import (
 	"cmp"
@@ -43,7 +43,7 @@ import (
 //     "github-org-2fa-required:ORG". GitHub documents that field for
 //     organization owners; when its answer to the App leaves it out, an
 //     operator may state it per organization (Teams/TwoFactorOrgs in
-//     GitHubWebhook), mfa_source "setting:github.org_2fa_required:ORG". An
+//     Config), mfa_source "setting:github.org_2fa_required:ORG". An
 //     explicit false from GitHub wins over the setting. Otherwise mfa is
 //     false, and the bundled policy denies privileged deploys for it.
 //
@@ -89,7 +89,7 @@ const (
 // GitHub spells them, so that nothing else reaches a request path.
 var githubNameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})$`)
 
-func newGitHubFacts(cfg GitHubWebhook, apiURL string, now func() time.Time) (*githubFacts, error) {
+func newGitHubFacts(cfg Config, apiURL string, now func() time.Time) (*githubFacts, error) {
 	apps, err := ghinstallation.NewAppsTransport(transportOr(cfg.Transport), cfg.AppID, cfg.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("GitHub App private key: %w", err)

@@ -23,7 +23,7 @@ const (
 
 func interceptorFixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "plugins", "tekton", "testdata", name+".payload.json"))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", name+".payload.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

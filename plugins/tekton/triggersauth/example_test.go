@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/gatelog/gatelog/daemon/triggersauth"
 	"github.com/gatelog/gatelog/plugins/github"
+	"github.com/gatelog/gatelog/plugins/tekton/triggersauth"
 )
 
 // An EventListener forwards a GitHub push signed with the webhook secret;

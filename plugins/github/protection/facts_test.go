@@ -1,4 +1,4 @@
-package daemon
+package protection
 
 import (
 	"crypto/rand"
@@ -34,7 +34,7 @@ type orgAPI struct {
 
 func apiExample(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "plugins", "github", "testdata", "api", name))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "api", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestGitHubFacts(t *testing.T) {
 			for p, s := range tc.status {
 				api.status[p] = s
 			}
-			g, err := newGitHubFacts(GitHubWebhook{AppID: 1012345, PrivateKey: pemKey, Teams: []string{"release-managers", "developers"}, TwoFactorOrgs: tc.twoFAOrgs}, srv.URL, time.Now)
+			g, err := newGitHubFacts(Config{AppID: 1012345, PrivateKey: pemKey, Teams: []string{"release-managers", "developers"}, TwoFactorOrgs: tc.twoFAOrgs}, srv.URL, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +247,7 @@ func TestGitHubFactsCache(t *testing.T) {
 	api, srv := newOrgAPI(t, key)
 	api.status["/orgs/acme/memberships/alice"] = http.StatusBadGateway
 	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
-	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"release-managers"}}, srv.URL, func() time.Time { return now })
+	g, err := newGitHubFacts(Config{AppID: 1, PrivateKey: pemKey, Teams: []string{"release-managers"}}, srv.URL, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestGitHubFactsSubjectMustBeSender(t *testing.T) {
 	}
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	api, srv := newOrgAPI(t, key)
-	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+	g, err := newGitHubFacts(Config{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestGitHubFactsSubjectMustBeSender(t *testing.T) {
 	if len(api.lookups) != 0 {
 		t.Errorf("asked GitHub %q", api.lookups)
 	}
-	if _, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey, Teams: []string{"../admins"}}, srv.URL, time.Now); err == nil {
+	if _, err := newGitHubFacts(Config{AppID: 1, PrivateKey: pemKey, Teams: []string{"../admins"}}, srv.URL, time.Now); err == nil {
 		t.Error("a team that is not a slug was accepted")
 	}
 }
@@ -343,7 +343,7 @@ func TestGitHubFactsResolveRef(t *testing.T) {
 			if tc.status != 0 {
 				api.status[tags] = tc.status
 			}
-			g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+			g, err := newGitHubFacts(Config{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,7 +393,7 @@ func TestGitHubFactsResolveRefPages(t *testing.T) {
 		_, _ = w.Write(apiExample(t, "list-repository-tags.json"))
 	}))
 	t.Cleanup(srv.Close)
-	g, err := newGitHubFacts(GitHubWebhook{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
+	g, err := newGitHubFacts(Config{AppID: 1, PrivateKey: pemKey}, srv.URL, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
