@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,13 +38,13 @@ func TestAuditIndexOnPostgres(t *testing.T) {
 		return openDaemon(t, daemon.Config{DataDir: dir, Index: dsn})
 	}
 	d := open()
-	d.decide(allowedDeploy)
-	d.decide(deniedDeploy)
+	d.Decide(allowedDeploy)
+	d.Decide(deniedDeploy)
 	searchUntil(t, d, "subject=alice", 1)
 	searchUntil(t, d, "kind=decision&limit=100", 2)
-	d.stop()
+	d.Stop()
 	d = open()
-	d.decide(allowedDeploy)
+	d.Decide(allowedDeploy)
 	searchUntil(t, d, "subject=alice", 2)
 }
 
@@ -55,8 +54,8 @@ func searchUntil(t *testing.T, d *testDaemon, q string, want int) {
 	t.Helper()
 	var got int
 	for range 100 {
-		req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/audit/search?"+q, nil)
-		req.Header.Set("Authorization", "Bearer "+d.key)
+		req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/audit/search?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+d.Key)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -119,7 +118,7 @@ func TestTwoDaemonsOneLog(t *testing.T) {
 				if i%2 == 1 {
 					body = deniedDeploy
 				}
-				code, raw := d.post("/v1/decide", d.key, []byte(body))
+				code, raw := d.Post("/v1/decide", d.Key, []byte(body))
 				if code != http.StatusOK {
 					t.Errorf("decide: %d %s", code, raw)
 					return
@@ -156,7 +155,7 @@ func TestTwoDaemonsOneLog(t *testing.T) {
 		// checkpoint; it verifies with the one log key.
 		var got decision.Receipt
 		for range 100 {
-			code, raw := other.get("/v1/decisions/" + r.rc.DecisionID + "?wait=checkpoint")
+			code, raw := other.Get("/v1/decisions/" + r.rc.DecisionID + "?wait=checkpoint")
 			if code == http.StatusOK {
 				if err := json.Unmarshal(raw, &got); err != nil {
 					t.Fatal(err)
@@ -170,34 +169,21 @@ func TestTwoDaemonsOneLog(t *testing.T) {
 		if got.LogIndex != r.rc.LogIndex || got.UUID != r.rc.UUID {
 			t.Fatalf("the other daemon has %s at %d/%s, the issuer said %d/%s", r.rc.DecisionID, got.LogIndex, got.UUID, r.rc.LogIndex, r.rc.UUID)
 		}
-		if _, err := verify.Receipt(got, other.logKey, r.by.signKey); err != nil {
+		if _, err := verify.Receipt(got, other.LogKey, r.by.SignerKey); err != nil {
 			t.Errorf("receipt %d from one daemon does not verify as served by the other: %v", r.rc.LogIndex, err)
 		}
 	}
 	// Both serve the same signed checkpoint stream.
 	for _, d := range []*testDaemon{a, b} {
-		code, raw := d.get("/checkpoint")
+		code, raw := d.Get("/checkpoint")
 		if code != http.StatusOK {
 			t.Fatalf("/checkpoint: %d", code)
 		}
-		if _, err := verify.Checkpoint(raw, a.logKey); err != nil {
+		if _, err := verify.Checkpoint(raw, a.LogKey); err != nil {
 			t.Errorf("checkpoint does not verify with the shared log key: %v", err)
 		}
 	}
 	searchUntil(t, a, "kind=decision&limit=1000", 2*perDaemon)
 	searchUntil(t, b, "kind=decision&limit=1000", 2*perDaemon)
 	t.Logf("%d decisions at two daemons, indexes %v", len(all), seen)
-}
-
-func (d *testDaemon) get(path string) (int, []byte) {
-	d.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+d.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }

@@ -27,9 +27,9 @@ func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
 		t.Fatalf("dashboard is not JSON: %v", err)
 	}
 	d := startOps(t, t.TempDir(), nil)
-	d.decide(allowedDeploy)
-	d.srv.AdapterRestarted("tekton", nil)
-	d.get("/v1/audit/search", "glk_wrong")
+	d.Decide(allowedDeploy)
+	d.Server.AdapterRestarted("tekton", nil)
+	d.getAs("/v1/audit/search", "glk_wrong")
 	exported := scrape(t, d)
 	name := regexp.MustCompile(`gatelog_[a-z_]+`)
 	queried := 0

@@ -17,12 +17,12 @@ func TestEventsAreSignedLoggedAndSearchable(t *testing.T) {
 	body := `{"type":"login","subject":{"id":"alice"},"resource":{"system":"jenkins","name":"ci.acme"},"source":{"adapter":"jenkins"},` +
 		`"message":"interactive login to the Jenkins UI","details":{"ip":"10.0.0.7"},"time":"2026-11-25T03:00:00Z",` +
 		`"alerts":[{"severity":"medium","code":"night_login","message":"login at 3am"}]}`
-	code, raw := d.post("/v1/events?wait=checkpoint", d.key, []byte(body))
+	code, raw := d.Post("/v1/events?wait=checkpoint", d.Key, []byte(body))
 	if code != http.StatusOK {
 		t.Fatalf("POST /v1/events: %d %s", code, raw)
 	}
 	rc := decodeReceipt(t, raw)
-	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 	if err != nil {
 		t.Fatalf("event receipt does not verify: %v", err)
 	}
@@ -43,25 +43,25 @@ func TestEventsAreSignedLoggedAndSearchable(t *testing.T) {
 		key, body string
 		want      int
 	}{
-		{d.key, `{"type":"","message":"x"}`, http.StatusBadRequest},
-		{d.key, `{"type":"login","colour":"red"}`, http.StatusBadRequest},
+		{d.Key, `{"type":"","message":"x"}`, http.StatusBadRequest},
+		{d.Key, `{"type":"login","colour":"red"}`, http.StatusBadRequest},
 		{d.decideOnlyKey, `{"type":"login","subject":{"id":"bob"}}`, http.StatusForbidden},
 		{d.readKey, `{"type":"login"}`, http.StatusForbidden},
 		{"", `{"type":"login"}`, http.StatusUnauthorized},
 		// A caller cannot raise the daemon's own alarms, nor flood the outbox.
-		{d.key, `{"type":"x","alerts":[{"severity":"critical","code":"gatelog.fail_closed","message":"forged"}]}`, http.StatusBadRequest},
-		{d.key, `{"type":"x","alerts":[{"severity":"critical","code":"GATELOG.deny_burst"}]}`, http.StatusBadRequest},
-		{d.key, `{"type":"x","alerts":[` + strings.Repeat(`{"severity":"high","code":"c"},`, 1300) + `{"severity":"high","code":"c"}]}`, http.StatusBadRequest},
-		{d.key, `{"type":"x","alerts":[{"severity":"apocalyptic","code":"c"}]}`, http.StatusBadRequest},
-		{d.key, `{"type":"x","alerts":[{"severity":"high","code":"` + strings.Repeat("c", 65) + `"}]}`, http.StatusBadRequest},
-		{d.key, `{"type":"x","alerts":[{"severity":"high","code":"a\u001b[2Kb"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[{"severity":"critical","code":"gatelog.fail_closed","message":"forged"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[{"severity":"critical","code":"GATELOG.deny_burst"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[` + strings.Repeat(`{"severity":"high","code":"c"},`, 1300) + `{"severity":"high","code":"c"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[{"severity":"apocalyptic","code":"c"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[{"severity":"high","code":"` + strings.Repeat("c", 65) + `"}]}`, http.StatusBadRequest},
+		{d.Key, `{"type":"x","alerts":[{"severity":"high","code":"a\u001b[2Kb"}]}`, http.StatusBadRequest},
 	} {
-		if code, raw := d.post("/v1/events", tc.key, []byte(tc.body)); code != tc.want {
+		if code, raw := d.Post("/v1/events", tc.key, []byte(tc.body)); code != tc.want {
 			t.Errorf("POST %s: %d %s, want %d", tc.body, code, raw, tc.want)
 		}
 	}
 	// A caller without vouch reports events about itself.
-	code, raw = d.post("/v1/events", d.decideOnlyKey, []byte(`{"type":"config.change","message":"changed a pipeline"}`))
+	code, raw = d.Post("/v1/events", d.decideOnlyKey, []byte(`{"type":"config.change","message":"changed a pipeline"}`))
 	if code != http.StatusOK {
 		t.Fatalf("self-reported event: %d %s", code, raw)
 	}

@@ -54,10 +54,10 @@ func (headersAdapter) Render(_ context.Context, in adapter.Native, out adapter.O
 	return adapter.Response{Status: http.StatusOK, Body: body}, nil
 }
 
-// TestAdaptersNeverSeeCredentials: the caller's Authorization header (and
-// so its API key or token) reaches neither Translate nor Render of an
-// adapter process, whose stderr goes to the daemon log.
-func TestAdaptersNeverSeeCredentials(t *testing.T) {
+// headersAdapterConfig runs the test binary as the "headers" adapter
+// (TestMain).
+func headersAdapterConfig(t *testing.T) []host.Config {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -67,16 +67,21 @@ func TestAdaptersNeverSeeCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(exe)
+	return []host.Config{{Name: "headers", Command: self, Args: []string{"adapter", "serve", "headers"}, SHA256: hex.EncodeToString(sum[:])}}
+}
+
+// TestAdaptersNeverSeeCredentials: the caller's Authorization header (and
+// so its API key or token) reaches neither Translate nor Render of an
+// adapter process, whose stderr goes to the daemon log.
+func TestAdaptersNeverSeeCredentials(t *testing.T) {
 	var logs syncBuffer
-	dir := t.TempDir()
 	d := openDaemon(t, daemon.Config{
-		DataDir:           dir,
-		Adapters:          []host.Config{{Name: "headers", Command: self, Args: []string{"adapter", "serve", "headers"}, SHA256: hex.EncodeToString(sum[:])}},
-		AdapterExecutable: self,
-		Logger:            slog.New(slog.NewTextHandler(&logs, nil)),
+		DataDir:  t.TempDir(),
+		Adapters: headersAdapterConfig(t),
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 	})
-	req, _ := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/headers", strings.NewReader(`{}`))
-	req.Header.Set("Authorization", "Bearer "+d.key)
+	req, _ := http.NewRequest(http.MethodPost, d.HTTP.URL+"/v1/adapters/headers", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+d.Key)
 	req.Header.Set("X-Ci-Event", "push")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -94,12 +99,12 @@ func TestAdaptersNeverSeeCredentials(t *testing.T) {
 	if slices.Contains(answer.Headers, "Authorization") || !slices.Contains(answer.Headers, "X-Ci-Event") {
 		t.Errorf("Render was given headers %v", answer.Headers)
 	}
-	code, raw := d.get("/v1/decisions/" + answer.DecisionID)
+	code, raw := d.Get("/v1/decisions/" + answer.DecisionID)
 	var rc decision.Receipt
 	if err := json.Unmarshal(raw, &rc); err != nil || code != http.StatusOK {
 		t.Fatalf("decision %q: %d %s", answer.DecisionID, code, raw)
 	}
-	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +112,7 @@ func TestAdaptersNeverSeeCredentials(t *testing.T) {
 	if strings.Contains(string(got), "Authorization") || !strings.Contains(string(got), "X-Ci-Event") {
 		t.Errorf("Translate was given headers %s", got)
 	}
-	if strings.Contains(logs.String(), d.key) {
+	if strings.Contains(logs.String(), d.Key) {
 		t.Error("the API key appears in the daemon log")
 	}
 }

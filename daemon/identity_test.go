@@ -29,6 +29,7 @@ import (
 	"github.com/gatelog/gatelog/daemon/api"
 	"github.com/gatelog/gatelog/engine/identity"
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
+	"github.com/gatelog/gatelog/internal/daemontest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -200,7 +201,7 @@ func (d *tlsDaemon) verifyReceipt(raw []byte) decision.Record {
 		rc = decision.Receipt{}
 		_ = json.Unmarshal(r.body, &rc)
 	}
-	res, err := verify.Receipt(rc, readPub(d.t, filepath.Join(d.dir, "keys/log.pub")), readPub(d.t, filepath.Join(d.dir, "keys/decision.pub")))
+	res, err := verify.Receipt(rc, daemontest.PublicKey(d.t, filepath.Join(d.dir, "keys/log.pub")), daemontest.PublicKey(d.t, filepath.Join(d.dir, "keys/decision.pub")))
 	if err != nil {
 		d.t.Fatalf("receipt does not verify: %v", err)
 	}

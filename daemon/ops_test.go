@@ -55,6 +55,7 @@ alerts contains {"severity": "high", "code": "prod_deploy", "message": "deploy t
 // opsDaemon is a daemon with the operations features configured.
 type opsDaemon struct {
 	*testDaemon
+	t                      *testing.T
 	readKey, decideOnlyKey string
 }
 
@@ -102,13 +103,13 @@ func startOps(t *testing.T, dir string, mutate func(*daemon.Config)) *opsDaemon 
 		mutate(&cfg)
 	}
 	d := openDaemon(t, cfg)
-	d.key = keys["root"]
-	return &opsDaemon{testDaemon: d, readKey: keys["reader"], decideOnlyKey: keys["ci"]}
+	d.Key = keys["root"]
+	return &opsDaemon{testDaemon: d, t: t, readKey: keys["reader"], decideOnlyKey: keys["ci"]}
 }
 
-func (d *opsDaemon) get(path, key string) (int, []byte) {
+func (d *opsDaemon) getAs(path, key string) (int, []byte) {
 	d.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+path, nil)
+	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+path, nil)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -123,7 +124,7 @@ func (d *opsDaemon) get(path, key string) (int, []byte) {
 
 func (d *opsDaemon) search(params string) api.SearchResponse {
 	d.t.Helper()
-	code, raw := d.get("/v1/audit/search?"+params, d.readKey)
+	code, raw := d.getAs("/v1/audit/search?"+params, d.readKey)
 	if code != http.StatusOK {
 		d.t.Fatalf("search %s: %d %s", params, code, raw)
 	}
@@ -136,9 +137,9 @@ func (d *opsDaemon) search(params string) api.SearchResponse {
 
 func TestAuditSearchOverHTTP(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
-	a1 := d.decide(allowedDeploy)
-	b := d.decide(deniedDeploy)
-	a2 := d.decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"staging"}}`)
+	a1 := d.Decide(allowedDeploy)
+	b := d.Decide(deniedDeploy)
+	a2 := d.Decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"staging"}}`)
 
 	sr := d.search("subject=alice&action=deploy&since=7d")
 	if len(sr.Results) != 2 || sr.Results[0].LogIndex != a2.LogIndex || sr.Results[1].LogIndex != a1.LogIndex {
@@ -159,7 +160,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 		t.Errorf("alert search = %+v", got.Results)
 	}
 
-	code, raw := d.get("/v1/audit/counts?by=subject&kind=decision", d.readKey)
+	code, raw := d.getAs("/v1/audit/counts?by=subject&kind=decision", d.readKey)
 	var cr api.CountsResponse
 	if code != http.StatusOK || json.Unmarshal(raw, &cr) != nil {
 		t.Fatalf("counts: %d %s", code, raw)
@@ -180,7 +181,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 		{"/v1/audit/search?subjekt=alice", "", http.StatusUnauthorized},
 		{"/v1/audit/counts?by=password", d.readKey, http.StatusBadRequest},
 	} {
-		if code, raw := d.get(tc.path, tc.key); code != tc.want {
+		if code, raw := d.getAs(tc.path, tc.key); code != tc.want {
 			t.Errorf("GET %s: %d %s, want %d", tc.path, code, raw, tc.want)
 		}
 	}
@@ -190,20 +191,20 @@ func TestAuditIndexRebuildAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	d := startOps(t, dir, nil)
 	for i := range 5 {
-		d.decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i%2))
+		d.Decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i%2))
 	}
 	before := d.search("limit=1000")
-	code, raw := d.post("/v1/audit/rebuild", d.readKey, nil)
+	code, raw := d.Post("/v1/audit/rebuild", d.readKey, nil)
 	if code != http.StatusForbidden {
 		t.Errorf("rebuild with a read key: %d %s", code, raw)
 	}
-	if code, raw := d.post("/v1/audit/rebuild", d.key, nil); code != http.StatusOK {
+	if code, raw := d.Post("/v1/audit/rebuild", d.Key, nil); code != http.StatusOK {
 		t.Fatalf("rebuild: %d %s", code, raw)
 	}
 	if after := d.search("limit=1000"); fmt.Sprint(after.Results) != fmt.Sprint(before.Results) {
 		t.Errorf("rebuilt index differs")
 	}
-	d.stop()
+	d.Stop()
 	// Deleting the index file: the next daemon rebuilds it from the log.
 	for _, f := range []string{api.IndexFile, api.IndexFile + "-wal", api.IndexFile + "-shm"} {
 		_ = os.Remove(filepath.Join(dir, f))
@@ -270,19 +271,19 @@ func TestAlertsSurviveSinkOutageAndRestart(t *testing.T) {
 	d := startOps(t, dir, withAlerts)
 	var want []string
 	for i := range 10 {
-		rc := d.decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
+		rc := d.Decide(fmt.Sprintf(`{"subject":{"id":"u%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
 		if len(rc.Alerts) != 1 {
 			t.Fatalf("receipt alerts = %+v", rc.Alerts)
 		}
 		want = append(want, rc.DecisionID+"-0")
 	}
-	d.decide(`{"subject":{"id":"quiet"},"action":"deploy","resource":{"environment":"staging"}}`)
-	d.stop()
+	d.Decide(`{"subject":{"id":"quiet"},"action":"deploy","resource":{"environment":"staging"}}`)
+	d.Stop()
 
 	// The daemon restarts while the sink is still down; then it comes up.
 	d = startOps(t, dir, withAlerts)
 	for i := range 5 {
-		rc := d.decide(fmt.Sprintf(`{"subject":{"id":"v%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
+		rc := d.Decide(fmt.Sprintf(`{"subject":{"id":"v%d"},"action":"deploy","resource":{"environment":"production"}}`, i))
 		want = append(want, rc.DecisionID+"-0")
 	}
 	snk.down.Store(false)
@@ -302,8 +303,8 @@ func TestAlertsSurviveSinkOutageAndRestart(t *testing.T) {
 
 func TestAlertStream(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
-	first := d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/alerts/stream?recent=10", nil)
+	first := d.Decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/alerts/stream?recent=10", nil)
 	req.Header.Set("Authorization", "Bearer "+d.readKey)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -339,18 +340,18 @@ func TestAlertStream(t *testing.T) {
 	if a := next(); a.DecisionID != first.DecisionID || a.Code != "prod_deploy" || a.LogIndex == nil || *a.LogIndex != first.LogIndex {
 		t.Errorf("recent alert = %+v", a)
 	}
-	second := d.decide(`{"subject":{"id":"b"},"action":"deploy","resource":{"environment":"production"}}`)
+	second := d.Decide(`{"subject":{"id":"b"},"action":"deploy","resource":{"environment":"production"}}`)
 	if a := next(); a.DecisionID != second.DecisionID || a.UUID != second.UUID || a.Subject != "b" {
 		t.Errorf("live alert = %+v", a)
 	}
-	if code, _ := d.get("/v1/alerts/stream", d.decideOnlyKey); code != http.StatusForbidden {
+	if code, _ := d.getAs("/v1/alerts/stream", d.decideOnlyKey); code != http.StatusForbidden {
 		t.Errorf("stream with a decide-only key: %d", code)
 	}
 }
 
 func scrape(t *testing.T, d *opsDaemon) map[string]*family {
 	t.Helper()
-	code, raw := d.get("/metrics", "")
+	code, raw := d.getAs("/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -371,9 +372,9 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	snk.down.Store(true)
 	cfgDir := t.TempDir()
 	d := startOps(t, t.TempDir(), func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) })
-	d.decide(allowedDeploy)
-	d.decide(`{"subject":{"id":"x"},"action":"secret.read"}`)
-	d.get("/v1/audit/search", "glk_not-a-key")
+	d.Decide(allowedDeploy)
+	d.Decide(`{"subject":{"id":"x"},"action":"secret.read"}`)
+	d.getAs("/v1/audit/search", "glk_not-a-key")
 	d.search("subject=alice")
 
 	m := scrape(t, d)
@@ -414,7 +415,7 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	if failures < 1 {
 		t.Errorf("auth failures = %v, want at least 1", failures)
 	}
-	d.srv.AdapterRestarted("tekton", nil)
+	d.Server.AdapterRestarted("tekton", nil)
 	if v := scrape(t, d)["gatelog_adapter_restarts_total"].value(map[string]string{"adapter": "tekton"}); v != 1 {
 		t.Errorf("adapter restarts = %v", v)
 	}
@@ -429,10 +430,10 @@ func TestMetricLabelsBounded(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
 	long, huge := strings.Repeat("a", 100), strings.Repeat("b", 100_000)
 	for i := range 20 {
-		d.decide(fmt.Sprintf(`{"subject":{"id":"x"},"action":"%s%d","source":{"adapter":"%s%d"}}`, long, i, huge, i))
+		d.Decide(fmt.Sprintf(`{"subject":{"id":"x"},"action":"%s%d","source":{"adapter":"%s%d"}}`, long, i, huge, i))
 	}
-	d.decide(`{"subject":{"id":"x"},"action":"deploy\u001b[2K"}`)
-	code, raw := d.get("/metrics", "")
+	d.Decide(`{"subject":{"id":"x"},"action":"deploy\u001b[2K"}`)
+	code, raw := d.getAs("/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
@@ -445,7 +446,7 @@ func TestMetricLabelsBounded(t *testing.T) {
 	if v := m["gatelog_decisions_total"].value(map[string]string{"outcome": "deny", "action": "other", "adapter": "none"}); v != 21 {
 		t.Errorf("decisions with oversized or odd actions counted as other = %v, want 21", v)
 	}
-	d.srv.AdapterRestarted(huge, nil)
+	d.Server.AdapterRestarted(huge, nil)
 	if v := scrape(t, d)["gatelog_adapter_restarts_total"].value(map[string]string{"adapter": "other"}); v != 1 {
 		t.Errorf("restarts of an adapter with a 100 kB name counted as other = %v, want 1", v)
 	}
@@ -453,13 +454,13 @@ func TestMetricLabelsBounded(t *testing.T) {
 
 func TestReadyzFailsOnStaleCheckpoint(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
-	d.decide(allowedDeploy)
-	if code, raw := d.get("/readyz", ""); code != http.StatusOK {
+	d.Decide(allowedDeploy)
+	if code, raw := d.getAs("/readyz", ""); code != http.StatusOK {
 		t.Fatalf("readyz: %d %s", code, raw)
 	}
-	d.stop()
-	stale := startOps(t, d.dir, func(c *daemon.Config) { c.MaxCheckpointAge = time.Nanosecond })
-	code, raw := stale.get("/readyz", "")
+	d.Stop()
+	stale := startOps(t, d.Dir, func(c *daemon.Config) { c.MaxCheckpointAge = time.Nanosecond })
+	code, raw := stale.getAs("/readyz", "")
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(raw), "checkpoint") {
 		t.Errorf("readyz with a stale checkpoint: %d %s", code, raw)
 	}
@@ -519,7 +520,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 	cfgDir, dir := t.TempDir(), t.TempDir()
 	withAlerts := func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) }
 	d := startOps(t, dir, withAlerts)
-	d.decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
+	d.Decide(`{"subject":{"id":"a"},"action":"deploy","resource":{"environment":"production"}}`)
 	// Let the first alert be delivered (and marked so) before stopping:
 	// delivery is at least once, so an alert in flight at shutdown may
 	// rightly arrive again after the restart, which is not what this
@@ -529,7 +530,7 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 		defer snk.mu.Unlock()
 		return len(snk.got) == 1
 	})
-	d.stop()
+	d.Stop()
 
 	// The "crashed" decision: appended to the log by hand, no outbox write.
 	ctx := context.Background()
@@ -604,10 +605,10 @@ func TestDenyBurstRaisesOneAlert(t *testing.T) {
 		c.Alerts.DenyBurst = &alert.BurstConfig{Count: 3, Window: "1h"}
 	})
 	for range 5 {
-		d.decide(`{"subject":{"id":"mallory"},"action":"secret.read"}`)
+		d.Decide(`{"subject":{"id":"mallory"},"action":"secret.read"}`)
 	}
 	for range 2 {
-		d.decide(`{"subject":{"id":"bob"},"action":"secret.read"}`)
+		d.Decide(`{"subject":{"id":"bob"},"action":"secret.read"}`)
 	}
 	d.search("limit=1") // the index (and so the detector) has seen every entry
 	poll.Until(t, "the deny-burst alert arrives", func() bool {
@@ -632,8 +633,8 @@ func TestDenyBurstRaisesOneAlert(t *testing.T) {
 // look like no decision at all. A read caller gets any.
 func TestDecideOnlyCallersReadTheirOwnDecisions(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
-	theirs := d.decide(allowedDeploy) // the bootstrap key's
-	code, raw := d.post("/v1/decide", d.decideOnlyKey, []byte(`{"action":"pipeline.trigger"}`))
+	theirs := d.Decide(allowedDeploy) // the bootstrap key's
+	code, raw := d.Post("/v1/decide", d.decideOnlyKey, []byte(`{"action":"pipeline.trigger"}`))
 	if code != http.StatusOK && code != http.StatusForbidden {
 		t.Fatalf("decide with the decide-only key: %d %s", code, raw)
 	}
@@ -647,7 +648,7 @@ func TestDecideOnlyCallersReadTheirOwnDecisions(t *testing.T) {
 		{theirs.DecisionID, d.readKey, http.StatusOK},
 		{own.DecisionID, d.readKey, http.StatusOK},
 	} {
-		if code, raw := d.get("/v1/decisions/"+tc.id, tc.key); code != tc.want {
+		if code, raw := d.getAs("/v1/decisions/"+tc.id, tc.key); code != tc.want {
 			t.Errorf("GET /v1/decisions/%s: %d %s, want %d", tc.id, code, raw, tc.want)
 		}
 	}

@@ -102,14 +102,14 @@ func writePolicy(t *testing.T, dir, rego string) {
 // opens each signed record with the daemon's key, as an auditor would.
 func loggedRecords(t *testing.T, d *testDaemon, upto int64) []decision.Record {
 	t.Helper()
-	v, err := signature.LoadVerifier(d.signKey, crypto.SHA256)
+	v, err := signature.LoadVerifier(d.SignerKey, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var recs []decision.Record
 	for i := int64(0); i <= upto; i++ {
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", d.http.URL, i), nil)
-		req.Header.Set("Authorization", "Bearer "+d.key) // records are for read callers
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", d.HTTP.URL, i), nil)
+		req.Header.Set("Authorization", "Bearer "+d.Key) // records are for read callers
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -158,13 +158,13 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	d := startWith(t, src, logs)
-	before := d.srv.Policy()
+	before := d.Server.Policy()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sighup := make(chan os.Signal, 1)
 	watchDone := make(chan error, 1)
 	go func() {
-		watchDone <- d.srv.WatchPolicy(ctx, daemon.PolicyWatch{Dir: polDir, Signals: sighup, Debounce: 50 * time.Millisecond})
+		watchDone <- d.Server.WatchPolicy(ctx, daemon.PolicyWatch{Dir: polDir, Signals: sighup, Debounce: 50 * time.Millisecond})
 	}()
 	defer func() {
 		cancel()
@@ -185,8 +185,8 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				req, _ := http.NewRequest(http.MethodPost, d.http.URL+"/v1/decide", strings.NewReader(allowedDeploy))
-				req.Header.Set("Authorization", "Bearer "+d.key)
+				req, _ := http.NewRequest(http.MethodPost, d.HTTP.URL+"/v1/decide", strings.NewReader(allowedDeploy))
+				req.Header.Set("Authorization", "Bearer "+d.Key)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					failures <- err.Error()
@@ -213,7 +213,7 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 	failsItsTests := strings.Replace(testPolicy, `input.action == "pipeline.trigger"`, `input.action == "pipeline.run"`, 1)
 	writePolicy(t, polDir, failsItsTests)
 	poll.Until(t, "the policy failing its tests to be refused", func() bool { return logs.count("Rego tests fail") >= 1 })
-	if got := d.srv.Policy(); got != before {
+	if got := d.Server.Policy(); got != before {
 		t.Fatalf("a refused policy was swapped in: %+v", got)
 	}
 	n := decided.Load()
@@ -234,8 +234,8 @@ func TestPolicyReloadUnderConcurrentDecides(t *testing.T) {
 		return
 	}
 
-	after := d.srv.Policy()
-	last := d.decide(allowedDeploy) // waits for a checkpoint covering everything before it
+	after := d.Server.Policy()
+	last := d.Decide(allowedDeploy) // waits for a checkpoint covering everything before it
 	updates := policyUpdates(loggedRecords(t, d, last.LogIndex))
 	if len(updates) != 1 {
 		t.Fatalf("%d policy.update records, want 1 (refused and unchanged policies log nothing)", len(updates))
@@ -337,7 +337,7 @@ func TestBundlePollWithETag(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	watchDone := make(chan error, 1)
 	go func() {
-		watchDone <- d.srv.WatchPolicy(ctx, daemon.PolicyWatch{BundleURL: url, ETag: etag, Verification: ver, PollInterval: 30 * time.Millisecond})
+		watchDone <- d.Server.WatchPolicy(ctx, daemon.PolicyWatch{BundleURL: url, ETag: etag, Verification: ver, PollInterval: 30 * time.Millisecond})
 	}()
 	defer func() {
 		cancel()
@@ -358,13 +358,13 @@ func TestBundlePollWithETag(t *testing.T) {
 	poll.Until(t, "the unsigned bundle to be refused", func() bool { return logs.count("missing .signatures.json") >= 1 })
 	full := bs.full.Load()
 	poll.Until(t, "polls after the refusal answered 304", func() bool { return bs.notMod.Load() >= 6 })
-	if bs.full.Load() != full || d.srv.Policy().Revision != "r1" {
-		t.Fatalf("after an unsigned bundle: revision %q, %d downloads (want %d: a refused bundle is not fetched again)", d.srv.Policy().Revision, bs.full.Load(), full)
+	if bs.full.Load() != full || d.Server.Policy().Revision != "r1" {
+		t.Fatalf("after an unsigned bundle: revision %q, %d downloads (want %d: a refused bundle is not fetched again)", d.Server.Policy().Revision, bs.full.Load(), full)
 	}
 
 	bs.set(signedBundle(t, priv, strings.Replace(testPolicy, "release manager with MFA", "release manager with MFA, r2", 1), "r2"))
-	poll.Until(t, "revision r2", func() bool { return d.srv.Policy().Revision == "r2" })
-	rc := d.decide(allowedDeploy)
+	poll.Until(t, "revision r2", func() bool { return d.Server.Policy().Revision == "r2" })
+	rc := d.Decide(allowedDeploy)
 	if rc.Reasons[0] != "release manager with MFA, r2" {
 		t.Errorf("decision under r2: %v", rc.Reasons)
 	}
@@ -387,12 +387,12 @@ func TestBundlePollWithETag(t *testing.T) {
 func TestReloadPolicyRecordIsRetrievable(t *testing.T) {
 	d := startWith(t, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}}}, io.Discard)
 	next := engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(testPolicy + "\n# v2\n")}}, Revision: "v2", Origin: "test"}
-	ch, err := d.srv.ReloadPolicy(context.Background(), next, "API")
+	ch, err := d.Server.ReloadPolicy(context.Background(), next, "API")
 	if err != nil || !ch.Changed || ch.New.Revision != "v2" || ch.Receipt.DecisionID == "" {
 		t.Fatalf("reload: %+v, %v", ch, err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+ch.Receipt.DecisionID, nil)
-	req.Header.Set("Authorization", "Bearer "+d.key)
+	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/decisions/"+ch.Receipt.DecisionID, nil)
+	req.Header.Set("Authorization", "Bearer "+d.Key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -402,7 +402,7 @@ func TestReloadPolicyRecordIsRetrievable(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&rc); err != nil || resp.StatusCode != 200 || rc.InclusionProof == nil {
 		t.Fatalf("GET the policy.update record: %d %v", resp.StatusCode, err)
 	}
-	again, err := d.srv.ReloadPolicy(context.Background(), next, "API")
+	again, err := d.Server.ReloadPolicy(context.Background(), next, "API")
 	if err != nil || again.Changed {
 		t.Errorf("reloading the same policy: %+v, %v", again, err)
 	}
@@ -445,24 +445,24 @@ func TestStartLogsThePolicyInForce(t *testing.T) {
 		return out
 	}
 	d := open(testPolicy)
-	first := d.decide(allowedDeploy)
+	first := d.Decide(allowedDeploy)
 	recs := startRecords(d, first.LogIndex)
-	if len(recs) != 1 || first.LogIndex != 1 || recs[0].Kind != decision.KindAdmin || recs[0].Allowed() || recs[0].Policy != d.srv.Policy() {
+	if len(recs) != 1 || first.LogIndex != 1 || recs[0].Kind != decision.KindAdmin || recs[0].Allowed() || recs[0].Policy != d.Server.Policy() {
 		t.Fatalf("first start: decision at %d, start records %+v", first.LogIndex, recs)
 	}
-	d.stop()
+	d.Stop()
 
 	d = open(testPolicy)
-	again := d.decide(allowedDeploy)
+	again := d.Decide(allowedDeploy)
 	if again.LogIndex != 2 || len(startRecords(d, again.LogIndex)) != 1 {
 		t.Fatalf("a restart on the same policy logged something: decision at %d", again.LogIndex)
 	}
-	d.stop()
+	d.Stop()
 
 	d = open(testPolicy + "\n# changed while the daemon was down\n")
-	changed := d.decide(allowedDeploy)
+	changed := d.Decide(allowedDeploy)
 	recs = startRecords(d, changed.LogIndex)
-	if changed.LogIndex != 4 || len(recs) != 2 || recs[1].Policy != d.srv.Policy() || recs[1].Policy.SHA256 == recs[0].Policy.SHA256 {
+	if changed.LogIndex != 4 || len(recs) != 2 || recs[1].Policy != d.Server.Policy() || recs[1].Policy.SHA256 == recs[0].Policy.SHA256 {
 		t.Fatalf("a restart on a changed policy: decision at %d, start records %+v", changed.LogIndex, recs)
 	}
 }

@@ -49,19 +49,19 @@ func collect(t *testing.T, seq func(func(records.Record, error) bool)) ([]replay
 func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	ctx := context.Background()
 	d := startWith(t, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}}}, &syncBuffer{})
-	first := d.decide(allowedDeploy)
-	if _, err := d.srv.ReloadPolicy(ctx, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(testPolicy + "\n# v2\n")}}, Origin: "test"}, "API"); err != nil {
+	first := d.Decide(allowedDeploy)
+	if _, err := d.Server.ReloadPolicy(ctx, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(testPolicy + "\n# v2\n")}}, Origin: "test"}, "API"); err != nil {
 		t.Fatal(err)
 	}
-	last := d.decide(deniedDeploy)
+	last := d.Decide(deniedDeploy)
 
 	// Records are private: without a credential replay cannot read them,
 	// and says why.
-	anon, err := rekorapi.NewClient(d.http.URL, http.DefaultClient)
+	anon, err := rekorapi.NewClient(d.HTTP.URL, http.DefaultClient)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := verify.New(d.logKey, verify.WithSignerKey(d.signKey))
+	v, err := verify.New(d.LogKey, verify.WithSignerKey(d.SignerKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if !errors.Is(err, rekorapi.ErrRecordsPrivate) {
 		t.Fatalf("remote records without a read key: %v, want ErrRecordsPrivate", err)
 	}
-	client, err := rekorapi.NewClient(d.http.URL, http.DefaultClient, rekorapi.WithBearer(d.key))
+	client, err := rekorapi.NewClient(d.HTTP.URL, http.DefaultClient, rekorapi.WithBearer(d.Key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +95,8 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	}
 	otherKey := other.Public()
 	for name, keys := range map[string][2]crypto.PublicKey{
-		"wrong log key":    {otherKey, d.signKey},
-		"wrong signer key": {d.logKey, otherKey},
+		"wrong log key":    {otherKey, d.SignerKey},
+		"wrong signer key": {d.LogKey, otherKey},
 	} {
 		kv, err := verify.New(keys[0], verify.WithSignerKey(keys[1]))
 		if err != nil {
@@ -113,8 +113,8 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 
 	// A running daemon holds its envelope store: read the data directory
 	// once it has stopped.
-	d.stop()
-	local, end, err := localRecords(t, ctx, d.dir, 0, 0)
+	d.Stop()
+	local, end, err := localRecords(t, ctx, d.Dir, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,13 +134,13 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 		t.Fatalf("local records %+v, want %+v", got, want)
 	}
 
-	if _, _, err := localRecords(t, ctx, d.dir, 5, 0); err == nil {
+	if _, _, err := localRecords(t, ctx, d.Dir, 5, 0); err == nil {
 		t.Error("a range past the end of the log was accepted")
 	}
 
 	// Swap two stored envelopes: both are validly signed, but neither is
 	// the one its log entry commits to, and the read says so.
-	dir := filepath.Join(d.dir, api.LogDir)
+	dir := filepath.Join(d.Dir, api.LogDir)
 	leafOf := func(rc decision.Receipt) []byte { b, _ := hex.DecodeString(rc.UUID[16:]); return b }
 	var envFirst, envLast []byte
 	keep := func(dst *[]byte) func([]byte) []byte {
@@ -158,7 +158,7 @@ func TestLoggedRecordsLocalAndRemote(t *testing.T) {
 	if err := logtest.RewriteStoredEnvelope(dir, leafOf(last), func([]byte) []byte { return envFirst }); err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err = localRecords(t, ctx, d.dir, 0, 0)
+	seq, _, err = localRecords(t, ctx, d.Dir, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 						Resource: decision.Resource{System: "github", Environment: envs[int(h>>24)%len(envs)], Repository: fmt.Sprintf("acme/repo%d", i%13)},
 						Source:   decision.Source{Adapter: "github"},
 					}
-					rc, err := d.srv.Decide(ctx, req, caller, false)
+					rc, err := d.Server.Decide(ctx, req, caller, false)
 					if err != nil {
 						t.Errorf("decide %d: %v", i, err)
 						return
@@ -131,10 +131,10 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 		wg.Wait()
 	}
 	generate(0, n/2)
-	policyA := d.srv.Policy().SHA256
+	policyA := d.Server.Policy().SHA256
 	// Half-way, a new policy: "every decision made under policy X" then
 	// has a real answer.
-	ch, err := d.srv.ReloadPolicy(ctx, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(scalePolicy + "\n# v2\n")}}, Origin: "test"}, "test")
+	ch, err := d.Server.ReloadPolicy(ctx, engine.Source{FS: fstest.MapFS{"decision.rego": {Data: []byte(scalePolicy + "\n# v2\n")}}, Origin: "test"}, "test")
 	if err != nil || !ch.Changed {
 		t.Fatalf("reload: %+v %v", ch, err)
 	}
@@ -219,11 +219,11 @@ func TestScaleTenThousandDecisions(t *testing.T) {
 	}
 
 	// Delete the index and rebuild it from the log alone: same answers.
-	d.stop()
+	d.Stop()
 	for _, f := range []string{api.IndexFile, api.IndexFile + "-wal", api.IndexFile + "-shm"} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
-	rd, err := translog.OpenReader(filepath.Join(dir, api.LogDir), d.logKey)
+	rd, err := translog.OpenReader(filepath.Join(dir, api.LogDir), d.LogKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func (d *opsDaemon) verifyPages(t *testing.T, params string) int {
 						t.Errorf("row %d has no receipt", r.LogIndex)
 						continue
 					}
-					res, err := verify.Receipt(*rc, d.logKey, d.signKey)
+					res, err := verify.Receipt(*rc, d.LogKey, d.SignerKey)
 					if err != nil {
 						t.Errorf("row %d: %v", r.LogIndex, err)
 						continue
@@ -330,7 +330,7 @@ func (d *opsDaemon) verifyAll(t *testing.T, rows []index.Row) {
 					return
 				}
 				r := rows[i]
-				code, raw := d.get("/v1/decisions/"+r.ID, d.readKey)
+				code, raw := d.getAs("/v1/decisions/"+r.ID, d.readKey)
 				if code != 200 {
 					t.Errorf("row %d: %d %s", r.LogIndex, code, raw)
 					return
@@ -340,7 +340,7 @@ func (d *opsDaemon) verifyAll(t *testing.T, rows []index.Row) {
 					t.Error(err)
 					return
 				}
-				res, err := verify.Receipt(rc, d.logKey, d.signKey)
+				res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 				if err != nil {
 					t.Errorf("row %d: %v", r.LogIndex, err)
 					return

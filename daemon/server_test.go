@@ -3,13 +3,11 @@ package daemon_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,9 +16,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/internal/daemontest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -55,15 +53,8 @@ allowed_deploy if {
 }
 `
 
-type testDaemon struct {
-	t       *testing.T
-	dir     string
-	srv     *daemon.Server
-	http    *httptest.Server
-	key     string
-	logKey  crypto.PublicKey
-	signKey crypto.PublicKey
-}
+// testDaemon is a daemon opened in the test's process (internal/daemontest).
+type testDaemon = daemontest.Daemon
 
 // startDaemon starts a daemon on dir with the test policy.
 func startDaemon(t *testing.T, dir string) *testDaemon {
@@ -71,92 +62,14 @@ func startDaemon(t *testing.T, dir string) *testDaemon {
 	return openDaemon(t, daemon.Config{DataDir: dir})
 }
 
-// openDaemon is the one way these tests start a daemon: daemon.Open on
-// cfg (DataDir required; testPolicy and a 100ms checkpoint interval unless
-// cfg says otherwise), served by an httptest server, closed when the test
-// ends (or at d.stop).
+// openDaemon opens a daemon on cfg with testPolicy unless cfg names
+// policies (daemontest.Open).
 func openDaemon(t *testing.T, cfg daemon.Config) *testDaemon {
 	t.Helper()
 	if cfg.Policies == nil {
 		cfg.Policies = fstest.MapFS{"decision.rego": {Data: []byte(testPolicy)}}
 	}
-	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = 100 * time.Millisecond
-	}
-	srv, err := daemon.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveDaemon(t, cfg.DataDir, srv)
-}
-
-// serveDaemon serves an opened daemon over HTTP for the test, with its
-// bootstrap API key (if it made one) and public keys at hand.
-func serveDaemon(t *testing.T, dir string, srv *daemon.Server) *testDaemon {
-	t.Helper()
-	d := &testDaemon{t: t, dir: dir, srv: srv, http: httptest.NewServer(srv.Handler())}
-	t.Cleanup(d.stop)
-	if key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile)); err == nil {
-		d.key = strings.TrimSpace(string(key))
-	}
-	d.logKey = readPub(t, filepath.Join(dir, "keys/log.pub"))
-	d.signKey = readPub(t, filepath.Join(dir, "keys/decision.pub"))
-	return d
-}
-
-func (d *testDaemon) stop() {
-	if d.http == nil {
-		return
-	}
-	d.http.Close()
-	if err := d.srv.Close(context.Background()); err != nil {
-		d.t.Errorf("close: %v", err)
-	}
-	d.http = nil
-}
-
-func readPub(t testing.TB, path string) crypto.PublicKey {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func (d *testDaemon) post(path, auth string, body []byte) (int, []byte) {
-	d.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, d.http.URL+path, bytes.NewReader(body))
-	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (d *testDaemon) decide(body string) decision.Receipt {
-	d.t.Helper()
-	code, raw := d.post("/v1/decide?wait=checkpoint", d.key, []byte(body))
-	if code != http.StatusOK {
-		d.t.Fatalf("decide: %d %s", code, raw)
-	}
-	var rc decision.Receipt
-	if err := json.Unmarshal(raw, &rc); err != nil {
-		d.t.Fatal(err)
-	}
-	if rc.InclusionProof == nil {
-		d.t.Fatalf("no inclusion proof in %s", raw)
-	}
-	return rc
+	return daemontest.Open(t, cfg)
 }
 
 const (
@@ -170,11 +83,11 @@ func TestDecideAllowAndDenyVerifyOffline(t *testing.T) {
 		body  string
 		allow bool
 	}{{allowedDeploy, true}, {deniedDeploy, false}} {
-		rc := d.decide(tc.body)
+		rc := d.Decide(tc.body)
 		if rc.Allow != tc.allow {
 			t.Fatalf("allow = %v, want %v (%v)", rc.Allow, tc.allow, rc.Reasons)
 		}
-		res, err := verify.Receipt(rc, d.logKey, d.signKey)
+		res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 		if err != nil {
 			t.Fatalf("receipt does not verify: %v", err)
 		}
@@ -194,7 +107,7 @@ func TestDecisionIDsAreTimeOrdered(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	var prev string
 	for range 5 {
-		id := d.decide(allowedDeploy).DecisionID
+		id := d.Decide(allowedDeploy).DecisionID
 		u, err := uuid.Parse(id)
 		if err != nil || u.Version() != 7 {
 			t.Fatalf("decision ID %q is not a version 7 UUID (%v)", id, err)
@@ -211,7 +124,7 @@ func TestDecisionIDsAreTimeOrdered(t *testing.T) {
 func TestEveryReceiptFieldIsTamperEvident(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
 	for _, body := range []string{allowedDeploy, deniedDeploy} {
-		rc := d.decide(body)
+		rc := d.Decide(body)
 		rc.Alerts = []decision.Alert{} // make the optional field present, so it is tampered too
 		var fields map[string]json.RawMessage
 		raw, _ := json.Marshal(rc)
@@ -230,7 +143,7 @@ func TestEveryReceiptFieldIsTamperEvident(t *testing.T) {
 				if err := json.Unmarshal(b, &bad); err != nil {
 					continue // not even a receipt: the CLI refuses it
 				}
-				if _, err := verify.Receipt(bad, d.logKey, d.signKey); err == nil {
+				if _, err := verify.Receipt(bad, d.LogKey, d.SignerKey); err == nil {
 					t.Errorf("receipt with %s changed to %s still verifies", name, variant)
 				}
 			}
@@ -314,28 +227,28 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 		{"no credentials", "", allowedDeploy, 401, "missing credentials"},
 		{"wrong key", "glk_0011223344556677_deadbeef", allowedDeploy, 401, "invalid API key"},
 		{"not a gatelog key", "hunter2", allowedDeploy, 401, "not a gatelog API key"},
-		{"malformed JSON", d.key, `{"action":`, 400, "malformed JSON"},
-		{"not an object", d.key, `[1,2]`, 400, "must be"},
-		{"unknown field", d.key, `{"action":"deploy","colour":"red"}`, 400, `"colour"`},
-		{"unknown nested field", d.key, `{"action":"deploy","subject":{"id":"a","admin":true}}`, 400, `"admin"`},
-		{"wrong type", d.key, `{"action":42}`, 400, `"action"`},
-		{"missing action", d.key, `{"resource":{"name":"x"}}`, 400, `"action" is required`},
-		{"empty body", d.key, ``, 400, "empty body"},
-		{"trailing data", d.key, `{"action":"deploy"} {}`, 400, "after the JSON object"},
-		{"bad time", d.key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
-		{"oversized", d.key, big, 400, "larger than"},
+		{"malformed JSON", d.Key, `{"action":`, 400, "malformed JSON"},
+		{"not an object", d.Key, `[1,2]`, 400, "must be"},
+		{"unknown field", d.Key, `{"action":"deploy","colour":"red"}`, 400, `"colour"`},
+		{"unknown nested field", d.Key, `{"action":"deploy","subject":{"id":"a","admin":true}}`, 400, `"admin"`},
+		{"wrong type", d.Key, `{"action":42}`, 400, `"action"`},
+		{"missing action", d.Key, `{"resource":{"name":"x"}}`, 400, `"action" is required`},
+		{"empty body", d.Key, ``, 400, "empty body"},
+		{"trailing data", d.Key, `{"action":"deploy"} {}`, 400, "after the JSON object"},
+		{"bad time", d.Key, `{"action":"deploy","context":{"time":"yesterday"}}`, 400, `"context.time"`},
+		{"oversized", d.Key, big, 400, "larger than"},
 		// What is signed is what was sent: nothing is coerced.
-		{"duplicate key", d.key, `{"action":"secret.read","action":"deploy"}`, 400, `"action" appears twice`},
-		{"invalid UTF-8", d.key, "{\"action\":\"deploy\xc3\"}", 400, "not valid UTF-8"},
-		{"NUL", d.key, `{"action":"deploy\u0000"}`, 400, "NUL"},
-		{"unpaired surrogate", d.key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
-		{"rounded integer", d.key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
-		{"vouch without id", d.key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
-		{"dry run", d.key, `{"action":"deploy","context":{"dry_run":true}}`, 400, `"context.dry_run"`},
+		{"duplicate key", d.Key, `{"action":"secret.read","action":"deploy"}`, 400, `"action" appears twice`},
+		{"invalid UTF-8", d.Key, "{\"action\":\"deploy\xc3\"}", 400, "not valid UTF-8"},
+		{"NUL", d.Key, `{"action":"deploy\u0000"}`, 400, "NUL"},
+		{"unpaired surrogate", d.Key, `{"action":"deploy\udfff"}`, 400, "unpaired surrogate"},
+		{"rounded integer", d.Key, `{"action":"deploy","resource":{"attributes":{"run":12345678901234567890}}}`, 400, `"resource.attributes.run"`},
+		{"vouch without id", d.Key, `{"action":"deploy","subject":{"groups":["admins"]}}`, 403, `"subject.id"`},
+		{"dry run", d.Key, `{"action":"deploy","context":{"dry_run":true}}`, 400, `"context.dry_run"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := d.post("/v1/decide", tc.auth, []byte(tc.body))
+			code, body := d.Post("/v1/decide", tc.auth, []byte(tc.body))
 			var e struct {
 				Code    int    `json:"code"`
 				Message string `json:"message"`
@@ -350,21 +263,21 @@ func TestBadInputIsRejectedAndNotLogged(t *testing.T) {
 	}
 	// Nothing was appended for the rejected calls: the next decision is
 	// entry 1 (entry 0 is the policy the daemon started with).
-	if rc := d.decide(allowedDeploy); rc.LogIndex != 1 {
+	if rc := d.Decide(allowedDeploy); rc.LogIndex != 1 {
 		t.Errorf("first accepted decision got index %d; rejected calls were logged", rc.LogIndex)
 	}
 }
 
 func TestGetDecisionReturnsVerifiableReceipt(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
-	code, raw := d.post("/v1/decide", d.key, []byte(deniedDeploy)) // no wait: no proof yet
+	code, raw := d.Post("/v1/decide", d.Key, []byte(deniedDeploy)) // no wait: no proof yet
 	if code != 200 {
 		t.Fatalf("%d %s", code, raw)
 	}
 	var rc decision.Receipt
 	_ = json.Unmarshal(raw, &rc)
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+rc.DecisionID, nil)
-	req.Header.Set("Authorization", "Bearer "+d.key)
+	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/decisions/"+rc.DecisionID, nil)
+	req.Header.Set("Authorization", "Bearer "+d.Key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -374,12 +287,12 @@ func TestGetDecisionReturnsVerifiableReceipt(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET: %d %v", resp.StatusCode, err)
 	}
-	if _, err := verify.Receipt(got, d.logKey, d.signKey); err != nil {
+	if _, err := verify.Receipt(got, d.LogKey, d.SignerKey); err != nil {
 		t.Fatalf("fetched receipt does not verify: %v", err)
 	}
 	for path, want := range map[string]int{"/v1/decisions/not-a-uuid": 400, "/v1/decisions/" + "00000000-0000-4000-8000-000000000000": 404} {
-		req, _ := http.NewRequest(http.MethodGet, d.http.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+d.key)
+		req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+d.Key)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -398,24 +311,24 @@ func TestRestartKeepsEverything(t *testing.T) {
 	d := startDaemon(t, dir)
 	var receipts []decision.Receipt
 	for i := range 5 {
-		receipts = append(receipts, d.decide(fmt.Sprintf(`{"action":"pipeline.trigger","resource":{"name":"p%d"}}`, i)))
+		receipts = append(receipts, d.Decide(fmt.Sprintf(`{"action":"pipeline.trigger","resource":{"name":"p%d"}}`, i)))
 	}
-	d.stop()
-	keyBefore := d.key
+	d.Stop()
+	keyBefore := d.Key
 
 	d = startDaemon(t, dir)
-	if d.key != keyBefore {
+	if d.Key != keyBefore {
 		t.Fatal("bootstrap key was rewritten on restart")
 	}
-	rc := d.decide(`{"action":"pipeline.trigger"}`)
+	rc := d.Decide(`{"action":"pipeline.trigger"}`)
 	// 0: the start-up policy record, 1-5: the decisions; a restart on the
 	// same policy logs nothing.
 	if rc.LogIndex != 6 {
 		t.Fatalf("index after restart = %d, want 6", rc.LogIndex)
 	}
 	for _, old := range receipts {
-		req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+old.DecisionID, nil)
-		req.Header.Set("Authorization", "Bearer "+d.key)
+		req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/decisions/"+old.DecisionID, nil)
+		req.Header.Set("Authorization", "Bearer "+d.Key)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -429,11 +342,11 @@ func TestRestartKeepsEverything(t *testing.T) {
 		if fresh.InclusionProof.TreeSize < 6 {
 			t.Errorf("tree size went back: %d", fresh.InclusionProof.TreeSize)
 		}
-		if _, err := verify.Receipt(fresh, d.logKey, d.signKey); err != nil {
+		if _, err := verify.Receipt(fresh, d.LogKey, d.SignerKey); err != nil {
 			t.Errorf("old receipt %d no longer verifies: %v", old.LogIndex, err)
 		}
 		// The original receipt, proof against the old checkpoint, verifies too.
-		if _, err := verify.Receipt(old, d.logKey, d.signKey); err != nil {
+		if _, err := verify.Receipt(old, d.LogKey, d.SignerKey); err != nil {
 			t.Errorf("original receipt %d no longer verifies: %v", old.LogIndex, err)
 		}
 	}
@@ -441,7 +354,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 
 func TestPublicReadEndpoints(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
-	d.decide(allowedDeploy)
+	d.Decide(allowedDeploy)
 	for path, want := range map[string]int{
 		"/checkpoint": 200, "/tile/0/000.p/1": 200, "/tile/entries/000.p/1": 200, "/healthz": 200, "/readyz": 200,
 		// Nothing but the tlog-tiles layout, however the path is spelled.
@@ -449,7 +362,7 @@ func TestPublicReadEndpoints(t *testing.T) {
 		"/tile/..%2f.state/treeState": 404, "/tile/": 404, "/tile/0/": 404, "/tile/0/000.p/": 404,
 		"/tile/entries/%2e%2e/%2e%2e/.state/treeState": 404, "/tile/0/x001": 404, "/tile/99/000": 404,
 	} {
-		req, err := http.NewRequest(http.MethodGet, d.http.URL+"/", nil)
+		req, err := http.NewRequest(http.MethodGet, d.HTTP.URL+"/", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,13 +377,13 @@ func TestPublicReadEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	resp, err := http.Get(d.http.URL + "/checkpoint")
+	resp, err := http.Get(d.HTTP.URL + "/checkpoint")
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if _, err := verify.Checkpoint(raw, d.logKey); err != nil {
+	if _, err := verify.Checkpoint(raw, d.LogKey); err != nil {
 		t.Errorf("served checkpoint does not verify: %v\n%s", err, raw)
 	}
 }
@@ -478,7 +391,7 @@ func TestPublicReadEndpoints(t *testing.T) {
 func TestKeysAreOwnerOnly(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
-	d.stop()
+	d.Stop()
 	for _, f := range []string{"keys/decision.key", "keys/log.key", daemon.BootstrapKeyFile, daemon.APIKeysFile} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
@@ -503,10 +416,10 @@ func TestKeysAreOwnerOnly(t *testing.T) {
 // see them as fact.
 func TestCallerCannotClaimDaemonFields(t *testing.T) {
 	d := startDaemon(t, t.TempDir())
-	rc := d.decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"production"},` +
+	rc := d.Decide(`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"production"},` +
 		`"source":{"adapter":"tekton","adapter_version":"9","request_id":"r-1"},` +
 		`"context":{"history":{"privileged_actions_used":["deploy"]}}}`)
-	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,14 +442,14 @@ func TestCallerHangingUpIsNoLogFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // gone before the append starts
 	req := decision.Request{Action: "deploy", Subject: decision.Subject{ID: "alice", Verified: true}, Context: decision.Context{Time: time.Now().UTC().Format(time.RFC3339)}}
-	rc, err := d.srv.Decide(ctx, req, decision.Caller{ID: "test", Kind: "api_key"}, false)
+	rc, err := d.Server.Decide(ctx, req, decision.Caller{ID: "test", Kind: "api_key"}, false)
 	if err != nil {
 		t.Fatalf("decide for a caller that hung up: %v", err)
 	}
-	if _, err := d.srv.Decide(context.Background(), req, decision.Caller{ID: "test", Kind: "api_key"}, false); err != nil {
+	if _, err := d.Server.Decide(context.Background(), req, decision.Caller{ID: "test", Kind: "api_key"}, false); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(d.http.URL + "/readyz")
+	resp, err := http.Get(d.HTTP.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}

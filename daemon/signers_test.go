@@ -19,8 +19,8 @@ import (
 func TestSigningKeyRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
-	old := d.decide(allowedDeploy)
-	code, raw := d.post("/v1/signing-keys", d.key, []byte(`{}`))
+	old := d.Decide(allowedDeploy)
+	code, raw := d.Post("/v1/signing-keys", d.Key, []byte(`{}`))
 	if code != http.StatusCreated {
 		t.Fatalf("rotate: %d %s", code, raw)
 	}
@@ -28,14 +28,14 @@ func TestSigningKeyRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 	if err := json.Unmarshal(raw, &rot); err != nil {
 		t.Fatal(err)
 	}
-	if code, raw := d.post("/v1/signing-keys", d.key, []byte(`{}`)); code != http.StatusConflict {
+	if code, raw := d.Post("/v1/signing-keys", d.Key, []byte(`{}`)); code != http.StatusConflict {
 		t.Errorf("second rotation before restart: %d %s", code, raw)
 	}
-	d.stop()
+	d.Stop()
 
 	d = startDaemon(t, dir)
-	fresh := d.decide(allowedDeploy)
-	resp, err := http.Get(d.http.URL + "/v1/keys")
+	fresh := d.Decide(allowedDeploy)
+	resp, err := http.Get(d.HTTP.URL + "/v1/keys")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +55,11 @@ func TestSigningKeyRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if _, err := verify.Receipt(rc, d.logKey, pub); err != nil {
+		if _, err := verify.Receipt(rc, d.LogKey, pub); err != nil {
 			t.Errorf("%s receipt does not verify with its key from the set: %v", name, err)
 		}
 	}
-	if _, err := verify.Receipt(fresh, d.logKey, d.signKey); err == nil {
+	if _, err := verify.Receipt(fresh, d.LogKey, d.SignerKey); err == nil {
 		t.Error("a new receipt verifies with the retired key")
 	}
 	st, _ := receipt.ParseStatement(payload(t, rotation))
@@ -74,8 +74,8 @@ func TestSigningKeyRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 
 func fetch(t *testing.T, d *testDaemon, id string) decision.Receipt {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.http.URL+"/v1/decisions/"+id, nil)
-	req.Header.Set("Authorization", "Bearer "+d.key)
+	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/decisions/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+d.Key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

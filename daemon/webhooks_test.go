@@ -3,12 +3,9 @@ package daemon_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/gatelog/gatelog/daemon"
 	"github.com/gatelog/gatelog/plugins/adapter"
-	"github.com/gatelog/gatelog/plugins/host"
 	"github.com/gatelog/gatelog/plugins/webhook"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -91,22 +87,6 @@ func openSecretHook(secret string) webhook.Opener {
 	}
 }
 
-// headersAdapterConfig runs the test binary as the "headers" adapter
-// (TestMain).
-func headersAdapterConfig(t *testing.T) []host.Config {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(exe)
-	return []host.Config{{Name: "headers", Command: self, Args: []string{"adapter", "serve", "headers"}, SHA256: hex.EncodeToString(sum[:])}}
-}
-
 // A webhook endpoint takes over its adapter route and decides through the
 // one record path: the CI system is the caller and vouches for the user
 // its payload names, and the decision verifies like any other. Its
@@ -119,7 +99,7 @@ func TestWebhookEndpointDecidesThroughTheRecordPath(t *testing.T) {
 	})
 	deliver := func(secret, delivery, body string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/headers", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, d.HTTP.URL+"/v1/adapters/headers", strings.NewReader(body))
 		req.Header.Set("X-Test-Secret", secret)
 		req.Header.Set("X-Test-Delivery", delivery)
 		resp, err := http.DefaultClient.Do(req)
@@ -131,7 +111,7 @@ func TestWebhookEndpointDecidesThroughTheRecordPath(t *testing.T) {
 		_, _ = b.ReadFrom(resp.Body)
 		return resp.StatusCode, b.Bytes()
 	}
-	before := d.srv.AuthCounts()
+	before := d.Server.AuthCounts()
 	if code, _ := deliver("wrong", "d1", `{}`); code != http.StatusUnauthorized {
 		t.Errorf("wrong secret: %d, want 401", code)
 	}
@@ -149,19 +129,19 @@ func TestWebhookEndpointDecidesThroughTheRecordPath(t *testing.T) {
 	if code, _ := deliver("s3cret", "d2", `{"pad": "`+strings.Repeat("x", 2<<10)+`"}`); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("body over the hook's bound: %d, want 413", code)
 	}
-	after := d.srv.AuthCounts()
+	after := d.Server.AuthCounts()
 	for _, k := range []string{"webhook/ok", "webhook/invalid", "webhook/replayed"} {
 		if after[k]-before[k] != 1 {
 			t.Errorf("gatelog_auth_total %s went up by %d, want 1", k, after[k]-before[k])
 		}
 	}
 
-	code, raw = d.get("/v1/decisions/" + answer.DecisionID)
+	code, raw = d.Get("/v1/decisions/" + answer.DecisionID)
 	var rc decision.Receipt
 	if err := json.Unmarshal(raw, &rc); err != nil || code != http.StatusOK {
 		t.Fatalf("decision %q: %d %s", answer.DecisionID, code, raw)
 	}
-	res, err := verify.Receipt(rc, d.logKey, d.signKey)
+	res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +195,7 @@ func TestWebhookAuthenticator(t *testing.T) {
 	})
 	call := func(auth, body string) (int, string) { // status, decision ID
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, d.http.URL+"/v1/adapters/headers", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, d.HTTP.URL+"/v1/adapters/headers", strings.NewReader(body))
 		if auth != "" {
 			req.Header.Set("Authorization", "Bearer "+auth)
 		}
@@ -231,27 +211,27 @@ func TestWebhookAuthenticator(t *testing.T) {
 		return resp.StatusCode, answer.DecisionID
 	}
 	// The headers adapter renders every refusal as 200 {"allowed": false}.
-	before := d.srv.AuthCounts()["webhook/bad_signature"]
-	if _, id := call("", `{"signature": "forged"}`); id != "" || d.srv.AuthCounts()["webhook/bad_signature"] != before+1 {
-		t.Errorf("forged body: decision %q, bad signatures counted %d", id, d.srv.AuthCounts()["webhook/bad_signature"]-before)
+	before := d.Server.AuthCounts()["webhook/bad_signature"]
+	if _, id := call("", `{"signature": "forged"}`); id != "" || d.Server.AuthCounts()["webhook/bad_signature"] != before+1 {
+		t.Errorf("forged body: decision %q, bad signatures counted %d", id, d.Server.AuthCounts()["webhook/bad_signature"]-before)
 	}
 	for _, tc := range []struct {
 		auth, caller string
 		mfa          bool
 	}{
 		{"", "webhook:signed", true},
-		{d.key, "apikey:bootstrap", false},
+		{d.Key, "apikey:bootstrap", false},
 	} {
 		code, id := call(tc.auth, `{"signature": "good"}`)
 		if code != http.StatusOK || id == "" {
 			t.Fatalf("%s: %d, decision %q", tc.caller, code, id)
 		}
-		_, raw := d.get("/v1/decisions/" + id)
+		_, raw := d.Get("/v1/decisions/" + id)
 		var rc decision.Receipt
 		if err := json.Unmarshal(raw, &rc); err != nil {
 			t.Fatal(err)
 		}
-		res, err := verify.Receipt(rc, d.logKey, d.signKey)
+		res, err := verify.Receipt(rc, d.LogKey, d.SignerKey)
 		if err != nil {
 			t.Fatal(err)
 		}

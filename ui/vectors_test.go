@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,14 +14,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/transparency-dev/merkle/proof"
@@ -30,6 +27,7 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/internal/daemontest"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
 )
@@ -206,25 +204,13 @@ func failedCheck(err error) string {
 
 func generate(t *testing.T) vectorFile {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	srv, err := daemon.Open(ctx, daemon.Config{
-		DataDir:            dir,
-		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(vectorPolicy)}},
-		CheckpointInterval: 100 * time.Millisecond,
-		Version:            "vectors",
+	d := daemontest.Open(t, daemon.Config{
+		Policies: fstest.MapFS{"decision.rego": {Data: []byte(vectorPolicy)}},
+		Version:  "vectors",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		hs.Close()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("close daemon: %v", err)
-		}
-	}()
-	key := strings.TrimSpace(readFile(t, filepath.Join(dir, daemon.BootstrapKeyFile)))
+	defer d.Stop()
+	dir, hs := d.Dir, d.HTTP
+	key := d.Key
 	v := vectorFile{
 		Comment:         "Receipts from a real gatelog daemon, their keys, tampered variants labelled with the check that must fail, and Merkle proof cases. Checked by translog/verify (ui/vectors_test.go) and by ui/web/verify.js (ui/test/verify.test.mjs). Regenerate: go test ./ui -update",
 		LogPublicKey:    readFile(t, filepath.Join(dir, "keys/log.pub")),

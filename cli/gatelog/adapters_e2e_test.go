@@ -72,7 +72,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	post := func() (int, admissionResponse, string) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+d.addr+"/v1/adapters/tekton", bytes.NewReader(review))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+d.Addr+"/v1/adapters/tekton", bytes.NewReader(review))
 		req.Header.Set("Content-Type", "application/json")
 		// The bootstrap key stands in for the API server's mTLS identity:
 		// both may vouch for the AdmissionReview's userInfo.
@@ -90,7 +90,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 
 	code, ar, raw := post()
 	if code != 200 || !ar.Response.Allowed || ar.Response.UID == "" {
-		t.Fatalf("admission: %d %s\n%s", code, raw, d.stderr.String())
+		t.Fatalf("admission: %d %s\n%s", code, raw, d.Log())
 	}
 	id := ar.Response.AuditAnnotations["decision-id"]
 	if id == "" {
@@ -98,7 +98,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	}
 	// The decision is in the log, with the adapter as its source and the
 	// API server's user as the vouched subject.
-	req, _ := http.NewRequest(http.MethodGet, "http://"+d.addr+"/v1/decisions/"+id, nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+d.Addr+"/v1/decisions/"+id, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -118,7 +118,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	}
 
 	// Kill the adapter process: the next request fails closed...
-	kids := childPIDs(t, d.cmd.Process.Pid)
+	kids := childPIDs(t, d.PID())
 	if len(kids) != 1 {
 		t.Fatalf("want one adapter process under the daemon, got %v", kids)
 	}
@@ -132,7 +132,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 		if code == 200 && ar.Response.Allowed {
 			if !sawDenied {
 				// The restart beat us: it must be a new process.
-				if now := childPIDs(t, d.cmd.Process.Pid); len(now) != 1 || now[0] == kids[0] {
+				if now := childPIDs(t, d.PID()); len(now) != 1 || now[0] == kids[0] {
 					t.Fatalf("allowed, but the adapter was not restarted: %v", now)
 				}
 			}
@@ -144,28 +144,28 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 			t.Fatalf("unexpected answer while the adapter is down: %d %s", code, raw)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("adapter not back after its crash: %d %s\n%s", code, raw, d.stderr.String())
+			t.Fatalf("adapter not back after its crash: %d %s\n%s", code, raw, d.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// ...and the host brought it back as a new process.
-	if now := childPIDs(t, d.cmd.Process.Pid); len(now) != 1 || now[0] == kids[0] {
+	if now := childPIDs(t, d.PID()); len(now) != 1 || now[0] == kids[0] {
 		t.Fatalf("adapter processes after restart: %v (killed %d)", now, kids[0])
 	}
-	if !strings.Contains(d.stderr.String(), "adapter=tekton") {
+	if !strings.Contains(d.Log(), "adapter=tekton") {
 		t.Errorf("the adapter's events are not in the daemon log with its name")
 	}
 	// The crash raised an alert, delivered through the outbox like any other,
 	// and is itself a signed entry in the log (found by the audit index).
-	if !alertSeen(t, "http://"+d.addr, strings.TrimSpace(string(key)), "gatelog.adapter_restarted") {
+	if !alertSeen(t, "http://"+d.Addr, strings.TrimSpace(string(key)), "gatelog.adapter_restarted") {
 		t.Errorf("no gatelog.adapter_restarted alert after the adapter crashed")
 	}
-	if !restartLogged(t, "http://"+d.addr, strings.TrimSpace(string(key))) {
+	if !restartLogged(t, "http://"+d.Addr, strings.TrimSpace(string(key))) {
 		t.Errorf("the adapter restart is not in the log as an adapter.restart entry")
 	}
 
 	// Without a credential the API server is told no, natively, and nothing is logged.
-	req, _ = http.NewRequest(http.MethodPost, "http://"+d.addr+"/v1/adapters/tekton", bytes.NewReader(review))
+	req, _ = http.NewRequest(http.MethodPost, "http://"+d.Addr+"/v1/adapters/tekton", bytes.NewReader(review))
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestTektonAdapterThroughTheDaemon(t *testing.T) {
 	if json.Unmarshal(raw2, &denied) != nil || denied.Response.Allowed {
 		t.Fatalf("unauthenticated admission was not denied natively: %d %s", resp.StatusCode, raw2)
 	}
-	d.stop(t)
+	d.Stop(t)
 }
 
 // alertSeen reads the daemon's alert stream (recent alerts first) until

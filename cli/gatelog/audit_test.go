@@ -63,7 +63,7 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key)), "GATELOG_SERVER=http://" + d.addr}
+	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key)), "GATELOG_SERVER=http://" + d.Addr}
 	for i, req := range []string{
 		`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"production","repository":"acme/shop"}}`,
 		`{"subject":{"id":"alice"},"action":"deploy","resource":{"environment":"staging"}}`,
@@ -121,7 +121,7 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 	}
 
 	// The index is derived data: delete it, rebuild it offline, same answers.
-	d.stop(t)
+	d.Stop(t)
 	for _, f := range []string{"index.db", "index.db-wal", "index.db-shm"} {
 		_ = os.Remove(filepath.Join(data, f))
 	}
@@ -130,14 +130,14 @@ func TestAuditSearchVerifyAlertsAndRebuild(t *testing.T) {
 		t.Fatalf("index rebuild: %d %s", code, out)
 	}
 	d = startServe(t, bin, data, "--policies", pol, "--alerts-config", alertsCfg)
-	env[1] = "GATELOG_SERVER=http://" + d.addr
+	env[1] = "GATELOG_SERVER=http://" + d.Addr
 	if code, out := run(t, bin, env, "audit", "search", "--alert", "prod_deploy", "--json"); code != 0 || out != before {
 		t.Errorf("after rebuild: %d\n%s\nwant\n%s", code, out, before)
 	}
-	if code, out := run(t, bin, env, "index", "rebuild", "--server", "http://"+d.addr); code != 0 || !strings.Contains(out, "5 entries") {
+	if code, out := run(t, bin, env, "index", "rebuild", "--server", "http://"+d.Addr); code != 0 || !strings.Contains(out, "5 entries") {
 		t.Errorf("online rebuild: %d %s", code, out)
 	}
-	d.stop(t)
+	d.Stop(t)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(hooks) != 2 {

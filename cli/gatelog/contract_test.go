@@ -14,12 +14,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/translog/verify"
 )
 
@@ -42,14 +42,14 @@ func TestKeyRotationNeverAlarmsAndARetiredKeyAlwaysDoes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "new decision-signing key") {
 		t.Fatalf("keys rotate-signer: exit %d\n%s", code, out)
 	}
-	f.d.stop(t)
+	f.d.Stop(t)
 	f.d = startServe(t, f.bin, f.data)
 	// The daemon restarts on another port: carry its pins over.
-	moved := strings.ReplaceAll(string(mustRead(t, pins)), f.server, "http://"+f.d.addr)
+	moved := strings.ReplaceAll(string(mustRead(t, pins)), f.server, "http://"+f.d.Addr)
 	if err := os.WriteFile(pins, []byte(moved), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.server = "http://" + f.d.addr
+	f.server = "http://" + f.d.Addr
 	f.decide(t)
 	f.decide(t)
 	published := filepath.Join(t.TempDir(), "signers.json")
@@ -208,30 +208,10 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // certificate and waits until /readyz answers through the CA.
 func startTLS(t *testing.T, bin, data string, ca *testCA, extra ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"serve", "--addr", addr, "--data", data, "--checkpoint-interval", "200ms", "--tls-cert", ca.certFile, "--tls-key", ca.keyFile}, extra...)
-	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
-	url := "https://" + addr
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		resp, err := hc.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("TLS daemon not ready: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	d := e2e.StartWith(t, bin, e2e.Options{Data: data, Client: hc,
+		Args: append([]string{"--checkpoint-interval", "200ms", "--tls-cert", ca.certFile, "--tls-key", ca.keyFile}, extra...)})
+	return d.URL
 }
 
 // TestEveryClientCommandOverTLS: each command that talks to a daemon
@@ -354,7 +334,7 @@ func TestExitCodeTable(t *testing.T) {
 		{"decide allowed", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json")}, 0, "ALLOWED"},
 		{"decide denied", []string{"decide", "--input", filepath.Join(examples, "deploy-prod-denied.json")}, 2, "DENIED"},
 		{"decide, receipt not verified (another signer key pinned)", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--log-key", f.logPub(), "--signer-key", otherKey}, 3, "NOT VERIFIED"},
-		{"decide, daemon unreachable", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--server", "http://" + freeAddr(t)}, 1, ""},
+		{"decide, daemon unreachable", []string{"decide", "--input", filepath.Join(examples, "deploy-prod.json"), "--server", "http://" + e2e.FreeAddr(t)}, 1, ""},
 		{"decide, no input", []string{"decide", "--input", filepath.Join(dir, "missing.json")}, 1, ""},
 		{"verify ok", append([]string{"verify", "--receipt", f.receiptFiles[0]}, verifyKeys...), 0, "VERIFIED"},
 		{"verify tampered", append([]string{"verify", "--receipt", tampered}, verifyKeys...), 3, "NOT VERIFIED: verification failed: allow"},

@@ -11,17 +11,16 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -91,11 +90,11 @@ func TestCrashRecovery(t *testing.T) {
 		// start, which creates the keys and the bootstrap API key.
 		if cycle > 0 && rng.IntN(5) == 0 {
 			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
-			h.kill(d)
+			d.Kill(h.t)
 			startupKills++
 			continue
 		}
-		h.waitReady(d)
+		d.WaitReady(h.t)
 		if cycle == 0 {
 			h.loadKeys()
 		}
@@ -108,7 +107,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// The final start: everything acknowledged must be there.
 	d := h.spawn()
-	h.waitReady(d)
+	d.WaitReady(h.t)
 	final := h.finalCheck(d)
 	t.Logf("cycles=%d (%d killed during start-up) acknowledged=%d found=%d lost=%d checkpoints=%d final tree size=%d timed-out 503s=%d",
 		cycles, startupKills, len(h.acked), final.found, len(h.acked)-final.found, len(h.cps), final.size, h.unavailable)
@@ -118,7 +117,7 @@ func TestCrashRecovery(t *testing.T) {
 	if len(h.acked) == 0 {
 		t.Fatal("no decision was acknowledged in any cycle; the test proved nothing")
 	}
-	h.stop(d)
+	d.Stop(h.t)
 }
 
 type crashHarness struct {
@@ -141,100 +140,11 @@ type crashHarness struct {
 	unavailable int
 }
 
-// crashProc is a daemon started by spawn; a goroutine reaps it, so done
-// closes as soon as it exits, whoever made it exit.
-type crashProc struct {
-	*daemonProc
-	done    chan struct{}
-	waitErr error
-}
-
-// spawn starts gatelog serve without waiting for it.
-func (h *crashHarness) spawn() *crashProc {
+// spawn starts gatelog serve on the harness's data directory without
+// waiting for it (e2e.Launch); it is killed at the end of the test.
+func (h *crashHarness) spawn() *e2e.Daemon {
 	h.t.Helper()
-	addr := freeAddr(h.t)
-	cmd := exec.Command(h.bin, "serve", "--addr", addr, "--data", h.data,
-		"--checkpoint-interval", "100ms", "--rate-limit", "-1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	p := &crashProc{daemonProc: &daemonProc{cmd: cmd, addr: addr, stderr: &stderr}, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	h.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-func (p *crashProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (h *crashHarness) kill(p *crashProc) {
-	h.t.Helper()
-	if p.exited() {
-		// It died on its own before the kill: a crash of its own.
-		h.t.Fatalf("daemon exited before it was killed (%v):\n%s", p.waitErr, p.stderr.String())
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		h.t.Fatalf("kill -9: %v", err)
-	}
-	<-p.done
-	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		h.t.Fatalf("daemon exited before it was killed (%v):\n%s", p.waitErr, p.stderr.String())
-	}
-}
-
-// stop ends the daemon with SIGTERM; it must exit cleanly.
-func (h *crashHarness) stop(p *crashProc) {
-	h.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(120 * time.Second):
-		h.t.Fatalf("daemon did not exit on SIGTERM:\n%s", p.stderr.String())
-	}
-	if p.waitErr != nil {
-		h.t.Fatalf("daemon did not exit cleanly on SIGTERM: %v\n%s", p.waitErr, p.stderr.String())
-	}
-}
-
-// waitReady polls /readyz; a daemon that exits or never gets ready fails
-// the test with its log.
-func (h *crashHarness) waitReady(p *crashProc) {
-	h.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.addr + "/readyz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		if p.exited() {
-			h.t.Fatalf("daemon exited while starting (%v):\n%s", p.waitErr, p.stderr.String())
-		}
-		if time.Now().After(deadline) {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			h.t.Fatalf("daemon not ready: %v\n%s", err, p.stderr.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return e2e.Launch(h.t, h.bin, e2e.Options{Data: h.data, Args: []string{"--rate-limit", "-1"}})
 }
 
 func (h *crashHarness) loadKeys() {
@@ -264,9 +174,9 @@ var crashInputs = func() [][]byte {
 // load runs workers deciding as fast as they can for dur, then kills the
 // daemon mid-flight. A checkpoint poller keeps every checkpoint it sees.
 // With waitProofs, some calls ask for ?wait=checkpoint.
-func (h *crashHarness) load(d *crashProc, workers int, dur time.Duration, waitProofs bool) {
+func (h *crashHarness) load(d *e2e.Daemon, workers int, dur time.Duration, waitProofs bool) {
 	h.t.Helper()
-	base := "http://" + d.addr
+	base := "http://" + d.Addr
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	h.mu.Lock()
@@ -327,7 +237,7 @@ func (h *crashHarness) load(d *crashProc, workers int, dur time.Duration, waitPr
 		}
 	}()
 	time.Sleep(dur)
-	h.kill(d)
+	d.Kill(h.t)
 	close(stop)
 	wg.Wait()
 	h.mu.Lock()
@@ -490,7 +400,7 @@ func (h *crashHarness) entryBody(base, uuid string) ([]byte, error) {
 
 // checkRecent looks up the last n decisions acknowledged before the last
 // kill, right after the restart.
-func (h *crashHarness) checkRecent(d *crashProc, n int) {
+func (h *crashHarness) checkRecent(d *e2e.Daemon, n int) {
 	h.t.Helper()
 	h.mu.Lock()
 	recent := h.lastAck
@@ -499,7 +409,7 @@ func (h *crashHarness) checkRecent(d *crashProc, n int) {
 		recent = recent[len(recent)-n:]
 	}
 	for _, rc := range recent {
-		if err := h.fetch("http://"+d.addr, rc); err != nil {
+		if err := h.fetch("http://"+d.Addr, rc); err != nil {
 			h.t.Fatalf("after restart: %v", err)
 		}
 	}
@@ -513,9 +423,9 @@ type finalResult struct {
 // finalCheck waits for a checkpoint that covers every acknowledged entry,
 // fetches and verifies every acknowledged decision, and proves every
 // checkpoint seen consistent with the final one.
-func (h *crashHarness) finalCheck(d *crashProc) finalResult {
+func (h *crashHarness) finalCheck(d *e2e.Daemon) finalResult {
 	h.t.Helper()
-	base := "http://" + d.addr
+	base := "http://" + d.Addr
 	var maxIndex int64 = -1
 	indexes := map[int64]string{}
 	for _, rc := range h.acked {

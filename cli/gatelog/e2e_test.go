@@ -3,16 +3,12 @@ package main_test
 import (
 	"bytes"
 	"encoding/json"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/gatelog/gatelog/internal/e2e"
 )
@@ -20,61 +16,11 @@ import (
 // buildGatelog compiles the real binary into a temporary directory of t.
 func buildGatelog(t *testing.T) string { return e2e.Build(t) }
 
-func freeAddr(t *testing.T) string {
+// startServe starts `gatelog serve` on data and waits until it is ready
+// (internal/e2e, the one way tests start a daemon process).
+func startServe(t *testing.T, bin, data string, extra ...string) *e2e.Daemon {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type daemonProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *bytes.Buffer
-}
-
-func startServe(t *testing.T, bin, data string, extra ...string) *daemonProc {
-	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"serve", "--addr", addr, "--data", data, "--checkpoint-interval", "200ms"}, extra...)
-	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemonProc{cmd: cmd, addr: addr, stderr: &stderr}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *daemonProc) stop(t *testing.T) {
-	t.Helper()
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	if err := d.cmd.Wait(); err != nil {
-		t.Fatalf("daemon did not exit cleanly on SIGTERM: %v\n%s", err, d.stderr.String())
-	}
+	return e2e.StartWith(t, bin, e2e.Options{Data: data, Args: append([]string{"--checkpoint-interval", "200ms"}, extra...)})
 }
 
 // run runs the CLI and returns its exit code and combined output.
@@ -90,15 +36,15 @@ func TestReadmeWalkthrough(t *testing.T) {
 	bin := buildGatelog(t)
 	data := filepath.Join(t.TempDir(), "gatelog-data")
 	d := startServe(t, bin, data)
-	if !strings.Contains(d.stderr.String(), "origin=") {
-		t.Errorf("serve did not log its origin line:\n%s", d.stderr.String())
+	if !strings.Contains(d.Log(), "origin=") {
+		t.Errorf("serve did not log its origin line:\n%s", d.Log())
 	}
 	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
-	server := "http://" + d.addr
+	server := "http://" + d.Addr
 	examples := filepath.Join("..", "..", "examples", "requests")
 	dir := t.TempDir()
 
@@ -156,7 +102,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if code, text := run(t, bin, []string{"GATELOG_API_KEY="}, "decide", "--server", server, "--input", filepath.Join(examples, "deploy-prod.json")); code != 1 {
 		t.Errorf("decide without a key: exit %d: %s", code, text)
 	}
-	d.stop(t)
+	d.Stop(t)
 	if code, text := run(t, bin, env, "decide", "--server", server, "--input", filepath.Join(examples, "deploy-prod.json")); code != 1 {
 		t.Errorf("decide with the daemon down: exit %d: %s", code, text)
 	}
@@ -164,11 +110,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 
 func TestServeRejectsBadFlags(t *testing.T) {
 	bin := buildGatelog(t)
-	code, text := run(t, bin, nil, "serve", "--data", t.TempDir(), "--policies", "/nonexistent-policy-dir", "--addr", freeAddr(t))
+	code, text := run(t, bin, nil, "serve", "--data", t.TempDir(), "--policies", "/nonexistent-policy-dir", "--addr", e2e.FreeAddr(t))
 	if code != 1 || !strings.Contains(text, "--policies") {
 		t.Errorf("exit %d: %s", code, text)
 	}
-	code, text = run(t, bin, nil, "serve", "--data", t.TempDir(), "--append-timeout", "-1s", "--addr", freeAddr(t))
+	code, text = run(t, bin, nil, "serve", "--data", t.TempDir(), "--append-timeout", "-1s", "--addr", e2e.FreeAddr(t))
 	if code != 1 || !strings.Contains(text, "--append-timeout") {
 		t.Errorf("exit %d: %s", code, text)
 	}
@@ -230,10 +176,10 @@ func TestDataDirIsOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(key))}
-	if code, out := run(t, bin, env, "decide", "--server", "http://"+d.addr, "--input", filepath.Join("..", "..", "examples", "requests", "pipeline-trigger.json")); code != 0 {
+	if code, out := run(t, bin, env, "decide", "--server", "http://"+d.Addr, "--input", filepath.Join("..", "..", "examples", "requests", "pipeline-trigger.json")); code != 0 {
 		t.Fatalf("decide: exit %d: %s", code, out)
 	}
-	d.stop(t)
+	d.Stop(t)
 	n := 0
 	err = filepath.WalkDir(data, func(p string, e os.DirEntry, err error) error {
 		if err != nil {

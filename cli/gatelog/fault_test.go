@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/record/decision"
 )
 
@@ -85,9 +86,9 @@ func TestFaultsFailClosed(t *testing.T) {
 	h := &crashHarness{t: t, bin: bin, data: data, seen: map[string]bool{}, client: &http.Client{Timeout: 60 * time.Second}}
 
 	d := h.spawn()
-	h.waitReady(d)
+	d.WaitReady(h.t)
 	h.loadKeys()
-	base := "http://" + d.addr
+	base := "http://" + d.Addr
 	allow, deny := crashInputs[0], crashInputs[1]
 	mustDecide := func(body []byte) decision.Receipt {
 		t.Helper()
@@ -210,14 +211,14 @@ func TestFaultsFailClosed(t *testing.T) {
 	remount(t, logDir, "rw")
 	recovers("read-only log")
 
-	if d.exited() {
-		t.Fatalf("daemon died during the faults (%v):\n%s", d.waitErr, d.stderr.String())
+	if d.Exited() {
+		t.Fatalf("daemon died during the faults (%v):\n%s", d.ExitErr(), d.Log())
 	}
 	final := h.finalCheck(d)
 	t.Logf("faults: acknowledged=%d found=%d lost=%d", len(h.acked), final.found, len(h.acked)-final.found)
-	h.stop(d)
-	if strings.Contains(d.stderr.String(), "panic") {
-		t.Errorf("the daemon logged a panic:\n%s", d.stderr.String())
+	d.Stop(h.t)
+	if strings.Contains(d.Log(), "panic") {
+		t.Errorf("the daemon logged a panic:\n%s", d.Log())
 	}
 
 	// Start-up faults: each must stop serve with exit 1 and a message that
@@ -225,7 +226,7 @@ func TestFaultsFailClosed(t *testing.T) {
 	keyPath := filepath.Join(data, "keys", "log.key")
 	goodKey := mustRead(t, keyPath)
 	serve := func() (int, string) {
-		return run(t, bin, nil, "serve", "--addr", freeAddr(t), "--data", data, "--rate-limit", "-1")
+		return run(t, bin, nil, "serve", "--addr", e2e.FreeAddr(t), "--data", data, "--rate-limit", "-1")
 	}
 	refuses := func(fault string, want ...string) {
 		t.Helper()
@@ -268,12 +269,12 @@ func TestFaultsFailClosed(t *testing.T) {
 
 	// Fault cleared: it starts, and everything is still there.
 	d = h.spawn()
-	h.waitReady(d)
+	d.WaitReady(h.t)
 	final = h.finalCheck(d)
 	if final.found != len(h.acked) {
 		t.Fatalf("after the start-up faults: found %d of %d", final.found, len(h.acked))
 	}
-	h.stop(d)
+	d.Stop(h.t)
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -9,13 +8,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/identity/identitytest"
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/record/decision"
 )
 
@@ -52,17 +51,18 @@ func TestIdentityWalkthrough(t *testing.T) {
   "mtls": {"clients": [{"dns": "kube-apiserver.*", "permissions": ["decide", "vouch"]}]}
 }`, iss.URL)))
 	data := filepath.Join(dir, "gatelog-data")
-	addr := freeAddr(t)
-	cmd := startServeTLS(t, bin, addr, data,
-		"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"),
-		"--client-ca", filepath.Join(dir, "clients-ca.pem"), "--identity-config", filepath.Join(dir, "identity.json"),
-		"--checkpoint-interval", "200ms")
+	addr := e2e.FreeAddr(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Cert)
 	client := func(certs ...tls.Certificate) *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
 	}
-	waitReady(t, client(), "https://"+addr, cmd)
+	serve := e2e.Options{Data: data, Addr: addr, Client: client(), Args: []string{
+		"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"),
+		"--client-ca", filepath.Join(dir, "clients-ca.pem"), "--identity-config", filepath.Join(dir, "identity.json"),
+		"--checkpoint-interval", "200ms",
+	}}
+	cmd := e2e.StartWith(t, bin, serve)
 	server := "https://" + addr
 	admin, _ := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
 	env := []string{"GATELOG_API_KEY=" + strings.TrimSpace(string(admin)), "GATELOG_SERVER=" + server, "GATELOG_CACERT=" + filepath.Join(dir, "server-ca.pem")}
@@ -151,12 +151,8 @@ func TestIdentityWalkthrough(t *testing.T) {
 	if code, out = run(t, bin, env, "keys", "rotate-signer"); code != 0 || !strings.Contains(out, "restart the daemon") {
 		t.Fatalf("rotate-signer: %d %s", code, out)
 	}
-	stopDaemon(t, cmd)
-	cmd = startServeTLS(t, bin, addr, data,
-		"--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"),
-		"--client-ca", filepath.Join(dir, "clients-ca.pem"), "--identity-config", filepath.Join(dir, "identity.json"),
-		"--checkpoint-interval", "200ms")
-	waitReady(t, client(), "https://"+addr, cmd)
+	cmd.Stop(t)
+	cmd = e2e.StartWith(t, bin, serve)
 	keySet := filepath.Join(dir, "signing-keys.json")
 	if code, out = run(t, bin, env, "keys", "signers", "--out", keySet); code != 0 || strings.Count(out, "\n") != 3 {
 		t.Fatalf("keys signers: %d %s", code, out)
@@ -181,61 +177,5 @@ func TestIdentityWalkthrough(t *testing.T) {
 	if code, out := run(t, bin, nil, "verify", "--receipt", newReceipt, "--log-key", filepath.Join(data, "keys/log.pub"), "--signer-key", filepath.Join(data, "keys/decision.pub")); code != 3 || !strings.Contains(out, "NOT VERIFIED") {
 		t.Fatalf("new receipt verified with the retired key: exit %d (want 3) %s", code, out)
 	}
-	stopDaemon(t, cmd)
-}
-
-func stopDaemon(t *testing.T, cmd *execCmd) {
-	t.Helper()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon exit: %v\n%s", err, cmd.stderr.String())
-	}
-}
-
-func startServeTLS(t *testing.T, bin, addr, data string, extra ...string) *execCmd {
-	t.Helper()
-	c := newExecCmd(bin, append([]string{"serve", "--addr", addr, "--data", data}, extra...)...)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c.ProcessState == nil {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
-	return c
-}
-
-func waitReady(t *testing.T, c *http.Client, base string, cmd *execCmd) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := c.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not ready: %v\n%s", err, cmd.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// execCmd is a started command with its stderr captured.
-type execCmd struct {
-	*exec.Cmd
-	stderr *bytes.Buffer
-}
-
-func newExecCmd(bin string, args ...string) *execCmd {
-	c := exec.Command(bin, args...)
-	var b bytes.Buffer
-	c.Stderr = &b
-	return &execCmd{c, &b}
+	cmd.Stop(t)
 }

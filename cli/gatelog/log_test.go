@@ -157,13 +157,13 @@ func TestAuditorCommands(t *testing.T) {
 // one side each way the other side lies to it.
 func TestAuditorDetectsRollbackAndFork(t *testing.T) {
 	f := newLogFixture(t, 2)
-	f.d.stop(t)
+	f.d.Stop(t)
 	twin := filepath.Join(t.TempDir(), "twin")
 	if out, err := exec.Command("cp", "-a", f.data, twin).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
 	f.d = startServe(t, f.bin, f.data)
-	f.server = "http://" + f.d.addr
+	f.server = "http://" + f.d.Addr
 	f.decide(t)
 	f.decide(t)
 	state := t.TempDir()
@@ -173,7 +173,7 @@ func TestAuditorDetectsRollbackAndFork(t *testing.T) {
 
 	g := &logFixture{bin: f.bin, data: twin}
 	g.d = startServe(t, g.bin, g.data)
-	g.server = "http://" + g.d.addr
+	g.server = "http://" + g.d.Addr
 	g.decide(t) // size 3 < 4: a rollback to this client
 	code, out := g.audit(t, state, "log", "info")
 	if code != 3 || !strings.Contains(out, "ALARM") || !strings.Contains(out, "ROLLBACK") || !strings.Contains(out, "last checkpoint this client trusted") {
@@ -196,7 +196,7 @@ func TestAuditorDetectsRollbackAndFork(t *testing.T) {
 func TestTamperDetected(t *testing.T) {
 	rekor := rekorCLI(t)
 	base := newLogFixture(t, 3) // entries 1-3; entry 0 is the start-up policy record
-	base.d.stop(t)
+	base.d.Stop(t)
 	for _, tc := range []struct {
 		name string
 		file string
@@ -237,7 +237,7 @@ func TestTamperDetected(t *testing.T) {
 				}
 			}
 			f.d = startServe(t, f.bin, f.data)
-			f.server = "http://" + f.d.addr
+			f.server = "http://" + f.d.Addr
 			if tc.name != "stored envelope" {
 				path := filepath.Join(f.data, tc.file)
 				if err := os.WriteFile(path, tc.tamper(mustRead(t, path)), 0o644); err != nil {

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,11 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -157,51 +154,6 @@ func TestPolicyTestEvalBuild(t *testing.T) {
 	expectExit(t, code, out, 1, "nowhere")
 }
 
-// lockedBuffer is a daemon's stderr, read while the daemon writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// serveLogged starts `gatelog serve` with its stderr readable while it runs.
-func serveLogged(t *testing.T, bin, data string, extra ...string) (*exec.Cmd, string, *lockedBuffer) {
-	t.Helper()
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--data", data, "--checkpoint-interval", "200ms"}, extra...)...)
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	poll.Until(t, "the daemon to be ready", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}, logs.String)
-	return cmd, "http://" + addr, logs
-}
-
 // The daemon reloads --policies on SIGHUP and on file changes; a policy
 // whose tests fail is refused and decisions go on under the old one.
 func TestServeReloadsPolicies(t *testing.T) {
@@ -210,7 +162,8 @@ func TestServeReloadsPolicies(t *testing.T) {
 	pol := filepath.Join(dir, "policies")
 	copyPolicies(t, pol)
 	data := filepath.Join(dir, "data")
-	cmd, server, logs := serveLogged(t, bin, data, "--policies", pol)
+	d := startServe(t, bin, data, "--policies", pol)
+	server, logs := d.URL, d.Log
 	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +175,10 @@ func TestServeReloadsPolicies(t *testing.T) {
 	code, out := decide()
 	expectExit(t, code, out, 0, "ALLOWED")
 
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := d.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "the SIGHUP reload", func() bool { return strings.Contains(logs.String(), "policy unchanged") }, logs.String)
+	poll.Until(t, "the SIGHUP reload", func() bool { return strings.Contains(logs(), "policy unchanged") }, logs)
 
 	// Break a rule: its tests fail, so the edit is refused.
 	rbac := filepath.Join(pol, "data.yaml")
@@ -241,7 +194,7 @@ func TestServeReloadsPolicies(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pol, "sod.rego"), []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "the refusal", func() bool { return strings.Contains(logs.String(), "Rego tests fail") }, logs.String)
+	poll.Until(t, "the refusal", func() bool { return strings.Contains(logs(), "Rego tests fail") }, logs)
 	code, out = run(t, bin, env, "decide", "--server", server, "--input", "../../examples/requests/deploy-prod-denied.json")
 	expectExit(t, code, out, 2, "DENIED")
 
@@ -250,17 +203,12 @@ func TestServeReloadsPolicies(t *testing.T) {
 	if err := os.WriteFile(rbac, append(orig, []byte("\n# reviewed\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "the new policy", func() bool { return strings.Contains(logs.String(), "policy loaded") }, logs.String)
+	poll.Until(t, "the new policy", func() bool { return strings.Contains(logs(), "policy loaded") }, logs)
 	code, out = decide()
 	expectExit(t, code, out, 0, "ALLOWED")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon did not exit cleanly: %v\n%s", err, logs)
-	}
-	if !strings.Contains(logs.String(), "trigger=hangup") || !strings.Contains(logs.String(), `trigger="file change"`) {
-		t.Errorf("daemon log does not name the triggers:\n%s", logs)
+	d.Stop(t)
+	if !strings.Contains(logs(), "trigger=hangup") || !strings.Contains(logs(), `trigger="file change"`) {
+		t.Errorf("daemon log does not name the triggers:\n%s", logs())
 	}
 }
 
@@ -278,7 +226,8 @@ func TestServeBundleAndReplay(t *testing.T) {
 	code, out := run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r1", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "revision r1")
 	data := filepath.Join(dir, "gatelog-data")
-	cmd, server, logs := serveLogged(t, bin, data, "--bundle", bundle, "--bundle-verification-key", pub)
+	d := startServe(t, bin, data, "--bundle", bundle, "--bundle-verification-key", pub)
+	server, logs := d.URL, d.Log
 	key, err := os.ReadFile(filepath.Join(data, "bootstrap-api-key"))
 	if err != nil {
 		t.Fatal(err)
@@ -313,10 +262,10 @@ func TestServeBundleAndReplay(t *testing.T) {
 	// An unsigned bundle over the file is refused; a new signed revision loads.
 	code, out = run(t, bin, nil, "policy", "build", "--revision", "evil", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "unsigned")
-	poll.Until(t, "the unsigned bundle to be refused", func() bool { return strings.Contains(logs.String(), "missing .signatures.json") }, logs.String)
+	poll.Until(t, "the unsigned bundle to be refused", func() bool { return strings.Contains(logs(), "missing .signatures.json") }, logs)
 	code, out = run(t, bin, nil, "policy", "build", "--signing-key", priv, "--revision", "r2", "--out", bundle, mine)
 	expectExit(t, code, out, 0, "revision r2")
-	poll.Until(t, "revision r2", func() bool { return strings.Contains(logs.String(), "revision=r2") }, logs.String)
+	poll.Until(t, "revision r2", func() bool { return strings.Contains(logs(), "revision=r2") }, logs)
 	// The reload's record is durable once logged; replay reads up to the
 	// latest checkpoint, which covers it a moment later.
 	poll.Until(t, "a checkpoint covering the r2 record (5 entries)", func() bool {
@@ -329,7 +278,7 @@ func TestServeBundleAndReplay(t *testing.T) {
 		lines := strings.SplitN(string(b), "\n", 3)
 		size, err := strconv.Atoi(lines[min(1, len(lines)-1)])
 		return err == nil && size >= 5
-	}, logs.String)
+	}, logs)
 	type replayReport struct {
 		Replayed int `json:"replayed"`
 		Skipped  int `json:"skipped_policy_updates"`
@@ -342,19 +291,14 @@ func TestServeBundleAndReplay(t *testing.T) {
 	}
 	code, out = run(t, bin, nil, "policy", "replay", "--data", data)
 	expectExit(t, code, out, 1, "in use")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon did not exit cleanly: %v\n%s", err, logs)
-	}
+	d.Stop(t)
 	code, out = run(t, bin, nil, "policy", "replay", "--json", "--data", data, "--policy-data", acme)
 	expectExit(t, code, out, 0)
 	var offline replayReport
 	if err := json.Unmarshal([]byte(out), &offline); err != nil || offline != rep {
 		t.Errorf("replay --data of the stopped daemon: %+v %v, want %+v\n%s", offline, err, rep, out)
 	}
-	if strings.Contains(logs.String(), "revision=evil") {
-		t.Errorf("the unsigned bundle was loaded:\n%s", logs)
+	if strings.Contains(logs(), "revision=evil") {
+		t.Errorf("the unsigned bundle was loaded:\n%s", logs())
 	}
 }

@@ -3,7 +3,6 @@ package main_test
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/internal/powercut"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -59,15 +59,15 @@ func TestPowerCut(t *testing.T) {
 	defer r.report(cuts, seed)
 
 	r.freshStart()
-	d := (*crashProc)(nil)
+	d := (*e2e.Daemon)(nil)
 	for cut := range cuts {
 		if d == nil {
 			d = h.spawn()
 			if rng.IntN(5) == 0 {
 				// The power goes again while the daemon recovers.
 				time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
-				if !d.exited() {
-					h.kill(d)
+				if !d.Exited() {
+					d.Kill(h.t)
 					r.cut()
 					r.cuts++
 					r.startupCuts++
@@ -82,7 +82,7 @@ func TestPowerCut(t *testing.T) {
 		}
 		if d == nil {
 			d = h.spawn()
-			h.waitReady(d) // a fresh log: no cut to recover from
+			d.WaitReady(h.t) // a fresh log: no cut to recover from
 		}
 		before := len(h.acked)
 		h.load(d, 4, time.Duration(100+rng.IntN(1200))*time.Millisecond, rng.IntN(3) == 0)
@@ -95,7 +95,7 @@ func TestPowerCut(t *testing.T) {
 	d = h.spawn()
 	if r.recovered(d) {
 		r.checkAll(d)
-		h.stop(d)
+		d.Stop(h.t)
 	}
 }
 
@@ -184,8 +184,8 @@ func (r *powerCutDrill) freshStart() {
 	r.checked = 0
 	r.logs++
 	d := h.spawn()
-	h.waitReady(d)
-	h.stop(d)
+	d.WaitReady(h.t)
+	d.Stop(h.t)
 	// A clean shutdown followed by an orderly power-off keeps everything.
 	if err := r.fs.Unmount(); err != nil {
 		r.t.Fatal(err)
@@ -201,14 +201,13 @@ func (r *powerCutDrill) freshStart() {
 // recovered waits for the daemon started after a cut and checks it against
 // what was acknowledged before; false (and the start counted as
 // unrecoverable) if it does not come up or its keys changed.
-func (r *powerCutDrill) recovered(d *crashProc) bool {
+func (r *powerCutDrill) recovered(d *e2e.Daemon) bool {
 	r.t.Helper()
 	h := r.h
-	if err := r.ready(d); err != nil {
+	if err := d.Ready(60 * time.Second); err != nil {
 		r.unrecoverable++
-		r.t.Logf("unrecoverable start after a power cut: %v", err)
-		_ = d.cmd.Process.Kill()
-		<-d.done
+		r.t.Logf("unrecoverable start after a power cut: %v\n%s", err, d.Log())
+		d.Abort()
 		return false
 	}
 	for _, k := range []struct {
@@ -219,7 +218,7 @@ func (r *powerCutDrill) recovered(d *crashProc) bool {
 		if err != nil || !bytes.Equal(got, k.want) {
 			r.unrecoverable++
 			r.t.Logf("unrecoverable start after a power cut: keys/%s lost or changed (%v)", k.name, err)
-			h.stop(d)
+			d.Stop(h.t)
 			return false
 		}
 	}
@@ -229,34 +228,10 @@ func (r *powerCutDrill) recovered(d *crashProc) bool {
 	return true
 }
 
-// ready is crashHarness.waitReady that reports instead of failing: a start
-// that fails is a finding of the drill.
-func (r *powerCutDrill) ready(d *crashProc) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + d.addr + "/readyz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		if d.exited() {
-			return fmt.Errorf("daemon exited while starting (%v):\n%s", d.waitErr, d.stderr.String())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("daemon not ready after 60s: %w\n%s", err, d.stderr.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // verifyAcks fetches each acknowledged decision and records the ones not
 // served back intact.
-func (r *powerCutDrill) verifyAcks(d *crashProc, acks []decision.Receipt) {
-	base := "http://" + d.addr
+func (r *powerCutDrill) verifyAcks(d *e2e.Daemon, acks []decision.Receipt) {
+	base := "http://" + d.Addr
 	for _, rc := range acks {
 		if err := r.h.fetch(base, rc); err != nil {
 			if _, dup := r.lost[rc.DecisionID]; !dup {
@@ -270,10 +245,10 @@ func (r *powerCutDrill) verifyAcks(d *crashProc, acks []decision.Receipt) {
 // every checkpoint handed out before the cut, then proves each of them a
 // prefix of the current tree. A log that never gets back there has rolled
 // back: that fails the test.
-func (r *powerCutDrill) checkCheckpoints(d *crashProc) {
+func (r *powerCutDrill) checkCheckpoints(d *e2e.Daemon) {
 	r.t.Helper()
 	h := r.h
-	base := "http://" + d.addr
+	base := "http://" + d.Addr
 	h.mu.Lock()
 	want, cps := h.maxSize, append([][]byte(nil), h.cps...)
 	h.mu.Unlock()
@@ -332,7 +307,7 @@ func (r *powerCutDrill) checkpoint(base string) ([]byte, error) {
 
 // checkAll verifies every decision of the current log once more, at the
 // end: a later cut must not have lost what an earlier restart found.
-func (r *powerCutDrill) checkAll(d *crashProc) {
+func (r *powerCutDrill) checkAll(d *e2e.Daemon) {
 	r.verifyAcks(d, r.h.acked)
 }
 
@@ -349,7 +324,7 @@ func TestPowerCutFirstStart(t *testing.T) {
 	r := &powerCutDrill{t: t, h: h, fs: fs, lost: map[string]string{}}
 
 	d := h.spawn()
-	h.waitReady(d)
+	d.WaitReady(h.t)
 	h.loadKeys()
 	logKey := mustRead(t, filepath.Join(mnt, "keys", "log.pub"))
 	h.load(d, 4, 500*time.Millisecond, false)
@@ -359,10 +334,10 @@ func TestPowerCutFirstStart(t *testing.T) {
 	r.cut()
 
 	d = h.spawn()
-	if err := r.ready(d); err != nil {
-		t.Fatalf("no start after a power cut in the first run: %v", err)
+	if err := d.Ready(60 * time.Second); err != nil {
+		t.Fatalf("no start after a power cut in the first run: %v\n%s", err, d.Log())
 	}
-	defer h.stop(d)
+	defer d.Stop(h.t)
 	after, err := os.ReadFile(filepath.Join(mnt, "keys", "log.pub"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/record/decision"
 )
 
@@ -66,7 +67,7 @@ func rekorEnv(t *testing.T, logPub string) []string {
 // logFixture is a real daemon (the gatelog binary) with a few decisions.
 type logFixture struct {
 	bin, data, server string
-	d                 *daemonProc
+	d                 *e2e.Daemon
 	receipts          []decision.Receipt
 	receiptFiles      []string
 	envelopeFiles     []string
@@ -76,7 +77,7 @@ func newLogFixture(t *testing.T, decisions int) *logFixture {
 	t.Helper()
 	f := &logFixture{bin: buildGatelog(t), data: filepath.Join(t.TempDir(), "data")}
 	f.d = startServe(t, f.bin, f.data)
-	f.server = "http://" + f.d.addr
+	f.server = "http://" + f.d.Addr
 	for range decisions {
 		f.decide(t)
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
+	"github.com/gatelog/gatelog/internal/e2e"
 	"github.com/gatelog/gatelog/internal/testdb"
 	"github.com/gatelog/gatelog/record/decision"
 	"github.com/gatelog/gatelog/translog/verify"
@@ -41,7 +41,7 @@ const soAppendTimeout = "2s"
 type soNode struct {
 	name   string
 	data   string
-	proc   *crashProc
+	proc   *e2e.Daemon
 	base   string
 	admin  string // the bootstrap key: decide, admin, read
 	read   string // a key with the read permission only
@@ -58,7 +58,6 @@ type scaleOut struct {
 	t                *testing.T
 	bin              string
 	logURL, indexDSN string
-	ch               *crashHarness // for waitReady, kill, stop
 	client           *http.Client
 	logKey           crypto.PublicKey
 	nodes            [2]*soNode
@@ -88,7 +87,6 @@ func TestScaleOutTwoProcesses(t *testing.T) {
 
 	s := &scaleOut{t: t, bin: buildGatelog(t), logURL: logURL, indexDSN: indexDSN,
 		client: &http.Client{Timeout: 60 * time.Second}}
-	s.ch = &crashHarness{t: t, client: s.client}
 	root := t.TempDir()
 	for i, name := range []string{"A", "B"} {
 		s.nodes[i] = &soNode{name: name, data: filepath.Join(root, name)}
@@ -128,7 +126,7 @@ func TestScaleOutTwoProcesses(t *testing.T) {
 	s.load(4*time.Second, func() {
 		time.Sleep(1500 * time.Millisecond)
 		a.down.Store(true)
-		s.ch.kill(a.proc)
+		a.proc.Kill(s.t)
 		s.mu.Lock()
 		bBefore = s.ackedByNode[1]
 		s.mu.Unlock()
@@ -187,37 +185,26 @@ func TestScaleOutTwoProcesses(t *testing.T) {
 		t.Fatalf("lost %d acknowledged decisions", lost)
 	}
 	for _, n := range s.nodes {
-		s.ch.stop(n.proc)
+		n.proc.Stop(s.t)
 	}
 }
 
 // start starts (or restarts) n's daemon and waits until it is ready.
 func (s *scaleOut) start(n *soNode) {
 	s.t.Helper()
-	addr := freeAddr(s.t)
-	cmd := exec.Command(s.bin, "serve", "--addr", addr, "--data", n.data,
-		"--checkpoint-interval", "200ms", "--rate-limit", "-1", "--append-timeout", soAppendTimeout)
-	// The DSNs by environment, as an operator keeps them out of ps.
-	cmd.Env = append(os.Environ(), "GATELOG_LOG="+s.logURL, "GATELOG_INDEX="+s.indexDSN)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	p := &crashProc{daemonProc: &daemonProc{cmd: cmd, addr: addr, stderr: &stderr}, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := e2e.Launch(s.t, s.bin, e2e.Options{
+		Data: n.data,
+		Args: []string{"--checkpoint-interval", "200ms", "--rate-limit", "-1", "--append-timeout", soAppendTimeout},
+		// The DSNs by environment, as an operator keeps them out of ps.
+		Env: []string{"GATELOG_LOG=" + s.logURL, "GATELOG_INDEX=" + s.indexDSN},
+	})
 	s.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
 		if s.t.Failed() {
-			s.t.Logf("daemon %s log (tail):\n%s", n.name, tail(stderr.String(), 3000))
+			s.t.Logf("daemon %s log (tail):\n%s", n.name, tail(p.Log(), 3000))
 		}
 	})
-	s.ch.waitReady(p)
-	n.proc, n.base = p, "http://"+addr
+	p.WaitReady(s.t)
+	n.proc, n.base = p, p.URL
 }
 
 func tail(s string, n int) string {

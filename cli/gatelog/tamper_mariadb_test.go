@@ -138,14 +138,14 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 			t.Setenv("GATELOG_LOG", url)
 			f := &logFixture{bin: bin, data: filepath.Join(t.TempDir(), "data")}
 			f.d = startServe(t, bin, f.data)
-			f.server = "http://" + f.d.addr
+			f.server = "http://" + f.d.Addr
 			for range 3 {
 				f.decide(t)
 			}
 			// The untampered log passes every check, so a failure below
 			// comes from the changed byte.
 			f.checkTamper(t, rekor, target, false)
-			f.d.stop(t)
+			f.d.Stop(t)
 
 			db, err := sql.Open("mysql", dsn)
 			if err != nil {
@@ -158,7 +158,7 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 			}
 			restart := func() {
 				f.d = startServe(t, bin, f.data)
-				f.server = "http://" + f.d.addr
+				f.server = "http://" + f.d.Addr
 			}
 			if tc.running {
 				restart()
@@ -179,7 +179,7 @@ func TestTamperDetectedOnMariaDB(t *testing.T) {
 			if !bytes.Equal(now, changed) {
 				t.Errorf("the changed row was rewritten during the checks")
 			}
-			f.d.stop(t)
+			f.d.Stop(t)
 		})
 	}
 }

@@ -35,7 +35,7 @@ func TestWitnessCosigning(t *testing.T) {
 
 	f := &logFixture{bin: bin, data: filepath.Join(t.TempDir(), "data")}
 	f.d = startServe(t, f.bin, f.data, "--witness-vkey", vkey)
-	f.server = "http://" + f.d.addr
+	f.server = "http://" + f.d.Addr
 	f.decide(t)
 	f.decide(t)
 	if code, _ := getWitnessed(t, f.server); code != http.StatusNotFound {

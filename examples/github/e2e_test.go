@@ -34,6 +34,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatelog/gatelog/internal/e2e"
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/plugins/github"
 )
 
@@ -180,19 +181,10 @@ func newGitHubAPI(t *testing.T, key *rsa.PrivateKey, appID int64) *githubAPI {
 // review waits for the review of run.
 func (g *githubAPI) review(t *testing.T, run string) github.Review {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		g.mu.Lock()
-		rv, ok := g.reviews[run]
-		g.mu.Unlock()
-		if ok {
-			return rv
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %s was never reviewed", run)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, "the review of run "+run, func() bool { return g.reviewed(run) })
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.reviews[run]
 }
 
 func (g *githubAPI) reviewed(run string) bool {

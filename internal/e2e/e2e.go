@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,59 +61,137 @@ func Path(t testing.TB, rel string) string {
 	return filepath.Join(RepoRoot(t), filepath.FromSlash(rel))
 }
 
-// Daemon is a running `gatelog serve`.
+// Daemon is a `gatelog serve` process started by Launch, Start or
+// StartWith. A goroutine reaps it, so Done closes as soon as it exits,
+// whoever made it exit.
 type Daemon struct {
 	Bin  string
 	Addr string
-	// URL is http://Addr.
+	// URL is http://Addr (https:// when Options.Client is set).
 	URL string
 	// Data is the daemon's --data directory.
 	Data string
 	// APIKey is the bootstrap API key the daemon wrote on first start (all
-	// permissions): tests use it to read decisions back.
+	// permissions), if it has one: tests use it to read decisions back.
 	APIKey string
 
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
+	cmd     *exec.Cmd
+	client  *http.Client
+	done    chan struct{}
+	waitErr error
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+}
+
+// Options are how Launch starts a daemon; every field may be left empty.
+type Options struct {
+	// Data is --data (default: a new directory in t's temporary directory).
+	// A test restarts a daemon on the same directory by passing it again.
+	Data string
+	// Addr is --addr (default: a free loopback port).
+	Addr string
+	// Env is added to the environment.
+	Env []string
+	// Args are more flags of serve, after the defaults --addr, --data and
+	// --checkpoint-interval 100ms (a flag given again here wins).
+	Args []string
+	// Client asks /readyz; set it for a daemon serving TLS (the URL is
+	// then https://).
+	Client *http.Client
 }
 
 // Start runs `gatelog serve --addr <free loopback port> --data <temp dir>`
-// plus args, with env added to the environment, and waits for /readyz.
+// plus args, with env added to the environment, and waits for /readyz. At
+// the end of the test it stops the daemon with SIGTERM and fails t unless
+// it exits cleanly.
 func Start(t testing.TB, bin string, env []string, args ...string) *Daemon {
 	t.Helper()
-	d := &Daemon{Bin: bin, Data: filepath.Join(t.TempDir(), "gatelog-data")}
-	d.Addr = freeAddr(t)
+	d := StartWith(t, bin, Options{Env: env, Args: args})
+	t.Cleanup(func() {
+		if !d.Exited() {
+			d.Stop(t)
+		}
+	})
+	return d
+}
+
+// StartWith is Launch, then WaitReady.
+func StartWith(t testing.TB, bin string, opts Options) *Daemon {
+	t.Helper()
+	d := Launch(t, bin, opts)
+	d.WaitReady(t)
+	return d
+}
+
+// Launch starts `gatelog serve` without waiting for it to be ready. The
+// process is killed at the end of the test if it still runs.
+func Launch(t testing.TB, bin string, opts Options) *Daemon {
+	t.Helper()
+	d := &Daemon{Bin: bin, Data: opts.Data, Addr: opts.Addr, client: opts.Client, done: make(chan struct{})}
+	if d.Data == "" {
+		d.Data = filepath.Join(t.TempDir(), "gatelog-data")
+	}
+	if d.Addr == "" {
+		d.Addr = freeAddr(t)
+	}
 	d.URL = "http://" + d.Addr
-	all := append([]string{"serve", "--addr", d.Addr, "--data", d.Data, "--checkpoint-interval", "100ms"}, args...)
+	if d.client == nil {
+		d.client = http.DefaultClient
+	} else {
+		d.URL = "https://" + d.Addr
+	}
+	all := append([]string{"serve", "--addr", d.Addr, "--data", d.Data, "--checkpoint-interval", "100ms"}, opts.Args...)
 	d.cmd = exec.Command(bin, all...)
-	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Env = append(os.Environ(), opts.Env...)
 	d.cmd.Stdout = &lockedWriter{d: d}
 	d.cmd.Stderr = &lockedWriter{d: d}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Stop(t) })
-	deadline := time.Now().Add(90 * time.Second)
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(d.Abort)
+	return d
+}
+
+// WaitReady waits up to 90 s for /readyz to answer 200 and reads the
+// bootstrap API key, if there is one. A daemon that exits or never gets
+// ready fails t with its log.
+func (d *Daemon) WaitReady(t testing.TB) {
+	t.Helper()
+	if err := d.Ready(90 * time.Second); err != nil {
+		t.Fatalf("gatelog serve: %v\n%s", err, d.Log())
+	}
+}
+
+// Ready is WaitReady that returns the failure instead: for tests that
+// count starts that fail (the power-cut drill).
+func (d *Daemon) Ready(within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
-		resp, err := http.Get(d.URL + "/readyz")
+		resp, err := d.client.Get(d.URL + "/readyz")
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				break
 			}
+			err = fmt.Errorf("%s: %s", resp.Status, body)
 		}
-		if d.cmd.ProcessState != nil || time.Now().After(deadline) {
-			t.Fatalf("gatelog serve %s: not ready: %v\n%s", strings.Join(args, " "), err, d.Log())
+		if d.Exited() {
+			return fmt.Errorf("exited while starting (%v)", d.waitErr)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s: %w", within, err)
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
-	key, err := os.ReadFile(filepath.Join(d.Data, "bootstrap-api-key"))
-	if err != nil {
-		t.Fatalf("bootstrap API key: %v", err)
+	if key, err := os.ReadFile(filepath.Join(d.Data, "bootstrap-api-key")); err == nil {
+		d.APIKey = strings.TrimSpace(string(key))
 	}
-	d.APIKey = strings.TrimSpace(string(key))
-	return d
+	return nil
 }
 
 type lockedWriter struct{ d *Daemon }
@@ -133,24 +212,63 @@ func (d *Daemon) Log() string {
 // PID is the daemon's process ID (to send it SIGHUP, say).
 func (d *Daemon) PID() int { return d.cmd.Process.Pid }
 
-// Stop ends the daemon with SIGTERM (SIGKILL after 20 s). It is called at
-// the end of the test; calling it earlier is fine.
-func (d *Daemon) Stop(t testing.TB) {
-	if d.cmd.Process == nil || d.cmd.ProcessState != nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
+// Signal sends sig to the daemon.
+func (d *Daemon) Signal(sig os.Signal) error { return d.cmd.Process.Signal(sig) }
+
+// Done is closed once the daemon has exited.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Exited reports whether the daemon has exited, and ExitErr how.
+func (d *Daemon) Exited() bool {
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("gatelog serve did not exit cleanly: %v\n%s", err, d.Log())
-		}
-	case <-time.After(20 * time.Second):
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitErr is how the daemon exited (nil: status 0); valid once Done.
+func (d *Daemon) ExitErr() error { return d.waitErr }
+
+// Kill ends the daemon with SIGKILL, as a crash does. A daemon that had
+// already exited on its own fails t: that was a crash of its own.
+func (d *Daemon) Kill(t testing.TB) {
+	t.Helper()
+	if d.Exited() {
+		t.Fatalf("gatelog serve exited before it was killed (%v):\n%s", d.waitErr, d.Log())
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9: %v", err)
+	}
+	<-d.done
+	if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("gatelog serve exited before it was killed (%v):\n%s", d.waitErr, d.Log())
+	}
+}
+
+// Abort kills the daemon if it still runs and waits for it to go: for a
+// daemon a test has given up on, however it got there.
+func (d *Daemon) Abort() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// Stop ends the daemon with SIGTERM; it must exit cleanly within two
+// minutes (then it is killed and t fails). Calling it on a daemon that has
+// exited already checks only how it exited.
+func (d *Daemon) Stop(t testing.TB) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(2 * time.Minute):
 		_ = d.cmd.Process.Kill()
-		<-done
-		t.Errorf("gatelog serve did not stop on SIGTERM\n%s", d.Log())
+		<-d.done
+		t.Fatalf("gatelog serve did not stop on SIGTERM\n%s", d.Log())
+	}
+	if d.waitErr != nil {
+		t.Fatalf("gatelog serve did not exit cleanly: %v\n%s", d.waitErr, d.Log())
 	}
 }
 
@@ -287,6 +405,9 @@ func Run(t testing.TB, bin string, env []string, args ...string) (int, string) {
 	}
 	return 0, string(out)
 }
+
+// FreeAddr is a loopback address with a port nobody listens on now.
+func FreeAddr(t testing.TB) string { return freeAddr(t) }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()

@@ -40,6 +40,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/translog"
 	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/rekorapi"
@@ -343,17 +344,17 @@ func rekorClientReadsAndVerifies(t *testing.T, tl *testLog, rc *rekorClient, rec
 
 func waitLogInfo(t *testing.T, rc *rekorClient, size int64) *models.LogInfo {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := rc.Tlog.GetLogInfo(tlog.NewGetLogInfoParams())
-		if err == nil && *info.Payload.TreeSize >= size {
-			return info.Payload
+	var info *models.LogInfo
+	var err error
+	poll.Until(t, fmt.Sprintf("the log to reach size %d", size), func() bool {
+		var ok *tlog.GetLogInfoOK
+		if ok, err = rc.Tlog.GetLogInfo(tlog.NewGetLogInfoParams()); err != nil || *ok.Payload.TreeSize < size {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log never reached size %d: %v", size, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		info = ok.Payload
+		return true
+	}, func() string { return fmt.Sprintf("last answer: %v", err) })
+	return info
 }
 
 func only(t *testing.T, le models.LogEntry, uuid string) models.LogEntryAnon {

@@ -10,9 +10,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -23,11 +20,11 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/gatelog/gatelog/daemon"
+	"github.com/gatelog/gatelog/internal/daemontest"
 	"github.com/gatelog/gatelog/translog/rekorapi"
 	"github.com/gatelog/gatelog/translog/sigbundle"
 )
@@ -56,35 +53,16 @@ type fixture struct {
 // newFixture starts a daemon and makes 1+extra decisions.
 func newFixture(t *testing.T, extra int) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	srv, err := daemon.Open(ctx, daemon.Config{
-		DataDir:            dir,
-		Policies:           fstest.MapFS{"decision.rego": {Data: []byte(policy)}},
-		CheckpointInterval: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		if err := srv.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	key, err := os.ReadFile(filepath.Join(dir, daemon.BootstrapKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{logKey: readPub(t, filepath.Join(dir, "keys/log.pub")), signKey: readPub(t, filepath.Join(dir, "keys/decision.pub"))}
+	d := daemontest.Open(t, daemon.Config{Policies: fstest.MapFS{"decision.rego": {Data: []byte(policy)}}})
+	hs, ctx := d.HTTP, context.Background()
+	f := &fixture{logKey: d.LogKey, signKey: d.SignerKey}
 	// Records are private: without a read key there is no envelope to
 	// bundle, and Fetch says why.
 	anon, err := rekorapi.NewClient(hs.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := rekorapi.NewClient(hs.URL, nil, rekorapi.WithBearer(strings.TrimSpace(string(key))))
+	c, err := rekorapi.NewClient(hs.URL, nil, rekorapi.WithBearer(d.Key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +73,7 @@ func newFixture(t *testing.T, extra int) *fixture {
 	}()
 	var first rekorapi.LogEntryAnon
 	for i := range 1 + extra {
-		index := decide(t, hs.URL, strings.TrimSpace(string(key)))
+		index := decide(t, hs.URL, d.Key)
 		if i > 0 {
 			continue
 		}
@@ -161,19 +139,6 @@ func decide(t *testing.T, url, apiKey string) int64 {
 		t.Fatal(err)
 	}
 	return rc.LogIndex
-}
-
-func readPub(t *testing.T, path string) crypto.PublicKey {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // sigstoreVerify verifies a bundle offline with sigstore-go, as an auditor
