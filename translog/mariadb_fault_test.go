@@ -3,12 +3,15 @@ package translog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatelog/gatelog/internal/logtest"
+	"github.com/gatelog/gatelog/internal/poll"
 	"github.com/gatelog/gatelog/internal/testdb"
 	"github.com/gatelog/gatelog/translog"
 )
@@ -40,6 +43,8 @@ func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 	if err := db.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal is asynchronous: a query in flight could still be answered.
+	poll.Until(t, "MariaDB to stop", func() bool { return processState(db.Pid) == "T" })
 	resumed := false
 	resume := func() {
 		if !resumed {
@@ -89,4 +94,18 @@ func TestAppendFailsInTimeWhileMariaDBHangs(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// processState is the state letter /proc gives process pid ("T": stopped),
+// "" when it cannot be read.
+func processState(pid int) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	if !ok || rest == "" {
+		return ""
+	}
+	return rest[:1]
 }

@@ -222,9 +222,18 @@ func TestEveryClientCommandOverTLS(t *testing.T) {
 	bin := buildGatelog(t)
 	ca := newTestCA(t)
 	data := filepath.Join(t.TempDir(), "data")
-	server := startTLS(t, bin, data, ca, "--client-ca", ca.caFile)
-	key := strings.TrimSpace(string(mustRead(t, filepath.Join(data, "bootstrap-api-key"))))
 	dir := t.TempDir()
+	// The bundled data with working hours around the clock: the alerts
+	// below are the same whatever the time the test runs (no off_hours).
+	allDay := filepath.Join(dir, "data.yaml")
+	bundled := string(mustRead(t, filepath.Join("..", "..", "policies", "data.yaml")))
+	hours := strings.NewReplacer(`days: [Monday, Tuesday, Wednesday, Thursday, Friday]`, `days: [Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday]`,
+		`start: "07:00"`, `start: "00:00"`, `end: "19:00"`, `end: "24:00"`).Replace(bundled)
+	if hours == bundled || os.WriteFile(allDay, []byte(hours), 0o644) != nil {
+		t.Fatal("policies/data.yaml: working_hours not found as expected, or not written")
+	}
+	server := startTLS(t, bin, data, ca, "--client-ca", ca.caFile, "--policy-data", allDay)
+	key := strings.TrimSpace(string(mustRead(t, filepath.Join(data, "bootstrap-api-key"))))
 	grant := filepath.Join(dir, "grant.json")
 	if err := os.WriteFile(grant, []byte(`{"subject":{"id":"mallory"},"action":"role.grant","resource":{"name":"mallory"}}`), 0o644); err != nil {
 		t.Fatal(err)

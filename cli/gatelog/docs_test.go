@@ -658,6 +658,10 @@ func TestDocsWalkthroughs(t *testing.T) {
 			}
 			cmd.Env = append(env, "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"), "HOME="+dir,
 				"XDG_CONFIG_HOME="+filepath.Join(dir, ".config"), "GATELOG_SERVER="+d.URL)
+			// A fresh HOME, but the machine's Go caches, as a user's own
+			// shell has them: `go install` in a page (cosign) then builds
+			// once per machine instead of once per run.
+			cmd.Env = append(cmd.Env, goCaches(t)...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Errorf("%s: %v\n%s\n--- daemon log ---\n%s", page, err, out, tail(d.Log(), 40))
@@ -672,4 +676,19 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// goCaches is the module and build cache of this machine's go command, as
+// environment entries.
+func goCaches(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMODCACHE", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	v := strings.Fields(string(out))
+	if len(v) != 2 {
+		t.Fatalf("go env GOMODCACHE GOCACHE: %q", out)
+	}
+	return []string{"GOMODCACHE=" + v[0], "GOCACHE=" + v[1]}
 }
