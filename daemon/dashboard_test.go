@@ -29,7 +29,7 @@ func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
 	d.Decide(allowedDeploy)
 	d.Server.AdapterRestarted("tekton", nil)
-	d.getAs("/v1/audit/search", "glk_wrong")
+	d.GetAs("/v1/audit/search", "glk_wrong")
 	exported := scrape(t, d)
 	name := regexp.MustCompile(`gatelog_[a-z_]+`)
 	queried := 0

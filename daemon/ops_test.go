@@ -107,24 +107,9 @@ func startOps(t *testing.T, dir string, mutate func(*daemon.Config)) *opsDaemon 
 	return &opsDaemon{testDaemon: d, t: t, readKey: keys["reader"], decideOnlyKey: keys["ci"]}
 }
 
-func (d *opsDaemon) getAs(path, key string) (int, []byte) {
-	d.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+path, nil)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
 func (d *opsDaemon) search(params string) api.SearchResponse {
 	d.t.Helper()
-	code, raw := d.getAs("/v1/audit/search?"+params, d.readKey)
+	code, raw := d.GetAs("/v1/audit/search?"+params, d.readKey)
 	if code != http.StatusOK {
 		d.t.Fatalf("search %s: %d %s", params, code, raw)
 	}
@@ -160,7 +145,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 		t.Errorf("alert search = %+v", got.Results)
 	}
 
-	code, raw := d.getAs("/v1/audit/counts?by=subject&kind=decision", d.readKey)
+	code, raw := d.GetAs("/v1/audit/counts?by=subject&kind=decision", d.readKey)
 	var cr api.CountsResponse
 	if code != http.StatusOK || json.Unmarshal(raw, &cr) != nil {
 		t.Fatalf("counts: %d %s", code, raw)
@@ -181,7 +166,7 @@ func TestAuditSearchOverHTTP(t *testing.T) {
 		{"/v1/audit/search?subjekt=alice", "", http.StatusUnauthorized},
 		{"/v1/audit/counts?by=password", d.readKey, http.StatusBadRequest},
 	} {
-		if code, raw := d.getAs(tc.path, tc.key); code != tc.want {
+		if code, raw := d.GetAs(tc.path, tc.key); code != tc.want {
 			t.Errorf("GET %s: %d %s, want %d", tc.path, code, raw, tc.want)
 		}
 	}
@@ -344,14 +329,14 @@ func TestAlertStream(t *testing.T) {
 	if a := next(); a.DecisionID != second.DecisionID || a.UUID != second.UUID || a.Subject != "b" {
 		t.Errorf("live alert = %+v", a)
 	}
-	if code, _ := d.getAs("/v1/alerts/stream", d.decideOnlyKey); code != http.StatusForbidden {
+	if code, _ := d.GetAs("/v1/alerts/stream", d.decideOnlyKey); code != http.StatusForbidden {
 		t.Errorf("stream with a decide-only key: %d", code)
 	}
 }
 
 func scrape(t *testing.T, d *opsDaemon) map[string]*family {
 	t.Helper()
-	code, raw := d.getAs("/metrics", "")
+	code, raw := d.GetAs("/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -374,7 +359,7 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	d := startOps(t, t.TempDir(), func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) })
 	d.Decide(allowedDeploy)
 	d.Decide(`{"subject":{"id":"x"},"action":"secret.read"}`)
-	d.getAs("/v1/audit/search", "glk_not-a-key")
+	d.GetAs("/v1/audit/search", "glk_not-a-key")
 	d.search("subject=alice")
 
 	m := scrape(t, d)
@@ -433,7 +418,7 @@ func TestMetricLabelsBounded(t *testing.T) {
 		d.Decide(fmt.Sprintf(`{"subject":{"id":"x"},"action":"%s%d","source":{"adapter":"%s%d"}}`, long, i, huge, i))
 	}
 	d.Decide(`{"subject":{"id":"x"},"action":"deploy\u001b[2K"}`)
-	code, raw := d.getAs("/metrics", "")
+	code, raw := d.GetAs("/metrics", "")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
@@ -455,12 +440,12 @@ func TestMetricLabelsBounded(t *testing.T) {
 func TestReadyzFailsOnStaleCheckpoint(t *testing.T) {
 	d := startOps(t, t.TempDir(), nil)
 	d.Decide(allowedDeploy)
-	if code, raw := d.getAs("/readyz", ""); code != http.StatusOK {
+	if code, raw := d.GetAs("/readyz", ""); code != http.StatusOK {
 		t.Fatalf("readyz: %d %s", code, raw)
 	}
 	d.Stop()
 	stale := startOps(t, d.Dir, func(c *daemon.Config) { c.MaxCheckpointAge = time.Nanosecond })
-	code, raw := stale.getAs("/readyz", "")
+	code, raw := stale.GetAs("/readyz", "")
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(raw), "checkpoint") {
 		t.Errorf("readyz with a stale checkpoint: %d %s", code, raw)
 	}
@@ -648,7 +633,7 @@ func TestDecideOnlyCallersReadTheirOwnDecisions(t *testing.T) {
 		{theirs.DecisionID, d.readKey, http.StatusOK},
 		{own.DecisionID, d.readKey, http.StatusOK},
 	} {
-		if code, raw := d.getAs("/v1/decisions/"+tc.id, tc.key); code != tc.want {
+		if code, raw := d.GetAs("/v1/decisions/"+tc.id, tc.key); code != tc.want {
 			t.Errorf("GET /v1/decisions/%s: %d %s, want %d", tc.id, code, raw, tc.want)
 		}
 	}

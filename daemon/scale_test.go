@@ -330,7 +330,7 @@ func (d *opsDaemon) verifyAll(t *testing.T, rows []index.Row) {
 					return
 				}
 				r := rows[i]
-				code, raw := d.getAs("/v1/decisions/"+r.ID, d.readKey)
+				code, raw := d.GetAs("/v1/decisions/"+r.ID, d.readKey)
 				if code != 200 {
 					t.Errorf("row %d: %d %s", r.LogIndex, code, raw)
 					return

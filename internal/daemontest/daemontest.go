@@ -103,8 +103,14 @@ func (d *Daemon) Post(path, auth string, body []byte) (int, []byte) {
 // Get reads path with the bootstrap key.
 func (d *Daemon) Get(path string) (int, []byte) {
 	d.t.Helper()
+	return d.GetAs(path, d.Key)
+}
+
+// GetAs reads path with the bearer key auth (none when empty).
+func (d *Daemon) GetAs(path, auth string) (int, []byte) {
+	d.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+path, nil)
-	return d.do(req, d.Key)
+	return d.do(req, auth)
 }
 
 func (d *Daemon) do(req *http.Request, auth string) (int, []byte) {
