@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +96,121 @@ type store struct {
 	// onSequenced hears of every committed run of sequenced records, in
 	// index order, first being the index of recs[0].
 	onSequenced func(first uint64, recs []*sequenceWrite)
+
+	// wal is the sequence file a record is durable in first (wal.go);
+	// nil when read-only.
+	wal *wal
+	// pending holds the records the sequence file holds and bbolt not
+	// yet (every read looks here first); the applier moves them into
+	// bbolt and then drops them.
+	pending pendingRecords
+	// applyQueue is what the applier has yet to write, in index order.
+	applyMu    sync.Mutex
+	applyQueue []*sequenceWrite
+	applyWake  chan struct{}
+	applyQuit  chan struct{} // closed once the commit loop has stopped
+	applyDone  chan struct{}
+	// applied is bbolt's next index: every record below it is in bbolt.
+	applied atomic.Uint64
+	// applyFailure is the applier's last error, nil once a write works.
+	applyFailure atomic.Pointer[error]
 }
+
+// pendingRecords indexes the records not yet in bbolt by every key a
+// read may use.
+type pendingRecords struct {
+	mu     sync.RWMutex
+	byIdx  map[uint64]*sequenceWrite
+	byLeaf map[string]uint64
+	byKey  map[string][]byte
+	search map[string][][]byte // hex SHA-256 → leaves
+}
+
+func (p *pendingRecords) add(seqs []*sequenceWrite) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byIdx == nil {
+		p.byIdx, p.byLeaf, p.byKey, p.search = map[uint64]*sequenceWrite{}, map[string]uint64{}, map[string][]byte{}, map[string][][]byte{}
+	}
+	for _, sw := range seqs {
+		p.byIdx[sw.index] = sw
+		p.byLeaf[string(sw.leaf)] = sw.index
+		p.byKey[sw.rec.Key] = sw.leaf
+		for _, h := range sw.search {
+			p.search[h] = append(p.search[h], sw.leaf)
+		}
+	}
+}
+
+func (p *pendingRecords) drop(seqs []*sequenceWrite) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, sw := range seqs {
+		delete(p.byIdx, sw.index)
+		if p.byLeaf[string(sw.leaf)] == sw.index {
+			delete(p.byLeaf, string(sw.leaf))
+		}
+		if l, ok := p.byKey[sw.rec.Key]; ok && string(l) == string(sw.leaf) {
+			delete(p.byKey, sw.rec.Key)
+		}
+		for _, h := range sw.search {
+			ls := slices.DeleteFunc(p.search[h], func(l []byte) bool { return string(l) == string(sw.leaf) })
+			if len(ls) == 0 {
+				delete(p.search, h)
+			} else {
+				p.search[h] = ls
+			}
+		}
+	}
+}
+
+func (p *pendingRecords) len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.byIdx)
+}
+
+func (p *pendingRecords) record(index uint64) (storedEntry, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if sw, ok := p.byIdx[index]; ok {
+		return sw.rec, true
+	}
+	return storedEntry{}, false
+}
+
+func (p *pendingRecords) index(leaf []byte) (uint64, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	i, ok := p.byLeaf[string(leaf)]
+	return i, ok
+}
+
+func (p *pendingRecords) envelope(leaf []byte) (storedEntry, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if i, ok := p.byLeaf[string(leaf)]; ok {
+		return p.byIdx[i].rec, true
+	}
+	return storedEntry{}, false
+}
+
+func (p *pendingRecords) leafForKey(key string) []byte {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.byKey[key])
+}
+
+func (p *pendingRecords) searchLeaves(hexHash string) [][]byte {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.search[strings.ToLower(hexHash)])
+}
+
+// maxPending bounds how far bbolt may fall behind the sequence file
+// before sequencing is refused: the records in between are held in
+// memory.
+const maxPending = 1 << 16
 
 type storeWrite struct {
 	apply func(tx *bolt.Tx) error // a plain write, or
@@ -111,6 +228,10 @@ type sequenceWrite struct {
 	// caller so that the commit loop only frames it.
 	block []byte
 	index uint64
+	// frame is the record's stored form (envrecord.Frame), made by the
+	// commit once the SET is signed, and written to the sequence file and
+	// then to bbolt.
+	frame []byte
 }
 
 // openStore opens (or creates) the store. readOnly opens it shared, for
@@ -133,8 +254,26 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		return nil, fmt.Errorf("%w: open envelope store: %w", ErrUnavailable, err)
 	}
 	s := &store{db: db, quit: make(chan struct{}), stopped: make(chan struct{})}
+	dir := filepath.Dir(path)
 	if readOnly {
 		close(s.stopped)
+		// What the sequence file holds beyond bbolt (a daemon that
+		// stopped without applying it) is read into memory.
+		err := db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketLog); b != nil {
+				next, err := lastLogKey(b)
+				s.applied.Store(next)
+				return err
+			}
+			return nil
+		})
+		if err == nil {
+			err = s.loadWAL(dir)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 		return s, nil
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -143,24 +282,100 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 				return err
 			}
 		}
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
-			}
-			s.next = binary.BigEndian.Uint64(k) + 1
-		}
-		return nil
+		next, err := lastLogKey(tx.Bucket(bucketLog))
+		s.next = next
+		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: initialise envelope store: %w", ErrUnavailable, err)
 	}
+	// Records the sequence file holds and bbolt does not (the daemon
+	// stopped before applying them) go into bbolt before anything else;
+	// then the old segments go and a new one starts.
+	segs, err := walSegments(dir, true)
+	if err == nil {
+		s.next, err = s.replayWAL(segs, s.next)
+	}
+	if err == nil {
+		s.wal, err = openWAL(dir, segs)
+	}
+	if err != nil {
+		db.Close()
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: open sequence file: %w", ErrUnavailable, err)
+		}
+		return nil, err
+	}
 	s.durable.Store(s.next)
+	s.applied.Store(s.next)
 	s.writes = make(chan *storeWrite, maxGroup)
 	s.released = make(chan struct{})
+	s.applyWake = make(chan struct{}, 1)
+	s.applyQuit = make(chan struct{})
+	s.applyDone = make(chan struct{})
 	go s.commitLoop()
+	go s.applyLoop()
 	go s.releaseLoop()
 	return s, nil
+}
+
+// lastLogKey is the index after the last record in the log bucket.
+func lastLogKey(b *bolt.Bucket) (uint64, error) {
+	k, _ := b.Cursor().Last()
+	if k == nil {
+		return 0, nil
+	}
+	if len(k) != 8 {
+		return 0, fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k) + 1, nil
+}
+
+// replayWAL writes into bbolt the records of segs from index from on,
+// and returns the index after the last.
+func (s *store) replayWAL(segs []walSegment, from uint64) (uint64, error) {
+	var batch []*sequenceWrite
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
+		if err != nil {
+			return fmt.Errorf("%w: apply sequence file: %w", ErrUnavailable, err)
+		}
+		batch = batch[:0]
+		return nil
+	}
+	next, err := scanWAL(segs, from, func(sw *sequenceWrite) error {
+		batch = append(batch, sw)
+		if len(batch) == migrateBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return from, err
+	}
+	if err := flush(); err != nil {
+		return from, err
+	}
+	return next, nil
+}
+
+// loadWAL reads what the sequence file in dir holds beyond bbolt into
+// pending, for a read-only store.
+func (s *store) loadWAL(dir string) error {
+	segs, err := walSegments(dir, false)
+	if err != nil {
+		return fmt.Errorf("%w: read sequence file: %w", ErrUnavailable, err)
+	}
+	next, err := scanWAL(segs, s.applied.Load(), func(sw *sequenceWrite) error {
+		s.pending.add([]*sequenceWrite{sw})
+		return nil
+	})
+	s.durable.Store(next)
+	return err
 }
 
 // commitLoop is the group commit: it takes every write waiting, applies
@@ -210,23 +425,33 @@ func (s *store) commitLoop() {
 		if len(seqs) > 0 {
 			signErr = s.signAll(seqs)
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, w := range group {
-				if w.apply != nil {
-					if err := w.apply(tx); err != nil {
-						return err
+		var err error
+		if plain := slices.ContainsFunc(group, func(w *storeWrite) bool { return w.apply != nil }); plain {
+			err = s.db.Update(func(tx *bolt.Tx) error {
+				for _, w := range group {
+					if w.apply != nil {
+						if err := w.apply(tx); err != nil {
+							return err
+						}
 					}
 				}
-			}
-			if signErr != nil || len(seqs) == 0 {
 				return nil
+			})
+		}
+		if err == nil && signErr == nil && len(seqs) > 0 {
+			for _, sw := range seqs {
+				sw.frame = envrecord.Frame(sw.rec, sw.block)
 			}
-			return putSequencedTx(tx, seqs)
-		})
+			err = s.wal.append(seqs)
+		}
 		if err != nil || signErr != nil {
 			s.next = base
 		} else if len(seqs) > 0 {
+			// Readable before anyone hears of them: the integrator
+			// may read them back, and a caller look them up.
+			s.pending.add(seqs)
 			s.durable.Store(s.next)
+			s.queueApply(seqs)
 			if s.onSequenced != nil {
 				s.onSequenced(base, seqs)
 			}
@@ -242,7 +467,76 @@ func (s *store) commitLoop() {
 			}
 		}
 		clear(group)
-		clear(seqs)
+		seqs = nil // the applier holds the slice's records now
+	}
+}
+
+// queueApply hands committed records to the applier.
+func (s *store) queueApply(seqs []*sequenceWrite) {
+	s.applyMu.Lock()
+	s.applyQueue = append(s.applyQueue, seqs...)
+	s.applyMu.Unlock()
+	select {
+	case s.applyWake <- struct{}{}:
+	default:
+	}
+}
+
+// applyBatch bounds the records the applier writes in one transaction.
+const applyBatch = 4096
+
+// applyLoop writes the records the sequence file holds into bbolt, in
+// index order, many per transaction, off the path of any append; it
+// retries after a failure (reads find the records in pending meanwhile),
+// and when the commit loop has stopped it applies what is left and
+// returns.
+func (s *store) applyLoop() {
+	defer close(s.applyDone)
+	backoff := 10 * time.Millisecond
+	for {
+		s.applyMu.Lock()
+		batch := s.applyQueue[:min(len(s.applyQueue), applyBatch)]
+		s.applyMu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-s.applyWake:
+				continue
+			case <-s.applyQuit:
+				s.applyMu.Lock()
+				empty := len(s.applyQueue) == 0
+				s.applyMu.Unlock()
+				if empty {
+					return
+				}
+				continue
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
+		if err != nil {
+			s.applyFailure.Store(&err)
+			select {
+			case <-s.applyQuit:
+				// Closing: what is left is applied at the next open.
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		s.applyFailure.Store(nil)
+		s.applied.Store(batch[len(batch)-1].index + 1)
+		s.pending.drop(batch)
+		s.applyMu.Lock()
+		clear(s.applyQueue[:len(batch)])
+		s.applyQueue = s.applyQueue[len(batch):]
+		if len(s.applyQueue) == 0 {
+			s.applyQueue = nil
+		}
+		s.applyMu.Unlock()
+		// A segment that cannot be removed now is removed at the next
+		// open, which starts the sequence file afresh.
+		_ = s.wal.applied(s.applied.Load())
 	}
 }
 
@@ -285,7 +579,11 @@ func putSequencedTx(tx *bolt.Tx, seqs []*sequenceWrite) error {
 	logb.FillPercent = 1
 	for _, sw := range seqs {
 		k := binary.BigEndian.AppendUint64(nil, sw.index)
-		if err := logb.Put(k, envrecord.Frame(sw.rec, sw.block)); err != nil {
+		frame := sw.frame
+		if frame == nil {
+			frame = envrecord.Frame(sw.rec, sw.block)
+		}
+		if err := logb.Put(k, frame); err != nil {
 			return err
 		}
 		if err := ib.Put(sw.leaf, k); err != nil {
@@ -359,6 +657,13 @@ func (s *store) write(fn func(tx *bolt.Tx) error) error {
 // sw.index is its final log index, sw.rec.SET the log's promise of it,
 // and both are durable.
 func (s *store) sequence(ctx context.Context, sw *sequenceWrite) error {
+	if n := s.pending.len(); n >= maxPending {
+		err := fmt.Errorf("%w: envelope store: %d records wait to be indexed", ErrUnavailable, n)
+		if p := s.applyFailure.Load(); p != nil {
+			err = fmt.Errorf("%w: %w", err, *p)
+		}
+		return err
+	}
 	return s.submit(ctx, &storeWrite{seq: sw, done: make(chan error, 1)})
 }
 
@@ -370,12 +675,21 @@ func (s *store) close() error {
 	if already {
 		return nil
 	}
+	var errs []error
 	if s.writes != nil {
 		close(s.quit)
 		<-s.released
+		<-s.stopped
+		close(s.applyQuit)
+		<-s.applyDone
+		if p := s.applyFailure.Load(); p != nil {
+			errs = append(errs, fmt.Errorf("%w: envelope store: records not indexed at shutdown (they are at the next start): %w", ErrUnavailable, *p))
+		}
+		errs = append(errs, s.wal.close(s.applied.Load()))
 	}
 	<-s.stopped
-	return s.db.Close()
+	errs = append(errs, s.db.Close())
+	return errors.Join(errs...)
 }
 
 // record reads the record sequenced at index.
@@ -385,6 +699,9 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 		found bool
 		bad   error
 	)
+	if rec, ok := s.pending.record(index); ok {
+		return rec, true, nil
+	}
 	s.used.Store(true)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
@@ -477,6 +794,9 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 		found bool
 		bad   error
 	)
+	if rec, ok := s.pending.envelope(leaf); ok {
+		return rec, true, nil
+	}
 	s.used.Store(true)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if ib, logb := tx.Bucket(bucketIndex), tx.Bucket(bucketLog); ib != nil && logb != nil {
@@ -523,10 +843,16 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 }
 
 func (s *store) leafForKey(key string) ([]byte, error) {
+	if leaf := s.pending.leafForKey(key); leaf != nil {
+		return leaf, nil
+	}
 	return s.get(bucketKeys, []byte(key))
 }
 
 func (s *store) index(leaf []byte) (uint64, bool, error) {
+	if i, ok := s.pending.index(leaf); ok {
+		return i, true, nil
+	}
 	raw, err := s.get(bucketIndex, leaf)
 	if err != nil || raw == nil {
 		return 0, false, err
@@ -543,11 +869,19 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	// Pending first: a record the applier moves meanwhile is in bbolt
+	// by the time bbolt is read.
+	out := s.pending.searchLeaves(hexHash)
+	seen := make(map[string]bool, len(out))
+	for _, l := range out {
+		seen[string(l)] = true
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSearch).Cursor()
 		for k, _ := c.Seek(prefix); len(k) == 64 && string(k[:32]) == string(prefix); k, _ = c.Next() {
-			out = append(out, append([]byte{}, k[32:]...))
+			if !seen[string(k[32:])] {
+				out = append(out, append([]byte{}, k[32:]...))
+			}
 		}
 		return nil
 	})
