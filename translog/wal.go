@@ -47,12 +47,15 @@ const (
 	walPrefix     = "wal-"
 	walChunk      = 256 << 10
 	walMaxChunk   = 8 << 20
-	walSegmentMax = 64 << 20
 	walHeader     = 8
 	// walMaxFrame bounds a frame's payload on reading, so that a corrupt
 	// length cannot make a scan allocate without limit.
 	walMaxFrame = 64 << 20
 )
+
+// walSegmentMax is the size past which a new segment is started (the
+// tests lower it).
+var walSegmentMax int64 = 64 << 20
 
 var walTable = crc32.MakeTable(crc32.Castagnoli)
 
