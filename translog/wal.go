@@ -44,10 +44,10 @@ import (
 // write. fallocate alone would not do: ext4 marks fallocated blocks
 // unwritten, and the first write to each then needs a journal commit.
 const (
-	walPrefix     = "wal-"
-	walChunk      = 256 << 10
-	walMaxChunk   = 8 << 20
-	walHeader     = 8
+	walPrefix   = "wal-"
+	walChunk    = 256 << 10
+	walMaxChunk = 8 << 20
+	walHeader   = 8
 	// walMaxFrame bounds a frame's payload on reading, so that a corrupt
 	// length cannot make a scan allocate without limit.
 	walMaxFrame = 64 << 20
