@@ -493,6 +493,7 @@ const applyBatch = 4096
 func (s *store) applyLoop() {
 	defer close(s.applyDone)
 	backoff := 10 * time.Millisecond
+	quitting := false
 	for {
 		s.applyMu.Lock()
 		batch := s.applyQueue[:min(len(s.applyQueue), applyBatch)]
@@ -514,10 +515,13 @@ func (s *store) applyLoop() {
 		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
 		if err != nil {
 			s.applyFailure.Store(&err)
+			if quitting {
+				// What is left is applied at the next open.
+				return
+			}
 			select {
 			case <-s.applyQuit:
-				// Closing: what is left is applied at the next open.
-				return
+				quitting = true // one more try before closing
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, time.Second)
@@ -682,9 +686,9 @@ func (s *store) close() error {
 		<-s.stopped
 		close(s.applyQuit)
 		<-s.applyDone
-		if p := s.applyFailure.Load(); p != nil {
-			errs = append(errs, fmt.Errorf("%w: envelope store: records not indexed at shutdown (they are at the next start): %w", ErrUnavailable, *p))
-		}
+		// Records bbolt could not take (its disk full, say) stay in the
+		// sequence file, where they are durable; the next open applies
+		// them before anything else.
 		errs = append(errs, s.wal.close(s.applied.Load()))
 	}
 	<-s.stopped

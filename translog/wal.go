@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -77,11 +78,20 @@ type wal struct {
 	mu       sync.Mutex // guards segments (the applier removes from it)
 	segments []walSegment
 
-	f        *os.File // the current segment, segments[len-1]
-	off      int64    // where the next frame goes
-	prealloc int64    // the file holds zeros (durably) up to here
-	chunk    int64    // the next growth
-	crc      uint32   // the last frame's crc
+	f   *os.File // the current segment, segments[len-1]
+	off int64    // where the next frame goes
+	crc uint32   // the last frame's crc
+	// written is off, for the grower.
+	written atomic.Int64
+
+	// growMu is held while f's preallocation grows, and while f changes.
+	growMu sync.Mutex
+	// prealloc is how far the current segment holds zeros, durably.
+	prealloc atomic.Int64
+	chunk    int64 // the next growth
+	growWake chan struct{}
+	growQuit chan struct{}
+	growDone chan struct{}
 	// dirty is where a failed write may have left frames, from off:
 	// the next write covers them with zeros.
 	dirty int64
@@ -248,7 +258,8 @@ func decodeWALPayload(p []byte) (*sequenceWrite, error) {
 // applied and now removes): a new segment is durable, empty and grown by
 // walChunk before the first record goes into it.
 func openWAL(dir string, old []walSegment) (*wal, error) {
-	w := &wal{dir: dir, chunk: walChunk, zeros: make([]byte, 1<<20)}
+	w := &wal{dir: dir, chunk: walChunk, zeros: make([]byte, 1<<20),
+		growWake: make(chan struct{}, 1), growQuit: make(chan struct{}), growDone: make(chan struct{})}
 	var seqno uint64 = 1
 	if len(old) > 0 {
 		seqno = old[len(old)-1].seqno + 1
@@ -261,10 +272,60 @@ func openWAL(dir string, old []walSegment) (*wal, error) {
 	if err := w.startSegment(seqno); err != nil {
 		return nil, err
 	}
+	go w.growLoop()
+	w.wakeGrower()
 	return w, nil
 }
 
-// startSegment creates segment seqno, grown by w.chunk, and makes it the
+// growLoop keeps the current segment preallocated walMaxChunk ahead of
+// its writes (to walSegmentMax), so that a group commit rarely waits for
+// a growth: growing writes zeros past the end of the file, and syncing
+// them is a metadata write.
+func (w *wal) growLoop() {
+	defer close(w.growDone)
+	for {
+		select {
+		case <-w.growQuit:
+			return
+		case <-w.growWake:
+		}
+		for {
+			w.growMu.Lock()
+			pre := w.prealloc.Load()
+			if pre-w.written.Load() >= walMaxChunk || pre >= walSegmentMax || !w.roomFor(4*w.chunk) {
+				w.growMu.Unlock()
+				break
+			}
+			// A failure here is left to the commit loop: it grows the
+			// segment itself when it must, and reports the error then.
+			err := w.extend(pre + w.chunk)
+			w.growMu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+	}
+}
+
+// roomFor reports whether the disk has n bytes free: the grower leaves
+// the last of a disk to the writes that need it (bbolt's, the tiles'),
+// and the commit loop grows the segment by what it needs then.
+func (w *wal) roomFor(n int64) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(w.dir, &st); err != nil {
+		return false
+	}
+	return int64(st.Bavail)*st.Bsize >= n
+}
+
+func (w *wal) wakeGrower() {
+	select {
+	case w.growWake <- struct{}{}:
+	default:
+	}
+}
+
+// startSegment creates segment seqno, grown by walChunk, and makes it the
 // current one: written in full and synced under a temporary name, then
 // renamed, and the directory synced (which also makes the removal of
 // earlier segments durable).
@@ -280,10 +341,13 @@ func (w *wal) startSegment(seqno uint64) error {
 		os.Remove(tmp)
 		return fmt.Errorf("%w: create sequence file segment: %w", ErrUnavailable, err)
 	}
-	if err := w.zeroFill(f, 0, w.chunk); err != nil {
+	if err := w.zeroFill(f, 0, walChunk); err != nil {
 		return fail(err)
 	}
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -292,13 +356,21 @@ func (w *wal) startSegment(seqno uint64) error {
 	if err := syncDirectory(w.dir); err != nil {
 		return fail(err)
 	}
+	// Opened again under its name, which its errors then give.
+	if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+		return fmt.Errorf("%w: open sequence file segment: %w", ErrUnavailable, err)
+	}
+	w.growMu.Lock()
 	w.mu.Lock()
 	if w.f != nil {
 		w.f.Close()
 	}
 	w.segments = append(w.segments, walSegment{seqno: seqno, path: path})
 	w.mu.Unlock()
-	w.f, w.off, w.prealloc, w.crc = f, 0, w.chunk, uint32(seqno)
+	w.f, w.off, w.crc = f, 0, uint32(seqno)
+	w.written.Store(0)
+	w.prealloc.Store(walChunk)
+	w.growMu.Unlock()
 	return nil
 }
 
@@ -313,19 +385,36 @@ func (w *wal) zeroFill(f *os.File, from, to int64) error {
 	return nil
 }
 
-// grow makes room for need more bytes at w.off: zeros written and synced
-// past the end, by w.chunk (doubling) or need, whichever is more.
-func (w *wal) grow(need int64) error {
-	to := max(w.prealloc+w.chunk, w.off+need)
-	if err := w.zeroFill(w.f, w.prealloc, to); err != nil {
+// extend grows the current segment's preallocation to to, with growMu
+// held: zeros written past the end and synced; the next growth is twice
+// as large, up to walMaxChunk.
+func (w *wal) extend(to int64) error {
+	if err := w.zeroFill(w.f, w.prealloc.Load(), to); err != nil {
 		return err
 	}
 	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
 		return err
 	}
-	w.prealloc = to
+	w.prealloc.Store(to)
 	w.chunk = min(2*w.chunk, walMaxChunk)
 	return nil
+}
+
+// grow makes room for need bytes at w.off, unless the grower has.
+func (w *wal) grow(need int64) error {
+	w.growMu.Lock()
+	defer w.growMu.Unlock()
+	pre := w.prealloc.Load()
+	if w.off+need <= pre {
+		return nil
+	}
+	err := w.extend(max(pre+w.chunk, w.off+need))
+	if err != nil && pre+w.chunk > w.off+need {
+		// A disk nearly full may still hold what this write needs.
+		w.chunk = walChunk
+		err = w.extend(w.off + need)
+	}
+	return err
 }
 
 // append writes the records of one group commit (framed: sw.frame set)
@@ -373,7 +462,7 @@ func (w *wal) append(seqs []*sequenceWrite) error {
 		// Zeros over what a failed write left after this one's end.
 		write = append(buf, make([]byte, pad)...)
 	}
-	if w.off+int64(len(write)) > w.prealloc {
+	if w.off+int64(len(write)) > w.prealloc.Load() {
 		if err := w.grow(int64(len(write))); err != nil {
 			return fmt.Errorf("grow sequence file: %w", err)
 		}
@@ -389,6 +478,8 @@ func (w *wal) append(seqs []*sequenceWrite) error {
 	w.dirty = 0
 	w.off += need
 	w.crc = crc
+	w.written.Store(w.off)
+	w.wakeGrower()
 	w.mu.Lock()
 	cur := &w.segments[len(w.segments)-1]
 	cur.last, cur.used = seqs[len(seqs)-1].index, true
@@ -420,6 +511,8 @@ func (w *wal) applied(next uint64) error {
 // close closes the current segment, and removes every segment when all
 // records are below next (bbolt holds them all).
 func (w *wal) close(next uint64) error {
+	close(w.growQuit)
+	<-w.growDone
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	err := w.f.Close()

@@ -120,6 +120,8 @@ func TestSequenceFileReplayEndsAtATornOrReplacedFrame(t *testing.T) {
 	if _, err := w.f.WriteAt(torn[:len(torn)/2], w.off); err != nil {
 		t.Fatal(err)
 	}
+	close(w.growQuit)
+	<-w.growDone
 	w.f.Close()
 
 	want := []int{0, 1, 2, 3, 4, 5}
