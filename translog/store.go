@@ -291,14 +291,20 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		return nil, fmt.Errorf("%w: initialise envelope store: %w", ErrUnavailable, err)
 	}
 	// Records the sequence file holds and bbolt does not (the daemon
-	// stopped before applying them) go into bbolt before anything else;
-	// then the old segments go and a new one starts.
+	// stopped before applying them) are read into pending and queued for
+	// the applier, like records just sequenced; their segments stay until
+	// bbolt holds them. A new segment starts after them.
+	applied := s.next
 	segs, err := walSegments(dir, true)
+	var replay []*sequenceWrite
 	if err == nil {
-		s.next, err = s.replayWAL(segs, s.next)
+		s.next, err = scanWAL(segs, s.next, func(sw *sequenceWrite) error {
+			replay = append(replay, sw)
+			return nil
+		})
 	}
 	if err == nil {
-		s.wal, err = openWAL(dir, segs)
+		s.wal, err = openWAL(dir, segs, applied)
 	}
 	if err != nil {
 		db.Close()
@@ -307,8 +313,10 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		}
 		return nil, err
 	}
+	s.pending.add(replay)
+	s.applyQueue = replay
 	s.durable.Store(s.next)
-	s.applied.Store(s.next)
+	s.applied.Store(applied)
 	s.writes = make(chan *storeWrite, maxGroup)
 	s.released = make(chan struct{})
 	s.applyWake = make(chan struct{}, 1)
@@ -316,6 +324,9 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 	s.applyDone = make(chan struct{})
 	go s.commitLoop()
 	go s.applyLoop()
+	if len(replay) > 0 {
+		s.applyWake <- struct{}{}
+	}
 	go s.releaseLoop()
 	return s, nil
 }
@@ -330,37 +341,6 @@ func lastLogKey(b *bolt.Bucket) (uint64, error) {
 		return 0, fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
 	}
 	return binary.BigEndian.Uint64(k) + 1, nil
-}
-
-// replayWAL writes into bbolt the records of segs from index from on,
-// and returns the index after the last.
-func (s *store) replayWAL(segs []walSegment, from uint64) (uint64, error) {
-	var batch []*sequenceWrite
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
-		if err != nil {
-			return fmt.Errorf("%w: apply sequence file: %w", ErrUnavailable, err)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	next, err := scanWAL(segs, from, func(sw *sequenceWrite) error {
-		batch = append(batch, sw)
-		if len(batch) == migrateBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err != nil {
-		return from, err
-	}
-	if err := flush(); err != nil {
-		return from, err
-	}
-	return next, nil
 }
 
 // loadWAL reads what the sequence file in dir holds beyond bbolt into

@@ -153,7 +153,8 @@ func compareUint(a, b uint64) int {
 // the sequence moves on (wal.append), so a torn end is always the last.
 func scanWAL(segs []walSegment, from uint64, yield func(*sequenceWrite) error) (uint64, error) {
 	next := from
-	for _, seg := range segs {
+	for i := range segs {
+		seg := &segs[i]
 		raw, err := os.ReadFile(seg.path)
 		if err != nil {
 			return next, fmt.Errorf("%w: read sequence file: %w", ErrUnavailable, err)
@@ -179,6 +180,7 @@ func scanWAL(segs []walSegment, from uint64, yield func(*sequenceWrite) error) (
 			if err := yield(sw); err != nil {
 				return next, err
 			}
+			seg.last, seg.used = sw.index, true
 			next++
 		}
 	}
@@ -254,23 +256,25 @@ func decodeWALPayload(p []byte) (*sequenceWrite, error) {
 	return sw, nil
 }
 
-// openWAL starts a new segment after those listed (which the caller has
-// applied and now removes): a new segment is durable, empty and grown by
-// walChunk before the first record goes into it.
-func openWAL(dir string, old []walSegment) (*wal, error) {
+// openWAL starts a new segment after those listed (the segments scanWAL
+// read, last set on those holding records from index applied on, which
+// bbolt lacks): a new segment is durable, empty and grown by walChunk
+// before the first record goes into it. The listed segments whose records
+// bbolt holds are removed; the others once it does.
+func openWAL(dir string, old []walSegment, applied uint64) (*wal, error) {
 	w := &wal{dir: dir, chunk: walChunk, zeros: make([]byte, 1<<20),
 		growWake: make(chan struct{}, 1), growQuit: make(chan struct{}), growDone: make(chan struct{})}
 	var seqno uint64 = 1
 	if len(old) > 0 {
 		seqno = old[len(old)-1].seqno + 1
 	}
-	for _, seg := range old {
-		if err := os.Remove(seg.path); err != nil {
-			return nil, fmt.Errorf("%w: remove applied sequence file segment: %w", ErrUnavailable, err)
-		}
-	}
+	w.segments = slices.Clone(old)
 	if err := w.startSegment(seqno); err != nil {
 		return nil, err
+	}
+	if err := w.applied(applied); err != nil {
+		w.f.Close()
+		return nil, fmt.Errorf("%w: remove applied sequence file segment: %w", ErrUnavailable, err)
 	}
 	go w.growLoop()
 	w.wakeGrower()

@@ -98,7 +98,7 @@ func TestSequenceFileReplayEndsAtATornOrReplacedFrame(t *testing.T) {
 		t.Fatalf("a clean close left sequence file segments %v", files)
 	}
 
-	w, err := openWAL(dir, nil)
+	w, err := openWAL(dir, nil, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +142,13 @@ func TestSequenceFileReplayEndsAtATornOrReplacedFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.signSET = fakeSET
-	if files := walFiles(t, dir); len(files) != 1 || files[0] != "wal-0000000000000002" {
-		t.Fatalf("segments after a writable open: %v, want one new one", files)
+	if s.sequenced() != 6 {
+		t.Fatalf("sequenced %d after replay; want 6", s.sequenced())
 	}
-	if s.sequenced() != 6 || s.applied.Load() != 6 {
-		t.Fatalf("sequenced %d, applied %d after replay; want 6", s.sequenced(), s.applied.Load())
+	checkRecords(t, s, want)
+	waitApplied(t, s, 6)
+	if files := walFiles(t, dir); len(files) != 1 || files[0] != "wal-0000000000000002" {
+		t.Fatalf("segments once bbolt holds the replayed records: %v, want only the new one", files)
 	}
 	checkRecords(t, s, want)
 	sw := sequenceWriteFor(6, walLeaf(6))
@@ -215,16 +217,7 @@ func TestSequenceFileCarriesTheLogWhileBboltLags(t *testing.T) {
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.applied.Load() < n || len(walFiles(t, dir)) > 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("applier at %d of %d, segments %v", s.applied.Load(), n, walFiles(t, dir))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s.pending.len() != 0 {
-		t.Fatalf("%d records still pending once applied", s.pending.len())
-	}
+	waitApplied(t, s, n)
 	checkRecords(t, s, want)
 	if err := s.close(); err != nil {
 		t.Fatal(err)
@@ -239,6 +232,21 @@ func TestSequenceFileCarriesTheLogWhileBboltLags(t *testing.T) {
 		t.Fatalf("the copy taken while bbolt lagged holds %d records, want %d", c.sequenced(), n)
 	}
 	checkRecords(t, c, want)
+	waitApplied(t, c, n)
+	checkRecords(t, c, want)
+}
+
+// waitApplied waits for bbolt to hold n records, nothing to be pending
+// and only the current segment to be left.
+func waitApplied(t *testing.T, s *store, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.applied.Load() < n || s.pending.len() != 0 || len(walFiles(t, s.wal.dir)) > 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("applier at %d of %d, %d pending, segments %v", s.applied.Load(), n, s.pending.len(), walFiles(t, s.wal.dir))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func copyDir(t *testing.T, from, to string) {
