@@ -329,7 +329,8 @@ func (w *wal) wakeGrower() {
 	}
 }
 
-// startSegment creates segment seqno, grown by walChunk, and makes it the
+// startSegment creates segment seqno, grown by walChunk (if the disk has
+// room), and makes it the
 // current one: written in full and synced under a temporary name, then
 // renamed, and the directory synced (which also makes the removal of
 // earlier segments durable).
@@ -345,8 +346,14 @@ func (w *wal) startSegment(seqno uint64) error {
 		os.Remove(tmp)
 		return fmt.Errorf("%w: create sequence file segment: %w", ErrUnavailable, err)
 	}
-	if err := w.zeroFill(f, 0, walChunk); err != nil {
-		return fail(err)
+	size := int64(walChunk)
+	if err := w.zeroFill(f, 0, size); err != nil {
+		// A disk nearly full: start empty, and let the writes grow it
+		// by what they need.
+		if terr := f.Truncate(0); terr != nil {
+			return fail(errors.Join(err, terr))
+		}
+		size = 0
 	}
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		return fail(err)
@@ -373,7 +380,7 @@ func (w *wal) startSegment(seqno uint64) error {
 	w.mu.Unlock()
 	w.f, w.off, w.crc = f, 0, uint32(seqno)
 	w.written.Store(0)
-	w.prealloc.Store(walChunk)
+	w.prealloc.Store(size)
 	w.growMu.Unlock()
 	return nil
 }
