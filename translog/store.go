@@ -123,21 +123,28 @@ type pendingRecords struct {
 	byIdx  map[uint64]*sequenceWrite
 	byLeaf map[string]uint64
 	byKey  map[string][]byte
-	search map[string][][]byte // hex SHA-256 → leaves
+	search map[string]map[string]struct{} // hex SHA-256 → leaves
 }
 
 func (p *pendingRecords) add(seqs []*sequenceWrite) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.byIdx == nil {
-		p.byIdx, p.byLeaf, p.byKey, p.search = map[uint64]*sequenceWrite{}, map[string]uint64{}, map[string][]byte{}, map[string][][]byte{}
+		p.byIdx, p.byLeaf, p.byKey, p.search = map[uint64]*sequenceWrite{}, map[string]uint64{}, map[string][]byte{}, map[string]map[string]struct{}{}
 	}
 	for _, sw := range seqs {
 		p.byIdx[sw.index] = sw
 		p.byLeaf[string(sw.leaf)] = sw.index
 		p.byKey[sw.rec.Key] = sw.leaf
 		for _, h := range sw.search {
-			p.search[h] = append(p.search[h], sw.leaf)
+			// Some hashes are in most entries (the signer's key): a set,
+			// so that dropping one leaf is not a walk over all of them.
+			set := p.search[h]
+			if set == nil {
+				set = map[string]struct{}{}
+				p.search[h] = set
+			}
+			set[string(sw.leaf)] = struct{}{}
 		}
 	}
 }
@@ -154,11 +161,11 @@ func (p *pendingRecords) drop(seqs []*sequenceWrite) {
 			delete(p.byKey, sw.rec.Key)
 		}
 		for _, h := range sw.search {
-			ls := slices.DeleteFunc(p.search[h], func(l []byte) bool { return string(l) == string(sw.leaf) })
-			if len(ls) == 0 {
-				delete(p.search, h)
-			} else {
-				p.search[h] = ls
+			if set := p.search[h]; set != nil {
+				delete(set, string(sw.leaf))
+				if len(set) == 0 {
+					delete(p.search, h)
+				}
 			}
 		}
 	}
@@ -204,7 +211,12 @@ func (p *pendingRecords) leafForKey(key string) []byte {
 func (p *pendingRecords) searchLeaves(hexHash string) [][]byte {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return slices.Clone(p.search[strings.ToLower(hexHash)])
+	set := p.search[strings.ToLower(hexHash)]
+	out := make([][]byte, 0, len(set))
+	for l := range set {
+		out = append(out, []byte(l))
+	}
+	return out
 }
 
 // maxPending bounds how far bbolt may fall behind the sequence file
