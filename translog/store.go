@@ -114,6 +114,9 @@ type store struct {
 	applied atomic.Uint64
 	// applyFailure is the applier's last error, nil once a write works.
 	applyFailure atomic.Pointer[error]
+	// applyProgress is closed and replaced after every transaction of
+	// the applier's, failed or not.
+	applyProgress atomic.Pointer[chan struct{}]
 }
 
 // pendingRecords indexes the records not yet in bbolt by every key a
@@ -220,9 +223,9 @@ func (p *pendingRecords) searchLeaves(hexHash string) [][]byte {
 }
 
 // maxPending bounds how far bbolt may fall behind the sequence file
-// before sequencing is refused: the records in between are held in
-// memory.
-const maxPending = 1 << 16
+// before sequencing waits for it: the records in between are held in
+// memory. (A variable for the tests.)
+var maxPending = 1 << 16
 
 type storeWrite struct {
 	apply func(tx *bolt.Tx) error // a plain write, or
@@ -334,6 +337,8 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 	s.applyWake = make(chan struct{}, 1)
 	s.applyQuit = make(chan struct{})
 	s.applyDone = make(chan struct{})
+	progress := make(chan struct{})
+	s.applyProgress.Store(&progress)
 	go s.commitLoop()
 	go s.applyLoop()
 	if len(replay) > 0 {
@@ -474,6 +479,11 @@ func (s *store) queueApply(seqs []*sequenceWrite) {
 	}
 }
 
+func (s *store) signalApplied() {
+	ch := make(chan struct{})
+	close(*s.applyProgress.Swap(&ch))
+}
+
 // applyBatch bounds the records the applier writes in one transaction.
 const applyBatch = 4096
 
@@ -507,6 +517,7 @@ func (s *store) applyLoop() {
 		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
 		if err != nil {
 			s.applyFailure.Store(&err)
+			s.signalApplied()
 			if quitting {
 				// What is left is applied at the next open.
 				return
@@ -530,8 +541,9 @@ func (s *store) applyLoop() {
 			s.applyQueue = nil
 		}
 		s.applyMu.Unlock()
-		// A segment that cannot be removed now is removed at the next
-		// open, which starts the sequence file afresh.
+		s.signalApplied()
+		// A segment that cannot be removed now is removed once a later
+		// one is applied, or at the next open.
 		_ = s.wal.applied(s.applied.Load())
 	}
 }
@@ -653,12 +665,24 @@ func (s *store) write(fn func(tx *bolt.Tx) error) error {
 // sw.index is its final log index, sw.rec.SET the log's promise of it,
 // and both are durable.
 func (s *store) sequence(ctx context.Context, sw *sequenceWrite) error {
-	if n := s.pending.len(); n >= maxPending {
-		err := fmt.Errorf("%w: envelope store: %d records wait to be indexed", ErrUnavailable, n)
+	if s.writes == nil {
+		return fmt.Errorf("%w: envelope store is read-only", ErrUnavailable)
+	}
+	// Past maxPending records bbolt has yet to take, a write waits for
+	// the applier (back-pressure), or fails if the applier is failing.
+	for n := s.pending.len(); n >= maxPending; n = s.pending.len() {
 		if p := s.applyFailure.Load(); p != nil {
-			err = fmt.Errorf("%w: %w", err, *p)
+			return fmt.Errorf("%w: envelope store: %d records wait to be indexed: %w", ErrUnavailable, n, *p)
 		}
-		return err
+		ch := s.applyProgress.Load()
+		if s.pending.len() < maxPending {
+			break
+		}
+		select {
+		case <-*ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: envelope store: %d records wait to be indexed: %w", ErrUnavailable, n, ctx.Err())
+		}
 	}
 	return s.submit(ctx, &storeWrite{seq: sw, done: make(chan error, 1)})
 }

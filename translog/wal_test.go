@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -272,4 +273,52 @@ func copyDir(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Past maxPending records bbolt lacks, a write waits for the applier
+// (and fails when its context ends first); it goes through once bbolt
+// takes the records.
+func TestSequenceWaitsWhileBboltIsFarBehind(t *testing.T) {
+	defer func(max int) { maxPending = max }(maxPending)
+	maxPending = 4
+	s, err := openStore(filepath.Join(t.TempDir(), storeFile), false, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.signSET = fakeSET
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := s.sequence(context.Background(), sequenceWriteFor(i, walLeaf(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.sequence(ctx, sequenceWriteFor(4, walLeaf(4))); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sequence with bbolt %d behind: %v, want it to wait until its context ends", maxPending, err)
+	}
+	done := make(chan error, 1)
+	sw := sequenceWriteFor(4, walLeaf(4))
+	go func() { done <- s.sequence(context.Background(), sw) }()
+	select {
+	case err := <-done:
+		t.Fatalf("sequence returned (%v) while bbolt was held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || sw.index != 4 {
+			t.Fatalf("sequence once bbolt caught up: index %d, %v", sw.index, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sequence still waits after bbolt caught up")
+	}
+	checkRecords(t, s, []int{0, 1, 2, 3, 4})
 }
