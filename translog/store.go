@@ -21,21 +21,24 @@ import (
 	"github.com/gatelog/gatelog/internal/envrecord"
 )
 
-// The envelope store lives in one bbolt database beside the tree, and it
-// is the embedded log's durable sequencer: one write holds a decision's
-// envelope, its leaf (the canonical Rekor body), the log index assigned to
-// it and the SET that promises that index. Writes go through a group
-// commit: concurrent Appends share one transaction and so one fsync, and
-// a write returns only after its transaction is durable. Tessera then
-// integrates the sequenced leaves into its tiles, in index order
-// (integrate.go).
+// The envelope store is the embedded log's durable sequencer: one write
+// holds a decision's envelope, its leaf (the canonical Rekor body), the
+// log index assigned to it and the SET that promises that index. Writes
+// go through a group commit: concurrent Appends share one append to the
+// sequence file (wal.go) and so one fdatasync, and a write returns only
+// after it is durable. The store's bbolt database beside it is the index
+// every read uses: the applier writes the records into it off the write
+// path, reads look at the records it does not hold yet in memory
+// (pending), and Open applies what the sequence file holds beyond it.
+// Tessera then integrates the sequenced leaves into its tiles, in index
+// order (integrate.go).
 //
 // Buckets:
 //
-//	log        log index (8 bytes BE) → record (binary, see encodeRecord)   the sequencer's output
-//	index      leaf hash              → log index (8 bytes BE)               written with the record
-//	keys       key (decision ID)      → leaf hash                            written with the record
-//	search     sha256 ‖ leaf hash     → nothing                              written with the record
+//	log        log index (8 bytes BE) → record (binary, see encodeRecord)   the sequencer's output, applied
+//	index      leaf hash              → log index (8 bytes BE)               applied with the record
+//	keys       key (decision ID)      → leaf hash                            applied with the record
+//	search     sha256 ‖ leaf hash     → nothing                              applied with the record
 //	records    arrival (8 bytes BE)   → record (versions 1, 2)               the second layout; read, never written
 //	leaves     leaf hash              → arrival                              the second layout; read, never written
 //	envelopes  leaf hash              → storedEntry (JSON)                   the first layout; read, never written
