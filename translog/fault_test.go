@@ -319,10 +319,11 @@ func TestEnvelopeStoreFaultFailsClosed(t *testing.T) {
 
 	fill := filepath.Join(storeDir, "fill")
 	fillDisk(t, fill)
-	// The store may still have free pages for a few small records; keep
-	// appending until it runs out.
+	// The sequence file may still have preallocated room for some
+	// records (durable: they are acknowledged); keep appending until it
+	// runs out.
 	var err error
-	for range 200 {
+	for range 5000 {
 		var got translog.Entry
 		var logged string
 		logged, got, err = fl.append()

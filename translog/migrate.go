@@ -71,6 +71,7 @@ func (l *Log) migrateStore(ctx context.Context, size uint64) error {
 	}
 	l.seq.next = size
 	l.seq.durable.Store(size)
+	l.seq.applied.Store(size)
 	return nil
 }
 

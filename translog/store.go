@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,21 +21,24 @@ import (
 	"github.com/gatelog/gatelog/internal/envrecord"
 )
 
-// The envelope store lives in one bbolt database beside the tree, and it
-// is the embedded log's durable sequencer: one write holds a decision's
-// envelope, its leaf (the canonical Rekor body), the log index assigned to
-// it and the SET that promises that index. Writes go through a group
-// commit: concurrent Appends share one transaction and so one fsync, and
-// a write returns only after its transaction is durable. Tessera then
-// integrates the sequenced leaves into its tiles, in index order
-// (integrate.go).
+// The envelope store is the embedded log's durable sequencer: one write
+// holds a decision's envelope, its leaf (the canonical Rekor body), the
+// log index assigned to it and the SET that promises that index. Writes
+// go through a group commit: concurrent Appends share one append to the
+// sequence file (wal.go) and so one fdatasync, and a write returns only
+// after it is durable. The store's bbolt database beside it is the index
+// every read uses: the applier writes the records into it off the write
+// path, reads look at the records it does not hold yet in memory
+// (pending), and Open applies what the sequence file holds beyond it.
+// Tessera then integrates the sequenced leaves into its tiles, in index
+// order (integrate.go).
 //
 // Buckets:
 //
-//	log        log index (8 bytes BE) → record (binary, see encodeRecord)   the sequencer's output
-//	index      leaf hash              → log index (8 bytes BE)               written with the record
-//	keys       key (decision ID)      → leaf hash                            written with the record
-//	search     sha256 ‖ leaf hash     → nothing                              written with the record
+//	log        log index (8 bytes BE) → record (binary, see encodeRecord)   the sequencer's output, applied
+//	index      leaf hash              → log index (8 bytes BE)               applied with the record
+//	keys       key (decision ID)      → leaf hash                            applied with the record
+//	search     sha256 ‖ leaf hash     → nothing                              applied with the record
 //	records    arrival (8 bytes BE)   → record (versions 1, 2)               the second layout; read, never written
 //	leaves     leaf hash              → arrival                              the second layout; read, never written
 //	envelopes  leaf hash              → storedEntry (JSON)                   the first layout; read, never written
@@ -93,7 +99,136 @@ type store struct {
 	// onSequenced hears of every committed run of sequenced records, in
 	// index order, first being the index of recs[0].
 	onSequenced func(first uint64, recs []*sequenceWrite)
+
+	// wal is the sequence file a record is durable in first (wal.go);
+	// nil when read-only.
+	wal *wal
+	// pending holds the records the sequence file holds and bbolt not
+	// yet (every read looks here first); the applier moves them into
+	// bbolt and then drops them.
+	pending pendingRecords
+	// applyQueue is what the applier has yet to write, in index order.
+	applyMu    sync.Mutex
+	applyQueue []*sequenceWrite
+	applyWake  chan struct{}
+	applyQuit  chan struct{} // closed once the commit loop has stopped
+	applyDone  chan struct{}
+	// applied is bbolt's next index: every record below it is in bbolt.
+	applied atomic.Uint64
+	// applyFailure is the applier's last error, nil once a write works.
+	applyFailure atomic.Pointer[error]
+	// applyProgress is closed and replaced after every transaction of
+	// the applier's, failed or not.
+	applyProgress atomic.Pointer[chan struct{}]
 }
+
+// pendingRecords indexes the records not yet in bbolt by every key a
+// read may use.
+type pendingRecords struct {
+	mu     sync.RWMutex
+	byIdx  map[uint64]*sequenceWrite
+	byLeaf map[string]uint64
+	byKey  map[string][]byte
+	search map[string]map[string]struct{} // hex SHA-256 → leaves
+}
+
+func (p *pendingRecords) add(seqs []*sequenceWrite) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byIdx == nil {
+		p.byIdx, p.byLeaf, p.byKey, p.search = map[uint64]*sequenceWrite{}, map[string]uint64{}, map[string][]byte{}, map[string]map[string]struct{}{}
+	}
+	for _, sw := range seqs {
+		p.byIdx[sw.index] = sw
+		p.byLeaf[string(sw.leaf)] = sw.index
+		p.byKey[sw.rec.Key] = sw.leaf
+		for _, h := range sw.search {
+			// Some hashes are in most entries (the signer's key): a set,
+			// so that dropping one leaf is not a walk over all of them.
+			set := p.search[h]
+			if set == nil {
+				set = map[string]struct{}{}
+				p.search[h] = set
+			}
+			set[string(sw.leaf)] = struct{}{}
+		}
+	}
+}
+
+func (p *pendingRecords) drop(seqs []*sequenceWrite) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, sw := range seqs {
+		delete(p.byIdx, sw.index)
+		if p.byLeaf[string(sw.leaf)] == sw.index {
+			delete(p.byLeaf, string(sw.leaf))
+		}
+		if l, ok := p.byKey[sw.rec.Key]; ok && string(l) == string(sw.leaf) {
+			delete(p.byKey, sw.rec.Key)
+		}
+		for _, h := range sw.search {
+			if set := p.search[h]; set != nil {
+				delete(set, string(sw.leaf))
+				if len(set) == 0 {
+					delete(p.search, h)
+				}
+			}
+		}
+	}
+}
+
+func (p *pendingRecords) len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.byIdx)
+}
+
+func (p *pendingRecords) record(index uint64) (storedEntry, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if sw, ok := p.byIdx[index]; ok {
+		return sw.rec, true
+	}
+	return storedEntry{}, false
+}
+
+func (p *pendingRecords) index(leaf []byte) (uint64, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	i, ok := p.byLeaf[string(leaf)]
+	return i, ok
+}
+
+func (p *pendingRecords) envelope(leaf []byte) (storedEntry, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if i, ok := p.byLeaf[string(leaf)]; ok {
+		return p.byIdx[i].rec, true
+	}
+	return storedEntry{}, false
+}
+
+func (p *pendingRecords) leafForKey(key string) []byte {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.byKey[key])
+}
+
+func (p *pendingRecords) searchLeaves(hexHash string) [][]byte {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	set := p.search[strings.ToLower(hexHash)]
+	out := make([][]byte, 0, len(set))
+	for l := range set {
+		out = append(out, []byte(l))
+	}
+	return out
+}
+
+// maxPending bounds how far bbolt may fall behind the sequence file
+// before sequencing waits for it: the records in between are held in
+// memory. (A variable for the tests.)
+var maxPending = 1 << 16
 
 type storeWrite struct {
 	apply func(tx *bolt.Tx) error // a plain write, or
@@ -111,6 +246,10 @@ type sequenceWrite struct {
 	// caller so that the commit loop only frames it.
 	block []byte
 	index uint64
+	// frame is the record's stored form (envrecord.Frame), made by the
+	// commit once the SET is signed, and written to the sequence file and
+	// then to bbolt.
+	frame []byte
 }
 
 // openStore opens (or creates) the store. readOnly opens it shared, for
@@ -133,8 +272,26 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 		return nil, fmt.Errorf("%w: open envelope store: %w", ErrUnavailable, err)
 	}
 	s := &store{db: db, quit: make(chan struct{}), stopped: make(chan struct{})}
+	dir := filepath.Dir(path)
 	if readOnly {
 		close(s.stopped)
+		// What the sequence file holds beyond bbolt (a daemon that
+		// stopped without applying it) is read into memory.
+		err := db.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketLog); b != nil {
+				next, err := lastLogKey(b)
+				s.applied.Store(next)
+				return err
+			}
+			return nil
+		})
+		if err == nil {
+			err = s.loadWAL(dir)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 		return s, nil
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -143,24 +300,82 @@ func openStore(path string, readOnly bool, timeout time.Duration) (*store, error
 				return err
 			}
 		}
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
-			}
-			s.next = binary.BigEndian.Uint64(k) + 1
-		}
-		return nil
+		next, err := lastLogKey(tx.Bucket(bucketLog))
+		s.next = next
+		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: initialise envelope store: %w", ErrUnavailable, err)
 	}
+	// Records the sequence file holds and bbolt does not (the daemon
+	// stopped before applying them) are read into pending and queued for
+	// the applier, like records just sequenced; their segments stay until
+	// bbolt holds them. A new segment starts after them.
+	applied := s.next
+	segs, err := walSegments(dir, true)
+	var replay []*sequenceWrite
+	if err == nil {
+		s.next, err = scanWAL(segs, s.next, func(sw *sequenceWrite) error {
+			replay = append(replay, sw)
+			return nil
+		})
+	}
+	if err == nil {
+		s.wal, err = openWAL(dir, segs, applied)
+	}
+	if err != nil {
+		db.Close()
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: open sequence file: %w", ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	s.pending.add(replay)
+	s.applyQueue = replay
 	s.durable.Store(s.next)
+	s.applied.Store(applied)
 	s.writes = make(chan *storeWrite, maxGroup)
 	s.released = make(chan struct{})
+	s.applyWake = make(chan struct{}, 1)
+	s.applyQuit = make(chan struct{})
+	s.applyDone = make(chan struct{})
+	progress := make(chan struct{})
+	s.applyProgress.Store(&progress)
 	go s.commitLoop()
+	go s.applyLoop()
+	if len(replay) > 0 {
+		s.applyWake <- struct{}{}
+	}
 	go s.releaseLoop()
 	return s, nil
+}
+
+// lastLogKey is the index after the last record in the log bucket.
+func lastLogKey(b *bolt.Bucket) (uint64, error) {
+	k, _ := b.Cursor().Last()
+	if k == nil {
+		return 0, nil
+	}
+	if len(k) != 8 {
+		return 0, fmt.Errorf("%w: log record key %x is not 8 bytes", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k) + 1, nil
+}
+
+// loadWAL reads what the sequence file in dir holds beyond bbolt into
+// pending, for a read-only store.
+func (s *store) loadWAL(dir string) error {
+	segs, err := walSegments(dir, false)
+	if err != nil {
+		return fmt.Errorf("%w: read sequence file: %w", ErrUnavailable, err)
+	}
+	next, err := scanWAL(segs, s.applied.Load(), func(sw *sequenceWrite) error {
+		s.pending.add([]*sequenceWrite{sw})
+		return nil
+	})
+	s.durable.Store(next)
+	return err
 }
 
 // commitLoop is the group commit: it takes every write waiting, applies
@@ -210,23 +425,33 @@ func (s *store) commitLoop() {
 		if len(seqs) > 0 {
 			signErr = s.signAll(seqs)
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, w := range group {
-				if w.apply != nil {
-					if err := w.apply(tx); err != nil {
-						return err
+		var err error
+		if plain := slices.ContainsFunc(group, func(w *storeWrite) bool { return w.apply != nil }); plain {
+			err = s.db.Update(func(tx *bolt.Tx) error {
+				for _, w := range group {
+					if w.apply != nil {
+						if err := w.apply(tx); err != nil {
+							return err
+						}
 					}
 				}
-			}
-			if signErr != nil || len(seqs) == 0 {
 				return nil
+			})
+		}
+		if err == nil && signErr == nil && len(seqs) > 0 {
+			for _, sw := range seqs {
+				sw.frame = envrecord.Frame(sw.rec, sw.block)
 			}
-			return putSequencedTx(tx, seqs)
-		})
+			err = s.wal.append(seqs)
+		}
 		if err != nil || signErr != nil {
 			s.next = base
 		} else if len(seqs) > 0 {
+			// Readable before anyone hears of them: the integrator
+			// may read them back, and a caller look them up.
+			s.pending.add(seqs)
 			s.durable.Store(s.next)
+			s.queueApply(seqs)
 			if s.onSequenced != nil {
 				s.onSequenced(base, seqs)
 			}
@@ -242,7 +467,87 @@ func (s *store) commitLoop() {
 			}
 		}
 		clear(group)
-		clear(seqs)
+		seqs = nil // the applier holds the slice's records now
+	}
+}
+
+// queueApply hands committed records to the applier.
+func (s *store) queueApply(seqs []*sequenceWrite) {
+	s.applyMu.Lock()
+	s.applyQueue = append(s.applyQueue, seqs...)
+	s.applyMu.Unlock()
+	select {
+	case s.applyWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *store) signalApplied() {
+	ch := make(chan struct{})
+	close(*s.applyProgress.Swap(&ch))
+}
+
+// applyBatch bounds the records the applier writes in one transaction.
+const applyBatch = 4096
+
+// applyLoop writes the records the sequence file holds into bbolt, in
+// index order, many per transaction, off the path of any append; it
+// retries after a failure (reads find the records in pending meanwhile),
+// and when the commit loop has stopped it applies what is left and
+// returns.
+func (s *store) applyLoop() {
+	defer close(s.applyDone)
+	backoff := 10 * time.Millisecond
+	quitting := false
+	for {
+		s.applyMu.Lock()
+		batch := s.applyQueue[:min(len(s.applyQueue), applyBatch)]
+		s.applyMu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-s.applyWake:
+				continue
+			case <-s.applyQuit:
+				s.applyMu.Lock()
+				empty := len(s.applyQueue) == 0
+				s.applyMu.Unlock()
+				if empty {
+					return
+				}
+				continue
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error { return putSequencedTx(tx, batch) })
+		if err != nil {
+			s.applyFailure.Store(&err)
+			s.signalApplied()
+			if quitting {
+				// What is left is applied at the next open.
+				return
+			}
+			select {
+			case <-s.applyQuit:
+				quitting = true // one more try before closing
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		s.applyFailure.Store(nil)
+		s.applied.Store(batch[len(batch)-1].index + 1)
+		s.pending.drop(batch)
+		s.applyMu.Lock()
+		clear(s.applyQueue[:len(batch)])
+		s.applyQueue = s.applyQueue[len(batch):]
+		if len(s.applyQueue) == 0 {
+			s.applyQueue = nil
+		}
+		s.applyMu.Unlock()
+		s.signalApplied()
+		// A segment that cannot be removed now is removed once a later
+		// one is applied, or at the next open.
+		_ = s.wal.applied(s.applied.Load())
 	}
 }
 
@@ -285,7 +590,11 @@ func putSequencedTx(tx *bolt.Tx, seqs []*sequenceWrite) error {
 	logb.FillPercent = 1
 	for _, sw := range seqs {
 		k := binary.BigEndian.AppendUint64(nil, sw.index)
-		if err := logb.Put(k, envrecord.Frame(sw.rec, sw.block)); err != nil {
+		frame := sw.frame
+		if frame == nil {
+			frame = envrecord.Frame(sw.rec, sw.block)
+		}
+		if err := logb.Put(k, frame); err != nil {
 			return err
 		}
 		if err := ib.Put(sw.leaf, k); err != nil {
@@ -359,6 +668,25 @@ func (s *store) write(fn func(tx *bolt.Tx) error) error {
 // sw.index is its final log index, sw.rec.SET the log's promise of it,
 // and both are durable.
 func (s *store) sequence(ctx context.Context, sw *sequenceWrite) error {
+	if s.writes == nil {
+		return fmt.Errorf("%w: envelope store is read-only", ErrUnavailable)
+	}
+	// Past maxPending records bbolt has yet to take, a write waits for
+	// the applier (back-pressure), or fails if the applier is failing.
+	for n := s.pending.len(); n >= maxPending; n = s.pending.len() {
+		if p := s.applyFailure.Load(); p != nil {
+			return fmt.Errorf("%w: envelope store: %d records wait to be indexed: %w", ErrUnavailable, n, *p)
+		}
+		ch := s.applyProgress.Load()
+		if s.pending.len() < maxPending {
+			break
+		}
+		select {
+		case <-*ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: envelope store: %d records wait to be indexed: %w", ErrUnavailable, n, ctx.Err())
+		}
+	}
 	return s.submit(ctx, &storeWrite{seq: sw, done: make(chan error, 1)})
 }
 
@@ -370,12 +698,21 @@ func (s *store) close() error {
 	if already {
 		return nil
 	}
+	var errs []error
 	if s.writes != nil {
 		close(s.quit)
 		<-s.released
+		<-s.stopped
+		close(s.applyQuit)
+		<-s.applyDone
+		// Records bbolt could not take (its disk full, say) stay in the
+		// sequence file, where they are durable; the next open applies
+		// them before anything else.
+		errs = append(errs, s.wal.close(s.applied.Load()))
 	}
 	<-s.stopped
-	return s.db.Close()
+	errs = append(errs, s.db.Close())
+	return errors.Join(errs...)
 }
 
 // record reads the record sequenced at index.
@@ -385,6 +722,9 @@ func (s *store) record(index uint64) (storedEntry, bool, error) {
 		found bool
 		bad   error
 	)
+	if rec, ok := s.pending.record(index); ok {
+		return rec, true, nil
+	}
 	s.used.Store(true)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
@@ -477,6 +817,9 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 		found bool
 		bad   error
 	)
+	if rec, ok := s.pending.envelope(leaf); ok {
+		return rec, true, nil
+	}
 	s.used.Store(true)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if ib, logb := tx.Bucket(bucketIndex), tx.Bucket(bucketLog); ib != nil && logb != nil {
@@ -523,10 +866,16 @@ func (s *store) envelope(leaf []byte) (storedEntry, bool, error) {
 }
 
 func (s *store) leafForKey(key string) ([]byte, error) {
+	if leaf := s.pending.leafForKey(key); leaf != nil {
+		return leaf, nil
+	}
 	return s.get(bucketKeys, []byte(key))
 }
 
 func (s *store) index(leaf []byte) (uint64, bool, error) {
+	if i, ok := s.pending.index(leaf); ok {
+		return i, true, nil
+	}
 	raw, err := s.get(bucketIndex, leaf)
 	if err != nil || raw == nil {
 		return 0, false, err
@@ -543,11 +892,19 @@ func (s *store) searchLeaves(hexHash string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	// Pending first: a record the applier moves meanwhile is in bbolt
+	// by the time bbolt is read.
+	out := s.pending.searchLeaves(hexHash)
+	seen := make(map[string]bool, len(out))
+	for _, l := range out {
+		seen[string(l)] = true
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketSearch).Cursor()
 		for k, _ := c.Seek(prefix); len(k) == 64 && string(k[:32]) == string(prefix); k, _ = c.Next() {
-			out = append(out, append([]byte{}, k[32:]...))
+			if !seen[string(k[32:])] {
+				out = append(out, append([]byte{}, k[32:]...))
+			}
 		}
 		return nil
 	})
