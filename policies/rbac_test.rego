@@ -98,8 +98,8 @@ test_every_source_of_roles_is_reported if {
 	bindings := gatelog.role_bindings with input as request
 		with data.gatelog_config.rbac as object.union(rbac, {"authenticated_roles": ["pipeline-runner"]})
 	bindings == {
-		{"role": "pipeline-runner", "via": "any authenticated subject"},
-		{"role": "namespace-admin", "via": "group \"platform\""},
-		{"role": "repo-deployer", "via": "subject \"carol\""},
+		["pipeline-runner", "authenticated", ""],
+		["namespace-admin", "group", "platform"],
+		["repo-deployer", "subject", "carol"],
 	}
 }
