@@ -70,10 +70,11 @@ off_hours if {
 	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
-	not within_working_hours(hours)
+	not within_working_hours
 }
 
-within_working_hours(hours) if {
+within_working_hours if {
+	hours := object.get(config, "working_hours", null)
 	zone := object.get(hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
 	[hour, minute, _] := time.clock([now_ns, zone])

@@ -79,7 +79,7 @@ test_decision_is_always_well_formed if {
 }
 
 test_decision_without_reasons_falls_back_to_deny if {
-	d := decide(trigger) with data.gatelog.role_reasons as []
+	d := decide(trigger) with data.gatelog.role_grants as set()
 		with data.gatelog.auth_denials as set()
 		with data.gatelog.denials as set()
 	d == {

@@ -4,51 +4,48 @@ package gatelog
 # glob patterns; subjects get roles for being authenticated at all, through
 # their groups (identity-provider groups and CI teams alike) or directly by
 # subject id. Nothing is allowed unless some role grants it: default deny.
-
-# role_bindings are the roles an authenticated subject holds, each as
-# [role, how, name]: how is "authenticated", "group" (name is the group)
-# or "subject" (name is the subject id). Unauthenticated subjects hold no
-# roles. The text saying where a role came from is only built for an allow
-# (role_reasons).
-role_bindings contains [role, "authenticated", ""] if {
+#
+# role_grants are the reasons an allowed request reports, one for each role
+# the subject holds that permits the request, saying how the subject holds
+# it. Unauthenticated subjects hold no roles. A request is granted when the
+# set is not empty, so the set is the only thing an allow evaluates: the
+# roles a subject merely holds (role_bindings) are only listed in the deny
+# reason when none of them permits the request. Each body starts with
+# verified == true, which OPA's index answers for unverified subjects.
+role_grants contains sprintf("allowed by role %q (any authenticated subject)", [role]) if {
 	input.subject.verified == true
 	is_string(input.subject.id)
 	input.subject.id != ""
 	some role in config.rbac.authenticated_roles
+	role_permits(role)
 }
 
-role_bindings contains [role, "group", group] if {
+role_grants contains sprintf("allowed by role %q (group %q)", [role, group]) if {
 	input.subject.verified == true
 	is_string(input.subject.id)
 	input.subject.id != ""
 	some group in input.subject.groups
 	some role in config.rbac.group_roles[group]
+	role_permits(role)
 }
 
-role_bindings contains [role, "subject", input.subject.id] if {
+role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.subject.id]) if {
 	input.subject.verified == true
 	is_string(input.subject.id)
 	input.subject.id != ""
 	some role in config.rbac.subject_roles[input.subject.id]
+	role_permits(role)
 }
 
-# granting_bindings are the held roles with a permission for this request.
-# A permission lists glob patterns per field; a missing list matches any
-# value, including an empty one. A permission only matches requests whose
-# fields are all strings. The action is matched first: most of a subject's
-# permissions are for other actions. owner_kinds confines a role to objects
-# created for an owner, e.g. the Tekton controller's TaskRuns. The fields
-# are tested in this body rather than in a function: a call per permission
-# costs more than the tests.
-granting_bindings contains [role, how, name] if {
-	is_string(input.action)
+# role_permits is true when one of the role's permissions matches the
+# request. A permission lists glob patterns per field; a missing list
+# matches any value, including an empty one. A permission only matches
+# requests whose fields are all strings. The action is matched first: most
+# of a role's permissions are for other actions. owner_kinds confines a role
+# to objects created for an owner, e.g. the Tekton controller's TaskRuns.
+role_permits(role) if {
+	resource_fields_are_strings == true
 	values := resource_values
-	is_string(values.system)
-	is_string(values.repository)
-	is_string(values.environment)
-	is_string(values.namespace)
-	is_string(values.owner_kind)
-	some [role, how, name] in role_bindings
 	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
@@ -64,20 +61,41 @@ granting_bindings contains [role, how, name] if {
 	glob.match(owner_kind, null, values.owner_kind)
 }
 
-# role_reasons say which roles allowed the request, and how the subject
-# holds each.
-role_reasons := sort({reason |
-	some [role, how, name] in granting_bindings
-	reason := binding_reason(role, how, name)
-})
+# Tested once per decision rather than in each call of role_permits.
+resource_fields_are_strings if {
+	is_string(input.action)
+	is_string(resource_values.system)
+	is_string(resource_values.repository)
+	is_string(resource_values.environment)
+	is_string(resource_values.namespace)
+	is_string(resource_values.owner_kind)
+}
 
-binding_reason(role, "authenticated", _) := sprintf("allowed by role %q (any authenticated subject)", [role])
+# role_bindings are the roles an authenticated subject holds, whether or
+# not they permit the request, for the deny reason.
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.authenticated_roles
+}
 
-binding_reason(role, "group", group) := sprintf("allowed by role %q (group %q)", [role, group])
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some group in input.subject.groups
+	some role in config.rbac.group_roles[group]
+}
 
-binding_reason(role, "subject", id) := sprintf("allowed by role %q (subject %q)", [role, id])
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.subject_roles[input.subject.id]
+}
 
-roles_held := concat(", ", sort({role | some [role, _, _] in role_bindings})) if {
+roles_held := concat(", ", sort(role_bindings)) if {
 	count(role_bindings) > 0
 } else := "none"
 
@@ -85,6 +103,6 @@ denials contains msg if {
 	input.subject.verified == true
 	is_string(input.subject.id)
 	input.subject.id != ""
-	count(granting_bindings) == 0
+	role_grants == set()
 	msg := sprintf("no role of subject %q permits action %q on %s (roles held: %s)", [input.subject.id, input.action, resource_description, roles_held])
 }
