@@ -63,7 +63,9 @@ denials contains msg if {
 #
 # Working hours are "HH:MM" ("24:00" allowed). Zero-padded times of day
 # compare as strings as they do as numbers, so the request's local time is
-# formatted the same way rather than every bound converted to minutes.
+# formatted the same way (one time.format, rather than time.clock and a
+# sprintf) instead of every bound converted to minutes. The weekday is
+# tested first, with time.weekday: an unknown time zone fails there.
 off_hours if {
 	privileged == true
 	hours := object.get(config, "working_hours", null)
@@ -77,8 +79,7 @@ within_working_hours if {
 	hours := object.get(config, "working_hours", null)
 	zone := object.get(hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
-	[hour, minute, _] := time.clock([now_ns, zone])
-	local_time := sprintf("%02d:%02d", [hour, minute])
+	local_time := time.format([now_ns, zone, "15:04"])
 	start := object.get(hours, "start", "00:00")
 	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, start)
 	start <= local_time

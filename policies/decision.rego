@@ -133,13 +133,15 @@ resource := input.resource if {
 } else := {}
 
 resource_values := {
-	"system": object.get(resource, "system", ""),
-	"repository": object.get(resource, "repository", ""),
-	"environment": object.get(resource, "environment", ""),
-	"namespace": object.get(resource, "namespace", ""),
-	"ref": object.get(resource, "ref", ""),
-	"owner_kind": object.get(resource, ["attributes", "owner", "kind"], ""),
-}
+	"system": object.get(input.resource, "system", ""),
+	"repository": object.get(input.resource, "repository", ""),
+	"environment": object.get(input.resource, "environment", ""),
+	"namespace": object.get(input.resource, "namespace", ""),
+	"ref": object.get(input.resource, "ref", ""),
+	"owner_kind": object.get(input.resource, ["attributes", "owner", "kind"], ""),
+} if {
+	is_object(input.resource)
+} else := {"system": "", "repository": "", "environment": "", "namespace": "", "ref": "", "owner_kind": ""}
 
 # resource_description names the resource in messages; only a reported
 # reason or alert evaluates it.

@@ -4,6 +4,8 @@ package gatelog
 # reach a protected environment, and nothing is deployed anywhere during a
 # freeze window (release freezes, incidents, holidays).
 
+# deploy_action is only read by the freeze window rules, which first find
+# a window, and by deploy_to_protected.
 deploy_action if {
 	is_string(input.action)
 	some pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
@@ -11,9 +13,13 @@ deploy_action if {
 }
 
 # deploy_to_protected is read by the ref, separation-of-duties and MFA
-# rules: one rule, so the patterns are matched once per decision.
+# rules: one rule, so the patterns are matched once per decision. It tests
+# the deploy action in place rather than through deploy_action, which most
+# decisions then never evaluate.
 deploy_to_protected if {
-	deploy_action == true
+	is_string(input.action)
+	some action_pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
+	glob.match(action_pattern, null, input.action)
 	environment := resource_values.environment
 	environment != ""
 	is_string(environment)
