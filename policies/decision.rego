@@ -128,10 +128,6 @@ matches_any(patterns, value) if {
 # absent). owner_kind is the kind of the object that controls the resource
 # (the Tekton adapter's resource.attributes.owner: a TaskRun's
 # PipelineRun), "" when there is none.
-resource := input.resource if {
-	is_object(input.resource)
-} else := {}
-
 resource_values := {
 	"system": object.get(input.resource, "system", ""),
 	"repository": object.get(input.resource, "repository", ""),
@@ -144,11 +140,12 @@ resource_values := {
 } else := {"system": "", "repository": "", "environment": "", "namespace": "", "ref": "", "owner_kind": ""}
 
 # resource_description names the resource in messages; only a reported
-# reason or alert evaluates it.
+# reason or alert evaluates it. A field that is absent, or a resource that is
+# not an object, leaves input.resource[k] undefined: no part.
 resource_description := concat(", ", parts) if {
 	parts := [sprintf("%s %q", [k, v]) |
 		some k in ["system", "repository", "namespace", "environment", "kind", "name"]
-		v := object.get(resource, k, "")
+		v := input.resource[k]
 		v != ""
 	]
 	count(parts) > 0
