@@ -44,8 +44,13 @@ role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.sub
 # of a role's permissions are for other actions. owner_kinds confines a role
 # to objects created for an owner, e.g. the Tekton controller's TaskRuns.
 role_permits(role) if {
-	resource_fields_are_strings == true
+	is_string(input.action)
 	values := resource_values
+	is_string(values.system)
+	is_string(values.repository)
+	is_string(values.environment)
+	is_string(values.namespace)
+	is_string(values.owner_kind)
 	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
@@ -59,16 +64,6 @@ role_permits(role) if {
 	glob.match(namespace, null, values.namespace)
 	some owner_kind in object.get(permission, "owner_kinds", ["*"])
 	glob.match(owner_kind, null, values.owner_kind)
-}
-
-# Tested once per decision rather than in each call of role_permits.
-resource_fields_are_strings if {
-	is_string(input.action)
-	is_string(resource_values.system)
-	is_string(resource_values.repository)
-	is_string(resource_values.environment)
-	is_string(resource_values.namespace)
-	is_string(resource_values.owner_kind)
 }
 
 # role_bindings are the roles an authenticated subject holds, whether or
