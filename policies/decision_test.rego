@@ -22,6 +22,11 @@ test_subject_without_id_may_not_trigger_pipeline if {
 	d := decide(object.union(trigger, {"subject": {"id": ""}}))
 	d.allow == false
 	has_reason(d, "subject.id is empty")
+
+	# A missing id and one that is not a string are no id either.
+	every request in [json.remove(trigger, ["subject/id"]), object.union(trigger, {"subject": {"id": 42}})] {
+		decide(request).reasons == ["subject is not authenticated: subject.id is empty"]
+	}
 }
 
 test_release_manager_with_mfa_may_deploy_to_production if {

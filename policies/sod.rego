@@ -6,19 +6,21 @@ package gatelog
 # most requests carry none, and then nothing else is read.
 
 denials contains msg if {
-	input.subject.id == input.context.change.author
+	change := input.context.change
+	input.subject.id == change.author
 	deploy_to_protected == true
 	object.get(config, ["separation_of_duties", "enabled"], true) == true
 	is_string(input.subject.id)
 	input.subject.id != ""
-	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(input.context.change, "id", ""), resource_values.environment])
+	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
 }
 
 denials contains msg if {
-	input.subject.id in input.context.change.approvers
+	change := input.context.change
+	input.subject.id in change.approvers
 	deploy_to_protected == true
 	object.get(config, ["separation_of_duties", "enabled"], true) == true
 	is_string(input.subject.id)
 	input.subject.id != ""
-	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(input.context.change, "id", ""), resource_values.environment])
+	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
 }
