@@ -31,14 +31,8 @@ denials contains msg if {
 	deploy_to_protected == true
 	protected_refs := object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
 	ref := resource_values.ref
-	not protected_ref
+	not matches_any(protected_refs, ref)
 	msg := sprintf("deploy to protected environment %q is only allowed from protected refs (%s), not from %s", [resource_values.environment, concat(", ", protected_refs), ref_description(ref)])
-}
-
-protected_ref if {
-	is_string(resource_values.ref)
-	some pattern in object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
-	glob.match(pattern, null, resource_values.ref)
 }
 
 ref_description("") := "no ref"
