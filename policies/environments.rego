@@ -5,7 +5,7 @@ package gatelog
 # freeze window (release freezes, incidents, holidays).
 
 # deploy_action is only read by the freeze window rules, which first find
-# a window, and by deploy_to_protected.
+# a window; deploy_to_protected tests the action in place.
 deploy_action if {
 	is_string(input.action)
 	some pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
