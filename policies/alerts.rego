@@ -8,43 +8,53 @@ package gatelog
 
 # Self-grant: the grantee is the resource name or resource.attributes.grantee.
 self_grant if {
-	grantee_is_subject
-	subject_id_present
+	input.resource.name == input.subject.id
+	self_grant_action == true
+}
+
+self_grant if {
+	input.resource.attributes.grantee == input.subject.id
+	self_grant_action == true
+}
+
+self_grant_action if {
+	is_string(input.subject.id)
+	input.subject.id != ""
 	object.get(config, ["alerts", "self_grant", "enabled"], true) == true
 	matches_any(object.get(config, ["alerts", "self_grant", "actions"], ["role.grant"]), input.action)
 }
 
-grantee_is_subject if input.resource.name == input.subject.id
-
-grantee_is_subject if input.resource.attributes.grantee == input.subject.id
-
-alerts contains alert("self_grant", "critical", msg) if {
-	self_grant
+alerts contains {"severity": severity, "code": "self_grant", "message": msg} if {
+	self_grant == true
+	severity := object.get(config, ["alerts", "self_grant", "severity"], "critical")
 	msg := sprintf("subject %q tried to grant a role to itself (%s)", [input.subject.id, resource_description])
 }
 
 denials contains msg if {
-	self_grant
+	self_grant == true
 	object.get(config, ["alerts", "self_grant", "deny"], true) == true
 	msg := sprintf("subject %q may not grant a role to itself", [input.subject.id])
 }
 
 # First use: only judged when the daemon sent a history; without one the
-# daemon does not track history and every action would look new.
-first_privileged_use if {
+# daemon does not track history and every action would look new. The alert
+# and the denial each test the whole condition rather than share a helper
+# rule: most requests carry no history and fail the first test, and a rule
+# evaluated costs more than that test twice.
+alerts contains {"severity": severity, "code": "first_privileged_use", "message": msg} if {
 	is_object(input.context.history)
-	privileged
+	privileged == true
 	not input.action in object.get(input.context.history, "privileged_actions_used", [])
 	object.get(config, ["alerts", "first_privileged_use", "enabled"], true) == true
-}
-
-alerts contains alert("first_privileged_use", "warning", msg) if {
-	first_privileged_use
+	severity := object.get(config, ["alerts", "first_privileged_use", "severity"], "warning")
 	msg := sprintf("subject %q uses privileged action %q for the first time", [input.subject.id, input.action])
 }
 
 denials contains msg if {
-	first_privileged_use
+	is_object(input.context.history)
+	privileged == true
+	not input.action in object.get(input.context.history, "privileged_actions_used", [])
+	object.get(config, ["alerts", "first_privileged_use", "enabled"], true) == true
 	object.get(config, ["alerts", "first_privileged_use", "deny"], false) == true
 	msg := sprintf("subject %q has never used privileged action %q before; first use needs an operator", [input.subject.id, input.action])
 }
@@ -52,46 +62,51 @@ denials contains msg if {
 # Working hours are evaluated in the configured IANA time zone, so a 09:00
 # start means 09:00 where the team works, across daylight saving changes.
 # Without a working_hours setting no time is odd.
-working_hours := object.get(config, "working_hours", null)
-
+#
 # Working hours are "HH:MM" ("24:00" allowed). Zero-padded times of day
 # compare as strings as they do as numbers, so the request's local time is
-# formatted the same way rather than every bound converted to minutes.
-within_working_hours if {
-	zone := object.get(working_hours, "time_zone", "UTC")
-	time.weekday([now_ns, zone]) in object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
-	[hour, minute, _] := time.clock([now_ns, zone])
-	local_time := sprintf("%02d:%02d", [hour, minute])
-	start := object.get(working_hours, "start", "00:00")
-	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, start)
-	start <= local_time
-	end := object.get(working_hours, "end", "24:00")
-	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, end)
-	local_time < end
-}
-
+# formatted the same way (one time.format, rather than time.clock and a
+# sprintf) instead of every bound converted to minutes. The weekday is
+# tested first, with time.weekday: an unknown time zone fails there.
 off_hours if {
-	privileged
-	is_object(working_hours)
+	privileged == true
+	hours := object.get(config, "working_hours", null)
+	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
 	not within_working_hours
 }
 
-off_hours_description := sprintf("%s %s-%s %s", [
-	concat(",", object.get(working_hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])),
-	object.get(working_hours, "start", "00:00"),
-	object.get(working_hours, "end", "24:00"),
-	object.get(working_hours, "time_zone", "UTC"),
-])
+within_working_hours if {
+	hours := object.get(config, "working_hours", null)
+	zone := object.get(hours, "time_zone", "UTC")
+	time.weekday([now_ns, zone]) in object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
+	local_time := time.format([now_ns, zone, "15:04"])
+	start := object.get(hours, "start", "00:00")
+	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, start)
+	start <= local_time
+	end := object.get(hours, "end", "24:00")
+	regex.match(`^([01]\d|2[0-3]):[0-5]\d$|^24:00$`, end)
+	local_time < end
+}
 
-alerts contains alert("off_hours", "high", msg) if {
-	off_hours
+off_hours_description := sprintf("%s %s-%s %s", [
+	concat(",", object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])),
+	object.get(hours, "start", "00:00"),
+	object.get(hours, "end", "24:00"),
+	object.get(hours, "time_zone", "UTC"),
+]) if {
+	hours := object.get(config, "working_hours", null)
+}
+
+alerts contains {"severity": severity, "code": "off_hours", "message": msg} if {
+	off_hours == true
+	severity := object.get(config, ["alerts", "off_hours", "severity"], "high")
 	msg := sprintf("subject %q requested privileged action %q at %s, outside working hours (%s)", [input.subject.id, input.action, input.context.time, off_hours_description])
 }
 
 denials contains msg if {
-	off_hours
+	off_hours == true
 	object.get(config, ["alerts", "off_hours", "deny"], false) == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
 }

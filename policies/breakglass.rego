@@ -3,8 +3,9 @@ package gatelog
 # Break-glass: in an emergency a subject whose verified credential carries
 # the break_glass claim may override every denial except failed
 # authentication. Each use raises a critical alert, must state a reason, and
-# obliges a post-incident review. The rules start with the claim itself, an
-# equality on the input OPA indexes: without the claim none of them runs.
+# obliges a post-incident review (decision.rego). The rules start with the
+# claim itself, an equality on the input OPA indexes: without the claim
+# none of them runs.
 
 break_glass_requested if {
 	input.subject.claims.break_glass == true
@@ -16,19 +17,15 @@ break_glass_reason := trim_space(input.context.break_glass_reason) if {
 	trim_space(input.context.break_glass_reason) != ""
 }
 
-stated_break_glass_reason := break_glass_reason if {
-	break_glass_reason
-} else := "(none given)"
-
 denials contains "break-glass requires a non-empty context.break_glass_reason" if {
 	input.subject.claims.break_glass == true
-	break_glass_requested
+	break_glass_requested == true
 	not break_glass_reason
 }
 
 break_glass_override if {
 	input.subject.claims.break_glass == true
-	break_glass_requested
+	break_glass_requested == true
 	break_glass_reason
 	count(auth_denials) == 0
 }
@@ -38,16 +35,13 @@ break_glass_reasons := array.concat(
 	sort({sprintf("overridden: %s", [d]) | some d in denials}),
 )
 
-alerts contains alert("break_glass", "critical", msg) if {
+alerts contains {"severity": severity, "code": "break_glass", "message": msg} if {
 	input.subject.claims.break_glass == true
-	break_glass_requested
+	break_glass_requested == true
+	severity := object.get(config, ["alerts", "break_glass", "severity"], "critical")
 	msg := sprintf("subject %q used break-glass for action %q on %s; reason: %s", [input.subject.id, input.action, resource_description, stated_break_glass_reason])
 }
 
-obligations["post_incident_review"] := {
-	"subject": input.subject.id,
-	"reason": break_glass_reason,
-} if {
-	input.subject.claims.break_glass == true
-	break_glass_override
-}
+stated_break_glass_reason := break_glass_reason if {
+	break_glass_reason
+} else := "(none given)"

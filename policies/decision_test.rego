@@ -22,6 +22,11 @@ test_subject_without_id_may_not_trigger_pipeline if {
 	d := decide(object.union(trigger, {"subject": {"id": ""}}))
 	d.allow == false
 	has_reason(d, "subject.id is empty")
+
+	# A missing id and one that is not a string are no id either.
+	every request in [json.remove(trigger, ["subject/id"]), object.union(trigger, {"subject": {"id": 42}})] {
+		decide(request).reasons == ["subject is not authenticated: subject.id is empty"]
+	}
 }
 
 test_release_manager_with_mfa_may_deploy_to_production if {
@@ -79,7 +84,7 @@ test_decision_is_always_well_formed if {
 }
 
 test_decision_without_reasons_falls_back_to_deny if {
-	d := decide(trigger) with data.gatelog.allow as false
+	d := decide(trigger) with data.gatelog.role_grants as set()
 		with data.gatelog.auth_denials as set()
 		with data.gatelog.denials as set()
 	d == {

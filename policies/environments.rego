@@ -4,44 +4,47 @@ package gatelog
 # reach a protected environment, and nothing is deployed anywhere during a
 # freeze window (release freezes, incidents, holidays).
 
+# deploy_action is only read by the freeze window rules, which first find
+# a window; deploy_to_protected tests the action in place.
 deploy_action if {
 	is_string(input.action)
 	some pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
 	glob.match(pattern, null, input.action)
 }
 
-protected_environment if {
-	resource_values.environment != ""
-	is_string(resource_values.environment)
-	some pattern in object.get(config, ["environments", "protected"], ["production"])
-	glob.match(pattern, null, resource_values.environment)
-}
-
-protected_refs := object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
-
+# deploy_to_protected is read by the ref, separation-of-duties and MFA
+# rules: one rule, so the patterns are matched once per decision. It tests
+# the deploy action in place rather than through deploy_action, which most
+# decisions then never evaluate.
 deploy_to_protected if {
-	deploy_action
-	protected_environment
+	is_string(input.action)
+	some action_pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
+	glob.match(action_pattern, null, input.action)
+	environment := resource_values.environment
+	environment != ""
+	is_string(environment)
+	some pattern in object.get(config, ["environments", "protected"], ["production"])
+	glob.match(pattern, null, environment)
 }
-
-ref_description := sprintf("ref %q", [resource_values.ref]) if {
-	resource_values.ref != ""
-} else := "no ref"
 
 denials contains msg if {
-	deploy_to_protected
-	not matches_any(protected_refs, resource_values.ref)
-	msg := sprintf("deploy to protected environment %q is only allowed from protected refs (%s), not from %s", [resource_values.environment, concat(", ", protected_refs), ref_description])
+	deploy_to_protected == true
+	protected_refs := object.get(config, ["environments", "protected_refs"], ["refs/heads/main", "refs/tags/v*"])
+	ref := resource_values.ref
+	not matches_any(protected_refs, ref)
+	msg := sprintf("deploy to protected environment %q is only allowed from protected refs (%s), not from %s", [resource_values.environment, concat(", ", protected_refs), ref_description(ref)])
 }
+
+ref_description("") := "no ref"
+
+ref_description(ref) := sprintf("ref %q", [ref]) if ref != ""
 
 # Freeze windows apply to every deploy into a matching environment; a window
 # without environments freezes all of them. The window is [start, end).
-freeze_applies(window) if matches_any(object.get(window, "environments", ["*"]), resource_values.environment)
-
 denials contains msg if {
-	deploy_action
-	some window in data.gatelog_config.environments.freeze_windows
-	freeze_applies(window)
+	some window in config.environments.freeze_windows
+	deploy_action == true
+	matches_any(object.get(window, "environments", ["*"]), resource_values.environment)
 	parse_time(window.start) <= now_ns
 	now_ns < parse_time(window.end)
 	msg := sprintf("deploy to environment %q is blocked by freeze window %q (%s to %s)", [resource_values.environment, window.name, window.start, window.end])
@@ -49,9 +52,9 @@ denials contains msg if {
 
 # A window whose times cannot be read might be in force: fail closed.
 denials contains msg if {
-	deploy_action
-	some window in data.gatelog_config.environments.freeze_windows
-	freeze_applies(window)
+	some window in config.environments.freeze_windows
+	deploy_action == true
+	matches_any(object.get(window, "environments", ["*"]), resource_values.environment)
 	not valid_window(window)
 	msg := sprintf("freeze window %q has a start or end that is not an RFC 3339 time; deploys it covers are denied until it is fixed", [object.get(window, "name", "(unnamed)")])
 }

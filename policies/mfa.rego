@@ -8,7 +8,7 @@ package gatelog
 # environments.rego) and for the configured actions. The deploy is checked
 # first: other rules need deploy_to_protected anyway, and a match spares the
 # loop over the patterns.
-privileged if deploy_to_protected
+privileged if deploy_to_protected == true
 
 privileged if {
 	is_string(input.action)
@@ -16,35 +16,32 @@ privileged if {
 	glob.match(pattern, null, input.action)
 }
 
-mfa_required if {
-	privileged
-	object.get(config, ["mfa", "required"], true) == true
-}
-
+# The subject's second factor is tested first: most privileged requests
+# have it, and then the setting is never read.
 denials contains msg if {
-	mfa_required
 	not input.subject.mfa == true
+	privileged == true
+	object.get(config, ["mfa", "required"], true) == true
 	msg := sprintf("privileged action %q on %s requires multi-factor authentication, and subject %q did not use it (subject.mfa is not true)", [input.action, resource_description, input.subject.id])
 }
 
 # The login age check is on when max_auth_age_s > 0.
-max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
-
-auth_age_checked if {
-	mfa_required
-	max_auth_age_s > 0
-}
-
 auth_time_ns := parse_time(input.subject.auth_time)
 
 denials contains msg if {
-	auth_age_checked
+	max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
+	max_auth_age_s > 0
+	privileged == true
+	object.get(config, ["mfa", "required"], true) == true
 	not auth_time_ns
 	msg := sprintf("privileged action %q requires subject.auth_time to check the login is at most %d seconds old", [input.action, max_auth_age_s])
 }
 
 denials contains msg if {
-	auth_age_checked
+	max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
+	max_auth_age_s > 0
+	privileged == true
+	object.get(config, ["mfa", "required"], true) == true
 	auth_age_s := (now_ns - auth_time_ns) / 1e9
 	auth_age_s > max_auth_age_s
 	msg := sprintf("privileged action %q requires a login within the last %d seconds; subject %q last authenticated at %s, %d seconds before the request", [input.action, max_auth_age_s, input.subject.id, input.subject.auth_time, round(auth_age_s)])

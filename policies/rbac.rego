@@ -4,72 +4,100 @@ package gatelog
 # glob patterns; subjects get roles for being authenticated at all, through
 # their groups (identity-provider groups and CI teams alike) or directly by
 # subject id. Nothing is allowed unless some role grants it: default deny.
-
-# role_bindings are the roles the subject holds and where each came from, so
-# an allow can say why. Unauthenticated subjects hold no roles. Lists that
-# are only iterated are read straight from data: a missing one holds
-# nothing, as an empty one does, and a direct reference is cheaper than
-# object.get with a default.
-role_bindings contains {"role": role, "via": "any authenticated subject"} if {
-	authenticated
-	some role in data.gatelog_config.rbac.authenticated_roles
+#
+# role_grants are the reasons an allowed request reports, one for each role
+# the subject holds that permits the request, saying how the subject holds
+# it. Unauthenticated subjects hold no roles. A request is granted when the
+# set is not empty, so the set is the only thing an allow evaluates: the
+# roles a subject merely holds (role_bindings) are only listed in the deny
+# reason when none of them permits the request. Each body starts with
+# verified == true, which OPA's index answers for unverified subjects.
+role_grants contains sprintf("allowed by role %q (any authenticated subject)", [role]) if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.authenticated_roles
+	role_permits(role)
 }
 
-role_bindings contains {"role": role, "via": sprintf("group %q", [group])} if {
-	authenticated
+role_grants contains sprintf("allowed by role %q (group %q)", [role, group]) if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
 	some group in input.subject.groups
-	some role in data.gatelog_config.rbac.group_roles[group]
+	some role in config.rbac.group_roles[group]
+	role_permits(role)
 }
 
-role_bindings contains {"role": role, "via": sprintf("subject %q", [input.subject.id])} if {
-	authenticated
-	some role in data.gatelog_config.rbac.subject_roles[input.subject.id]
+role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.subject.id]) if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.subject_roles[input.subject.id]
+	role_permits(role)
 }
 
-# granting_bindings are the held roles with a permission for this request.
-# A permission lists glob patterns per field; a missing list matches any
-# value, including an empty one. The action is matched first: most of a
-# subject's permissions are for other actions.
-granting_bindings contains b if {
-	some b in role_bindings
-	resource_values_are_strings
-	some permission in data.gatelog_config.rbac.roles[b.role].permissions
+# role_permits is true when one of the role's permissions matches the
+# request. A permission lists glob patterns per field; a missing list
+# matches any value, including an empty one. A permission only matches
+# requests whose fields are all strings. The action is matched first: most
+# of a role's permissions are for other actions. owner_kinds confines a role
+# to objects created for an owner, e.g. the Tekton controller's TaskRuns.
+role_permits(role) if {
+	is_string(input.action)
+	values := resource_values
+	is_string(values.system)
+	is_string(values.repository)
+	is_string(values.environment)
+	is_string(values.namespace)
+	is_string(values.owner_kind)
+	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
-	permits_resource(permission)
-}
-
-# owner_kinds confines a role to objects created for an owner, e.g. the
-# Tekton controller's TaskRuns.
-permits_resource(permission) if {
 	some system in object.get(permission, "systems", ["*"])
-	glob.match(system, null, resource_values.system)
+	glob.match(system, null, values.system)
 	some repository in object.get(permission, "repositories", ["*"])
-	glob.match(repository, null, resource_values.repository)
+	glob.match(repository, null, values.repository)
 	some environment in object.get(permission, "environments", ["*"])
-	glob.match(environment, null, resource_values.environment)
+	glob.match(environment, null, values.environment)
 	some namespace in object.get(permission, "namespaces", ["*"])
-	glob.match(namespace, null, resource_values.namespace)
+	glob.match(namespace, null, values.namespace)
 	some owner_kind in object.get(permission, "owner_kinds", ["*"])
-	glob.match(owner_kind, null, resource_values.owner_kind)
+	glob.match(owner_kind, null, values.owner_kind)
 }
 
-# A permission only matches requests whose fields are all strings.
-resource_values_are_strings if {
-	is_string(input.action)
-	is_string(resource_values.system)
-	is_string(resource_values.repository)
-	is_string(resource_values.environment)
-	is_string(resource_values.namespace)
-	is_string(resource_values.owner_kind)
+# role_bindings are the roles an authenticated subject holds, whether or
+# not they permit the request, for the deny reason.
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.authenticated_roles
 }
 
-roles_held := concat(", ", sort({b.role | some b in role_bindings})) if {
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some group in input.subject.groups
+	some role in config.rbac.group_roles[group]
+}
+
+role_bindings contains role if {
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	some role in config.rbac.subject_roles[input.subject.id]
+}
+
+roles_held := concat(", ", sort(role_bindings)) if {
 	count(role_bindings) > 0
 } else := "none"
 
 denials contains msg if {
-	authenticated
-	count(granting_bindings) == 0
+	input.subject.verified == true
+	is_string(input.subject.id)
+	input.subject.id != ""
+	role_grants == set()
 	msg := sprintf("no role of subject %q permits action %q on %s (roles held: %s)", [input.subject.id, input.action, resource_description, roles_held])
 }
