@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/gatelog/gatelog/engine/identity"
+	"github.com/gatelog/gatelog/internal/secretfile"
 	"github.com/gatelog/gatelog/record/decision"
 )
 
@@ -59,7 +59,7 @@ func openIdentity(ctx context.Context, cfg Config, keys *identity.KeyStore) (*au
 	}
 	switch {
 	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":
-		if err := checkOwnerOnly(cfg.TLSKeyFile); err != nil {
+		if err := secretfile.CheckOwnerOnly(cfg.TLSKeyFile); err != nil {
 			a.Close()
 			return nil, fmt.Errorf("TLS key: %w", err)
 		}
@@ -84,18 +84,6 @@ func openIdentity(ctx context.Context, cfg Config, keys *identity.KeyStore) (*au
 		return nil, errors.New("mTLS client CAs are configured but the daemon has no TLS certificate and key")
 	}
 	return st, nil
-}
-
-// checkOwnerOnly refuses a private key file readable by group or others.
-func checkOwnerOnly(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s has permissions %04o; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	return nil
 }
 
 // TLSConfig is the listener's TLS configuration, nil when serving plain HTTP.

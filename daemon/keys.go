@@ -12,21 +12,18 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/gatelog/gatelog/internal/durable"
+	"github.com/gatelog/gatelog/internal/secretfile"
 )
 
 // loadOrCreateKey loads the ECDSA P-256 private key at path, or creates it
 // (0600, with the public key in path's .pub sibling) when it does not
 // exist. A key file readable by group or others is refused.
 func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
-	fi, err := os.Stat(path)
-	switch {
+	switch err := secretfile.CheckOwnerOnly(path); {
 	case errors.Is(err, os.ErrNotExist):
 		return createKey(path)
 	case err != nil:
 		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key %s has permissions %04o; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {

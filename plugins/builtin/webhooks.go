@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gatelog/gatelog/internal/secretfile"
 	"github.com/gatelog/gatelog/plugins/github/protection"
 	"github.com/gatelog/gatelog/plugins/gitlab/validation"
 	"github.com/gatelog/gatelog/plugins/tekton/triggersauth"
@@ -98,7 +99,7 @@ func LoadWebhooks(path string) (Webhooks, error) {
 		if !filepath.IsAbs(name) {
 			name = filepath.Join(dir, name)
 		}
-		if err := ownerOnly(name); err != nil {
+		if err := secretfile.CheckOwnerOnly(name); err != nil {
 			return nil, fmt.Errorf("webhooks config %s: %s: %w", path, field, err)
 		}
 		b, err := os.ReadFile(name)
@@ -165,16 +166,4 @@ func LoadWebhooks(path string) (Webhooks, error) {
 		w.TektonTriggers = tt
 	}
 	return w, nil
-}
-
-// ownerOnly refuses a secret file readable by group or others.
-func ownerOnly(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s has permissions %04o; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	return nil
 }
