@@ -490,6 +490,16 @@ func (s *store) signalApplied() {
 // applyBatch bounds the records the applier writes in one transaction.
 const applyBatch = 4096
 
+// applyPause is how long the applier lets records gather after a
+// transaction that left fewer than applyBatch waiting. A bbolt commit
+// costs the same two fdatasyncs and rewrites the same branch pages
+// whether it holds one record or thousands, and the records are durable
+// in the sequence file already (reads find them in pending meanwhile):
+// fewer, fuller transactions cost less CPU per decision (at 16 clients
+// the applier took 11% of the daemon's CPU when it committed whatever
+// had arrived).
+var applyPause = 100 * time.Millisecond
+
 // applyLoop writes the records the sequence file holds into bbolt, in
 // index order, many per transaction, off the path of any append; it
 // retries after a failure (reads find the records in pending meanwhile),
@@ -548,6 +558,15 @@ func (s *store) applyLoop() {
 		// A segment that cannot be removed now is removed once a later
 		// one is applied, or at the next open.
 		_ = s.wal.applied(s.applied.Load())
+		s.applyMu.Lock()
+		full := len(s.applyQueue) >= applyBatch
+		s.applyMu.Unlock()
+		if !full && !quitting {
+			select {
+			case <-s.applyQuit:
+			case <-time.After(applyPause):
+			}
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -33,3 +35,18 @@ func TestIsServe(t *testing.T) {
 }
 
 func splitArgs(s string) []string { return strings.Fields(s) }
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != serveGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, serveGCPercent)
+	}
+	t.Setenv("GOGC", "100")
+	tuneGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC=100 set by the operator: GC percent %d, want it left at 100", got)
+	}
+}

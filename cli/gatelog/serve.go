@@ -53,6 +53,7 @@ func serveCommand() *cli.Command {
 			// it was started with; libraries that create files 0644
 			// (SQLite's index.db and its -wal/-shm) included.
 			syscall.Umask(0o077)
+			tuneGC()
 			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			// Tessera logs through klog; send it to the same place.
 			klog.SetSlogLogger(logger.With("component", "tessera"))
