@@ -19,44 +19,74 @@ import (
 // same value directly: the same field names, the same omitted empty fields,
 // strings coerced to valid UTF-8 and numbers spelt as encoding/json spells
 // them. TestInputValueMatchesJSON holds it to the round trip.
+//
+// The build allocates little: the field names are terms made once for the
+// package (OPA interns only a few common strings) and never modified, each
+// object's members are collected in a slice sized for all of them, and the
+// request's strings share one block of terms (inputBuilder).
+
+// inputKeys are the input's field names as terms, shared by every input.
+// OPA only reads an input value, so sharing them is safe.
+var inputKeys = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{
+		"subject", "action", "resource", "context", "source",
+		"id", "kind", "issuer", "groups", "mfa", "auth_time", "token_age_s",
+		"credential_expires_at", "verified", "asserted_by", "claims",
+		"system", "name", "namespace", "environment", "repository", "ref", "attributes",
+		"time", "source_ip", "change", "author", "approvers", "break_glass_reason",
+		"history", "privileged_actions_used", "dry_run", "unverified",
+		"adapter", "adapter_version", "request_id",
+	} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// inputBuilder makes the terms of one input. Its strings' terms are taken
+// from one block, a term per field instead of an allocation each.
+type inputBuilder struct {
+	terms []ast.Term
+}
 
 // inputValue returns the policy input for req.
 func inputValue(req decision.Request) (ast.Value, error) {
-	s, err := subjectValue(req.Subject)
+	b := inputBuilder{terms: make([]ast.Term, 0, 24)}
+	s, err := b.subjectValue(req.Subject)
 	if err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
 	}
-	r, err := resourceValue(req.Resource)
+	r, err := b.resourceValue(req.Resource)
 	if err != nil {
 		return nil, fmt.Errorf("resource: %w", err)
 	}
-	c, err := contextValue(req.Context)
+	c, err := b.contextValue(req.Context)
 	if err != nil {
 		return nil, fmt.Errorf("context: %w", err)
 	}
-	var o fields
+	o := make(fields, 0, 5)
 	o.add("subject", s)
-	o.add("action", jsonString(req.Action))
+	o.add("action", b.string(req.Action))
 	o.add("resource", r)
 	o.add("context", c)
-	o.add("source", sourceValue(req.Source))
-	return o.object().Value, nil
+	o.add("source", b.sourceValue(req.Source))
+	return ast.NewObject(o...), nil
 }
 
-func subjectValue(s decision.Subject) (*ast.Term, error) {
-	var o fields
-	o.add("id", jsonString(s.ID))
-	o.addString("kind", s.Kind)
-	o.addString("issuer", s.Issuer)
+func (b *inputBuilder) subjectValue(s decision.Subject) (*ast.Term, error) {
+	o := make(fields, 0, 12)
+	o.add("id", b.string(s.ID))
+	o.addString(b, "kind", s.Kind)
+	o.addString(b, "issuer", s.Issuer)
 	if len(s.Groups) > 0 {
-		o.add("groups", stringArray(s.Groups))
+		o.add("groups", b.stringArray(s.Groups))
 	}
 	o.add("mfa", ast.InternedTerm(s.MFA))
-	o.addString("auth_time", s.AuthTime)
+	o.addString(b, "auth_time", s.AuthTime)
 	o.add("token_age_s", ast.InternedTerm(s.TokenAgeS))
-	o.addString("credential_expires_at", s.CredentialExpiresAt)
+	o.addString(b, "credential_expires_at", s.CredentialExpiresAt)
 	o.add("verified", ast.InternedTerm(s.Verified))
-	o.addString("asserted_by", s.AssertedBy)
+	o.addString(b, "asserted_by", s.AssertedBy)
 	if len(s.Claims) > 0 {
 		v, err := anyValue(s.Claims)
 		if err != nil {
@@ -67,15 +97,15 @@ func subjectValue(s decision.Subject) (*ast.Term, error) {
 	return o.object(), nil
 }
 
-func resourceValue(r decision.Resource) (*ast.Term, error) {
-	var o fields
-	o.addString("system", r.System)
-	o.addString("kind", r.Kind)
-	o.addString("name", r.Name)
-	o.addString("namespace", r.Namespace)
-	o.addString("environment", r.Environment)
-	o.addString("repository", r.Repository)
-	o.addString("ref", r.Ref)
+func (b *inputBuilder) resourceValue(r decision.Resource) (*ast.Term, error) {
+	o := make(fields, 0, 8)
+	o.addString(b, "system", r.System)
+	o.addString(b, "kind", r.Kind)
+	o.addString(b, "name", r.Name)
+	o.addString(b, "namespace", r.Namespace)
+	o.addString(b, "environment", r.Environment)
+	o.addString(b, "repository", r.Repository)
+	o.addString(b, "ref", r.Ref)
 	if len(r.Attributes) > 0 {
 		v, err := anyValue(r.Attributes)
 		if err != nil {
@@ -86,24 +116,24 @@ func resourceValue(r decision.Resource) (*ast.Term, error) {
 	return o.object(), nil
 }
 
-func contextValue(c decision.Context) (*ast.Term, error) {
-	var o fields
-	o.addString("time", c.Time)
-	o.addString("source_ip", c.SourceIP)
+func (b *inputBuilder) contextValue(c decision.Context) (*ast.Term, error) {
+	o := make(fields, 0, 8)
+	o.addString(b, "time", c.Time)
+	o.addString(b, "source_ip", c.SourceIP)
 	if ch := c.Change; ch != nil {
-		var co fields
-		co.addString("id", ch.ID)
-		co.addString("author", ch.Author)
+		co := make(fields, 0, 3)
+		co.addString(b, "id", ch.ID)
+		co.addString(b, "author", ch.Author)
 		if len(ch.Approvers) > 0 {
-			co.add("approvers", stringArray(ch.Approvers))
+			co.add("approvers", b.stringArray(ch.Approvers))
 		}
 		o.add("change", co.object())
 	}
-	o.addString("break_glass_reason", c.BreakGlassReason)
+	o.addString(b, "break_glass_reason", c.BreakGlassReason)
 	if h := c.History; h != nil {
 		var ho fields
 		if len(h.PrivilegedActionsUsed) > 0 {
-			ho.add("privileged_actions_used", stringArray(h.PrivilegedActionsUsed))
+			ho.add("privileged_actions_used", b.stringArray(h.PrivilegedActionsUsed))
 		}
 		o.add("history", ho.object())
 	}
@@ -120,36 +150,63 @@ func contextValue(c decision.Context) (*ast.Term, error) {
 	return o.object(), nil
 }
 
-func sourceValue(s decision.Source) *ast.Term {
-	var o fields
-	o.addString("adapter", s.Adapter)
-	o.addString("adapter_version", s.AdapterVersion)
-	o.addString("request_id", s.RequestID)
+func (b *inputBuilder) sourceValue(s decision.Source) *ast.Term {
+	o := make(fields, 0, 3)
+	o.addString(b, "adapter", s.Adapter)
+	o.addString(b, "adapter_version", s.AdapterVersion)
+	o.addString(b, "request_id", s.RequestID)
 	return o.object()
+}
+
+// string is s's term as jsonString makes it, taken from the builder's
+// block. A full block is replaced by a new one: the terms already handed
+// out stay where they are.
+func (b *inputBuilder) string(s string) *ast.Term {
+	if t, ok := internedString(s); ok {
+		return t
+	}
+	b.terms = append(b.terms, ast.Term{Value: ast.String(s)})
+	return &b.terms[len(b.terms)-1]
+}
+
+func (b *inputBuilder) stringArray(xs []string) *ast.Term {
+	ts := make([]*ast.Term, len(xs))
+	for i, s := range xs {
+		ts[i] = b.string(s)
+	}
+	return ast.ArrayTerm(ts...)
 }
 
 // fields collects an object's members in the order encoding/json writes them.
 type fields [][2]*ast.Term
 
 func (f *fields) add(key string, v *ast.Term) {
-	*f = append(*f, [2]*ast.Term{ast.InternedTerm(key), v})
+	k, ok := inputKeys[key]
+	if !ok {
+		k = ast.StringTerm(key)
+	}
+	*f = append(*f, [2]*ast.Term{k, v})
 }
 
 // addString adds a string member that the JSON tags mark omitempty.
-func (f *fields) addString(key, s string) {
+func (f *fields) addString(b *inputBuilder, key, s string) {
 	if s != "" {
-		f.add(key, jsonString(s))
+		f.add(key, b.string(s))
 	}
 }
 
 func (f fields) object() *ast.Term { return ast.ObjectTerm(f...) }
 
-func stringArray(xs []string) *ast.Term {
-	ts := make([]*ast.Term, len(xs))
-	for i, s := range xs {
-		ts[i] = jsonString(s)
+// internedString returns OPA's shared term for s when s is valid UTF-8 and
+// OPA interns it, and jsonString's copy when s is not valid UTF-8.
+func internedString(s string) (*ast.Term, bool) {
+	if !utf8.ValidString(s) {
+		return jsonString(s), true
 	}
-	return ast.ArrayTerm(ts...)
+	if ast.HasInternedValue(s) {
+		return ast.InternedTerm(s), true
+	}
+	return nil, false
 }
 
 // jsonString is s as it reads after an encoding/json round trip: each byte

@@ -21,6 +21,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/version"
@@ -90,6 +91,9 @@ func evaluate(ctx context.Context, q rego.PreparedEvalQuery, req decision.Reques
 	if err != nil {
 		return deny("request could not be converted for the policy: " + err.Error())
 	}
+	// OPA's no-op metrics: without them every evaluation allocates a
+	// metrics registry nobody reads.
+	opts = append([]rego.EvalOption{rego.EvalMetrics(metrics.NoOp())}, opts...)
 	rs, err := q.Eval(ctx, append(opts, rego.EvalParsedInput(input))...)
 	if err != nil {
 		return deny("policy evaluation failed: " + err.Error())

@@ -15,14 +15,16 @@ deploy_action if {
 # deploy_to_protected is read by the ref, separation-of-duties and MFA
 # rules: one rule, so the patterns are matched once per decision. It tests
 # the deploy action in place rather than through deploy_action, which most
-# decisions then never evaluate.
+# decisions then never evaluate, and reads the environment from the input
+# (the rule fails when it is absent or not a string) rather than from
+# resource_values.
 deploy_to_protected if {
 	is_string(input.action)
 	some action_pattern in object.get(config, ["environments", "deploy_actions"], ["deploy"])
 	glob.match(action_pattern, null, input.action)
-	environment := resource_values.environment
-	environment != ""
+	environment := input.resource.environment
 	is_string(environment)
+	environment != ""
 	some pattern in object.get(config, ["environments", "protected"], ["production"])
 	glob.match(pattern, null, environment)
 }

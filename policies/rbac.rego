@@ -40,20 +40,22 @@ role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.sub
 # role_permits is true when one of the role's permissions matches the
 # request. A permission lists glob patterns per field; a missing list
 # matches any value, including an empty one. A permission only matches
-# requests whose fields are all strings. The action is matched first: most
-# of a role's permissions are for other actions. owner_kinds confines a role
-# to objects created for an owner, e.g. the Tekton controller's TaskRuns.
+# requests whose fields are all strings. The action is matched first, and
+# the resource's fields are only looked up once some permission's action
+# matches: most of a role's permissions are for other actions, and a request
+# whose action no role held names never reads them. owner_kinds confines a
+# role to objects created for an owner, e.g. the Tekton controller's TaskRuns.
 role_permits(role) if {
 	is_string(input.action)
+	some permission in config.rbac.roles[role].permissions
+	some action in object.get(permission, "actions", ["*"])
+	glob.match(action, null, input.action)
 	values := resource_values
 	is_string(values.system)
 	is_string(values.repository)
 	is_string(values.environment)
 	is_string(values.namespace)
 	is_string(values.owner_kind)
-	some permission in config.rbac.roles[role].permissions
-	some action in object.get(permission, "actions", ["*"])
-	glob.match(action, null, input.action)
 	some system in object.get(permission, "systems", ["*"])
 	glob.match(system, null, values.system)
 	some repository in object.get(permission, "repositories", ["*"])

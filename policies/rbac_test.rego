@@ -99,3 +99,14 @@ test_every_source_of_roles_is_reported if {
 		with data.gatelog_config.rbac as object.union(rbac, {"authenticated_roles": ["pipeline-runner"]})
 	bindings == {"pipeline-runner", "namespace-admin", "repo-deployer"}
 }
+
+# A resource that is not an object has no fields: a permission that
+# restricts none of them (pipeline-runner's trigger) still matches, one that
+# restricts a field (namespace-admin's systems) does not.
+test_resource_that_is_not_an_object_reads_as_empty_fields if {
+	d := decide(object.union(trigger, {"resource": "build"}))
+	d.allow == true
+	d.reasons == ["allowed by role \"pipeline-runner\" (any authenticated subject)"]
+	denied := decide(object.union(platform_step, {"resource": "build"})) with data.gatelog_config.rbac as rbac
+	denied.allow == false
+}
