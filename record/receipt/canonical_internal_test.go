@@ -40,7 +40,7 @@ func canonicalRequests() []decision.Request {
 			Time: "2026-12-06T10:00:00Z", SourceIP: "10.0.0.1",
 			Change:           &decision.Change{ID: "pr-1", Author: "bob", Approvers: []string{"carol", "dave"}},
 			BreakGlassReason: "incident", History: &decision.History{PrivilegedActionsUsed: []string{"deploy"}},
-			DryRun:           true, Unverified: map[string]any{"commit_author": "mallory", "source": map[string]any{"adapter": "x"}},
+			DryRun: true, Unverified: map[string]any{"commit_author": "mallory", "source": map[string]any{"adapter": "x"}},
 		},
 		Source: decision.Source{Adapter: "github", AdapterVersion: "1.0", RequestID: "r-1"},
 	}
