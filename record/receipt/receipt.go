@@ -24,6 +24,7 @@ import (
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"github.com/sigstore/sigstore/pkg/signature/options"
 
@@ -84,8 +85,8 @@ type StatementSubject struct {
 
 // Signer signs decision records with one key.
 type Signer struct {
-	dsse  signature.Signer
-	keyID string
+	signer signature.Signer
+	keyID  string
 }
 
 // NewSigner wraps s, which must sign with SHA-256 (e.g. an ECDSA P-256
@@ -99,7 +100,7 @@ func NewSigner(s signature.Signer) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{dsse: sigdsse.WrapSigner(s, PayloadType), keyID: id}, nil
+	return &Signer{signer: s, keyID: id}, nil
 }
 
 // KeyID is the hex SHA-256 of the key's PKIX DER encoding.
@@ -165,16 +166,45 @@ func (s *Signer) Sign(rec decision.Record) ([]byte, error) {
 // SignContext is Sign for signers that honour a context (KMS): ctx bounds
 // the signing call.
 func (s *Signer) SignContext(ctx context.Context, rec decision.Record) ([]byte, error) {
+	signed, err := s.SignRecord(ctx, rec)
+	return signed.Envelope, err
+}
+
+// Signed is a record as signed: the DSSE envelope exactly as it will be
+// logged, with the parts it was made of, so that whoever logs it need not
+// parse them back out of the envelope.
+type Signed struct {
+	// Envelope is the DSSE envelope's JSON.
+	Envelope []byte
+	// Statement is the envelope's payload: the in-toto statement's JSON.
+	Statement []byte
+	// Signature is the envelope's one signature, base64 as it is there.
+	Signature string
+	// SubjectDigest is the hex SHA-256 of the canonical request, the
+	// statement's one subject.
+	SubjectDigest string
+}
+
+// SignRecord is SignContext, returning the parts of the envelope too.
+//
+// The envelope is what sigstore's DSSE signer (dsse.WrapSigner) makes —
+// the signature is the wrapped signer's over the DSSE pre-authentication
+// encoding (securesystemslib's dsse.PAE) of the statement, and the
+// envelope the JSON encoding of dsse.Envelope with that one signature —
+// without the wrapper's copies: it reads the payload into a new slice,
+// and encodes the envelope by reflection, when every byte of it but the
+// two base64 strings is known in advance.
+func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, error) {
 	if rec.Kind == "" {
 		rec.Kind = decision.KindDecision
 	}
 	if err := checkKind(rec); err != nil {
-		return nil, err
+		return Signed{}, err
 	}
 	rec.Daemon.KeyID = s.keyID
 	digest, err := RequestDigest(rec.Request)
 	if err != nil {
-		return nil, fmt.Errorf("digest request: %w", err)
+		return Signed{}, fmt.Errorf("digest request: %w", err)
 	}
 	st := Statement{
 		Type:          StatementType,
@@ -184,13 +214,34 @@ func (s *Signer) SignContext(ctx context.Context, rec decision.Record) ([]byte, 
 	}
 	payload, err := json.Marshal(st)
 	if err != nil {
-		return nil, fmt.Errorf("marshal statement: %w", err)
+		return Signed{}, fmt.Errorf("marshal statement: %w", err)
 	}
-	env, err := s.dsse.SignMessage(bytes.NewReader(payload), options.WithContext(ctx))
+	sig, err := s.signer.SignMessage(bytes.NewReader(dsse.PAE(PayloadType, payload)), options.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
+		return Signed{}, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
 	}
-	return env, nil
+	env, sigB64 := envelopeJSON(payload, sig)
+	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: digest}, nil
+}
+
+// envelopeJSON is json.Marshal of the dsse.Envelope of payload with the
+// one signature sig, as sigstore's DSSE signer encodes it: the payload
+// type and the base64 strings hold no character JSON escapes, so the
+// encoding is these bytes. It returns the signature's base64 as well.
+func envelopeJSON(payload, sig []byte) ([]byte, string) {
+	const (
+		head   = `{"payloadType":"` + PayloadType + `","payload":"`
+		middle = `","signatures":[{"keyid":"","sig":"`
+		tail   = `"}]}`
+	)
+	b := make([]byte, 0, len(head)+base64.StdEncoding.EncodedLen(len(payload))+len(middle)+base64.StdEncoding.EncodedLen(len(sig))+len(tail))
+	b = append(b, head...)
+	b = base64.StdEncoding.AppendEncode(b, payload)
+	b = append(b, middle...)
+	at := len(b)
+	b = base64.StdEncoding.AppendEncode(b, sig)
+	sigB64 := string(b[at:])
+	return append(b, tail...), sigB64
 }
 
 // Envelope is the DSSE envelope as JSON.
