@@ -71,7 +71,6 @@ func tokenWalk(dec *json.Decoder, path string) error {
 	return nil
 }
 
-
 // exactCases are documents the scanner and the token walk must judge
 // alike: faults in every position, syntax errors before and after them.
 var exactCases = []string{
