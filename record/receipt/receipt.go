@@ -6,7 +6,10 @@
 // envelope (payload type PayloadType) signed by the daemon's key.
 //
 // Signing and verification go through sigstore/sigstore's signature and
-// DSSE packages; nothing here invents a signature format.
+// DSSE packages; nothing here invents a signature format. (SignRecord
+// signs DSSE's pre-authentication encoding with the sigstore signer and
+// writes the envelope itself, byte for byte as sigstore's DSSE signer
+// does, to spare that wrapper's copies.)
 package receipt
 
 import (
