@@ -141,3 +141,34 @@ func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// BenchmarkRequestDigest: the example production deploy's digest, written
+// directly and through the canonicalizer.
+func BenchmarkRequestDigest(b *testing.B) {
+	raw, err := os.ReadFile("../../examples/requests/deploy-prod.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := decision.ParseRequest(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := RequestDigest(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("canonicalizer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			canon, err := canonicalRequest(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = sha256Hex(canon)
+		}
+	})
+}

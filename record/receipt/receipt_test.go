@@ -329,3 +329,19 @@ func TestSignRecordIsSigstoresEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSign: one record signed (statement, digest, signature,
+// envelope).
+func BenchmarkSign(b *testing.B) {
+	s, err := receipt.NewSigner(newKey(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := record()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.SignRecord(context.Background(), rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
