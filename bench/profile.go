@@ -34,7 +34,7 @@ var ProfileParts = []struct{ Part, Focus string }{
 	{"envelope store commits (bbolt)", `gatelog/translog\.\(\*store\)\.commitLoop`},
 	{"tessera sequencing+integration (batch)", `tessera/storage/posix\.\(\*appender\)\.sequenceBatch`},
 	{"audit index follower", `gatelog/translog/index\.`},
-	{"reply encoding", `gatelog/(engine/server|daemon)\.writeJSON`},
+	{"reply encoding", `gatelog/(engine/server|daemon)\.(writeJSON|writeReceipt)`},
 	{"encoding/json (anywhere)", `^encoding/json\.`},
 	{"syscall openat (file creates)", `^syscall\.openat$`},
 	{"syscall fsync", `^syscall\.(Fsync|Fdatasync)$`},

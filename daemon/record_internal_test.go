@@ -44,11 +44,11 @@ type faultyLog struct {
 	broken atomic.Bool
 }
 
-func (l *faultyLog) Append(ctx context.Context, key string, envelope, signerPEM []byte) (translog.Entry, error) {
+func (l *faultyLog) AppendEnvelope(ctx context.Context, key string, env translog.Envelope, signerPEM []byte) (translog.Entry, error) {
 	if l.broken.Load() {
 		return translog.Entry{}, errors.New("injected: the log's disk is full")
 	}
-	return l.Log.Append(ctx, key, envelope, signerPEM)
+	return l.Log.AppendEnvelope(ctx, key, env, signerPEM)
 }
 
 // hungSigner signs with a real key's public half but never returns, as a

@@ -275,7 +275,13 @@ func TestGetDecisionReturnsVerifiableReceipt(t *testing.T) {
 		t.Fatalf("%d %s", code, raw)
 	}
 	var rc decision.Receipt
-	_ = json.Unmarshal(raw, &rc)
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		t.Fatal(err)
+	}
+	// The decide reply is the receipt as compact JSON, one line.
+	if compact, _ := json.Marshal(rc); string(raw) != string(compact)+"\n" {
+		t.Errorf("/v1/decide replied\n%s\nwant the compact receipt\n%s", raw, compact)
+	}
 	req, _ := http.NewRequest(http.MethodGet, d.HTTP.URL+"/v1/decisions/"+rc.DecisionID, nil)
 	req.Header.Set("Authorization", "Bearer "+d.Key)
 	resp, err := http.DefaultClient.Do(req)

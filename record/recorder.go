@@ -36,7 +36,8 @@ const (
 
 // Log is what the Recorder needs of the transparency log (translog.Log).
 type Log interface {
-	Append(ctx context.Context, key string, envelope, signerPEM []byte) (translog.Entry, error)
+	// AppendEnvelope logs a signed envelope given with its parts.
+	AppendEnvelope(ctx context.Context, key string, env translog.Envelope, signerPEM []byte) (translog.Entry, error)
 	InclusionProof(ctx context.Context, index int64, wait bool) (translog.Proof, error)
 	LogID() string
 }
@@ -133,13 +134,16 @@ func (r *Recorder) Record(ctx context.Context, rec decision.Record, wait bool) (
 	defer cancel()
 
 	start := time.Now()
-	env, err := r.sign(dctx, rec)
+	signed, err := r.sign(dctx, rec)
 	out.Sign = time.Since(start)
 	if err != nil {
 		return r.fail(out, StageSign, err)
 	}
 	start = time.Now()
-	e, err := r.cfg.Log.Append(dctx, rec.DecisionID, env, r.cfg.SignerPEM)
+	e, err := r.cfg.Log.AppendEnvelope(dctx, rec.DecisionID, translog.Envelope{
+		JSON: signed.Envelope, Payload: signed.Statement,
+		Signatures: []string{signed.Signature}, SubjectDigests: []string{signed.SubjectDigest},
+	}, r.cfg.SignerPEM)
 	out.Append = time.Since(start)
 	if err != nil {
 		return r.fail(out, StageAppend, err)
@@ -167,21 +171,21 @@ func (r *Recorder) Record(ctx context.Context, rec decision.Record, wait bool) (
 // sign runs the signer under ctx's deadline. A signer that honours the
 // context (KMS) stops; one that does not is left to finish on its own,
 // and the record is not logged.
-func (r *Recorder) sign(ctx context.Context, rec decision.Record) ([]byte, error) {
+func (r *Recorder) sign(ctx context.Context, rec decision.Record) (receipt.Signed, error) {
 	type result struct {
-		env []byte
-		err error
+		signed receipt.Signed
+		err    error
 	}
 	done := make(chan result, 1)
 	go func() {
-		env, err := r.cfg.Signer.SignContext(ctx, rec)
-		done <- result{env, err}
+		signed, err := r.cfg.Signer.SignRecord(ctx, rec)
+		done <- result{signed, err}
 	}()
 	select {
 	case res := <-done:
-		return res.env, res.err
+		return res.signed, res.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("signing did not finish within %s: %w", r.cfg.Timeout, ctx.Err())
+		return receipt.Signed{}, fmt.Errorf("signing did not finish within %s: %w", r.cfg.Timeout, ctx.Err())
 	}
 }
 

@@ -142,7 +142,11 @@ func searchKeys(body, envelope []byte) []string {
 	}
 	if json.Unmarshal(envelope, &env) == nil {
 		if payload, err := base64.StdEncoding.DecodeString(env.Payload); err == nil {
-			keys = append(keys, subjectDigests(payload)...)
+			for _, d := range subjectDigests(payload) {
+				if k, ok := searchKey("sha256", d); ok {
+					keys = append(keys, k)
+				}
+			}
 		}
 	}
 	slices.Sort(keys)
@@ -152,13 +156,24 @@ func searchKeys(body, envelope []byte) []string {
 // dsseSearchKeys is searchKeys for an entry just made: from the hashes and
 // payload NewDSSE kept, parsing only the payload's statement.
 func dsseSearchKeys(d entry.DSSE) []string {
-	keys := append([]string{hex.EncodeToString(d.PayloadHash[:]), hex.EncodeToString(d.EnvelopeHash[:])}, subjectDigests(d.Payload)...)
+	return searchKeysOf(d, subjectDigests(d.Payload))
+}
+
+// searchKeysOf is dsseSearchKeys given the statement's subject digests.
+func searchKeysOf(d entry.DSSE, subjects []string) []string {
+	keys := make([]string, 2, 2+len(subjects))
+	keys[0], keys[1] = hex.EncodeToString(d.PayloadHash[:]), hex.EncodeToString(d.EnvelopeHash[:])
+	for _, s := range subjects {
+		if k, ok := searchKey("sha256", s); ok {
+			keys = append(keys, k)
+		}
+	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
 }
 
 // subjectDigests are the SHA-256 digests of an in-toto statement's
-// subjects.
+// subjects, as the statement writes them (searchKey checks them).
 func subjectDigests(payload []byte) []string {
 	var st struct {
 		Subject []struct {
@@ -168,11 +183,9 @@ func subjectDigests(payload []byte) []string {
 	if json.Unmarshal(payload, &st) != nil {
 		return nil
 	}
-	var keys []string
-	for _, s := range st.Subject {
-		if k, ok := searchKey("sha256", s.Digest["sha256"]); ok {
-			keys = append(keys, k)
-		}
+	keys := make([]string, len(st.Subject))
+	for i, s := range st.Subject {
+		keys[i] = s.Digest["sha256"]
 	}
 	return keys
 }

@@ -69,8 +69,7 @@ func (l *Log) openMySQL(ctx context.Context, opts *tessera.AppendOptions) (*Log,
 }
 
 // appendMySQL is Append for a log in MySQL.
-func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, leaf []byte, d entry.DSSE) (Entry, error) {
-	body := d.Body
+func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, leaf, body []byte, search []string) (Entry, error) {
 	integrated := time.Now().Unix()
 	rec := storedEntry{Key: key, IntegratedTime: integrated, Envelope: envelope, SignerPEM: signerPEM}
 	if err := l.mysql.putEnvelope(ctx, key, leaf, rec); err != nil {
@@ -105,7 +104,7 @@ func (l *Log) appendMySQL(ctx context.Context, key string, envelope, signerPEM, 
 		return Entry{}, fmt.Errorf("%w: sign entry timestamp: %w", ErrUnavailable, err)
 	}
 	e.SignedEntryTimestamp = set
-	l.recordIndex(indexRecord{leaf: leaf, index: r.idx.Index, search: dsseSearchKeys(d), set: set})
+	l.recordIndex(indexRecord{leaf: leaf, index: r.idx.Index, search: search, set: set})
 	return e, nil
 }
 

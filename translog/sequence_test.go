@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -214,6 +215,45 @@ func TestAppendSearchKeysMatchStoredOnes(t *testing.T) {
 	got, want := dsseSearchKeys(d), searchKeys(d.Body, env)
 	if len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Append records %v, stored entries give %v (want payload, envelope and subject digests)", got, want)
+	}
+}
+
+// An envelope appended with the parts its signer made it of gets the
+// leaf, the search keys and the stored envelope it gets appended alone,
+// and its entry verifies like any other.
+func TestAppendEnvelopeIsAppend(t *testing.T) {
+	f := newSeqFixture(t)
+	signed, err := f.signer.SignRecord(context.Background(), decision.Record{DecisionID: "decision-parts", Decision: decision.Decision{Allow: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Envelope{JSON: signed.Envelope, Payload: signed.Statement, Signatures: []string{signed.Signature}, SubjectDigests: []string{signed.SubjectDigest}}
+	parts, err := entry.NewDSSEParts(env.JSON, env.Payload, env.Signatures, f.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := entry.NewDSSE(env.JSON, f.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(parts.Body) != string(whole.Body) || parts.PayloadHash != whole.PayloadHash || parts.EnvelopeHash != whole.EnvelopeHash {
+		t.Fatalf("body from parts:\n%s\nfrom the envelope:\n%s", parts.Body, whole.Body)
+	}
+	if got, want := searchKeysOf(parts, env.SubjectDigests), searchKeys(whole.Body, env.JSON); len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("AppendEnvelope records %v, stored entries give %v", got, want)
+	}
+	l := f.open()
+	defer l.Close(context.Background())
+	e, err := l.AppendEnvelope(context.Background(), "decision-parts", env, f.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(e.Body) != string(whole.Body) || string(e.Envelope) != string(env.JSON) {
+		t.Fatalf("entry holds body %s / envelope %s", e.Body, e.Envelope)
+	}
+	f.check(l, map[string]Entry{"decision-parts": e})
+	if _, err := l.AppendEnvelope(context.Background(), "decision-none", Envelope{JSON: env.JSON, Payload: env.Payload}, f.pem); !errors.Is(err, entry.ErrMalformed) {
+		t.Fatalf("an envelope without signatures: %v, want ErrMalformed", err)
 	}
 }
 

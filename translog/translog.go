@@ -399,6 +399,39 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	if err != nil {
 		return Entry{}, err
 	}
+	return l.appendDSSE(ctx, key, envelope, signerPEM, d, dsseSearchKeys(d))
+}
+
+// Envelope is a DSSE envelope to append with the parts it was made of,
+// as its signer has them at hand: AppendEnvelope parses none of them back
+// out of the envelope's JSON.
+type Envelope struct {
+	// JSON is the envelope exactly as signed, and as it is kept.
+	JSON []byte
+	// Payload is the envelope's payload, decoded.
+	Payload []byte
+	// Signatures are the envelope's signatures, base64 as it holds them,
+	// in its order.
+	Signatures []string
+	// SubjectDigests are the hex SHA-256 digests of the subjects of the
+	// in-toto statement Payload holds: searches by hash find the entry by
+	// them.
+	SubjectDigests []string
+}
+
+// AppendEnvelope is Append for an envelope given with its parts. They
+// must be the envelope's: the leaf commits to its payload and signatures
+// as given, and a verifier recomputes the leaf from the envelope alone.
+func (l *Log) AppendEnvelope(ctx context.Context, key string, env Envelope, signerPEM []byte) (Entry, error) {
+	d, err := entry.NewDSSEParts(env.JSON, env.Payload, env.Signatures, signerPEM)
+	if err != nil {
+		return Entry{}, err
+	}
+	return l.appendDSSE(ctx, key, env.JSON, signerPEM, d, searchKeysOf(d, env.SubjectDigests))
+}
+
+// appendDSSE appends the entry d made of envelope, found by search.
+func (l *Log) appendDSSE(ctx context.Context, key string, envelope, signerPEM []byte, d entry.DSSE, search []string) (Entry, error) {
 	body := d.Body
 	leaf := entry.LeafHash(body)
 	l.appendMu.RLock()
@@ -407,7 +440,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
 	}
 	if l.seq == nil {
-		return l.appendMySQL(ctx, key, envelope, signerPEM, leaf, d)
+		return l.appendMySQL(ctx, key, envelope, signerPEM, leaf, d.Body, search)
 	}
 	if err := l.integ.healthy(); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
@@ -418,7 +451,7 @@ func (l *Log) Append(ctx context.Context, key string, envelope, signerPEM []byte
 	sw := &sequenceWrite{
 		rec:    storedEntry{Key: key, IntegratedTime: time.Now().Unix(), Envelope: envelope, SignerPEM: signerPEM, Body: body},
 		leaf:   leaf,
-		search: dsseSearchKeys(d),
+		search: search,
 	}
 	sw.block = envrecord.Block(sw.rec)
 	if err := l.seq.sequence(ctx, sw); err != nil {

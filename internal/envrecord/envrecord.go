@@ -236,12 +236,23 @@ func inflate(block []byte) ([]byte, error) {
 	if err := r.(flate.Resetter).Reset(bytes.NewReader(block), nil); err != nil {
 		return nil, err
 	}
-	out, err := io.ReadAll(io.LimitReader(r, maxRecordBody+1))
-	if err != nil {
-		return nil, err
+	// A record inflates to about one and a half times its block: start
+	// there rather than grow from io.ReadAll's 512 bytes.
+	out := make([]byte, 0, min(2*len(block)+512, maxRecordBody+1))
+	for {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, err := r.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if len(out) > maxRecordBody {
+			return nil, fmt.Errorf("inflates beyond %d bytes", maxRecordBody)
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if len(out) > maxRecordBody {
-		return nil, fmt.Errorf("inflates beyond %d bytes", maxRecordBody)
-	}
-	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +66,29 @@ func TestVersions(t *testing.T) {
 	bad = appendBytes(bad, []byte("not deflate"))
 	if _, err := Decode(bad); err == nil {
 		t.Error("a record whose body is not deflate decoded")
+	}
+}
+
+// A record whose block inflates beyond maxRecordBody is refused, not read
+// into memory without limit; one just within it decodes.
+func TestDecodeBoundsTheInflatedBody(t *testing.T) {
+	block := func(n int) []byte {
+		var b []byte
+		b = appendBytes(b, make([]byte, n-binary.MaxVarintLen64)) // the envelope field
+		b = appendBytes(b, nil)                                   // the signer PEM
+		return b
+	}
+	record := func(body []byte) []byte {
+		raw := []byte{recordCompressed}
+		raw = appendBytes(raw, []byte("k"))
+		raw = binary.AppendVarint(raw, 1)
+		return deflateAppend(raw, body)
+	}
+	if _, err := Decode(record(block(maxRecordBody + 16))); err == nil || !strings.Contains(err.Error(), "inflates beyond") {
+		t.Fatalf("a block beyond the bound: %v", err)
+	}
+	rec, err := Decode(record(block(maxRecordBody - 16)))
+	if err != nil || len(rec.Envelope) != maxRecordBody-16-binary.MaxVarintLen64 {
+		t.Fatalf("a block within the bound: %d bytes, %v", len(rec.Envelope), err)
 	}
 }

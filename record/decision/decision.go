@@ -7,6 +7,7 @@
 package decision
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func ParseRequest(data []byte) (Request, error) {
 	if err := checkExactJSON(data); err != nil {
 		return r, err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
 		return Request{}, fmt.Errorf("%w: %s", ErrBadRequest, describeJSONError(err))

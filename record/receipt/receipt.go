@@ -6,7 +6,10 @@
 // envelope (payload type PayloadType) signed by the daemon's key.
 //
 // Signing and verification go through sigstore/sigstore's signature and
-// DSSE packages; nothing here invents a signature format.
+// DSSE packages; nothing here invents a signature format. (SignRecord
+// signs DSSE's pre-authentication encoding with the sigstore signer and
+// writes the envelope itself, byte for byte as sigstore's DSSE signer
+// does, to spare that wrapper's copies.)
 package receipt
 
 import (
@@ -20,8 +23,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"github.com/sigstore/sigstore/pkg/signature/options"
@@ -83,8 +88,8 @@ type StatementSubject struct {
 
 // Signer signs decision records with one key.
 type Signer struct {
-	dsse  signature.Signer
-	keyID string
+	signer signature.Signer
+	keyID  string
 }
 
 // NewSigner wraps s, which must sign with SHA-256 (e.g. an ECDSA P-256
@@ -98,7 +103,7 @@ func NewSigner(s signature.Signer) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{dsse: sigdsse.WrapSigner(s, PayloadType), keyID: id}, nil
+	return &Signer{signer: s, keyID: id}, nil
 }
 
 // KeyID is the hex SHA-256 of the key's PKIX DER encoding.
@@ -117,18 +122,37 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 
 // RequestDigest is the hex SHA-256 of the request in RFC 8785 (JCS)
 // canonical JSON: the in-toto subject of the record.
+//
+// The canonical form is written straight from the struct when it can be
+// (appendCanonicalRequest), and through the canonicalizer otherwise; the
+// two give the same bytes.
 func RequestDigest(req decision.Request) (string, error) {
-	raw, err := json.Marshal(req)
-	if err != nil {
-		return "", err
-	}
-	canon, err := CanonicalJSON(raw)
-	if err != nil {
-		return "", err
+	buf := canonicalBuffers.Get().(*[]byte)
+	defer canonicalBuffers.Put(buf)
+	canon, ok := appendCanonicalRequest((*buf)[:0], req)
+	if ok {
+		*buf = canon
+	} else {
+		var err error
+		if canon, err = canonicalRequest(req); err != nil {
+			return "", err
+		}
 	}
 	sum := sha256.Sum256(canon)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// canonicalRequest is req's canonical JSON through the canonicalizer.
+func canonicalRequest(req decision.Request) ([]byte, error) {
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	return CanonicalJSON(raw)
+}
+
+// canonicalBuffers hold the canonical requests RequestDigest hashes.
+var canonicalBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // CanonicalJSON is raw in RFC 8785 (JCS) canonical form. Applied to a
 // record's predicate.request it gives the blob the statement's subject is
@@ -145,16 +169,45 @@ func (s *Signer) Sign(rec decision.Record) ([]byte, error) {
 // SignContext is Sign for signers that honour a context (KMS): ctx bounds
 // the signing call.
 func (s *Signer) SignContext(ctx context.Context, rec decision.Record) ([]byte, error) {
+	signed, err := s.SignRecord(ctx, rec)
+	return signed.Envelope, err
+}
+
+// Signed is a record as signed: the DSSE envelope exactly as it will be
+// logged, with the parts it was made of, so that whoever logs it need not
+// parse them back out of the envelope.
+type Signed struct {
+	// Envelope is the DSSE envelope's JSON.
+	Envelope []byte
+	// Statement is the envelope's payload: the in-toto statement's JSON.
+	Statement []byte
+	// Signature is the envelope's one signature, base64 as it is there.
+	Signature string
+	// SubjectDigest is the hex SHA-256 of the canonical request, the
+	// statement's one subject.
+	SubjectDigest string
+}
+
+// SignRecord is SignContext, returning the parts of the envelope too.
+//
+// The envelope is what sigstore's DSSE signer (dsse.WrapSigner) makes —
+// the signature is the wrapped signer's over the DSSE pre-authentication
+// encoding (securesystemslib's dsse.PAE) of the statement, and the
+// envelope the JSON encoding of dsse.Envelope with that one signature —
+// without the wrapper's copies: it reads the payload into a new slice,
+// and encodes the envelope by reflection, when every byte of it but the
+// two base64 strings is known in advance.
+func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, error) {
 	if rec.Kind == "" {
 		rec.Kind = decision.KindDecision
 	}
 	if err := checkKind(rec); err != nil {
-		return nil, err
+		return Signed{}, err
 	}
 	rec.Daemon.KeyID = s.keyID
 	digest, err := RequestDigest(rec.Request)
 	if err != nil {
-		return nil, fmt.Errorf("digest request: %w", err)
+		return Signed{}, fmt.Errorf("digest request: %w", err)
 	}
 	st := Statement{
 		Type:          StatementType,
@@ -164,13 +217,34 @@ func (s *Signer) SignContext(ctx context.Context, rec decision.Record) ([]byte, 
 	}
 	payload, err := json.Marshal(st)
 	if err != nil {
-		return nil, fmt.Errorf("marshal statement: %w", err)
+		return Signed{}, fmt.Errorf("marshal statement: %w", err)
 	}
-	env, err := s.dsse.SignMessage(bytes.NewReader(payload), options.WithContext(ctx))
+	sig, err := s.signer.SignMessage(bytes.NewReader(dsse.PAE(PayloadType, payload)), options.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
+		return Signed{}, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
 	}
-	return env, nil
+	env, sigB64 := envelopeJSON(payload, sig)
+	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: digest}, nil
+}
+
+// envelopeJSON is json.Marshal of the dsse.Envelope of payload with the
+// one signature sig, as sigstore's DSSE signer encodes it: the payload
+// type and the base64 strings hold no character JSON escapes, so the
+// encoding is these bytes. It returns the signature's base64 as well.
+func envelopeJSON(payload, sig []byte) ([]byte, string) {
+	const (
+		head   = `{"payloadType":"` + PayloadType + `","payload":"`
+		middle = `","signatures":[{"keyid":"","sig":"`
+		tail   = `"}]}`
+	)
+	b := make([]byte, 0, len(head)+base64.StdEncoding.EncodedLen(len(payload))+len(middle)+base64.StdEncoding.EncodedLen(len(sig))+len(tail))
+	b = append(b, head...)
+	b = base64.StdEncoding.AppendEncode(b, payload)
+	b = append(b, middle...)
+	at := len(b)
+	b = base64.StdEncoding.AppendEncode(b, sig)
+	sigB64 := string(b[at:])
+	return append(b, tail...), sigB64
 }
 
 // Envelope is the DSSE envelope as JSON.
@@ -188,6 +262,9 @@ type EnvelopeSignature struct {
 
 // ParseEnvelope decodes envelope JSON without verifying it.
 func ParseEnvelope(envelope []byte) (Envelope, error) {
+	if env, ok := parseOwnEnvelope(envelope); ok {
+		return env, nil
+	}
 	var env Envelope
 	if err := json.Unmarshal(envelope, &env); err != nil {
 		return env, fmt.Errorf("%w: envelope is not DSSE JSON: %w", ErrInvalid, err)
@@ -199,6 +276,43 @@ func ParseEnvelope(envelope []byte) (Envelope, error) {
 		return env, fmt.Errorf("%w: envelope has no signatures", ErrInvalid)
 	}
 	return env, nil
+}
+
+// parseOwnEnvelope reads an envelope in exactly the form envelopeJSON
+// writes — every one the daemon signs — without a JSON decoder: fixed
+// bytes around two strings of base64 characters, which need no
+// unescaping. Anything else reports false and is left to encoding/json,
+// which decodes such an envelope to the same value.
+func parseOwnEnvelope(b []byte) (Envelope, bool) {
+	const (
+		head   = `{"payloadType":"` + PayloadType + `","payload":"`
+		middle = `","signatures":[{"keyid":"","sig":"`
+		tail   = `"}]}`
+	)
+	if len(b) < len(head)+len(middle)+len(tail) || !bytes.HasPrefix(b, []byte(head)) || !bytes.HasSuffix(b, []byte(tail)) {
+		return Envelope{}, false
+	}
+	inner := b[len(head) : len(b)-len(tail)]
+	at := bytes.Index(inner, []byte(middle))
+	if at < 0 {
+		return Envelope{}, false
+	}
+	payload, sig := inner[:at], inner[at+len(middle):]
+	if !isBase64Text(payload) || !isBase64Text(sig) {
+		return Envelope{}, false
+	}
+	return Envelope{PayloadType: PayloadType, Payload: string(payload), Signatures: []EnvelopeSignature{{Sig: string(sig)}}}, true
+}
+
+// isBase64Text reports whether b holds only characters of standard
+// base64 (which JSON strings hold as themselves).
+func isBase64Text(b []byte) bool {
+	for _, c := range b {
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '+' && c != '/' && c != '=' {
+			return false
+		}
+	}
+	return true
 }
 
 // Open verifies the envelope's signature with v and returns the statement

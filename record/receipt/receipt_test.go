@@ -2,6 +2,7 @@ package receipt_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -260,4 +263,85 @@ func mustPayload(t *testing.T, env []byte) []byte {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// memoSigner is a real key that signs each message once and gives the
+// same signature for it again, so two routes to an envelope can be
+// compared byte for byte.
+type memoSigner struct {
+	signature.Signer
+	mu   sync.Mutex
+	sigs map[string][]byte
+}
+
+func (m *memoSigner) SignMessage(r io.Reader, opts ...signature.SignOption) ([]byte, error) {
+	msg, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sig, ok := m.sigs[string(msg)]; ok {
+		return sig, nil
+	}
+	sig, err := m.Signer.SignMessage(bytes.NewReader(msg), opts...)
+	if err == nil {
+		m.sigs[string(msg)] = sig
+	}
+	return sig, err
+}
+
+// SignRecord's envelope is byte for byte the one sigstore's DSSE signer
+// makes of the same statement and signature, and the parts it returns are
+// the envelope's.
+func TestSignRecordIsSigstoresEnvelope(t *testing.T) {
+	sv := newKey(t)
+	memo := &memoSigner{Signer: sv, sigs: map[string][]byte{}}
+	s, err := receipt.NewSigner(memo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range []decision.Record{record(), {Kind: decision.KindEvent, DecisionID: "e", Event: &decision.Event{Type: "t", Message: "<&>\"\u2028"}, Time: "2026-12-06T10:00:00Z"}} {
+		signed, err := s.SignRecord(context.Background(), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := sigdsse.WrapSigner(memo, receipt.PayloadType).SignMessage(bytes.NewReader(signed.Statement))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(signed.Envelope, want) {
+			t.Fatalf("envelope differs from sigstore's:\n got %s\nwant %s", signed.Envelope, want)
+		}
+		e, err := receipt.ParseEnvelope(signed.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Payload != base64.StdEncoding.EncodeToString(signed.Statement) || len(e.Signatures) != 1 || e.Signatures[0].Sig != signed.Signature {
+			t.Errorf("parts differ from the envelope: payload %t, signatures %+v vs %q", e.Payload == base64.StdEncoding.EncodeToString(signed.Statement), e.Signatures, signed.Signature)
+		}
+		st, err := receipt.Open(signed.Envelope, sv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Subject[0].Digest["sha256"] != signed.SubjectDigest {
+			t.Errorf("subject digest %s, SignRecord says %s", st.Subject[0].Digest["sha256"], signed.SubjectDigest)
+		}
+	}
+}
+
+// BenchmarkSign: one record signed (statement, digest, signature,
+// envelope).
+func BenchmarkSign(b *testing.B) {
+	s, err := receipt.NewSigner(newKey(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := record()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.SignRecord(context.Background(), rec); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -104,26 +104,40 @@ func NewDSSE(envelopeJSON, signerPEM []byte) (DSSE, error) {
 	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
 		return DSSE{}, fmt.Errorf("%w: envelope is not JSON: %w", ErrMalformed, err)
 	}
-	if len(env.Signatures) == 0 {
-		return DSSE{}, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
-	}
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
 		return DSSE{}, fmt.Errorf("%w: envelope payload is not base64: %w", ErrMalformed, err)
 	}
+	sigs := make([]string, len(env.Signatures))
+	for i, s := range env.Signatures {
+		sigs[i] = s.Sig
+	}
+	return NewDSSEParts(envelopeJSON, payload, sigs, signerPEM)
+}
+
+// NewDSSEParts is NewDSSE for an envelope whose parts the caller has at
+// hand — its signer does — so that nothing is parsed back out of it: the
+// payload, decoded, and the signatures, base64 as the envelope holds
+// them, in its order. They must be the envelope's: the body commits to
+// them.
+func NewDSSEParts(envelopeJSON, payload []byte, sigs []string, signerPEM []byte) (DSSE, error) {
+	if len(sigs) == 0 {
+		return DSSE{}, fmt.Errorf("%w: envelope has no signatures", ErrMalformed)
+	}
 	d := DSSE{PayloadHash: sha256.Sum256(payload), EnvelopeHash: sha256.Sum256(envelopeJSON), Payload: payload}
 	verifier := base64.StdEncoding.EncodeToString(signerPEM)
-	sigs := make([]Signature, 0, len(env.Signatures))
-	for _, s := range env.Signatures {
-		sigs = append(sigs, Signature{Signature: s.Sig, Verifier: verifier})
+	bs := make([]Signature, len(sigs))
+	for i, s := range sigs {
+		bs[i] = Signature{Signature: s, Verifier: verifier}
 	}
+	var err error
 	d.Body, err = Canonical(Body{
 		APIVersion: APIVersion,
 		Kind:       Kind,
 		Spec: BodySpec{
 			EnvelopeHash: Hash{Algorithm: "sha256", Value: hex.EncodeToString(d.EnvelopeHash[:])},
 			PayloadHash:  Hash{Algorithm: "sha256", Value: hex.EncodeToString(d.PayloadHash[:])},
-			Signatures:   sigs,
+			Signatures:   bs,
 		},
 	})
 	return d, err
@@ -133,19 +147,67 @@ func NewDSSE(envelopeJSON, signerPEM []byte) (DSSE, error) {
 // sorted by signature, RFC 8785 JSON. The struct's fields are in RFC 8785
 // key order and every value is a string, so when no string holds a byte
 // the two encoders escape differently (quotes, backslashes, control and
-// non-ASCII bytes) encoding/json's output is already canonical; otherwise
-// it goes through the RFC 8785 canonicalizer.
+// non-ASCII bytes) the JSON is written directly (what encoding/json
+// writes, and already canonical); otherwise it goes through the RFC 8785
+// canonicalizer.
 func Canonical(b Body) ([]byte, error) {
-	b.Spec.Signatures = slices.Clone(b.Spec.Signatures)
-	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
+	if len(b.Spec.Signatures) > 1 {
+		b.Spec.Signatures = slices.Clone(b.Spec.Signatures)
+		sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
+	}
+	if plainBody(b) {
+		return appendPlainBody(nil, b), nil
+	}
+	return canonicalized(b)
+}
+
+// canonicalized is Canonical through encoding/json and the canonicalizer.
+func canonicalized(b Body) ([]byte, error) {
 	raw, err := json.Marshal(b)
 	if err != nil {
 		return nil, err
 	}
-	if plainBody(b) {
-		return raw, nil
-	}
 	return jsoncanonicalizer.Transform(raw)
+}
+
+// appendPlainBody writes the JSON of a body whose strings need no escape
+// (plainBody).
+func appendPlainBody(dst []byte, b Body) []byte {
+	n := 160 + len(b.APIVersion) + len(b.Kind) + len(b.Spec.EnvelopeHash.Value) + len(b.Spec.PayloadHash.Value)
+	for _, s := range b.Spec.Signatures {
+		n += 32 + len(s.Signature) + len(s.Verifier)
+	}
+	dst = slices.Grow(dst, n)
+	dst = append(dst, `{"apiVersion":"`...)
+	dst = append(dst, b.APIVersion...)
+	dst = append(dst, `","kind":"`...)
+	dst = append(dst, b.Kind...)
+	dst = append(dst, `","spec":{"envelopeHash":{"algorithm":"`...)
+	dst = append(dst, b.Spec.EnvelopeHash.Algorithm...)
+	dst = append(dst, `","value":"`...)
+	dst = append(dst, b.Spec.EnvelopeHash.Value...)
+	dst = append(dst, `"},"payloadHash":{"algorithm":"`...)
+	dst = append(dst, b.Spec.PayloadHash.Algorithm...)
+	dst = append(dst, `","value":"`...)
+	dst = append(dst, b.Spec.PayloadHash.Value...)
+	dst = append(dst, `"},"signatures":`...)
+	if b.Spec.Signatures == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '[')
+		for i, s := range b.Spec.Signatures {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"signature":"`...)
+			dst = append(dst, s.Signature...)
+			dst = append(dst, `","verifier":"`...)
+			dst = append(dst, s.Verifier...)
+			dst = append(dst, `"}`...)
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, "}}"...)
 }
 
 // plainBody reports whether every string of b is printable ASCII without
