@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -417,4 +418,111 @@ func TestOpenRefusesAForeignOrHeadlessLog(t *testing.T) {
 	}
 	fl.open()
 	fl.found(map[string]int64{"decision-1": 0})
+}
+
+// TestConcurrentFaultsLeaveNoHoles appends from many goroutines while the
+// log key fails for a while and then the envelope store's disk fills up:
+// groups fail while the next one is already signed for the indexes that
+// follow. Every acknowledged append must be found at its index, and the
+// acknowledged indexes must be exactly 0…size-1 — a failed group gives its
+// indexes back, and a group signed after it fails with it rather than
+// leave a hole — in this process and after a reopen.
+func TestConcurrentFaultsLeaveNoHoles(t *testing.T) {
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	mountTmpfs(t, storeDir, "64m")
+	fl := newFaultLog(t, dir)
+
+	var (
+		mu      sync.Mutex
+		want    = map[string]int64{}
+		unknown []error
+		n       atomic.Int64
+		failed  atomic.Int64
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for !stop.Load() {
+				id := fmt.Sprintf("concurrent-%d", n.Add(1))
+				env, err := fl.signer.Sign(decision.Record{
+					DecisionID: id,
+					Request:    decision.Request{Subject: decision.Subject{ID: "alice", Kind: "user"}, Action: "deploy"},
+					Decision:   decision.Decision{Allow: true, Reasons: []string{"test"}},
+					Time:       time.Now().UTC().Format(time.RFC3339Nano),
+				})
+				if err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					var e translog.Entry
+					e, err = fl.log.Append(ctx, id, env, fl.signerPEM)
+					cancel()
+					if err == nil {
+						mu.Lock()
+						want[id] = e.Index
+						mu.Unlock()
+						continue
+					}
+				}
+				failed.Add(1)
+				if !errors.Is(err, translog.ErrUnavailable) {
+					mu.Lock()
+					unknown = append(unknown, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	// until waits for more failures (or gives up: the check below then
+	// says the fault was never hit).
+	until := func(more int64) {
+		for from, deadline := failed.Load(), time.Now().Add(20*time.Second); failed.Load() < from+more && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	fl.key.broken.Store(true)
+	until(20)
+	fl.key.broken.Store(false)
+	time.Sleep(100 * time.Millisecond)
+	afterKey := failed.Load()
+	fill := filepath.Join(storeDir, "fill")
+	fillDisk(t, fill)
+	until(20)
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	diskFailures := failed.Load() - afterKey
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	if len(unknown) > 0 {
+		t.Fatalf("appends failed other than as unavailable: %v", unknown[0])
+	}
+	if afterKey == 0 || diskFailures == 0 {
+		t.Fatalf("failures while the key failed %d, while the disk was full %d: a fault was never hit", afterKey, diskFailures)
+	}
+	check := func() {
+		t.Helper()
+		size, err := fl.log.Size(context.Background())
+		if err != nil || size != uint64(len(want)) {
+			t.Fatalf("log size %d (%v), want the %d acknowledged appends and nothing else", size, err, len(want))
+		}
+		seen := make([]bool, len(want))
+		for id, idx := range want {
+			if idx < 0 || idx >= int64(len(want)) || seen[idx] {
+				t.Fatalf("%s acknowledged at index %d: outside 0…%d or taken twice", id, idx, len(want)-1)
+			}
+			seen[idx] = true
+		}
+		fl.found(want)
+	}
+	check()
+	t.Logf("%d appends acknowledged, %d failed (%d while the key failed, %d while the disk was full)", len(want), failed.Load(), afterKey, diskFailures)
+	if err := fl.log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fl.open()
+	check()
 }

@@ -88,9 +88,11 @@ type store struct {
 	closed   bool
 	// used is set by every read and write; releaseLoop clears it.
 	used atomic.Bool
-	// next is the log index the next sequenced record takes. Only
-	// commitLoop changes it once the store is sequencing.
-	next uint64
+	// next is the log index the next sequenced record takes. Once the
+	// store is sequencing, commitLoop advances it and rewinds it after a
+	// failed signature, writeGroup after a failed write (nextMu).
+	nextMu sync.Mutex
+	next   uint64
 	// durable is next as of the last commit: every index below it is in
 	// the store.
 	durable atomic.Uint64
@@ -378,18 +380,30 @@ func (s *store) loadWAL(dir string) error {
 	return err
 }
 
-// commitLoop is the group commit: it takes every write waiting, applies
-// them in one transaction, and tells each writer the outcome. While one
-// transaction syncs, the next group gathers, so a lone writer waits for
-// one fsync and a crowd shares them. Records to sequence take the next
-// log indexes in the order they were taken, and their SETs are signed
-// before the transaction (in parallel: signing is most of the work).
+// commitLoop is the group commit, in two stages that overlap: it takes
+// every write waiting, gives the group's records to sequence the next log
+// indexes in the order they were taken, and signs their SETs (in
+// parallel: signing is most of the work); writeGroup, on its own
+// goroutine, makes the group durable in one write and tells each writer
+// the outcome. While one group is written and synced, the next gathers
+// and is signed, so a lone writer waits for one fsync and a crowd shares
+// them, and no group waits for the signatures of the one before.
 func (s *store) commitLoop() {
 	defer close(s.stopped)
-	var (
-		group []*storeWrite
-		seqs  []*sequenceWrite
-	)
+	// Unbuffered: a signed group waits for the writer to be free, and
+	// meanwhile the writes behind it gather into the next.
+	signed := make(chan *commitGroup)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for g := range signed {
+			s.writeGroup(g)
+		}
+	}()
+	defer func() {
+		close(signed)
+		<-written
+	}()
 	for {
 		var first *storeWrite
 		select {
@@ -402,72 +416,110 @@ func (s *store) commitLoop() {
 				return
 			}
 		}
-		group = append(group[:0], first)
+		g := &commitGroup{writes: []*storeWrite{first}}
 	gather:
-		for len(group) < maxGroup {
+		for len(g.writes) < maxGroup {
 			select {
 			case w := <-s.writes:
-				group = append(group, w)
+				g.writes = append(g.writes, w)
 			default:
 				break gather
 			}
 		}
-		seqs = seqs[:0]
-		base := s.next
-		for _, w := range group {
+		s.nextMu.Lock()
+		g.base = s.next
+		for _, w := range g.writes {
 			if w.seq != nil {
 				w.seq.index = s.next
 				s.next++
-				seqs = append(seqs, w.seq)
+				g.seqs = append(g.seqs, w.seq)
 			}
 		}
-		var signErr error
-		if len(seqs) > 0 {
-			signErr = s.signAll(seqs)
+		s.nextMu.Unlock()
+		if len(g.seqs) > 0 {
+			if g.signErr = s.signAll(g.seqs); g.signErr != nil {
+				s.rewind(g.base)
+			} else {
+				for _, sw := range g.seqs {
+					sw.frame = envrecord.Frame(sw.rec, sw.block)
+				}
+			}
 		}
-		var err error
-		if plain := slices.ContainsFunc(group, func(w *storeWrite) bool { return w.apply != nil }); plain {
-			err = s.db.Update(func(tx *bolt.Tx) error {
-				for _, w := range group {
-					if w.apply != nil {
-						if err := w.apply(tx); err != nil {
-							return err
-						}
+		signed <- g
+	}
+}
+
+// commitGroup is one group commit on its way from commitLoop to
+// writeGroup.
+type commitGroup struct {
+	writes []*storeWrite
+	// seqs are the group's records to sequence, at indexes base, base+1, …
+	seqs    []*sequenceWrite
+	base    uint64
+	signErr error
+}
+
+// errEarlierWriteFailed fails a group signed for indexes after a group
+// whose write failed.
+var errEarlierWriteFailed = errors.New("sequence: the write of the records before these failed")
+
+// rewind gives the indexes from base on back after the records that took
+// them failed; records signed for later indexes meanwhile fail in
+// writeGroup, which finds them not following the durable ones.
+func (s *store) rewind(base uint64) {
+	s.nextMu.Lock()
+	s.next = min(s.next, base)
+	s.nextMu.Unlock()
+}
+
+// writeGroup makes g durable — its plain writes in one bbolt transaction,
+// its sequenced records in one write of the sequence file — and tells each
+// writer the outcome.
+func (s *store) writeGroup(g *commitGroup) {
+	seqErr := g.signErr
+	if seqErr == nil && len(g.seqs) > 0 && g.base != s.durable.Load() {
+		// A group before this one failed after this one was signed for
+		// the indexes that follow it.
+		seqErr = errEarlierWriteFailed
+	}
+	var err error
+	if plain := slices.ContainsFunc(g.writes, func(w *storeWrite) bool { return w.apply != nil }); plain {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range g.writes {
+				if w.apply != nil {
+					if err := w.apply(tx); err != nil {
+						return err
 					}
 				}
-				return nil
-			})
-		}
-		if err == nil && signErr == nil && len(seqs) > 0 {
-			for _, sw := range seqs {
-				sw.frame = envrecord.Frame(sw.rec, sw.block)
 			}
-			err = s.wal.append(seqs)
+			return nil
+		})
+	}
+	if err == nil && seqErr == nil && len(g.seqs) > 0 {
+		err = s.wal.append(g.seqs)
+	}
+	switch {
+	case err != nil && len(g.seqs) > 0 && seqErr == nil:
+		s.rewind(g.base)
+	case err == nil && seqErr == nil && len(g.seqs) > 0:
+		// Readable before anyone hears of them: the integrator may read
+		// them back, and a caller look them up.
+		s.pending.add(g.seqs)
+		s.durable.Store(g.base + uint64(len(g.seqs)))
+		s.queueApply(g.seqs)
+		if s.onSequenced != nil {
+			s.onSequenced(g.base, g.seqs)
 		}
-		if err != nil || signErr != nil {
-			s.next = base
-		} else if len(seqs) > 0 {
-			// Readable before anyone hears of them: the integrator
-			// may read them back, and a caller look them up.
-			s.pending.add(seqs)
-			s.durable.Store(s.next)
-			s.queueApply(seqs)
-			if s.onSequenced != nil {
-				s.onSequenced(base, seqs)
-			}
+	}
+	for _, w := range g.writes {
+		switch {
+		case err != nil:
+			w.done <- err
+		case w.seq != nil && seqErr != nil:
+			w.done <- seqErr
+		default:
+			w.done <- nil
 		}
-		for _, w := range group {
-			switch {
-			case err != nil:
-				w.done <- err
-			case w.seq != nil && signErr != nil:
-				w.done <- signErr
-			default:
-				w.done <- nil
-			}
-		}
-		clear(group)
-		seqs = nil // the applier holds the slice's records now
 	}
 }
 
@@ -577,22 +629,25 @@ func (s *store) signAll(seqs []*sequenceWrite) error {
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(seqs))
 	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(seqs); i += workers {
-				sw := seqs[i]
-				set, err := s.signSET(&sw.rec, sw.index)
-				if err != nil {
-					errs[w] = fmt.Errorf("%w: sign entry timestamp: %w", errLogKey, err)
-					return
-				}
-				sw.rec.SET = set
+	sign := func(w int) {
+		for i := w; i < len(seqs); i += workers {
+			sw := seqs[i]
+			set, err := s.signSET(&sw.rec, sw.index)
+			if err != nil {
+				errs[w] = fmt.Errorf("%w: sign entry timestamp: %w", errLogKey, err)
+				return
 			}
-		}()
+			sw.rec.SET = set
+		}
 	}
+	// The commit loop signs a share itself: a goroutine started for it
+	// would wait its turn behind the policy evaluations for a CPU, and a
+	// lone record (the common group under light load) needs none.
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Go(func() { sign(w) })
+	}
+	sign(0)
 	wg.Wait()
 	return errors.Join(errs...)
 }

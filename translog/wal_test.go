@@ -11,8 +11,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/gatelog/gatelog/internal/envrecord"
 )
@@ -321,4 +324,84 @@ func TestSequenceWaitsWhileBboltIsFarBehind(t *testing.T) {
 		t.Fatal("sequence still waits after bbolt caught up")
 	}
 	checkRecords(t, s, []int{0, 1, 2, 3, 4})
+}
+
+// A group is signed while the one before it is written; when that write
+// fails, the indexes it took are given back, so the group already signed
+// for the indexes after them must fail too (its SETs name indexes that
+// are not going to be its own), and the next record takes the failed
+// one's index: no hole, no index twice.
+func TestGroupSignedBehindAFailedWriteFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), storeFile)
+	s, err := openStore(path, false, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, signed := make(chan struct{}), make(chan string, 8)
+	s.signSET = func(rec *storedEntry, index uint64) ([]byte, error) {
+		signed <- rec.Key
+		if rec.Key == "k0" {
+			<-hold
+		}
+		return fakeSET(rec, index)
+	}
+	ctx := context.Background()
+	result := func(f func() error) chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- f() }()
+		return ch
+	}
+	// Record 0 is held in signing while a plain write that blocks and a
+	// record whose write will fail (a search key that is not a hash)
+	// queue up behind it, to be one group.
+	first := result(func() error { return s.sequence(ctx, sequenceWriteFor(0, walLeaf(0))) })
+	if k := <-signed; k != "k0" {
+		t.Fatalf("signed %s first", k)
+	}
+	unblock := make(chan struct{})
+	plain := result(func() error { return s.write(func(*bolt.Tx) error { <-unblock; return nil }) })
+	bad := sequenceWriteFor(1, walLeaf(1))
+	bad.search = []string{"not a hash"}
+	failing := result(func() error { return s.sequence(ctx, bad) })
+	for len(s.writes) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if k := <-signed; k != "k1" {
+		t.Fatalf("signed %s second, want k1", k)
+	}
+	// The writer is inside that group's bbolt transaction: the next
+	// record is sequenced and signed (index 2) meanwhile.
+	behind := sequenceWriteFor(2, walLeaf(2))
+	signedBehind := result(func() error { return s.sequence(ctx, behind) })
+	if k := <-signed; k != "k2" || behind.index != 2 {
+		t.Fatalf("signed %s at %d third, want k2 at 2", k, behind.index)
+	}
+	close(unblock)
+	if err := <-failing; err == nil || !strings.Contains(err.Error(), "not a SHA-256") {
+		t.Fatalf("record with a bad search key: %v", err)
+	}
+	if err := <-plain; err == nil {
+		t.Fatal("a write in the failed group succeeded")
+	}
+	if err := <-signedBehind; !errors.Is(err, ErrUnavailable) || !errors.Is(err, errEarlierWriteFailed) {
+		t.Fatalf("record signed for index 2 behind the failed write: %v", err)
+	}
+	next := sequenceWriteFor(1, walLeaf(1))
+	if err := s.sequence(ctx, next); err != nil || next.index != 1 {
+		t.Fatalf("next record: index %d, %v; want the failed one's index 1", next.index, err)
+	}
+	checkRecords(t, s, []int{0, 1})
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := openStore(path, true, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.close()
+	checkRecords(t, ro, []int{0, 1})
 }
