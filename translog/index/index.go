@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,16 @@ type Index struct {
 	// shown is the last log index given to onIndexed (-1: none yet);
 	// guarded by catchingUp.
 	shown int64
+
+	// sequenced holds the entries this process appended (Sequenced) that
+	// are not indexed yet, by log index; entries below seqFloor are
+	// indexed already and not kept.
+	seqMu     sync.Mutex
+	sequenced map[int64]sequencedEntry
+	seqFloor  int64
+
+	// inserts caches the INSERT statements by shape; guarded by mu.
+	inserts map[insertShape]string
 }
 
 // OnIndexed has f called with every batch of rows CatchUp indexes, just
@@ -251,14 +262,19 @@ func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
 			return fmt.Errorf("index meta %s is corrupt: %q", metaNext, next)
 		}
 	}
+	fresh := make([]Row, 0, len(rows))
 	for _, r := range rows {
 		if r.LogIndex > n {
 			return fmt.Errorf("index: entry %d would leave a gap after %d", r.LogIndex, n-1)
 		}
-		if err := ix.insert(ctx, tx, r); err != nil {
-			return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
+		if r.LogIndex < n {
+			continue // indexed already, its alerts with it
 		}
-		n = max(n, r.LogIndex+1)
+		fresh = append(fresh, r)
+		n = r.LogIndex + 1
+	}
+	if err := ix.insert(ctx, tx, fresh); err != nil {
+		return err
 	}
 	if err := ix.setMeta(ctx, tx, metaNext, strconv.FormatInt(n, 10)); err != nil {
 		return err
@@ -269,50 +285,122 @@ func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
 	return tx.Commit()
 }
 
-func (ix *Index) insert(ctx context.Context, tx *sql.Tx, r Row) error {
+// entryColumns are the columns of gatelog_entries, in the order of
+// entryValues.
+const entryColumns = `log_index, uuid, kind, record_id, time_ms, time_day, time_hour,
+		time_weekday, integrated_time, subject, subject_kind, caller, action, res_system, res_kind,
+		res_name, res_namespace, res_environment, res_repository, res_ref, adapter, allow,
+		policy_sha256, policy_revision, reasons`
+
+// entryValues are the values of r's row in gatelog_entries, appended to
+// args.
+func entryValues(args []any, r Row) ([]any, error) {
 	reasons, err := json.Marshal(r.Reasons)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := r.Time.UTC()
 	allow := 0
 	if r.Allow {
 		allow = 1
 	}
-	b := &sqlBuilder{d: ix.d}
-	b.write(`INSERT INTO gatelog_entries (log_index, uuid, kind, record_id, time_ms, time_day, time_hour,
-		time_weekday, integrated_time, subject, subject_kind, caller, action, res_system, res_kind,
-		res_name, res_namespace, res_environment, res_repository, res_ref, adapter, allow,
-		policy_sha256, policy_revision, reasons) VALUES (`)
-	vals := []any{r.LogIndex, r.UUID, r.Kind, r.ID, t.UnixMilli(), t.Format("2006-01-02"), t.Hour(),
+	return append(args, r.LogIndex, r.UUID, r.Kind, r.ID, t.UnixMilli(), t.Format("2006-01-02"), t.Hour(),
 		int(t.Weekday()), r.IntegratedTime, r.Subject, r.SubjectKind, r.Caller, r.Action,
 		r.Resource.System, r.Resource.Kind, r.Resource.Name, r.Resource.Namespace,
 		r.Resource.Environment, r.Resource.Repository, r.Resource.Ref, r.Adapter, allow,
-		r.PolicySHA256, r.PolicyRevision, string(reasons)}
-	for i, v := range vals {
-		if i > 0 {
-			b.write(", ")
+		r.PolicySHA256, r.PolicyRevision, string(reasons)), nil
+}
+
+const (
+	entryColumnCount = 25
+	alertColumnCount = 5
+	// rowsPerInsert is how many rows one INSERT statement writes: one
+	// round trip (and one statement to prepare) for many rows, well below
+	// the databases' limits on parameters (SQLite 32766, PostgreSQL 65535).
+	rowsPerInsert = 64
+)
+
+// insert writes rows (none of them indexed yet) and their alerts, with
+// as few statements as rowsPerInsert allows.
+func (ix *Index) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
+	args := make([]any, 0, min(len(rows), rowsPerInsert)*entryColumnCount)
+	for chunk := range slices.Chunk(rows, rowsPerInsert) {
+		args = args[:0]
+		for _, r := range chunk {
+			var err error
+			if args, err = entryValues(args, r); err != nil {
+				return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
+			}
 		}
-		b.write(b.arg(v))
-	}
-	b.write(") ON CONFLICT (log_index) DO NOTHING")
-	res, err := tx.ExecContext(ctx, b.String(), b.args...)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return nil // already indexed, alerts with it
-	}
-	for i, a := range r.Alerts {
-		b := &sqlBuilder{d: ix.d}
-		b.write("INSERT INTO gatelog_alerts (log_index, seq, code, severity, message) VALUES (",
-			b.arg(r.LogIndex), ", ", b.arg(i), ", ", b.arg(a.Code), ", ", b.arg(a.Severity), ", ", b.arg(a.Message),
-			") ON CONFLICT (log_index, seq) DO NOTHING")
-		if _, err := tx.ExecContext(ctx, b.String(), b.args...); err != nil {
-			return err
+		q := ix.insertSQL("gatelog_entries", entryColumns, entryColumnCount, len(chunk), "log_index")
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("index entries %d to %d: %w", chunk[0].LogIndex, chunk[len(chunk)-1].LogIndex, err)
 		}
+	}
+	args = args[:0]
+	count := 0
+	for _, r := range rows {
+		for i, a := range r.Alerts {
+			args = append(args, r.LogIndex, i, a.Code, a.Severity, a.Message)
+			if count++; count == rowsPerInsert {
+				if err := ix.insertAlerts(ctx, tx, args, count); err != nil {
+					return err
+				}
+				args, count = args[:0], 0
+			}
+		}
+	}
+	if count > 0 {
+		return ix.insertAlerts(ctx, tx, args, count)
 	}
 	return nil
+}
+
+func (ix *Index) insertAlerts(ctx context.Context, tx *sql.Tx, args []any, n int) error {
+	q := ix.insertSQL("gatelog_alerts", "log_index, seq, code, severity, message", alertColumnCount, n, "log_index, seq")
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("index alerts of entries %v to %v: %w", args[0], args[len(args)-alertColumnCount], err)
+	}
+	return nil
+}
+
+// insertSQL is the statement that inserts n rows of cols (ncols columns)
+// into table, each ignored if its key is there already. Statements are
+// made once per shape and kept; ix.mu guards the cache.
+func (ix *Index) insertSQL(table, cols string, ncols, n int, key string) string {
+	k := insertShape{table, n}
+	if q, ok := ix.inserts[k]; ok {
+		return q
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
+	p := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range ncols {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			p++
+			b.WriteString(ix.d.Placeholder(p))
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(" ON CONFLICT (" + key + ") DO NOTHING")
+	if ix.inserts == nil {
+		ix.inserts = make(map[insertShape]string)
+	}
+	ix.inserts[k] = b.String()
+	return b.String()
+}
+
+// insertShape names one statement of insertSQL.
+type insertShape struct {
+	table string
+	rows  int
 }
 
 // Reset empties the index; following the log then rebuilds it.
