@@ -85,6 +85,17 @@ func Open(ctx context.Context, cfg Config) *Index {
 	return a
 }
 
+// Recorded hands the index a record the daemon logged (the Recorder's
+// outcome): once a checkpoint covers it, it is indexed from the record at
+// hand instead of being read back from the log and decoded again. An
+// outcome whose append failed holds no entry and is ignored.
+func (a *Index) Recorded(out record.Outcome) {
+	if out.Stage == record.StageSign || out.Stage == record.StageAppend {
+		return
+	}
+	a.cfg.Index.Sequenced(out.Entry, out.Record)
+}
+
 // Close stops following and closes the index; it is safe to call more
 // than once and concurrently with queries.
 func (a *Index) Close() error {
