@@ -48,8 +48,8 @@ type Index struct {
 	sequenced map[int64]sequencedEntry
 	seqFloor  int64
 
-	// inserts caches the INSERT statements by shape; guarded by mu.
-	inserts map[insertShape]string
+	// inserts are the prepared INSERT statements by shape.
+	inserts map[insertShape]*sql.Stmt
 }
 
 // OnIndexed has f called with every batch of rows CatchUp indexes, just
@@ -123,7 +123,11 @@ func Open(ctx context.Context, db *sql.DB, d Dialect) (*Index, error) {
 	if err := migrate(ctx, db, d); err != nil {
 		return nil, err
 	}
-	return &Index{db: db, d: d, shown: -1}, nil
+	ix := &Index{db: db, d: d, shown: -1}
+	if err := ix.prepareInserts(ctx); err != nil {
+		return nil, err
+	}
+	return ix, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, under the
@@ -171,7 +175,16 @@ func migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 }
 
 // Close closes the database.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() error {
+	ix.mu.Lock()
+	var errs []error
+	for _, stmt := range ix.inserts {
+		errs = append(errs, stmt.Close())
+	}
+	ix.inserts = nil
+	ix.mu.Unlock()
+	return errors.Join(append(errs, ix.db.Close())...)
+}
 
 const (
 	metaNext   = "next_index"
@@ -332,8 +345,7 @@ func (ix *Index) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
 				return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
 			}
 		}
-		q := ix.insertSQL("gatelog_entries", entryColumns, entryColumnCount, len(chunk), "log_index")
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if err := ix.exec(ctx, tx, entriesTable, len(chunk), args); err != nil {
 			return fmt.Errorf("index entries %d to %d: %w", chunk[0].LogIndex, chunk[len(chunk)-1].LogIndex, err)
 		}
 	}
@@ -357,21 +369,15 @@ func (ix *Index) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
 }
 
 func (ix *Index) insertAlerts(ctx context.Context, tx *sql.Tx, args []any, n int) error {
-	q := ix.insertSQL("gatelog_alerts", "log_index, seq, code, severity, message", alertColumnCount, n, "log_index, seq")
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+	if err := ix.exec(ctx, tx, alertsTable, n, args); err != nil {
 		return fmt.Errorf("index alerts of entries %v to %v: %w", args[0], args[len(args)-alertColumnCount], err)
 	}
 	return nil
 }
 
-// insertSQL is the statement that inserts n rows of cols (ncols columns)
-// into table, each ignored if its key is there already. Statements are
-// made once per shape and kept; ix.mu guards the cache.
-func (ix *Index) insertSQL(table, cols string, ncols, n int, key string) string {
-	k := insertShape{table, n}
-	if q, ok := ix.inserts[k]; ok {
-		return q
-	}
+// insertSQL is the statement that inserts n rows of a table (ncols
+// columns cols), each ignored if its key is there already.
+func insertSQL(d Dialect, table, cols string, ncols, n int, key string) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
 	p := 0
@@ -385,16 +391,50 @@ func (ix *Index) insertSQL(table, cols string, ncols, n int, key string) string 
 				b.WriteString(", ")
 			}
 			p++
-			b.WriteString(ix.d.Placeholder(p))
+			b.WriteString(d.Placeholder(p))
 		}
 		b.WriteByte(')')
 	}
 	b.WriteString(" ON CONFLICT (" + key + ") DO NOTHING")
-	if ix.inserts == nil {
-		ix.inserts = make(map[insertShape]string)
-	}
-	ix.inserts[k] = b.String()
 	return b.String()
+}
+
+// The tables Add inserts into.
+var (
+	entriesTable = insertTable{"gatelog_entries", entryColumns, entryColumnCount, "log_index"}
+	alertsTable  = insertTable{"gatelog_alerts", "log_index, seq, code, severity, message", alertColumnCount, "log_index, seq"}
+)
+
+type insertTable struct {
+	name, cols string
+	ncols      int
+	key        string
+}
+
+// prepareInserts prepares the statements that insert rowsPerInsert rows,
+// once: most rows go through them. (Preparing inside Add's transaction
+// would wait for the one SQLite connection that transaction holds.)
+func (ix *Index) prepareInserts(ctx context.Context) error {
+	ix.inserts = make(map[insertShape]*sql.Stmt)
+	for _, t := range []insertTable{entriesTable, alertsTable} {
+		stmt, err := ix.db.PrepareContext(ctx, insertSQL(ix.d, t.name, t.cols, t.ncols, rowsPerInsert, t.key))
+		if err != nil {
+			return fmt.Errorf("%s: prepare insert into %s: %w", ix.d.Name(), t.name, err)
+		}
+		ix.inserts[insertShape{t.name, rowsPerInsert}] = stmt
+	}
+	return nil
+}
+
+// exec inserts n rows of t in tx: through the prepared statement for a
+// full chunk, otherwise through one made for n rows.
+func (ix *Index) exec(ctx context.Context, tx *sql.Tx, t insertTable, n int, args []any) error {
+	if stmt, ok := ix.inserts[insertShape{t.name, n}]; ok {
+		_, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, insertSQL(ix.d, t.name, t.cols, t.ncols, n, t.key), args...)
+	return err
 }
 
 // insertShape names one statement of insertSQL.
@@ -419,5 +459,12 @@ func (ix *Index) Reset(ctx context.Context) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// Entries handed over from now on are indexed again from their records.
+	ix.seqMu.Lock()
+	ix.seqFloor = 0
+	ix.seqMu.Unlock()
+	return nil
 }
