@@ -9,10 +9,11 @@ import (
 	"github.com/gatelog/gatelog/translog"
 )
 
-// maxSequenced bounds how many rows handed over by Sequenced wait for a
-// checkpoint to cover them. Past it (a follower that cannot write, say)
-// further rows are not kept and CatchUp reads those entries from the log.
-const maxSequenced = 1 << 14
+// maxSequenced bounds how many entries handed over by Sequenced wait for
+// a checkpoint to cover them (a few seconds' worth at the daemon's peak,
+// a few KiB each). Past it (a follower that cannot write, say) further
+// entries are not kept and CatchUp reads them from the log.
+const maxSequenced = 1 << 13
 
 // sequencedEntry is an entry this process appended, with the record its
 // envelope holds.
