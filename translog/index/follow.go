@@ -26,9 +26,10 @@ type Source interface {
 const batchSize = 512
 
 // CatchUp indexes every entry that the latest checkpoint covers and the
-// index does not hold yet, and returns how many it added. An entry the
-// index cannot read is indexed as KindUnreadable (and logged), so one bad
-// entry never stops the index.
+// index does not hold yet, and returns how many it added. Entries handed
+// over with Sequenced are indexed from their records; the others are read
+// from src. An entry the index cannot read is indexed as KindUnreadable
+// (and logged), so one bad entry never stops the index.
 func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (int, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
