@@ -62,10 +62,14 @@ func (s *Server) RaiseAlert(severity, code, message, subject, action string) err
 }
 
 // observeRecord is told the outcome of every record (record.Config.Observe):
-// it keeps the metrics and readiness, and raises the fail-closed alarm
-// when a record could not be logged — whichever entry point made it.
+// it keeps the metrics and readiness, hands logged records to the audit
+// index, and raises the fail-closed alarm when a record could not be
+// logged — whichever entry point made it.
 func (s *Server) observeRecord(out record.Outcome) {
 	s.metrics.Recorded(out)
+	if s.audit != nil {
+		s.audit.Recorded(out)
+	}
 	if out.Stage == "" {
 		return
 	}

@@ -110,7 +110,8 @@ func fileTime(path string) func() (time.Time, error) {
 // Entries yields the entries with indexes from (inclusive) to to
 // (exclusive), in log order, reading the leaves from the entry bundles and
 // each envelope from the envelope store. to must not exceed the size of a
-// published checkpoint. Entries carry their Signed Entry Timestamp where
+// published checkpoint; the bundles are read as that checkpoint's tree
+// lays them out, so any to up to its size works. Entries carry their Signed Entry Timestamp where
 // the store keeps it (the embedded log's); everything else is filled in.
 // An entry whose
 // envelope is missing or corrupt is yielded with an error and its Index,
@@ -121,7 +122,21 @@ func (r *Reader) Entries(ctx context.Context, from, to uint64) iter.Seq2[Entry, 
 		if to <= from {
 			return
 		}
-		size := func(context.Context) (uint64, error) { return to, nil }
+		size := func(ctx context.Context) (uint64, error) {
+			if to%layout.EntryBundleWidth == 0 {
+				return to, nil // every bundle read is full
+			}
+			// The last bundle read is partial in a tree of size to, and
+			// the tiles hold partial bundles only of published sizes.
+			_, cp, err := r.Checkpoint(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if cp.Size < to {
+				return 0, fmt.Errorf("%w: entries up to %d asked for, the published tree holds %d", ErrNotFound, to, cp.Size)
+			}
+			return cp.Size, nil
+		}
 		idx := from
 		for b, err := range client.EntryBundles(ctx, 2, size, r.fetch.ReadEntryBundle, from, to-from) {
 			if err != nil {
@@ -138,6 +153,12 @@ func (r *Reader) Entries(ctx context.Context, from, to uint64) iter.Seq2[Entry, 
 				return
 			}
 			for _, body := range eb.Entries[b.RangeInfo.First : b.RangeInfo.First+b.RangeInfo.N] {
+				// client.EntryBundles (Tessera v1.0.4) covers [from,
+				// from+from+N) of the tree, not [from, from+N): in a tree
+				// larger than to it runs past to.
+				if idx >= to {
+					return
+				}
 				if !yield(r.entryFor(idx, body)) {
 					return
 				}

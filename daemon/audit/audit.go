@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatelog/gatelog/daemon/api"
@@ -49,6 +50,9 @@ type Index struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+	// notFollowing is set when the index is not following this log (a
+	// shared index of another log): records are not handed to it.
+	notFollowing atomic.Bool
 }
 
 // Open starts following the log.
@@ -71,6 +75,7 @@ func Open(ctx context.Context, cfg Config) *Index {
 			// A shared index is never dropped: the other daemons may be
 			// right and this one pointed at the wrong log.
 			logger.Error("shared audit index belongs to another log; not following it", "err", err)
+			a.notFollowing.Store(true)
 			return
 		} else if errors.Is(err, index.ErrOtherLog) {
 			// The index is derived data: one built from another log is
@@ -83,6 +88,17 @@ func Open(ctx context.Context, cfg Config) *Index {
 		ix.Follow(fctx, a.src, cfg.Every, logger)
 	}()
 	return a
+}
+
+// Recorded hands the index a record the daemon logged (the Recorder's
+// outcome): once a checkpoint covers it, it is indexed from the record at
+// hand instead of being read back from the log and decoded again. An
+// outcome whose append failed holds no entry and is ignored.
+func (a *Index) Recorded(out record.Outcome) {
+	if out.Stage == record.StageSign || out.Stage == record.StageAppend || a.notFollowing.Load() {
+		return
+	}
+	a.cfg.Index.Sequenced(out.Entry, out.Record)
 }
 
 // Close stops following and closes the index; it is safe to call more

@@ -2,13 +2,24 @@ package index_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"log"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/gatelog/gatelog/record/decision"
+	"github.com/gatelog/gatelog/record/receipt"
+	"github.com/gatelog/gatelog/translog"
+	"github.com/gatelog/gatelog/translog/entry"
 	"github.com/gatelog/gatelog/translog/index"
 )
 
@@ -45,4 +56,51 @@ func ExampleIndex_Search() {
 	}
 	// Output:
 	// 1 uuid-1 alice deploy allow
+}
+
+// The daemon indexes the records it logged from the records themselves
+// (Index.Sequenced hands them over; RowOf builds their rows), the same
+// rows DecodeEntry reads from the log.
+func ExampleRowOf() {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sv, err := signature.LoadECDSASignerVerifier(k, crypto.SHA256)
+	if err != nil {
+		log.Fatal(err)
+	}
+	signer, err := receipt.NewSigner(sv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pem, err := entry.PublicKeyPEM(k.Public())
+	if err != nil {
+		log.Fatal(err)
+	}
+	rec := decision.Record{
+		Kind: decision.KindDecision, DecisionID: "d1", Time: "2026-11-25T12:00:00Z",
+		Request:  decision.Request{Subject: decision.Subject{ID: "alice"}, Action: "deploy"},
+		Decision: decision.Decision{Allow: true, Reasons: []string{"release manager"}},
+	}
+	envelope, err := signer.Sign(rec)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, err := entry.DSSEBody(envelope, pem)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// What the log's Append returns for it.
+	e := translog.Entry{Index: 7, UUID: "uuid-7", IntegratedTime: 1764072000, Body: body, Envelope: envelope}
+	fast, err := index.RowOf(e, rec)
+	if err != nil {
+		log.Fatal(err)
+	}
+	read, err := index.DecodeEntry(e.Index, e.UUID, e.IntegratedTime, e.Body, e.Envelope)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(fast.LogIndex, fast.Subject, fast.Action, fast.Outcome, fast.Reasons)
+	fmt.Println(reflect.DeepEqual(fast, read))
+	// Output:
+	// 7 alice deploy allow [release manager]
+	// true
 }

@@ -26,9 +26,10 @@ type Source interface {
 const batchSize = 512
 
 // CatchUp indexes every entry that the latest checkpoint covers and the
-// index does not hold yet, and returns how many it added. An entry the
-// index cannot read is indexed as KindUnreadable (and logged), so one bad
-// entry never stops the index.
+// index does not hold yet, and returns how many it added. Entries handed
+// over with Sequenced are indexed from their records; the others are read
+// from src. An entry the index cannot read is indexed as KindUnreadable
+// (and logged), so one bad entry never stops the index.
 func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (int, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -72,33 +73,54 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 		batch = batch[:0]
 		return nil
 	}
-	for e, err := range src.Entries(ctx, uint64(next), cp.Size) {
-		// A tile that cannot be read ends this round; an entry whose
-		// envelope is missing or corrupt is indexed as unreadable.
-		if err != nil && (e.Body == nil || errors.Is(err, translog.ErrUnavailable)) {
-			if ferr := flush(); ferr != nil {
-				return added, ferr
-			}
-			return added, err
-		}
-		var row Row
-		if err == nil {
-			row, err = DecodeEntry(e.Index, e.UUID, e.IntegratedTime, e.Body, e.Envelope)
-		} else {
-			row = Row{LogIndex: e.Index, UUID: e.UUID, Kind: KindUnreadable, Reasons: []string{}}
-		}
+	add := func(row Row, err error) error {
 		if err != nil {
-			logger.Warn("audit index: entry is unreadable; indexed as such", "log_index", e.Index, "err", err)
+			logger.Warn("audit index: entry is unreadable; indexed as such", "log_index", row.LogIndex, "err", err)
 			row.Reasons = []string{err.Error()}
 		}
 		batch = append(batch, row)
 		if len(batch) == batchSize {
-			if err := flush(); err != nil {
+			return flush()
+		}
+		return nil
+	}
+	// The entries this process appended come from what it handed over
+	// (Sequenced); the runs between them are read from the log.
+	for i, size := next, int64(cp.Size); i < size; {
+		if s, ok := ix.takeSequenced(i); ok {
+			if err := add(RowOf(s.e, s.rec)); err != nil {
+				return added, err
+			}
+			i++
+			continue
+		}
+		end := ix.nextSequenced(i+1, size)
+		for e, err := range src.Entries(ctx, uint64(i), uint64(end)) {
+			// A tile that cannot be read ends this round; an entry whose
+			// envelope is missing or corrupt is indexed as unreadable.
+			if err != nil && (e.Body == nil || errors.Is(err, translog.ErrUnavailable)) {
+				if ferr := flush(); ferr != nil {
+					return added, ferr
+				}
+				return added, err
+			}
+			var row Row
+			if err == nil {
+				row, err = DecodeEntry(e.Index, e.UUID, e.IntegratedTime, e.Body, e.Envelope)
+			} else {
+				row = Row{LogIndex: e.Index, UUID: e.UUID, Kind: KindUnreadable, Reasons: []string{}}
+			}
+			if err := add(row, err); err != nil {
 				return added, err
 			}
 		}
+		i = end
 	}
-	return added, flush()
+	if err := flush(); err != nil {
+		return added, err
+	}
+	ix.dropSequencedBelow(int64(cp.Size))
+	return added, nil
 }
 
 // Follow keeps the index caught up with the log, checking every interval,

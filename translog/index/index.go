@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,16 @@ type Index struct {
 	// shown is the last log index given to onIndexed (-1: none yet);
 	// guarded by catchingUp.
 	shown int64
+
+	// sequenced holds the entries this process appended (Sequenced) that
+	// are not indexed yet, by log index; entries below seqFloor are
+	// indexed already and not kept.
+	seqMu     sync.Mutex
+	sequenced map[int64]sequencedEntry
+	seqFloor  int64
+
+	// inserts are the prepared INSERT statements by shape.
+	inserts map[insertShape]*sql.Stmt
 }
 
 // OnIndexed has f called with every batch of rows CatchUp indexes, just
@@ -112,7 +123,11 @@ func Open(ctx context.Context, db *sql.DB, d Dialect) (*Index, error) {
 	if err := migrate(ctx, db, d); err != nil {
 		return nil, err
 	}
-	return &Index{db: db, d: d, shown: -1}, nil
+	ix := &Index{db: db, d: d, shown: -1}
+	if err := ix.prepareInserts(ctx); err != nil {
+		return nil, err
+	}
+	return ix, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, under the
@@ -160,7 +175,16 @@ func migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 }
 
 // Close closes the database.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() error {
+	ix.mu.Lock()
+	var errs []error
+	for _, stmt := range ix.inserts {
+		errs = append(errs, stmt.Close())
+	}
+	ix.inserts = nil
+	ix.mu.Unlock()
+	return errors.Join(append(errs, ix.db.Close())...)
+}
 
 const (
 	metaNext   = "next_index"
@@ -251,14 +275,19 @@ func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
 			return fmt.Errorf("index meta %s is corrupt: %q", metaNext, next)
 		}
 	}
+	fresh := make([]Row, 0, len(rows))
 	for _, r := range rows {
 		if r.LogIndex > n {
 			return fmt.Errorf("index: entry %d would leave a gap after %d", r.LogIndex, n-1)
 		}
-		if err := ix.insert(ctx, tx, r); err != nil {
-			return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
+		if r.LogIndex < n {
+			continue // indexed already, its alerts with it
 		}
-		n = max(n, r.LogIndex+1)
+		fresh = append(fresh, r)
+		n = r.LogIndex + 1
+	}
+	if err := ix.insert(ctx, tx, fresh); err != nil {
+		return err
 	}
 	if err := ix.setMeta(ctx, tx, metaNext, strconv.FormatInt(n, 10)); err != nil {
 		return err
@@ -269,50 +298,149 @@ func (ix *Index) Add(ctx context.Context, treeID int64, rows []Row) error {
 	return tx.Commit()
 }
 
-func (ix *Index) insert(ctx context.Context, tx *sql.Tx, r Row) error {
+// entryColumns are the columns of gatelog_entries, in the order of
+// entryValues.
+const entryColumns = `log_index, uuid, kind, record_id, time_ms, time_day, time_hour,
+		time_weekday, integrated_time, subject, subject_kind, caller, action, res_system, res_kind,
+		res_name, res_namespace, res_environment, res_repository, res_ref, adapter, allow,
+		policy_sha256, policy_revision, reasons`
+
+// entryValues are the values of r's row in gatelog_entries, appended to
+// args.
+func entryValues(args []any, r Row) ([]any, error) {
 	reasons, err := json.Marshal(r.Reasons)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := r.Time.UTC()
 	allow := 0
 	if r.Allow {
 		allow = 1
 	}
-	b := &sqlBuilder{d: ix.d}
-	b.write(`INSERT INTO gatelog_entries (log_index, uuid, kind, record_id, time_ms, time_day, time_hour,
-		time_weekday, integrated_time, subject, subject_kind, caller, action, res_system, res_kind,
-		res_name, res_namespace, res_environment, res_repository, res_ref, adapter, allow,
-		policy_sha256, policy_revision, reasons) VALUES (`)
-	vals := []any{r.LogIndex, r.UUID, r.Kind, r.ID, t.UnixMilli(), t.Format("2006-01-02"), t.Hour(),
+	return append(args, r.LogIndex, r.UUID, r.Kind, r.ID, t.UnixMilli(), t.Format("2006-01-02"), t.Hour(),
 		int(t.Weekday()), r.IntegratedTime, r.Subject, r.SubjectKind, r.Caller, r.Action,
 		r.Resource.System, r.Resource.Kind, r.Resource.Name, r.Resource.Namespace,
 		r.Resource.Environment, r.Resource.Repository, r.Resource.Ref, r.Adapter, allow,
-		r.PolicySHA256, r.PolicyRevision, string(reasons)}
-	for i, v := range vals {
-		if i > 0 {
-			b.write(", ")
+		r.PolicySHA256, r.PolicyRevision, string(reasons)), nil
+}
+
+const (
+	entryColumnCount = 25
+	alertColumnCount = 5
+	// rowsPerInsert is how many rows one INSERT statement writes: one
+	// round trip (and one statement to prepare) for many rows, well below
+	// the databases' limits on parameters (SQLite 32766, PostgreSQL 65535).
+	rowsPerInsert = 64
+)
+
+// insert writes rows (none of them indexed yet) and their alerts, with
+// as few statements as rowsPerInsert allows.
+func (ix *Index) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
+	args := make([]any, 0, min(len(rows), rowsPerInsert)*entryColumnCount)
+	for chunk := range slices.Chunk(rows, rowsPerInsert) {
+		args = args[:0]
+		for _, r := range chunk {
+			var err error
+			if args, err = entryValues(args, r); err != nil {
+				return fmt.Errorf("index entry %d: %w", r.LogIndex, err)
+			}
 		}
-		b.write(b.arg(v))
-	}
-	b.write(") ON CONFLICT (log_index) DO NOTHING")
-	res, err := tx.ExecContext(ctx, b.String(), b.args...)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return nil // already indexed, alerts with it
-	}
-	for i, a := range r.Alerts {
-		b := &sqlBuilder{d: ix.d}
-		b.write("INSERT INTO gatelog_alerts (log_index, seq, code, severity, message) VALUES (",
-			b.arg(r.LogIndex), ", ", b.arg(i), ", ", b.arg(a.Code), ", ", b.arg(a.Severity), ", ", b.arg(a.Message),
-			") ON CONFLICT (log_index, seq) DO NOTHING")
-		if _, err := tx.ExecContext(ctx, b.String(), b.args...); err != nil {
-			return err
+		if err := ix.exec(ctx, tx, entriesTable, len(chunk), args); err != nil {
+			return fmt.Errorf("index entries %d to %d: %w", chunk[0].LogIndex, chunk[len(chunk)-1].LogIndex, err)
 		}
+	}
+	args = args[:0]
+	count := 0
+	for _, r := range rows {
+		for i, a := range r.Alerts {
+			args = append(args, r.LogIndex, i, a.Code, a.Severity, a.Message)
+			if count++; count == rowsPerInsert {
+				if err := ix.insertAlerts(ctx, tx, args, count); err != nil {
+					return err
+				}
+				args, count = args[:0], 0
+			}
+		}
+	}
+	if count > 0 {
+		return ix.insertAlerts(ctx, tx, args, count)
 	}
 	return nil
+}
+
+func (ix *Index) insertAlerts(ctx context.Context, tx *sql.Tx, args []any, n int) error {
+	if err := ix.exec(ctx, tx, alertsTable, n, args); err != nil {
+		return fmt.Errorf("index alerts of entries %v to %v: %w", args[0], args[len(args)-alertColumnCount], err)
+	}
+	return nil
+}
+
+// insertSQL is the statement that inserts n rows of a table (ncols
+// columns cols), each ignored if its key is there already.
+func insertSQL(d Dialect, table, cols string, ncols, n int, key string) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
+	p := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range ncols {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			p++
+			b.WriteString(d.Placeholder(p))
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(" ON CONFLICT (" + key + ") DO NOTHING")
+	return b.String()
+}
+
+// The tables Add inserts into.
+var (
+	entriesTable = insertTable{"gatelog_entries", entryColumns, entryColumnCount, "log_index"}
+	alertsTable  = insertTable{"gatelog_alerts", "log_index, seq, code, severity, message", alertColumnCount, "log_index, seq"}
+)
+
+type insertTable struct {
+	name, cols string
+	ncols      int
+	key        string
+}
+
+// prepareInserts prepares the statements that insert rowsPerInsert rows,
+// once: most rows go through them. (Preparing inside Add's transaction
+// would wait for the one SQLite connection that transaction holds.)
+func (ix *Index) prepareInserts(ctx context.Context) error {
+	ix.inserts = make(map[insertShape]*sql.Stmt)
+	for _, t := range []insertTable{entriesTable, alertsTable} {
+		stmt, err := ix.db.PrepareContext(ctx, insertSQL(ix.d, t.name, t.cols, t.ncols, rowsPerInsert, t.key))
+		if err != nil {
+			return fmt.Errorf("%s: prepare insert into %s: %w", ix.d.Name(), t.name, err)
+		}
+		ix.inserts[insertShape{t.name, rowsPerInsert}] = stmt
+	}
+	return nil
+}
+
+// exec inserts n rows of t in tx: through the prepared statement for a
+// full chunk, otherwise through one made for n rows.
+func (ix *Index) exec(ctx context.Context, tx *sql.Tx, t insertTable, n int, args []any) error {
+	if stmt, ok := ix.inserts[insertShape{t.name, n}]; ok {
+		_, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, insertSQL(ix.d, t.name, t.cols, t.ncols, n, t.key), args...)
+	return err
+}
+
+// insertShape names one statement of insertSQL.
+type insertShape struct {
+	table string
+	rows  int
 }
 
 // Reset empties the index; following the log then rebuilds it.
@@ -331,5 +459,12 @@ func (ix *Index) Reset(ctx context.Context) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// Entries handed over from now on are indexed again from their records.
+	ix.seqMu.Lock()
+	ix.seqFloor = 0
+	ix.seqMu.Unlock()
+	return nil
 }

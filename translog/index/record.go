@@ -104,6 +104,9 @@ func fromRecord(r Row, rec decision.Record) (Row, error) {
 	r.Resource = resourceOf(req.Resource)
 	r.Adapter = req.Source.Adapter
 	r.Allow, r.Reasons, r.Alerts = Allowed(rec), rec.Reasons(), rec.Alerts()
+	if len(r.Alerts) == 0 {
+		r.Alerts = nil // no alerts, however the record spelt it
+	}
 	r.PolicySHA256, r.PolicyRevision = rec.Policy.SHA256, rec.Policy.Revision
 	if legacyEvent(rec) {
 		r.Kind = KindEvent
