@@ -103,6 +103,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("half-peak run missing: %+v", c.HalfPeak)
 	}
 	checkSide(t, "gatelog at half its peak", c.HalfPeak.Side)
+	if c.HalfPeak.OPA == nil {
+		t.Fatal("half-peak run has no OPA at the same rate")
+	}
+	checkSide(t, "opa at gatelog's half peak", *c.HalfPeak.OPA)
 
 	// The daemon's --pprof listener and the profile summary, on the
 	// policies the comparison ran.

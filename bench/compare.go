@@ -170,7 +170,8 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Comparison, error) {
 	return c, nil
 }
 
-// halfPeak paces a fresh gatelog at half the best median throughput seen.
+// halfPeak paces a fresh gatelog at half the best median throughput seen,
+// then OPA at the same rate.
 func halfPeak(ctx context.Context, cfg CompareConfig, c *Comparison, bodies [][]byte, progress io.Writer) (*HalfPeak, error) {
 	h := &HalfPeak{}
 	for _, l := range c.Levels {
@@ -197,6 +198,25 @@ func halfPeak(ctx context.Context, cfg CompareConfig, c *Comparison, bodies [][]
 		runs = append(runs, st)
 	}
 	h.Side = Summarize(runs)
+	// OPA at the same rate: what the machine allows one request's tail
+	// when nothing is signed or logged.
+	opa, err := StartOPA(ctx, cfg.OPABin, cfg.PolicyDir)
+	if err != nil {
+		return nil, err
+	}
+	defer opa.Stop(30 * time.Second)
+	runs = nil
+	for run := range cfg.Runs {
+		st, err := Run(ctx, opa.Target(bodies), Options{Clients: h.Clients, Warmup: cfg.Warmup, Duration: cfg.Duration, Rate: h.PeakRPS / 2, CPU: opa.CPUTime})
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "run %d/%d  opa paced at %.0f req/s: p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
+			run+1, cfg.Runs, h.PeakRPS/2, st.P50Ms, st.P99Ms, st.Errors)
+		runs = append(runs, st)
+	}
+	o := Summarize(runs)
+	h.OPA = &o
 	return h, nil
 }
 

@@ -34,6 +34,10 @@ func WriteMarkdown(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "gatelog paced at half its peak (%.0f of %.0f req/s, %d clients, open loop): p50 %.1f ms, **p99 %.1f ms**, p99.9 %.1f ms, %.0f µs CPU per decision. ",
 				h.PeakRPS/2, h.PeakRPS, h.Clients, h.P50Ms, h.P99Ms, h.P999Ms, h.CPUUsPerReq)
 			errs += h.Errors
+			if o := h.OPA; o != nil {
+				fmt.Fprintf(w, "OPA paced at the same rate: p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms. ", o.P50Ms, o.P99Ms, o.P999Ms)
+				errs += o.Errors
+			}
 		}
 		fmt.Fprintf(w, "Errors (non-200 answers) at all levels: %d.\n", errs)
 	}

@@ -88,11 +88,13 @@ type Side struct {
 	Runs        []Stats `json:"runs"`
 }
 
-// HalfPeak is gatelog paced at half its measured peak throughput.
+// HalfPeak is gatelog paced at half its measured peak throughput, and OPA
+// paced at the same rate.
 type HalfPeak struct {
 	PeakRPS float64 `json:"peak_rps"`
 	Clients int     `json:"clients"`
 	Side
+	OPA *Side `json:"opa,omitempty"`
 }
 
 // ProfileSummary is where a CPU profile of the daemon under load says the
@@ -290,5 +292,8 @@ func PrintComparison(w io.Writer, c *Comparison) {
 	if h := c.HalfPeak; h != nil {
 		fmt.Fprintf(w, "gatelog paced at half its peak (%.0f of %.0f req/s, %d clients): p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n",
 			h.PeakRPS/2, h.PeakRPS, h.Clients, h.P50Ms, h.P99Ms, h.P999Ms)
+		if o := h.OPA; o != nil {
+			fmt.Fprintf(w, "opa paced at the same rate: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n", o.P50Ms, o.P99Ms, o.P999Ms)
+		}
 	}
 }
