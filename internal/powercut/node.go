@@ -91,6 +91,15 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 	}
 	fh, fl, errno := n.LoopbackNode.Open(ctx, flags)
+	if errno == syscall.ENOENT {
+		// The kernel looked the name up before it was renamed over or
+		// removed, and opens the inode it found: a real file system would
+		// open that file, but the loopback opens by path, which names
+		// another file or none now. ESTALE makes the kernel look the name
+		// up again (as for a network file system) and open what it names
+		// now — an outcome the race allows too — or answer ENOENT itself.
+		return nil, 0, syscall.ESTALE
+	}
 	if errno != 0 {
 		return fh, fl, errno
 	}

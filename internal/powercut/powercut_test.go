@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
@@ -472,4 +473,48 @@ func Example() {
 		panic(err)
 	}
 	defer p.Unmount()
+}
+
+// A file replaced by rename while another process opens it by name is
+// always found, the old content or the new, as on a real file system
+// (Tessera publishes its checkpoint so while the daemon serves it): the
+// kernel may have looked the name up before the rename and open the
+// replaced inode after it.
+func TestOpenRacingRenameOver(t *testing.T) {
+	_, _, mnt := powercut.MountForTest(t)
+	name := filepath.Join(mnt, "checkpoint")
+	durableFile(t, name, []byte("0"))
+	done := make(chan struct{})
+	var renames int
+	go func() {
+		defer close(done)
+		for i := range 500 {
+			tmp := filepath.Join(mnt, fmt.Sprintf("checkpoint.tmp%d", i))
+			if err := os.WriteFile(tmp, []byte(fmt.Sprint(i)), 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := os.Rename(tmp, name); err != nil {
+				t.Error(err)
+				return
+			}
+			renames++
+			time.Sleep(time.Millisecond) // Tessera: one a second
+		}
+	}()
+	reads := 0
+	for {
+		select {
+		case <-done:
+			t.Logf("%d reads during %d renames", reads, renames)
+			return
+		default:
+		}
+		if _, err := os.ReadFile(name); err != nil {
+			t.Errorf("read %d of a file being renamed over: %v", reads, err)
+			<-done
+			return
+		}
+		reads++
+	}
 }
