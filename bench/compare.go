@@ -182,40 +182,38 @@ func halfPeak(ctx context.Context, cfg CompareConfig, c *Comparison, bodies [][]
 	if h.PeakRPS == 0 {
 		return nil, errors.New("gatelog answered nothing, so there is no peak to halve")
 	}
+	// paced runs s at half the peak, cfg.Runs times, and stops it.
+	paced := func(s *Server) (Side, error) {
+		defer s.Stop(30 * time.Second)
+		var runs []Stats
+		for run := range cfg.Runs {
+			st, err := Run(ctx, s.Target(bodies), Options{Clients: h.Clients, Warmup: cfg.Warmup, Duration: cfg.Duration, Rate: h.PeakRPS / 2, CPU: s.CPUTime})
+			if err != nil {
+				return Side{}, err
+			}
+			fmt.Fprintf(progress, "run %d/%d  %s paced at %.0f req/s: p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
+				run+1, cfg.Runs, s.Name, h.PeakRPS/2, st.P50Ms, st.P99Ms, st.Errors)
+			runs = append(runs, st)
+		}
+		return Summarize(runs), nil
+	}
 	gl, err := StartGatelog(ctx, cfg.GatelogBin, filepath.Join(cfg.WorkDir, "half-peak"), cfg.GatelogArgs...)
 	if err != nil {
 		return nil, err
 	}
-	defer gl.Stop(30 * time.Second)
-	var runs []Stats
-	for run := range cfg.Runs {
-		st, err := Run(ctx, gl.Target(bodies), Options{Clients: h.Clients, Warmup: cfg.Warmup, Duration: cfg.Duration, Rate: h.PeakRPS / 2, CPU: gl.CPUTime})
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(progress, "run %d/%d  gatelog paced at %.0f req/s: p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
-			run+1, cfg.Runs, h.PeakRPS/2, st.P50Ms, st.P99Ms, st.Errors)
-		runs = append(runs, st)
+	if h.Side, err = paced(gl); err != nil {
+		return nil, err
 	}
-	h.Side = Summarize(runs)
-	// OPA at the same rate: what the machine allows one request's tail
-	// when nothing is signed or logged.
+	// OPA at the same rate: the tail the machine allows a request that
+	// is neither signed nor logged.
 	opa, err := StartOPA(ctx, cfg.OPABin, cfg.PolicyDir)
 	if err != nil {
 		return nil, err
 	}
-	defer opa.Stop(30 * time.Second)
-	runs = nil
-	for run := range cfg.Runs {
-		st, err := Run(ctx, opa.Target(bodies), Options{Clients: h.Clients, Warmup: cfg.Warmup, Duration: cfg.Duration, Rate: h.PeakRPS / 2, CPU: opa.CPUTime})
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(progress, "run %d/%d  opa paced at %.0f req/s: p50 %6.2f ms  p99 %6.2f ms  errors %d\n",
-			run+1, cfg.Runs, h.PeakRPS/2, st.P50Ms, st.P99Ms, st.Errors)
-		runs = append(runs, st)
+	o, err := paced(opa)
+	if err != nil {
+		return nil, err
 	}
-	o := Summarize(runs)
 	h.OPA = &o
 	return h, nil
 }

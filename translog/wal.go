@@ -1,6 +1,7 @@
 package translog
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -130,18 +131,8 @@ func walSegments(dir string, clean bool) ([]walSegment, error) {
 		}
 		segs = append(segs, walSegment{seqno: seqno, path: filepath.Join(dir, name)})
 	}
-	slices.SortFunc(segs, func(a, b walSegment) int { return compareUint(a.seqno, b.seqno) })
+	slices.SortFunc(segs, func(a, b walSegment) int { return cmp.Compare(a.seqno, b.seqno) })
 	return segs, nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // scanWAL reads every segment in dir, in order, and yields the records

@@ -3,6 +3,7 @@ package receipt
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -296,13 +297,7 @@ func (c *canonicalWriter) anyMap(m map[string]any) {
 // U+E000..U+FFFF) is involved.
 func compareUTF16(a, b string) int {
 	if !hasSupplementary(a) && !hasSupplementary(b) {
-		switch {
-		case a < b:
-			return -1
-		case a > b:
-			return 1
-		}
-		return 0
+		return strings.Compare(a, b)
 	}
 	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
 }
