@@ -106,7 +106,14 @@ func newFixture(t *testing.T, extra int) *fixture {
 		}
 		f.more = append(f.more, raw)
 	}
-	tr, err := sigbundle.TrustedRoot(f.logKey, hs.URL, time.Unix(first.IntegratedTime, 0))
+	// The root's log is valid from its first entry (the daemon's own
+	// record of its policy, which may be a second older than the first
+	// decision): every bundle above must fall inside it.
+	_, zero, err := c.EntryByIndex(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := sigbundle.TrustedRoot(f.logKey, hs.URL, time.Unix(zero.IntegratedTime, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
