@@ -227,24 +227,27 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: digest}, nil
 }
 
+// The bytes of an envelope as the daemon signs it (envelopeJSON) around
+// its base64 payload and signature; parseOwnEnvelope reads that form.
+const (
+	envHead   = `{"payloadType":"` + PayloadType + `","payload":"`
+	envMiddle = `","signatures":[{"keyid":"","sig":"`
+	envTail   = `"}]}`
+)
+
 // envelopeJSON is json.Marshal of the dsse.Envelope of payload with the
 // one signature sig, as sigstore's DSSE signer encodes it: the payload
 // type and the base64 strings hold no character JSON escapes, so the
 // encoding is these bytes. It returns the signature's base64 as well.
 func envelopeJSON(payload, sig []byte) ([]byte, string) {
-	const (
-		head   = `{"payloadType":"` + PayloadType + `","payload":"`
-		middle = `","signatures":[{"keyid":"","sig":"`
-		tail   = `"}]}`
-	)
-	b := make([]byte, 0, len(head)+base64.StdEncoding.EncodedLen(len(payload))+len(middle)+base64.StdEncoding.EncodedLen(len(sig))+len(tail))
-	b = append(b, head...)
+	b := make([]byte, 0, len(envHead)+base64.StdEncoding.EncodedLen(len(payload))+len(envMiddle)+base64.StdEncoding.EncodedLen(len(sig))+len(envTail))
+	b = append(b, envHead...)
 	b = base64.StdEncoding.AppendEncode(b, payload)
-	b = append(b, middle...)
+	b = append(b, envMiddle...)
 	at := len(b)
 	b = base64.StdEncoding.AppendEncode(b, sig)
 	sigB64 := string(b[at:])
-	return append(b, tail...), sigB64
+	return append(b, envTail...), sigB64
 }
 
 // Envelope is the DSSE envelope as JSON.
@@ -284,20 +287,15 @@ func ParseEnvelope(envelope []byte) (Envelope, error) {
 // unescaping. Anything else reports false and is left to encoding/json,
 // which decodes such an envelope to the same value.
 func parseOwnEnvelope(b []byte) (Envelope, bool) {
-	const (
-		head   = `{"payloadType":"` + PayloadType + `","payload":"`
-		middle = `","signatures":[{"keyid":"","sig":"`
-		tail   = `"}]}`
-	)
-	if len(b) < len(head)+len(middle)+len(tail) || !bytes.HasPrefix(b, []byte(head)) || !bytes.HasSuffix(b, []byte(tail)) {
+	if len(b) < len(envHead)+len(envMiddle)+len(envTail) || !bytes.HasPrefix(b, []byte(envHead)) || !bytes.HasSuffix(b, []byte(envTail)) {
 		return Envelope{}, false
 	}
-	inner := b[len(head) : len(b)-len(tail)]
-	at := bytes.Index(inner, []byte(middle))
+	inner := b[len(envHead) : len(b)-len(envTail)]
+	at := bytes.Index(inner, []byte(envMiddle))
 	if at < 0 {
 		return Envelope{}, false
 	}
-	payload, sig := inner[:at], inner[at+len(middle):]
+	payload, sig := inner[:at], inner[at+len(envMiddle):]
 	if !isBase64Text(payload) || !isBase64Text(sig) {
 		return Envelope{}, false
 	}
