@@ -170,8 +170,14 @@ func (r *Recorder) Record(ctx context.Context, rec decision.Record, wait bool) (
 
 // sign runs the signer under ctx's deadline. A signer that honours the
 // context (KMS) stops; one that does not is left to finish on its own,
-// and the record is not logged.
+// and the record is not logged. A key held in this process signs on the
+// caller's goroutine: it cannot hang, and handing every decision to a new
+// goroutine and back cost a wait for a processor each way under load
+// (and a copy of the record for the closure).
 func (r *Recorder) sign(ctx context.Context, rec decision.Record) (receipt.Signed, error) {
+	if r.cfg.Signer.InProcess() {
+		return r.cfg.Signer.SignRecord(ctx, rec)
+	}
 	type result struct {
 		signed receipt.Signed
 		err    error

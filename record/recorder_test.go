@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -115,5 +116,64 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	_, err = r.Record(context.Background(), decision.Record{Kind: decision.KindEvent, Request: decision.Request{Action: "event.x"}}, false)
 	if !errors.Is(err, record.ErrNotLogged) || !errors.Is(err, receipt.ErrInvalid) || outcomes[len(outcomes)-1].Stage != record.StageSign {
 		t.Fatalf("an event without its event part: %v, outcome %+v", err, outcomes[len(outcomes)-1])
+	}
+}
+
+// hungSigner is a signer from outside the process (as a KMS client is)
+// whose calls never return until released: the Recorder must answer
+// ErrNotLogged at its timeout, not wait for it.
+type hungSigner struct {
+	signature.Signer
+	release chan struct{}
+}
+
+func (h hungSigner) SignMessage(io.Reader, ...signature.SignOption) ([]byte, error) {
+	<-h.release
+	return nil, errors.New("released")
+}
+
+// A signer outside the process that hangs fails the record at the
+// Recorder's timeout; the log is left alone.
+func TestHungSignerFailsAtTheTimeout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	logKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	driver, err := posix.New(context.Background(), posix.Config{Path: translog.TilesDir(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := translog.Open(context.Background(), translog.Config{Dir: dir, Driver: driver, Key: logKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close(context.Background())
+	decKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sv, err := signature.LoadECDSASignerVerifier(decKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := hungSigner{Signer: sv, release: make(chan struct{})}
+	defer close(hung.release)
+	signer, err := receipt.NewSigner(hung)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := entry.PublicKeyPEM(decKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := record.New(record.Config{Log: lg, Signer: signer, SignerPEM: pem, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = r.Record(context.Background(), decision.Record{Request: decision.Request{Action: "deploy"}}, false)
+	if !errors.Is(err, record.ErrNotLogged) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("record with a hung signer: %v, want ErrNotLogged and DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("answered after %s, the timeout is 200ms", d)
+	}
+	if n, err := lg.Size(context.Background()); err != nil || n != 0 {
+		t.Errorf("log holds %d entries after a failed signature (%v)", n, err)
 	}
 }

@@ -1,10 +1,14 @@
 package receipt
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // ownEnvelopes are envelopes in the signer's form and near misses.
@@ -56,4 +60,15 @@ func FuzzParseOwnEnvelope(f *testing.F) {
 		f.Add([]byte(e))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { parseOwnEnvelopeAgrees(t, b) })
+}
+
+// paeDigest hashes exactly what securesystemslib's dsse.PAE encodes, for
+// payloads whose lengths take one to several digits.
+func TestPAEDigestIsPAE(t *testing.T) {
+	for _, n := range []int{0, 1, 9, 10, 99, 100, 4096, 100003} {
+		payload := bytes.Repeat([]byte{'x'}, n)
+		if got, want := paeDigest(payload), sha256.Sum256(dsse.PAE(PayloadType, payload)); got != want {
+			t.Errorf("%d bytes: paeDigest %x, sha256(dsse.PAE) %x", n, got, want)
+		}
+	}
 }

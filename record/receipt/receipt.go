@@ -23,6 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"sync"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
@@ -205,13 +207,13 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 		return Signed{}, err
 	}
 	rec.Daemon.KeyID = s.keyID
-	digest, err := RequestDigest(rec.Request)
+	subject, err := RequestDigest(rec.Request)
 	if err != nil {
 		return Signed{}, fmt.Errorf("digest request: %w", err)
 	}
 	st := Statement{
 		Type:          StatementType,
-		Subject:       []StatementSubject{{Name: "decision:" + rec.DecisionID, Digest: map[string]string{"sha256": digest}}},
+		Subject:       []StatementSubject{{Name: "decision:" + rec.DecisionID, Digest: map[string]string{"sha256": subject}}},
 		PredicateType: PredicateTypeOf(rec.Kind),
 		Predicate:     rec,
 	}
@@ -219,12 +221,61 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 	if err != nil {
 		return Signed{}, fmt.Errorf("marshal statement: %w", err)
 	}
-	sig, err := s.signer.SignMessage(bytes.NewReader(dsse.PAE(PayloadType, payload)), options.WithContext(ctx))
+	// Every sigstore signer of SHA-256 signs the digest it is given; one
+	// from outside this process (a KMS plugin) is handed the encoding
+	// too, in case it reads the message regardless.
+	digest := paeDigest(payload)
+	var message io.Reader = bytes.NewReader(nil)
+	if !s.InProcess() {
+		message = bytes.NewReader(dsse.PAE(PayloadType, payload))
+	}
+	sig, err := s.signer.SignMessage(message, options.WithDigest(digest[:]), options.WithContext(ctx))
 	if err != nil {
 		return Signed{}, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
 	}
 	env, sigB64 := envelopeJSON(payload, sig)
-	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: digest}, nil
+	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: subject}, nil
+}
+
+// paeDigest is the SHA-256 of DSSE's pre-authentication encoding of
+// payload under PayloadType (securesystemslib's dsse.PAE: "DSSEv1",
+// the type's length, the type, the payload's length, the payload, joined
+// by spaces), hashed as it is written instead of built first: the signer
+// is given the digest (options.WithDigest), as every sigstore signer of
+// SHA-256 accepts, and the payload, the record's largest part, is not
+// copied once more for a message that is hashed and dropped.
+func paeDigest(payload []byte) [sha256.Size]byte {
+	var head [64]byte
+	b := append(head[:0], "DSSEv1 "...)
+	b = strconv.AppendInt(b, int64(len(PayloadType)), 10)
+	b = append(b, ' ')
+	b = append(b, PayloadType...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(len(payload)), 10)
+	b = append(b, ' ')
+	h := sha256.New()
+	h.Write(b)
+	h.Write(payload)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// InProcess reports whether the signer holds its key in this process
+// (a key loaded from a file or generated), where a signature is a few
+// tens of microseconds of CPU that cannot hang; a KMS signer calls out
+// and may. The Recorder signs in-process keys on the caller's goroutine
+// and runs only the others under a deadline of their own.
+func (s *Signer) InProcess() bool {
+	switch s.signer.(type) {
+	case *signature.ECDSASignerVerifier, *signature.ECDSASigner,
+		*signature.ED25519SignerVerifier, *signature.ED25519Signer,
+		*signature.ED25519phSignerVerifier, *signature.ED25519phSigner,
+		*signature.RSAPKCS1v15SignerVerifier, *signature.RSAPKCS1v15Signer,
+		*signature.RSAPSSSignerVerifier, *signature.RSAPSSSigner:
+		return true
+	}
+	return false
 }
 
 // The bytes of an envelope as the daemon signs it (envelopeJSON) around

@@ -345,3 +345,19 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// A key loaded into this process is in-process (signed on the caller's
+// goroutine); a signer of another type, such as a KMS client, is not.
+func TestInProcess(t *testing.T) {
+	local, err := receipt.NewSigner(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := receipt.NewSigner(&memoSigner{Signer: newKey(t), sigs: map[string][]byte{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !local.InProcess() || other.InProcess() {
+		t.Errorf("InProcess: loaded key %t (want true), wrapped signer %t (want false)", local.InProcess(), other.InProcess())
+	}
+}
