@@ -248,9 +248,9 @@ type sequenceWrite struct {
 	// caller so that the commit loop only frames it.
 	block []byte
 	index uint64
-	// frame is the record's stored form (envrecord.Frame), made by the
-	// commit once the SET is signed, and written to the sequence file and
-	// then to bbolt.
+	// frame is the record's stored form (envrecord.Frame), made over
+	// block by the commit once the SET is signed (block is nil after),
+	// and written to the sequence file and then to bbolt.
 	frame []byte
 }
 
@@ -441,7 +441,9 @@ func (s *store) commitLoop() {
 				s.rewind(g.base)
 			} else {
 				for _, sw := range g.seqs {
-					sw.frame = envrecord.Frame(sw.rec, sw.block)
+					// The block's memory becomes the frame's.
+					sw.frame = envrecord.FrameOver(sw.rec, sw.block)
+					sw.block = nil
 				}
 			}
 		}

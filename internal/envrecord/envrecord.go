@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 
 	// Standard DEFLATE (what records always held), at about twice the
@@ -61,23 +62,62 @@ func Block(rec Record) []byte {
 		body = appendBytes(body, rec.Body)
 	}
 	*scratch = body
-	return deflateAppend(nil, body)
+	// Spare capacity after the block lets FrameOver put the header in
+	// front without a second allocation of the record.
+	return deflateAppend(nil, body, headerRoom(rec))
+}
+
+// maxSETRoom is the SET length Block leaves room for: an ECDSA P-384 DER
+// signature (P-256, the log key's usual kind, takes at most 72 bytes).
+const maxSETRoom = 104
+
+// headerRoom is the most Frame's header can take for rec with a SET of
+// up to maxSETRoom bytes.
+func headerRoom(rec Record) int {
+	return 1 + 3*binary.MaxVarintLen64 + len(rec.Key) + maxSETRoom
 }
 
 // frameRecord is the stored form of rec given its recordBlock.
 func Frame(rec Record, block []byte) []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(rec.Key)+len(rec.SET)+len(block))
+	b = frameHeader(b, rec)
+	return append(b, block...)
+}
+
+// frameHeader appends what precedes the block in rec's stored form.
+func frameHeader(b []byte, rec Record) []byte {
 	version := byte(recordCompressed)
 	if rec.SET != nil {
 		version = recordSequenced
 	}
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(rec.Key)+len(rec.SET)+len(block))
 	b = append(b, version)
 	b = appendBytes(b, []byte(rec.Key))
 	b = binary.AppendVarint(b, rec.IntegratedTime)
 	if rec.SET != nil {
 		b = appendBytes(b, rec.SET)
 	}
-	return append(b, block...)
+	return b
+}
+
+// FrameOver is Frame made in block's own memory, which Block leaves room
+// for: the block is moved up by the header's length and the header written
+// in front of it, so a sequenced record is one allocation, not two (the
+// deflated block, then the frame copied from it). block must not be used
+// after; when its spare capacity is too small (a SET longer than
+// maxSETRoom), FrameOver is Frame.
+func FrameOver(rec Record, block []byte) []byte {
+	var head [256]byte
+	if 1+3*binary.MaxVarintLen64+len(rec.Key)+len(rec.SET) > len(head) {
+		return Frame(rec, block)
+	}
+	h := frameHeader(head[:0], rec)
+	if cap(block)-len(block) < len(h) {
+		return Frame(rec, block)
+	}
+	b := block[:len(block)+len(h)]
+	copy(b[len(h):], block)
+	copy(b, h)
+	return b
 }
 
 // recordBuffers holds the scratch buffers encodeRecord gathers a record's
@@ -207,13 +247,15 @@ var (
 	inflaters = sync.Pool{New: func() any { return flate.NewReader(nil) }}
 )
 
-// deflateAppend appends to dst b deflated, length-prefixed.
-func deflateAppend(dst, b []byte) []byte {
+// deflateAppend appends b deflated, length-prefixed, to dst, leaving at
+// least spare bytes of capacity after it.
+func deflateAppend(dst, b []byte, spare int) []byte {
 	scratch := recordBuffers.Get().(*[]byte)
 	defer recordBuffers.Put(scratch)
 	out := bytes.NewBuffer((*scratch)[:0])
 	deflateTo(out, b)
 	*scratch = out.Bytes()
+	dst = slices.Grow(dst, binary.MaxVarintLen64+out.Len()+spare)
 	return appendBytes(dst, out.Bytes())
 }
 

@@ -82,7 +82,7 @@ func TestDecodeBoundsTheInflatedBody(t *testing.T) {
 		raw := []byte{recordCompressed}
 		raw = appendBytes(raw, []byte("k"))
 		raw = binary.AppendVarint(raw, 1)
-		return deflateAppend(raw, body)
+		return deflateAppend(raw, body, 0)
 	}
 	if _, err := Decode(record(block(maxRecordBody + 16))); err == nil || !strings.Contains(err.Error(), "inflates beyond") {
 		t.Fatalf("a block beyond the bound: %v", err)
@@ -90,5 +90,33 @@ func TestDecodeBoundsTheInflatedBody(t *testing.T) {
 	rec, err := Decode(record(block(maxRecordBody - 16)))
 	if err != nil || len(rec.Envelope) != maxRecordBody-16-binary.MaxVarintLen64 {
 		t.Fatalf("a block within the bound: %d bytes, %v", len(rec.Envelope), err)
+	}
+}
+
+// FrameOver gives Frame's bytes, in the block's memory when Block left it
+// room and in new memory when the SET is longer than that room.
+func TestFrameOverIsFrame(t *testing.T) {
+	base := Record{Key: "0190f5c2-7d2a-7c3e-9a4b-3f1e2d4c5b6a", IntegratedTime: 1765000000, Envelope: []byte(`{"payloadType":"x"}`), SignerPEM: []byte("pem"), Body: []byte("body")}
+	for name, set := range map[string][]byte{
+		"P-256 SET":           bytes.Repeat([]byte{0x30}, 71),
+		"SET at the room":     bytes.Repeat([]byte{0x30}, maxSETRoom),
+		"SET beyond the room": bytes.Repeat([]byte{0x30}, 3*maxSETRoom),
+	} {
+		rec := base
+		rec.SET = set
+		want := Frame(rec, Block(rec))
+		block := Block(rec)
+		got := FrameOver(rec, block)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: FrameOver differs from Frame:\n got %x\nwant %x", name, got, want)
+		}
+		inPlace := &got[0] == &block[:1][0]
+		if inPlace != (len(set) <= maxSETRoom) {
+			t.Errorf("%s: framed in the block's memory %t", name, inPlace)
+		}
+		back, err := Decode(got)
+		if err != nil || back.Key != rec.Key || !bytes.Equal(back.SET, set) || !bytes.Equal(back.Body, rec.Body) {
+			t.Errorf("%s: decoded %+v, %v", name, back, err)
+		}
 	}
 }

@@ -187,7 +187,14 @@ func (s *exactScanner) object() error {
 	}
 	s.i++ // '{'
 	level := len(s.keys)
-	s.keys = append(s.keys, nil)
+	// The key list of a sibling scanned before at this depth is reused:
+	// a request's objects, nested a few deep, then share a handful.
+	if level < cap(s.keys) {
+		s.keys = s.keys[:level+1]
+		s.keys[level] = s.keys[level][:0]
+	} else {
+		s.keys = append(s.keys, nil)
+	}
 	var seen map[string]bool // for objects too large to compare keys by scanning
 	defer func() { s.keys = s.keys[:level] }()
 	if s.next() == '}' {

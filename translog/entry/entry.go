@@ -307,9 +307,15 @@ func ParseUUID(uuid string) (treeID int64, leafHash []byte, err error) {
 // the canonicalizer. The body is most of the payload, so this spares
 // parsing it back character by character on every append.
 func SETPayload(body []byte, integratedTime int64, logID string, logIndex int64) ([]byte, error) {
+	return AppendSETPayload(nil, body, integratedTime, logID, logIndex)
+}
+
+// AppendSETPayload is SETPayload appended to dst: a log signing one SET
+// per entry hashes the payload and drops it, so it can reuse one buffer.
+func AppendSETPayload(dst, body []byte, integratedTime int64, logID string, logIndex int64) ([]byte, error) {
 	const exact = 1 << 53
 	if integratedTime > -exact && integratedTime < exact && logIndex > -exact && logIndex < exact && isLowerHex(logID) {
-		b := make([]byte, 0, base64.StdEncoding.EncodedLen(len(body))+len(logID)+96)
+		b := slices.Grow(dst, base64.StdEncoding.EncodedLen(len(body))+len(logID)+96)
 		b = append(b, `{"body":"`...)
 		b = base64.StdEncoding.AppendEncode(b, body)
 		b = append(b, `","integratedTime":`...)
@@ -320,7 +326,8 @@ func SETPayload(body []byte, integratedTime int64, logID string, logIndex int64)
 		b = strconv.AppendInt(b, logIndex, 10)
 		return append(b, '}'), nil
 	}
-	return setPayloadCanonicalized(body, integratedTime, logID, logIndex)
+	p, err := setPayloadCanonicalized(body, integratedTime, logID, logIndex)
+	return append(dst, p...), err
 }
 
 func isLowerHex(s string) bool {

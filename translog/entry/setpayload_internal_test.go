@@ -42,3 +42,19 @@ func TestSETPayloadDirectIsCanonical(t *testing.T) {
 		}
 	}
 }
+
+// AppendSETPayload appends after what dst holds, in both forms, and
+// leaves that prefix alone.
+func TestAppendSETPayloadAppends(t *testing.T) {
+	for _, id := range []string{"ab", "AB"} { // direct, canonicalized
+		want, err := SETPayload([]byte("body"), 1765000000, id, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := append(make([]byte, 0, 4), "pre"...)
+		got, err := AppendSETPayload(dst, []byte("body"), 1765000000, id, 7)
+		if err != nil || string(got[:3]) != "pre" || !bytes.Equal(got[3:], want) {
+			t.Errorf("id %q: %q (%v), want pre%s", id, got, err, want)
+		}
+	}
+}
