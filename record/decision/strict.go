@@ -115,7 +115,7 @@ type exactScanner struct {
 }
 
 type pathSegment struct {
-	key   string
+	key   []byte // the object key, in the scanned bytes unless escaped
 	index int
 	isKey bool
 }
@@ -237,7 +237,7 @@ func (s *exactScanner) object() error {
 				}
 			}
 		}
-		s.path = append(s.path, pathSegment{key: string(key), isKey: true})
+		s.path = append(s.path, pathSegment{key: key, isKey: true})
 		if dup {
 			return fmt.Errorf("%w: field %q appears twice in one object", ErrBadRequest, s.pathString())
 		}
@@ -386,7 +386,7 @@ func (s *exactScanner) pathString() string {
 	path := ""
 	for _, seg := range s.path {
 		if seg.isKey {
-			path = joinPath(path, seg.key)
+			path = joinPath(path, string(seg.key))
 		} else {
 			path = fmt.Sprintf("%s[%d]", path, seg.index)
 		}
