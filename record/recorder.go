@@ -178,6 +178,12 @@ func (r *Recorder) sign(ctx context.Context, rec decision.Record) (receipt.Signe
 	if r.cfg.Signer.InProcess() {
 		return r.cfg.Signer.SignRecord(ctx, rec)
 	}
+	return r.signAsync(ctx, rec)
+}
+
+// signAsync is sign for a signer that may hang. (Apart from sign, so the
+// record is copied to the heap for the goroutine only on this path.)
+func (r *Recorder) signAsync(ctx context.Context, rec decision.Record) (receipt.Signed, error) {
 	type result struct {
 		signed receipt.Signed
 		err    error

@@ -211,13 +211,7 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 	if err != nil {
 		return Signed{}, fmt.Errorf("digest request: %w", err)
 	}
-	st := Statement{
-		Type:          StatementType,
-		Subject:       []StatementSubject{{Name: "decision:" + rec.DecisionID, Digest: map[string]string{"sha256": subject}}},
-		PredicateType: PredicateTypeOf(rec.Kind),
-		Predicate:     rec,
-	}
-	payload, err := json.Marshal(st)
+	payload, err := marshalStatement(&rec, subject)
 	if err != nil {
 		return Signed{}, fmt.Errorf("marshal statement: %w", err)
 	}
@@ -236,6 +230,28 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 	env, sigB64 := envelopeJSON(payload, sig)
 	return Signed{Envelope: env, Statement: payload, Signature: sigB64, SubjectDigest: subject}, nil
 }
+
+// marshalStatement is the JSON of rec's in-toto statement, whose one
+// subject is the request's digest. The statement is a pooled one:
+// encoding/json takes its value as an interface, so a statement made
+// afresh would be a heap copy of the whole record, and its subject a
+// slice and a map, for every record signed.
+func marshalStatement(rec *decision.Record, subject string) ([]byte, error) {
+	st := statements.Get().(*Statement)
+	defer func() {
+		st.Predicate = decision.Record{}
+		clear(st.Subject[0].Digest)
+		statements.Put(st)
+	}()
+	st.Type, st.PredicateType, st.Predicate = StatementType, PredicateTypeOf(rec.Kind), *rec
+	st.Subject[0].Name = "decision:" + rec.DecisionID
+	st.Subject[0].Digest["sha256"] = subject
+	return json.Marshal(st)
+}
+
+var statements = sync.Pool{New: func() any {
+	return &Statement{Subject: []StatementSubject{{Digest: make(map[string]string, 1)}}}
+}}
 
 // paeDigest is the SHA-256 of DSSE's pre-authentication encoding of
 // payload under PayloadType (securesystemslib's dsse.PAE: "DSSEv1",
