@@ -51,7 +51,10 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 		return 0, fmt.Errorf("%w: index holds %d entries but the log's checkpoint only %d (rebuild the index)", ErrOtherLog, next, cp.Size)
 	}
 	added := 0
-	batch := make([]Row, 0, batchSize)
+	// Sized for what the checkpoint adds: the follower catches up after
+	// every checkpoint, most often by a second's entries or fewer, and a
+	// full batch of rows is 192 KB.
+	batch := make([]Row, 0, min(batchSize, int(cp.Size-uint64(next))))
 	flush := func() error {
 		ix.mu.Lock()
 		f := ix.onIndexed
