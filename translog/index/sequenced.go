@@ -42,6 +42,13 @@ func (ix *Index) Sequenced(e translog.Entry, rec decision.Record) {
 	if ix.sequenced == nil {
 		ix.sequenced = make(map[int64]sequencedEntry)
 	}
+	if fromRecordOK(rec) {
+		// RowOf will not read the entry's bytes: do not hold them. An
+		// entry waits here for the next checkpoint, a second or more,
+		// and its envelope and body (~4 KB) were the largest part of the
+		// daemon's live heap under load that nothing else still needed.
+		e.Body, e.Envelope, e.SignedEntryTimestamp = nil, nil, nil
+	}
 	ix.sequenced[e.Index] = sequencedEntry{e: e, rec: rec}
 }
 
@@ -93,7 +100,7 @@ func (ix *Index) dropSequencedBelow(next int64) {
 // U+FFFD); for such a record, or one of no known kind, RowOf decodes the
 // envelope as DecodeEntry does.
 func RowOf(e translog.Entry, rec decision.Record) (Row, error) {
-	if receipt.PredicateTypeOf(rec.Kind) == "" || !jsonExact(rec) {
+	if !fromRecordOK(rec) {
 		return DecodeEntry(e.Index, e.UUID, e.IntegratedTime, e.Body, e.Envelope)
 	}
 	r := Row{LogIndex: e.Index, UUID: e.UUID, IntegratedTime: e.IntegratedTime, Kind: KindUnreadable, Reasons: []string{}}
@@ -101,6 +108,12 @@ func RowOf(e translog.Entry, rec decision.Record) (Row, error) {
 	// The row outlives the request that made rec: it shares none of it.
 	r.Reasons, r.Alerts = slices.Clone(r.Reasons), slices.Clone(r.Alerts)
 	return r, err
+}
+
+// fromRecordOK reports whether RowOf builds rec's row from rec alone,
+// without the entry's envelope.
+func fromRecordOK(rec decision.Record) bool {
+	return receipt.PredicateTypeOf(rec.Kind) != "" && jsonExact(rec)
 }
 
 // jsonExact reports whether every string of rec that a Row holds comes
