@@ -7,9 +7,10 @@
 //
 // Signing and verification go through sigstore/sigstore's signature and
 // DSSE packages; nothing here invents a signature format. (SignRecord
-// signs DSSE's pre-authentication encoding with the sigstore signer and
-// writes the envelope itself, byte for byte as sigstore's DSSE signer
-// does, to spare that wrapper's copies.)
+// signs DSSE's pre-authentication encoding with the sigstore signer,
+// handing it the encoding's SHA-256 digest, and writes the envelope
+// itself, byte for byte as sigstore's DSSE signer does, to spare that
+// wrapper's copies.)
 package receipt
 
 import (
