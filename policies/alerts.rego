@@ -86,11 +86,10 @@ off_hours if {
 	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
-	not within_working_hours
+	not within_working_hours(hours)
 }
 
-within_working_hours if {
-	hours := object.get(config, "working_hours", null)
+within_working_hours(hours) if {
 	zone := object.get(hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
 	local_time := time.format([now_ns, zone, "15:04"])
