@@ -67,7 +67,7 @@ denials contains msg if {
 	privileged == true
 	not input.action in object.get(input.context.history, "privileged_actions_used", [])
 	object.get(config, ["alerts", "first_privileged_use", "enabled"], true) == true
-	object.get(config, ["alerts", "first_privileged_use", "deny"], false) == true
+	config.alerts.first_privileged_use.deny == true
 	msg := sprintf("subject %q has never used privileged action %q before; first use needs an operator", [input.subject.id, input.action])
 }
 
@@ -82,7 +82,7 @@ denials contains msg if {
 # tested first, with time.weekday: an unknown time zone fails there.
 off_hours if {
 	privileged == true
-	hours := object.get(config, "working_hours", null)
+	hours := config.working_hours
 	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
@@ -107,7 +107,7 @@ off_hours_description := sprintf("%s %s-%s %s", [
 	object.get(hours, "end", "24:00"),
 	object.get(hours, "time_zone", "UTC"),
 ]) if {
-	hours := object.get(config, "working_hours", null)
+	hours := config.working_hours
 }
 
 alerts contains {"severity": severity, "code": "off_hours", "message": msg} if {
@@ -118,6 +118,6 @@ alerts contains {"severity": severity, "code": "off_hours", "message": msg} if {
 
 denials contains msg if {
 	off_hours == true
-	object.get(config, ["alerts", "off_hours", "deny"], false) == true
+	config.alerts.off_hours.deny == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
 }

@@ -99,8 +99,12 @@ auth_denials contains "context.time is missing or not an RFC 3339 time; time-dep
 }
 
 # Configuration. Rules read settings in place with object.get(config, path,
-# default) or, for lists only iterated, by their path under config: a
-# missing list holds nothing, as an empty one does.
+# default) or by their path under config where a missing setting fails the
+# rule as its default would: a list only iterated (a missing list holds
+# nothing, as an empty one does), a switch off by default
+# (config.alerts.off_hours.deny == true), a check off at 0
+# (config.mfa.max_auth_age_s > 0), working hours. A read by path costs
+# about a third of an object.get.
 default config := {}
 
 config := c if {

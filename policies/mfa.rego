@@ -29,7 +29,7 @@ denials contains msg if {
 auth_time_ns := parse_time(input.subject.auth_time)
 
 denials contains msg if {
-	max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
+	max_auth_age_s := config.mfa.max_auth_age_s
 	max_auth_age_s > 0
 	privileged == true
 	object.get(config, ["mfa", "required"], true) == true
@@ -38,7 +38,7 @@ denials contains msg if {
 }
 
 denials contains msg if {
-	max_auth_age_s := object.get(config, ["mfa", "max_auth_age_s"], 0)
+	max_auth_age_s := config.mfa.max_auth_age_s
 	max_auth_age_s > 0
 	privileged == true
 	object.get(config, ["mfa", "required"], true) == true
