@@ -131,21 +131,6 @@ matches_any(patterns, value) if {
 	glob.match(pattern, null, value)
 }
 
-# The resource fields rules match on, looked up once per decision ("" when
-# absent). owner_kind is the kind of the object that controls the resource
-# (the Tekton adapter's resource.attributes.owner: a TaskRun's
-# PipelineRun), "" when there is none.
-resource_values := {
-	"system": object.get(input.resource, "system", ""),
-	"repository": object.get(input.resource, "repository", ""),
-	"environment": object.get(input.resource, "environment", ""),
-	"namespace": object.get(input.resource, "namespace", ""),
-	"ref": object.get(input.resource, "ref", ""),
-	"owner_kind": object.get(input.resource, ["attributes", "owner", "kind"], ""),
-} if {
-	is_object(input.resource)
-} else := {"system": "", "repository": "", "environment": "", "namespace": "", "ref": "", "owner_kind": ""}
-
 # resource_description names the resource in messages; only a reported
 # reason or alert evaluates it. A field that is absent, or a resource that is
 # not an object, leaves input.resource[k] undefined: no part.

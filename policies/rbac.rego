@@ -19,7 +19,12 @@ package gatelog
 # fields are all strings. The action is matched first, and the resource's
 # fields are only looked up once some permission's action matches: most of
 # a role's permissions are for other actions. owner_kinds confines a role to
-# objects created for an owner, e.g. the Tekton controller's TaskRuns.
+# objects created for an owner, e.g. the Tekton controller's TaskRuns: the
+# kind of resource.attributes.owner. The fields are read with
+# object.get(input, path, ""), which gives "" for a missing field and for a
+# resource that is not an object, where a resource_values rule used to hold
+# them: a rule evaluated costs more than the five reads (pipeline-trigger.json:
+# 449 against 390 allocations).
 #
 # The three bodies repeat that match rather than call a role_permits(role)
 # function: OPA charges a function call per role held (about 13
@@ -36,22 +41,26 @@ role_grants contains sprintf("allowed by role %q (any authenticated subject)", [
 	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
-	values := resource_values
-	is_string(values.system)
-	is_string(values.repository)
-	is_string(values.environment)
-	is_string(values.namespace)
-	is_string(values.owner_kind)
-	some system in object.get(permission, "systems", ["*"])
-	glob.match(system, null, values.system)
-	some repository in object.get(permission, "repositories", ["*"])
-	glob.match(repository, null, values.repository)
-	some environment in object.get(permission, "environments", ["*"])
-	glob.match(environment, null, values.environment)
-	some namespace in object.get(permission, "namespaces", ["*"])
-	glob.match(namespace, null, values.namespace)
-	some owner_kind in object.get(permission, "owner_kinds", ["*"])
-	glob.match(owner_kind, null, values.owner_kind)
+	system := object.get(input, ["resource", "system"], "")
+	is_string(system)
+	repository := object.get(input, ["resource", "repository"], "")
+	is_string(repository)
+	environment := object.get(input, ["resource", "environment"], "")
+	is_string(environment)
+	namespace := object.get(input, ["resource", "namespace"], "")
+	is_string(namespace)
+	owner_kind := object.get(input, ["resource", "attributes", "owner", "kind"], "")
+	is_string(owner_kind)
+	some system_pattern in object.get(permission, "systems", ["*"])
+	glob.match(system_pattern, null, system)
+	some repository_pattern in object.get(permission, "repositories", ["*"])
+	glob.match(repository_pattern, null, repository)
+	some environment_pattern in object.get(permission, "environments", ["*"])
+	glob.match(environment_pattern, null, environment)
+	some namespace_pattern in object.get(permission, "namespaces", ["*"])
+	glob.match(namespace_pattern, null, namespace)
+	some owner_kind_pattern in object.get(permission, "owner_kinds", ["*"])
+	glob.match(owner_kind_pattern, null, owner_kind)
 }
 
 role_grants contains sprintf("allowed by role %q (group %q)", [role, group]) if {
@@ -64,22 +73,26 @@ role_grants contains sprintf("allowed by role %q (group %q)", [role, group]) if 
 	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
-	values := resource_values
-	is_string(values.system)
-	is_string(values.repository)
-	is_string(values.environment)
-	is_string(values.namespace)
-	is_string(values.owner_kind)
-	some system in object.get(permission, "systems", ["*"])
-	glob.match(system, null, values.system)
-	some repository in object.get(permission, "repositories", ["*"])
-	glob.match(repository, null, values.repository)
-	some environment in object.get(permission, "environments", ["*"])
-	glob.match(environment, null, values.environment)
-	some namespace in object.get(permission, "namespaces", ["*"])
-	glob.match(namespace, null, values.namespace)
-	some owner_kind in object.get(permission, "owner_kinds", ["*"])
-	glob.match(owner_kind, null, values.owner_kind)
+	system := object.get(input, ["resource", "system"], "")
+	is_string(system)
+	repository := object.get(input, ["resource", "repository"], "")
+	is_string(repository)
+	environment := object.get(input, ["resource", "environment"], "")
+	is_string(environment)
+	namespace := object.get(input, ["resource", "namespace"], "")
+	is_string(namespace)
+	owner_kind := object.get(input, ["resource", "attributes", "owner", "kind"], "")
+	is_string(owner_kind)
+	some system_pattern in object.get(permission, "systems", ["*"])
+	glob.match(system_pattern, null, system)
+	some repository_pattern in object.get(permission, "repositories", ["*"])
+	glob.match(repository_pattern, null, repository)
+	some environment_pattern in object.get(permission, "environments", ["*"])
+	glob.match(environment_pattern, null, environment)
+	some namespace_pattern in object.get(permission, "namespaces", ["*"])
+	glob.match(namespace_pattern, null, namespace)
+	some owner_kind_pattern in object.get(permission, "owner_kinds", ["*"])
+	glob.match(owner_kind_pattern, null, owner_kind)
 }
 
 role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.subject.id]) if {
@@ -91,22 +104,26 @@ role_grants contains sprintf("allowed by role %q (subject %q)", [role, input.sub
 	some permission in config.rbac.roles[role].permissions
 	some action in object.get(permission, "actions", ["*"])
 	glob.match(action, null, input.action)
-	values := resource_values
-	is_string(values.system)
-	is_string(values.repository)
-	is_string(values.environment)
-	is_string(values.namespace)
-	is_string(values.owner_kind)
-	some system in object.get(permission, "systems", ["*"])
-	glob.match(system, null, values.system)
-	some repository in object.get(permission, "repositories", ["*"])
-	glob.match(repository, null, values.repository)
-	some environment in object.get(permission, "environments", ["*"])
-	glob.match(environment, null, values.environment)
-	some namespace in object.get(permission, "namespaces", ["*"])
-	glob.match(namespace, null, values.namespace)
-	some owner_kind in object.get(permission, "owner_kinds", ["*"])
-	glob.match(owner_kind, null, values.owner_kind)
+	system := object.get(input, ["resource", "system"], "")
+	is_string(system)
+	repository := object.get(input, ["resource", "repository"], "")
+	is_string(repository)
+	environment := object.get(input, ["resource", "environment"], "")
+	is_string(environment)
+	namespace := object.get(input, ["resource", "namespace"], "")
+	is_string(namespace)
+	owner_kind := object.get(input, ["resource", "attributes", "owner", "kind"], "")
+	is_string(owner_kind)
+	some system_pattern in object.get(permission, "systems", ["*"])
+	glob.match(system_pattern, null, system)
+	some repository_pattern in object.get(permission, "repositories", ["*"])
+	glob.match(repository_pattern, null, repository)
+	some environment_pattern in object.get(permission, "environments", ["*"])
+	glob.match(environment_pattern, null, environment)
+	some namespace_pattern in object.get(permission, "namespaces", ["*"])
+	glob.match(namespace_pattern, null, namespace)
+	some owner_kind_pattern in object.get(permission, "owner_kinds", ["*"])
+	glob.match(owner_kind_pattern, null, owner_kind)
 }
 
 # role_bindings are the roles an authenticated subject holds, whether or
