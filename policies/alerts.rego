@@ -80,8 +80,12 @@ denials contains msg if {
 # formatted the same way (one time.format, rather than time.clock and a
 # sprintf) instead of every bound converted to minutes. The weekday is
 # tested first, with time.weekday: an unknown time zone fails there.
+#
+# off_hours says whether the request's time is outside working hours; only
+# privileged actions count, and the alert and the denial test privileged
+# before they read off_hours, so most requests never evaluate the rule
+# (10 allocations fewer for them, 2 more for privileged ones).
 off_hours if {
-	privileged == true
 	hours := config.working_hours
 	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
@@ -111,12 +115,14 @@ off_hours_description := sprintf("%s %s-%s %s", [
 }
 
 alerts contains {"severity": severity, "code": "off_hours", "message": msg} if {
+	privileged == true
 	off_hours == true
 	severity := object.get(config, ["alerts", "off_hours", "severity"], "high")
 	msg := sprintf("subject %q requested privileged action %q at %s, outside working hours (%s)", [input.subject.id, input.action, input.context.time, off_hours_description])
 }
 
 denials contains msg if {
+	privileged == true
 	off_hours == true
 	config.alerts.off_hours.deny == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
