@@ -43,25 +43,23 @@ ref_description("") := "no ref"
 ref_description(ref) := sprintf("ref %q", [ref]) if ref != ""
 
 # Freeze windows apply to every deploy into a matching environment; a window
-# without environments freezes all of them. The window is [start, end).
+# without environments freezes all of them. The window is [start, end). A
+# window whose times cannot be read might be in force: fail closed. One body
+# finds the windows that cover the request and freeze_denial says why each
+# denies, if it does: two bodies would each find them again.
 denials contains msg if {
 	some window in config.environments.freeze_windows
 	deploy_action == true
 	environment := object.get(input, ["resource", "environment"], "")
 	matches_any(object.get(window, "environments", ["*"]), environment)
-	parse_time(window.start) <= now_ns
-	now_ns < parse_time(window.end)
-	msg := sprintf("deploy to environment %q is blocked by freeze window %q (%s to %s)", [environment, window.name, window.start, window.end])
+	msg := freeze_denial(window, environment)
 }
 
-# A window whose times cannot be read might be in force: fail closed.
-denials contains msg if {
-	some window in config.environments.freeze_windows
-	deploy_action == true
-	environment := object.get(input, ["resource", "environment"], "")
-	matches_any(object.get(window, "environments", ["*"]), environment)
+freeze_denial(window, environment) := sprintf("deploy to environment %q is blocked by freeze window %q (%s to %s)", [environment, window.name, window.start, window.end]) if {
+	parse_time(window.start) <= now_ns
+	now_ns < parse_time(window.end)
+} else := sprintf("freeze window %q has a start or end that is not an RFC 3339 time; deploys it covers are denied until it is fixed", [object.get(window, "name", "(unnamed)")]) if {
 	not valid_window(window)
-	msg := sprintf("freeze window %q has a start or end that is not an RFC 3339 time; deploys it covers are denied until it is fixed", [object.get(window, "name", "(unnamed)")])
 }
 
 valid_window(window) if {
