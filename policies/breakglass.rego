@@ -3,7 +3,8 @@ package gatelog
 # Break-glass: in an emergency a subject whose verified credential carries
 # the break_glass claim may override every denial except failed
 # authentication. Each use raises a critical alert, must state a reason, and
-# obliges a post-incident review (decision.rego). The rules start with the
+# obliges a post-incident review; the decision's first branch
+# (decision.rego) grants the override. The rules start with the
 # claim itself, an equality on the input OPA indexes: without the claim
 # none of them runs. With it, each reads the break_glass.enabled setting in
 # place: a break_glass_requested rule that the three share cost more than
@@ -19,13 +20,6 @@ denials contains "break-glass requires a non-empty context.break_glass_reason" i
 	input.subject.claims.break_glass == true
 	object.get(config, ["break_glass", "enabled"], true) == true
 	not break_glass_reason
-}
-
-break_glass_override if {
-	input.subject.claims.break_glass == true
-	object.get(config, ["break_glass", "enabled"], true) == true
-	break_glass_reason != ""
-	auth_denials == set()
 }
 
 break_glass_reasons := array.concat(
