@@ -7,33 +7,45 @@ package gatelog
 # tests the request before it reads a setting: most requests raise no alert.
 
 # Self-grant: the grantee is the resource name or resource.attributes.grantee.
-self_grant if {
+# The alert and the denial each test both in place, in a body of their own,
+# rather than read a self_grant rule: nearly every request fails the first
+# test of all four bodies, which costs less than evaluating a rule that says
+# so (the four bodies: 560 against 568 allocations on deploy-prod.json).
+alerts contains {"severity": severity, "code": "self_grant", "message": msg} if {
 	input.resource.name == input.subject.id
 	self_grant_action == true
-}
-
-self_grant if {
-	input.resource.attributes.grantee == input.subject.id
-	self_grant_action == true
-}
-
-self_grant_action if {
-	is_string(input.subject.id)
-	input.subject.id != ""
-	object.get(config, ["alerts", "self_grant", "enabled"], true) == true
-	matches_any(object.get(config, ["alerts", "self_grant", "actions"], ["role.grant"]), input.action)
+	severity := object.get(config, ["alerts", "self_grant", "severity"], "critical")
+	msg := sprintf("subject %q tried to grant a role to itself (%s)", [input.subject.id, resource_description])
 }
 
 alerts contains {"severity": severity, "code": "self_grant", "message": msg} if {
-	self_grant == true
+	input.resource.attributes.grantee == input.subject.id
+	self_grant_action == true
 	severity := object.get(config, ["alerts", "self_grant", "severity"], "critical")
 	msg := sprintf("subject %q tried to grant a role to itself (%s)", [input.subject.id, resource_description])
 }
 
 denials contains msg if {
-	self_grant == true
+	input.resource.name == input.subject.id
+	self_grant_action == true
 	object.get(config, ["alerts", "self_grant", "deny"], true) == true
 	msg := sprintf("subject %q may not grant a role to itself", [input.subject.id])
+}
+
+denials contains msg if {
+	input.resource.attributes.grantee == input.subject.id
+	self_grant_action == true
+	object.get(config, ["alerts", "self_grant", "deny"], true) == true
+	msg := sprintf("subject %q may not grant a role to itself", [input.subject.id])
+}
+
+# self_grant_action is only evaluated for a request that names its own
+# subject, so it may cost a rule.
+self_grant_action if {
+	is_string(input.subject.id)
+	input.subject.id != ""
+	object.get(config, ["alerts", "self_grant", "enabled"], true) == true
+	matches_any(object.get(config, ["alerts", "self_grant", "actions"], ["role.grant"]), input.action)
 }
 
 # First use: only judged when the daemon sent a history; without one the
@@ -55,7 +67,7 @@ denials contains msg if {
 	privileged == true
 	not input.action in object.get(input.context.history, "privileged_actions_used", [])
 	object.get(config, ["alerts", "first_privileged_use", "enabled"], true) == true
-	object.get(config, ["alerts", "first_privileged_use", "deny"], false) == true
+	config.alerts.first_privileged_use.deny == true
 	msg := sprintf("subject %q has never used privileged action %q before; first use needs an operator", [input.subject.id, input.action])
 }
 
@@ -68,17 +80,20 @@ denials contains msg if {
 # formatted the same way (one time.format, rather than time.clock and a
 # sprintf) instead of every bound converted to minutes. The weekday is
 # tested first, with time.weekday: an unknown time zone fails there.
+#
+# off_hours says whether the request's time is outside working hours; only
+# privileged actions count, and the alert and the denial test privileged
+# before they read off_hours, so most requests never evaluate the rule
+# (10 allocations fewer for them, 2 more for privileged ones).
 off_hours if {
-	privileged == true
-	hours := object.get(config, "working_hours", null)
+	hours := config.working_hours
 	is_object(hours)
 	object.get(config, ["alerts", "off_hours", "enabled"], true) == true
 	now_ns
-	not within_working_hours
+	not within_working_hours(hours)
 }
 
-within_working_hours if {
-	hours := object.get(config, "working_hours", null)
+within_working_hours(hours) if {
 	zone := object.get(hours, "time_zone", "UTC")
 	time.weekday([now_ns, zone]) in object.get(hours, "days", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
 	local_time := time.format([now_ns, zone, "15:04"])
@@ -96,17 +111,19 @@ off_hours_description := sprintf("%s %s-%s %s", [
 	object.get(hours, "end", "24:00"),
 	object.get(hours, "time_zone", "UTC"),
 ]) if {
-	hours := object.get(config, "working_hours", null)
+	hours := config.working_hours
 }
 
 alerts contains {"severity": severity, "code": "off_hours", "message": msg} if {
+	privileged == true
 	off_hours == true
 	severity := object.get(config, ["alerts", "off_hours", "severity"], "high")
 	msg := sprintf("subject %q requested privileged action %q at %s, outside working hours (%s)", [input.subject.id, input.action, input.context.time, off_hours_description])
 }
 
 denials contains msg if {
+	privileged == true
 	off_hours == true
-	object.get(config, ["alerts", "off_hours", "deny"], false) == true
+	config.alerts.off_hours.deny == true
 	msg := sprintf("privileged action %q is only allowed during working hours (%s); it was requested at %s", [input.action, off_hours_description, input.context.time])
 }

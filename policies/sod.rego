@@ -12,7 +12,7 @@ denials contains msg if {
 	object.get(config, ["separation_of_duties", "enabled"], true) == true
 	is_string(input.subject.id)
 	input.subject.id != ""
-	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
+	msg := sprintf("separation of duties: subject %q authored change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), input.resource.environment])
 }
 
 denials contains msg if {
@@ -22,5 +22,5 @@ denials contains msg if {
 	object.get(config, ["separation_of_duties", "enabled"], true) == true
 	is_string(input.subject.id)
 	input.subject.id != ""
-	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), resource_values.environment])
+	msg := sprintf("separation of duties: subject %q approved change %q and may not deploy it to protected environment %q", [input.subject.id, object.get(change, "id", ""), input.resource.environment])
 }
