@@ -43,13 +43,12 @@ func (s *Server) closeAlerts() error {
 	return s.alerts.Close()
 }
 
-// queueAlerts is record.Config.Queue: a logged record's alerts go to the
-// outbox before it is answered.
-func (s *Server) queueAlerts(rec decision.Record, e translog.Entry) error {
-	if s.alerts == nil {
-		return nil
+// queueAlerts is record.Config.Queue: a logged record's alerts are handed
+// to the outbox, which the reply does not wait for (alerts.Service.Hand).
+func (s *Server) queueAlerts(rec decision.Record, e translog.Entry) {
+	if s.alerts != nil {
+		s.alerts.Hand(rec, e)
 	}
-	return s.alerts.Queue(rec, e)
 }
 
 // RaiseAlert queues an alert from the daemon itself (a fail-closed event,

@@ -377,6 +377,12 @@ func TestMetricsScrapedWithPrometheusParser(t *testing.T) {
 	if v := m["gatelog_log_size"].value(nil); v < 2 {
 		t.Errorf("log size = %v", v)
 	}
+	// The reply does not wait for the outbox (alerts.Service.Hand): the
+	// alert is queued just after it.
+	poll.Until(t, "the deploy's alert is queued", func() bool {
+		return scrape(t, d)["gatelog_alerts_total"].value(map[string]string{"source": "policy", "severity": "high"}) == 1
+	})
+	m = scrape(t, d)
 	if v := m["gatelog_outbox_depth"].value(nil); v != 1 {
 		t.Errorf("outbox depth = %v, want 1 (the sink is down)", v)
 	}
@@ -566,6 +572,59 @@ func TestAlertInLogButNotInOutboxIsRecovered(t *testing.T) {
 		if n != 1 {
 			t.Errorf("alert %s delivered %d times", id, n)
 		}
+	}
+}
+
+// TestAlertOutboxFailureDoesNotFailTheDecision: the reply waits for the
+// log only, which holds the decision's alerts; an outbox that cannot take
+// an alert neither fails the decision nor loses the alert. The audit index
+// keeps the entry unindexed until the outbox takes its alert, then the
+// alert is delivered, once.
+func TestAlertOutboxFailureDoesNotFailTheDecision(t *testing.T) {
+	snk := newSink(t, []byte("k"))
+	cfgDir, dir := t.TempDir(), t.TempDir()
+	d := startOps(t, dir, func(c *daemon.Config) { c.Alerts = alertsConfig(t, cfgDir, snk.srv.URL, []byte("k")) })
+	// A file where the outbox keeps its pending alerts: every write fails.
+	pending := filepath.Join(dir, daemon.OutboxDir, "pending")
+	if err := os.Rename(pending, pending+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pending, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	rc := d.Decide(allowedDeploy)
+	if !rc.Allow || len(rc.Alerts) != 1 {
+		t.Fatalf("decision with the outbox failing: allow %v, alerts %+v; want allowed with its alert", rc.Allow, rc.Alerts)
+	}
+	alertID := rc.DecisionID + "-0"
+	// Several catch-ups fail meanwhile (checkpoints every 100 ms).
+	time.Sleep(500 * time.Millisecond)
+	if sr := d.search("subject=alice"); len(sr.Results) != 0 {
+		t.Errorf("the entry was indexed while its alert could not be queued: %+v", sr.Results)
+	}
+	snk.mu.Lock()
+	if n := snk.got[alertID]; n != 0 {
+		t.Errorf("alert delivered %d times while the outbox could not store it", n)
+	}
+	snk.mu.Unlock()
+
+	if err := os.Remove(pending); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(pending+".away", pending); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the alert is queued from the log and delivered", func() bool {
+		snk.mu.Lock()
+		defer snk.mu.Unlock()
+		return snk.got[alertID] == 1
+	})
+	poll.Until(t, "the entry is indexed", func() bool { return len(d.search("subject=alice").Results) == 1 })
+	snk.mu.Lock()
+	defer snk.mu.Unlock()
+	if len(snk.got) != 1 || snk.got[alertID] != 1 {
+		t.Errorf("deliveries = %v, want %s once", snk.got, alertID)
 	}
 }
 

@@ -31,7 +31,6 @@ var ErrNotLogged = errors.New("not logged, so denied")
 const (
 	StageSign   = "sign"
 	StageAppend = "append"
-	StageAlerts = "alert outbox"
 )
 
 // Log is what the Recorder needs of the transparency log (translog.Log).
@@ -71,9 +70,11 @@ type Config struct {
 	// Timeout bounds signing and appending together (default 10s): a hung
 	// signer or log answers ErrNotLogged in time, never an allow.
 	Timeout time.Duration
-	// Queue puts a logged record's alerts durably in the outbox before it
-	// is answered; nil when there is no outbox.
-	Queue func(rec decision.Record, e translog.Entry) error
+	// Queue is handed every logged record, to pass its alerts on to the
+	// outbox; nil when there is no outbox. It must not make the reply wait
+	// for a second durable write: the log holds the alerts already, and
+	// whatever Queue misses is taken from the log (alerts.Service.FromLog).
+	Queue func(rec decision.Record, e translog.Entry)
 	// Observe is told every outcome; nil ignores them.
 	Observe func(Outcome)
 	// Now is the clock for record times (default time.Now).
@@ -150,9 +151,7 @@ func (r *Recorder) Record(ctx context.Context, rec decision.Record, wait bool) (
 	}
 	out.Entry = e
 	if r.cfg.Queue != nil {
-		if err := r.cfg.Queue(rec, e); err != nil {
-			return r.fail(out, StageAlerts, fmt.Errorf("logged at index %d, but its alerts could not be queued: %w", e.Index, err))
-		}
+		r.cfg.Queue(rec, e)
 	}
 	r.observe(out)
 	rc := Receipt(e, rec, r.cfg.Log.LogID())

@@ -8,6 +8,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,7 +67,9 @@ type Service struct {
 	streamsDone chan struct{}
 	endStreams  sync.Once
 	closeOnce   sync.Once
-	bursts      *alert.BurstDetector
+	// handing counts the alerts Hand is queueing.
+	handing sync.WaitGroup
+	bursts  *alert.BurstDetector
 }
 
 // Open opens the outbox and starts delivering what it holds.
@@ -114,6 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 func (a *Service) Close() error {
 	a.closeOnce.Do(func() {
 		a.StopStreams()
+		a.handing.Wait()
 		a.stop()
 		<-a.done
 		for _, c := range a.closers {
@@ -133,8 +137,26 @@ func (a *Service) Recent(n int) []alert.Alert {
 	return recent
 }
 
-// Queue puts the alerts of a logged record in the outbox, durably, before
-// the record is answered (record.Config.Queue).
+// Hand passes the alerts of a logged record to the outbox without making
+// the record's reply wait for the outbox's own disk write
+// (record.Config.Queue): the record, alerts included, is durable in the
+// log already, and FromLog queues from the log whatever Hand did not
+// (a crash before the write, a failed write). A record without alerts
+// costs nothing. Close waits for the alerts handed over.
+func (a *Service) Hand(rec decision.Record, e translog.Entry) {
+	if len(rec.Alerts()) == 0 {
+		return
+	}
+	a.handing.Go(func() {
+		if err := a.Queue(rec, e); err != nil {
+			a.cfg.Logger.Warn("alert outbox: cannot queue a logged record's alerts now; they are queued from the log at the audit index's next catch-up",
+				"decision", rec.DecisionID, "log_index", e.Index, "err", err)
+		}
+	})
+}
+
+// Queue puts the alerts of a logged record in the outbox, durably, and
+// returns once they are there.
 func (a *Service) Queue(rec decision.Record, e translog.Entry) error {
 	for i, pa := range rec.Alerts() {
 		al := policyAlert(rec.DecisionID, i, pa, rec.Time, e.Index, e.UUID, rec.Request.Subject.ID, rec.Request.Action,
@@ -166,12 +188,16 @@ func policyAlert(decisionID string, i int, pa decision.Alert, at string, logInde
 }
 
 // FromLog looks at newly indexed entries, in log order. It queues
-// their alerts that are not in the outbox (those of a decision logged just
-// before a crash, whose reply, and so whose Enqueue, never happened), and
-// raises a deny-burst alert when one subject is denied too often. Alerts
-// the outbox already holds or delivered are refused by ID, so nothing is
-// delivered twice, even when the index is rebuilt.
-func (a *Service) FromLog(rows []index.Row) {
+// their alerts that are not in the outbox (those Hand did not queue: a
+// decision logged just before a crash, or an outbox that failed for a
+// while), and raises a deny-burst alert when one subject is denied too
+// often. Alerts the outbox already holds or delivered are refused by ID,
+// so nothing is delivered twice, even when the index is rebuilt. An alert
+// it cannot queue makes it fail, so that the index keeps those rows
+// unindexed and shows them again at its next catch-up: the log is the
+// alerts' durable copy, and the outbox takes every one of them from it.
+func (a *Service) FromLog(rows []index.Row) error {
+	var errs []error
 	for _, r := range rows {
 		if !a.outbox.Covers(r.Time) {
 			continue
@@ -186,7 +212,8 @@ func (a *Service) FromLog(rows []index.Row) {
 				r.Resource.Environment, r.Resource.Repository)
 			queued, err := a.outbox.Enqueue(al)
 			if err != nil {
-				a.cfg.Logger.Error("cannot queue an alert found in the log", "alert", al.ID, "err", err)
+				a.cfg.Logger.Error("cannot queue an alert found in the log; retried at the next catch-up", "alert", al.ID, "err", err)
+				errs = append(errs, fmt.Errorf("queue alert %s: %w", al.ID, err))
 				continue
 			}
 			if queued {
@@ -195,6 +222,7 @@ func (a *Service) FromLog(rows []index.Row) {
 			}
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // denyBurst raises the deny-burst alert at the entry that completed it; the

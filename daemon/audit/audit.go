@@ -36,9 +36,10 @@ type Config struct {
 	Shared bool
 	// Every is how often to look for new entries (default 1s).
 	Every time.Duration
-	// OnIndexed, if set, sees every batch of newly indexed rows (the
-	// alerts recovered from the log).
-	OnIndexed func([]index.Row)
+	// OnIndexed, if set, sees every batch of newly indexed rows before
+	// they are committed (the daemon queues their alerts); an error leaves
+	// the batch unindexed until the next catch-up.
+	OnIndexed func([]index.Row) error
 	Logger    *slog.Logger
 }
 

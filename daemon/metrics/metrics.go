@@ -83,7 +83,7 @@ func New(state State) *Metrics {
 		Name: "gatelog_decide_seconds", Help: "Time from evaluation to a durably logged decision.", Buckets: buckets,
 	})
 	m.records = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gatelog_records_total", Help: "Records signed and logged, by kind (decision, event, admin) and outcome (logged, or the stage that failed: sign, append, alert outbox).",
+		Name: "gatelog_records_total", Help: "Records signed and logged, by kind (decision, event, admin) and outcome (logged, or the stage that failed: sign, append).",
 	}, []string{"kind", "outcome"})
 	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatelog_alerts_total", Help: "Alerts queued for delivery, by source (policy, daemon) and severity.",
@@ -168,7 +168,7 @@ func (m *Metrics) Recorded(out record.Outcome) {
 	switch {
 	case out.LogFailed():
 		m.lastAppendFail.Store(time.Now().UnixNano())
-	case out.Stage == "" || out.Stage == record.StageAlerts:
+	case out.Stage == "":
 		m.lastAppendOK.Store(time.Now().UnixNano())
 	}
 }

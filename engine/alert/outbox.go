@@ -450,10 +450,15 @@ func (o *Outbox) deliverLoop(ctx context.Context, s Sink) {
 
 // record notes the outcome of one delivery attempt.
 func (o *Outbox) record(sink, id string, err error) {
-	if err == nil {
-		// Mark before forgetting: if the mark is lost in a crash the alert
-		// is delivered again (at least once), never dropped.
-		if werr := durable.WriteFile(o.sentPath(sink, id), nil); werr != nil {
+	if err == nil && len(o.sinks) > 1 {
+		// Mark before forgetting, so that a restart delivers the alert
+		// only to the sinks that have not taken it. The mark is not
+		// fsync'd: one lost in a crash means this sink gets the alert
+		// again, which at-least-once delivery allows, and a sync here cost
+		// a disk flush per alert and sink, in series. With one sink there
+		// is nothing to mark: the alert is retired (finish) right away,
+		// and one not retired yet is delivered again after a restart.
+		if werr := os.WriteFile(o.sentPath(sink, id), nil, 0o600); werr != nil {
 			o.log.Error("outbox: cannot record a delivery; it will be repeated", "sink", sink, "alert", id, "err", werr)
 		}
 	}

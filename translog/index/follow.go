@@ -61,11 +61,15 @@ func (ix *Index) CatchUp(ctx context.Context, src Source, logger *slog.Logger) (
 		ix.mu.Unlock()
 		// f sees the rows before they are committed: a crash between the
 		// two repeats them after the restart instead of skipping them. A
-		// failed commit does not show them to f a second time.
+		// failed commit does not show them to f a second time. When f
+		// fails, nothing is committed, and the next CatchUp shows the rows
+		// again: what f does with them (queue their alerts) is not lost.
 		if f != nil && len(batch) > 0 {
 			fresh := slices.DeleteFunc(slices.Clone(batch), func(r Row) bool { return r.LogIndex <= ix.shown })
 			if len(fresh) > 0 {
-				f(fresh)
+				if err := f(fresh); err != nil {
+					return fmt.Errorf("entries %d to %d not indexed: %w", fresh[0].LogIndex, fresh[len(fresh)-1].LogIndex, err)
+				}
 				ix.shown = fresh[len(fresh)-1].LogIndex
 			}
 		}

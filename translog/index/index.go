@@ -36,7 +36,7 @@ type Index struct {
 	mu sync.Mutex
 	// catchingUp lets one CatchUp read the log at a time.
 	catchingUp sync.Mutex
-	onIndexed  func([]Row)
+	onIndexed  func([]Row) error
 	// shown is the last log index given to onIndexed (-1: none yet);
 	// guarded by catchingUp.
 	shown int64
@@ -54,10 +54,11 @@ type Index struct {
 
 // OnIndexed has f called with every batch of rows CatchUp indexes, just
 // before the batch is committed, so that no row is missed: rows may come
-// again after a crash or in a rebuild, but one Index shows each row once.
-// The daemon uses it to queue alerts that are in the log but not in its
-// outbox.
-func (ix *Index) OnIndexed(f func([]Row)) {
+// again after a crash or in a rebuild, but one Index shows each row once
+// it took them. When f returns an error the batch is not committed and
+// CatchUp fails; the next CatchUp shows the rows again. The daemon uses it
+// to queue the alerts of logged decisions in its outbox.
+func (ix *Index) OnIndexed(f func([]Row) error) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.onIndexed = f

@@ -419,7 +419,7 @@ func TestOnIndexedSeesRowsBeforeTheirCommit(t *testing.T) {
 	tl, es := fixture(t)
 	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
 	var shown []int64
-	ix.OnIndexed(func(rows []index.Row) {
+	ix.OnIndexed(func(rows []index.Row) error {
 		next, err := ix.Next(ctx)
 		if err != nil {
 			t.Error(err)
@@ -430,6 +430,7 @@ func TestOnIndexedSeesRowsBeforeTheirCommit(t *testing.T) {
 		for _, r := range rows {
 			shown = append(shown, r.LogIndex)
 		}
+		return nil
 	})
 	for range 2 {
 		if _, err := ix.CatchUp(ctx, tl.log.Reader(), nil); err != nil {
@@ -438,6 +439,45 @@ func TestOnIndexedSeesRowsBeforeTheirCommit(t *testing.T) {
 	}
 	if want := indexesOf(es); !reflect.DeepEqual(shown, want) {
 		t.Errorf("shown %v, want %v once each", shown, want)
+	}
+}
+
+// TestOnIndexedFailureKeepsRowsUnindexed: when OnIndexed cannot take a
+// batch (the daemon's alert outbox failed), the batch is not committed and
+// the next CatchUp shows the same rows again, so none of their alerts is
+// skipped.
+func TestOnIndexedFailureKeepsRowsUnindexed(t *testing.T) {
+	ctx := context.Background()
+	tl, es := fixture(t)
+	ix := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	refuse := errors.New("outbox is full")
+	failing := true
+	var shown [][]int64
+	ix.OnIndexed(func(rows []index.Row) error {
+		var got []int64
+		for _, r := range rows {
+			got = append(got, r.LogIndex)
+		}
+		shown = append(shown, got)
+		if failing {
+			return refuse
+		}
+		return nil
+	})
+	if _, err := ix.CatchUp(ctx, tl.log.Reader(), nil); !errors.Is(err, refuse) {
+		t.Fatalf("CatchUp with OnIndexed failing: %v, want %v", err, refuse)
+	}
+	if next, err := ix.Next(ctx); err != nil || next != 0 {
+		t.Fatalf("index after a refused batch holds %d entries (%v), want 0", next, err)
+	}
+	failing = false
+	added, err := ix.CatchUp(ctx, tl.log.Reader(), nil)
+	if err != nil || added != len(es) {
+		t.Fatalf("CatchUp after the failure: %d, %v; want %d", added, err, len(es))
+	}
+	want := indexesOf(es)
+	if len(shown) != 2 || !reflect.DeepEqual(shown[0], want) || !reflect.DeepEqual(shown[1], want) {
+		t.Errorf("OnIndexed was shown %v; want %v twice (refused, then taken)", shown, want)
 	}
 }
 
