@@ -67,9 +67,12 @@ type Service struct {
 	streamsDone chan struct{}
 	endStreams  sync.Once
 	closeOnce   sync.Once
-	// handing counts the alerts Hand is queueing.
-	handing sync.WaitGroup
-	bursts  *alert.BurstDetector
+	// handing counts the alerts Hand is queueing; once handClosed is set
+	// (by Close, under handMu) Hand starts no more.
+	handing    sync.WaitGroup
+	handMu     sync.RWMutex
+	handClosed bool
+	bursts     *alert.BurstDetector
 }
 
 // Open opens the outbox and starts delivering what it holds.
@@ -117,6 +120,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 func (a *Service) Close() error {
 	a.closeOnce.Do(func() {
 		a.StopStreams()
+		a.handMu.Lock()
+		a.handClosed = true
+		a.handMu.Unlock()
 		a.handing.Wait()
 		a.stop()
 		<-a.done
@@ -145,6 +151,12 @@ func (a *Service) Recent(n int) []alert.Alert {
 // costs nothing. Close waits for the alerts handed over.
 func (a *Service) Hand(rec decision.Record, e translog.Entry) {
 	if len(rec.Alerts()) == 0 {
+		return
+	}
+	a.handMu.RLock()
+	defer a.handMu.RUnlock()
+	if a.handClosed {
+		// Closing: the next start's audit follower queues them from the log.
 		return
 	}
 	a.handing.Go(func() {
