@@ -42,11 +42,17 @@ type Options struct {
 //
 // On disk (dir):
 //
-//   - pending/batch-<seq>.jsonl holds the alerts one group commit stored
-//     (see Enqueue), a JSON line each ({"seq":…,"alert":{…}}), <seq> being
-//     the first one's. It is written to a temporary file, fsync'd, renamed
-//     and its directory fsync'd: one file and two flushes per batch, not per
-//     alert. It is removed once its last alert is retired.
+//   - pending/seg-<seq>.jsonl is a segment of the pending journal: the
+//     alerts stored, a JSON line each ({"seq":…,"alert":{…}}), <seq> being
+//     the first one's. Each group commit (see Enqueue) appends its batch to
+//     the current segment and fsyncs it: one write and one flush per batch,
+//     where a file per alert cost a create, a rename and a directory flush
+//     each. A new segment starts past segmentSize, after a failed write and
+//     at every open (its creation is made durable with a directory fsync);
+//     a segment other than the current one is removed once its last alert
+//     is retired. Only the last batch of a segment can be torn (a crash
+//     while it was written: its Enqueue had not returned), so open skips
+//     unreadable lines at a segment's end and refuses one anywhere else.
 //   - sent/<sink>/<id> marks a delivery to one of several sinks.
 //   - done.log lists the delivered (retired) alerts, a line each:
 //     "<RFC 3339 time> <id>\n", so that an ID is refused for Retention. It
@@ -81,10 +87,12 @@ type Outbox struct {
 	subs     map[chan Alert]struct{}
 	recent   []Alert
 	created  time.Time
-	// done holds when each delivered alert within Retention was retired,
-	// as done.log does on disk; doneLog is that file, open to append.
-	done    map[string]time.Time
+	// done holds the delivered alerts within Retention, as done.log does
+	// on disk; doneLog is that file, open to append.
+	done    map[string]doneEntry
 	doneLog *os.File
+	// current is the segment the writer appends to (nil: it starts one).
+	current *batchFile
 }
 
 type pendingAlert struct {
@@ -96,11 +104,29 @@ type pendingAlert struct {
 }
 
 // batchFile is one file of pending/ and how many of its alerts are not
-// retired yet; at zero it is removed.
+// retired yet; at zero it is removed, unless it is the current segment.
+// f and size belong to the writer (writeQueued), and are set only on the
+// current segment.
 type batchFile struct {
-	path string
-	live int
+	path    string
+	live    int
+	removed bool
+	f       *os.File
+	size    int
 }
+
+// doneEntry is when a delivered alert was retired, and the file of
+// pending/ that still holds it (nil or removed: none). Its ID is not
+// forgotten while that file is there: a restart would read the alert
+// from it as pending again.
+type doneEntry struct {
+	at   time.Time
+	file *batchFile
+}
+
+// segmentSize is the size past which the writer starts a new segment, so
+// that a delivered segment's space comes back while alerts flow.
+const segmentSize = 1 << 20
 
 // write is an alert on its way to pending/; done is closed once err says
 // how it went. alert is the alert's JSON, marshalled before the lock.
@@ -152,7 +178,7 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 	o := &Outbox{
 		dir: dir, sinks: sinks, opts: opts, log: opts.Logger,
 		pending: map[string]*pendingAlert{}, inflight: map[string]*write{}, wake: map[string]chan struct{}{}, subs: map[chan Alert]struct{}{},
-		done: map[string]time.Time{},
+		done: map[string]doneEntry{},
 	}
 	seen := map[string]bool{}
 	for _, s := range sinks {
@@ -174,6 +200,12 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 	if err := o.load(); err != nil {
 		return nil, err
 	}
+	if err := durable.SyncDirs(filepath.Join(dir, "pending")); err != nil {
+		// The removals of delivered segments must be durable before
+		// prune forgets their IDs.
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	o.prune()
 	if err := o.loadCreated(); err != nil {
 		return nil, err
 	}
@@ -205,10 +237,11 @@ func (o *Outbox) Covers(t time.Time) bool {
 }
 
 // loadDone reads done.log, and the older layout's done/, into o.done,
-// and opens done.log to append. It rewrites the journal when it held
-// lines to drop (expired or unreadable) or done/ had IDs to move in.
+// and opens done.log to append. It rewrites the journal first when it
+// held unreadable lines (appending after a torn one would spoil the next)
+// or done/ had IDs to move in. Expired IDs are left to prune, which
+// knows, once pending/ is read, which ones no file holds any more.
 func (o *Outbox) loadDone() error {
-	cutoff := o.opts.Now().Add(-o.opts.Retention)
 	rewrite := false
 	raw, err := os.ReadFile(o.donePath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -225,12 +258,8 @@ func (o *Outbox) loadDone() error {
 			rewrite = true
 			continue
 		}
-		if t.Before(cutoff) {
-			rewrite = true
-			continue
-		}
-		if old, ok := o.done[id]; !ok || t.After(old) {
-			o.done[id] = t
+		if old, ok := o.done[id]; !ok || t.After(old.at) {
+			o.done[id] = doneEntry{at: t}
 		}
 	}
 	legacy := filepath.Join(o.dir, "done")
@@ -241,11 +270,11 @@ func (o *Outbox) loadDone() error {
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		fi, ierr := e.Info()
-		if !ok || !idRE.MatchString(id) || ierr != nil || fi.ModTime().Before(cutoff) {
+		if !ok || !idRE.MatchString(id) || ierr != nil {
 			continue
 		}
-		if old, ok := o.done[id]; !ok || fi.ModTime().After(old) {
-			o.done[id] = fi.ModTime()
+		if old, ok := o.done[id]; !ok || fi.ModTime().After(old.at) {
+			o.done[id] = doneEntry{at: fi.ModTime()}
 		}
 	}
 	if rewrite || len(ents) > 0 {
@@ -275,10 +304,10 @@ func (o *Outbox) compactDone() error {
 		ids = append(ids, id)
 	}
 	// Oldest first, as appends would have left it: easier to read.
-	slices.SortFunc(ids, func(a, b string) int { return o.done[a].Compare(o.done[b]) })
+	slices.SortFunc(ids, func(a, b string) int { return o.done[a].at.Compare(o.done[b].at) })
 	buf := make([]byte, 0, len(ids)*64)
 	for _, id := range ids {
-		buf = appendDoneLine(buf, o.done[id], id)
+		buf = appendDoneLine(buf, o.done[id].at, id)
 	}
 	if err := durable.WriteFile(o.donePath(), buf); err != nil {
 		return fmt.Errorf("outbox: rewrite %s: %w", o.donePath(), err)
@@ -318,21 +347,9 @@ func (o *Outbox) load() error {
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
 		f := &batchFile{path: path}
-		if seq, ok := strings.CutPrefix(e.Name(), "batch-"); ok && strings.HasSuffix(seq, ".jsonl") {
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				return fmt.Errorf("outbox: %w", err)
-			}
-			// The file was renamed into place only once complete and
-			// fsync'd, so any bad line is corruption, not a torn write.
-			for n := 1; len(raw) > 0; n++ {
-				var line []byte
-				line, raw, _ = bytes.Cut(raw, []byte{'\n'})
-				var st stored
-				if err := json.Unmarshal(line, &st); err != nil || !idRE.MatchString(st.Alert.ID) {
-					return fmt.Errorf("outbox: pending batch %s is corrupt at line %d (move it aside to continue): %v", path, n, err)
-				}
-				o.loadPending(st, f)
+		if seq, ok := strings.CutPrefix(e.Name(), "seg-"); ok && strings.HasSuffix(seq, ".jsonl") {
+			if err := o.loadSegment(f); err != nil {
+				return err
 			}
 		} else if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && idRE.MatchString(id) {
 			raw, err := os.ReadFile(path)
@@ -352,7 +369,7 @@ func (o *Outbox) load() error {
 			continue
 		}
 		if f.live == 0 {
-			_ = os.Remove(path)
+			o.removeFile(f)
 		}
 	}
 	for id, p := range o.pending {
@@ -363,12 +380,45 @@ func (o *Outbox) load() error {
 	return nil
 }
 
+// loadSegment reads the alerts of a segment. A torn end (a batch whose
+// write or flush had not finished: its Enqueue never reported success) is
+// skipped; a bad line followed by good ones is damage, reported.
+func (o *Outbox) loadSegment(f *batchFile) error {
+	raw, err := os.ReadFile(f.path)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	var torn, tornAt int
+	for n := 1; len(raw) > 0; n++ {
+		line, rest, complete := bytes.Cut(raw, []byte{'\n'})
+		raw = rest
+		var st stored
+		if err := json.Unmarshal(line, &st); !complete || err != nil || !idRE.MatchString(st.Alert.ID) {
+			if torn == 0 {
+				tornAt = n
+			}
+			torn++
+			continue
+		}
+		if torn > 0 {
+			return fmt.Errorf("outbox: pending segment %s is corrupt at line %d (move it aside to continue)", f.path, tornAt)
+		}
+		o.loadPending(st, f)
+	}
+	if torn > 0 {
+		o.log.Warn("outbox: skipped the torn end of a pending segment (a write a crash interrupted; its alerts had not been reported stored)", "file", f.path, "line", tornAt)
+	}
+	return nil
+}
+
 // loadPending makes st, read from f, pending for the sinks that have no
 // mark of its delivery.
 func (o *Outbox) loadPending(st stored, f *batchFile) {
 	id := st.Alert.ID
 	o.seq = max(o.seq, st.Seq)
-	if _, ok := o.done[id]; ok {
+	if e, ok := o.done[id]; ok {
+		e.file = f
+		o.done[id] = e
 		return
 	}
 	if _, ok := o.pending[id]; ok {
@@ -384,15 +434,31 @@ func (o *Outbox) loadPending(st stored, f *batchFile) {
 	o.pending[id] = p
 }
 
-// prune forgets delivered alerts older than the retention, and rewrites
-// done.log without them.
+// prune forgets delivered alerts older than the retention that no file
+// of pending/ holds any more, and rewrites done.log without them. An idle
+// current segment with nothing pending is closed and removed first, so
+// that a quiet outbox does not keep its IDs past the retention.
 func (o *Outbox) prune() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if cur := o.current; cur != nil && cur.live == 0 && !o.writing {
+		// No writer runs (o.writing), and the next reads o.current
+		// under o.mu: nobody is appending to it.
+		o.current = nil
+		o.retireSegment(cur)
+	}
 	cutoff := o.opts.Now().Add(-o.opts.Retention)
 	n := len(o.done)
-	maps.DeleteFunc(o.done, func(_ string, t time.Time) bool { return t.Before(cutoff) })
+	maps.DeleteFunc(o.done, func(_ string, e doneEntry) bool {
+		return e.at.Before(cutoff) && (e.file == nil || e.file.removed)
+	})
 	if len(o.done) == n {
+		return
+	}
+	// The files removed since the last prune must stay removed before
+	// their IDs are forgotten.
+	if err := durable.SyncDirs(filepath.Join(o.dir, "pending")); err != nil {
+		o.log.Error("outbox: cannot sync pending/; retrying at the next prune", "err", err)
 		return
 	}
 	if err := o.compactDone(); err != nil {
@@ -400,8 +466,8 @@ func (o *Outbox) prune() {
 	}
 }
 
-func (o *Outbox) batchPath(seq uint64) string {
-	return filepath.Join(o.dir, "pending", "batch-"+strconv.FormatUint(seq, 10)+".jsonl")
+func (o *Outbox) segmentPath(seq uint64) string {
+	return filepath.Join(o.dir, "pending", "seg-"+strconv.FormatUint(seq, 10)+".jsonl")
 }
 func (o *Outbox) donePath() string { return filepath.Join(o.dir, "done.log") }
 func (o *Outbox) sentPath(sink, id string) string {
@@ -456,14 +522,15 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 }
 
 // writeQueued writes queued alerts, a batch at a time, until none is left.
-// A batch is one file (see Outbox), so it costs one create, two flushes
-// and a rename however many alerts it holds.
+// A batch is one append and one fsync of the current segment (see
+// Outbox), however many alerts it holds.
 func (o *Outbox) writeQueued() {
 	var buf []byte
 	for {
 		o.mu.Lock()
 		batch := o.queue
 		o.queue = nil
+		seg := o.current
 		if len(batch) == 0 {
 			o.writing = false
 			o.mu.Unlock()
@@ -480,27 +547,92 @@ func (o *Outbox) writeQueued() {
 			buf = append(buf, w.alert...)
 			buf = append(buf, "}\n"...)
 		}
-		f := &batchFile{path: o.batchPath(batch[0].st.Seq)}
-		err := durable.WriteFile(f.path, buf)
+		var err error
+		if seg == nil || seg.size >= segmentSize {
+			seg, err = o.createSegment(batch[0].st.Seq)
+		}
+		if err == nil {
+			err = seg.append(buf)
+		}
 		o.mu.Lock()
+		if seg != nil && seg != o.current {
+			// A new segment (or none, its creation having failed)
+			// replaces the current one.
+			o.retireSegment(o.current)
+			o.current = seg
+		}
 		for _, w := range batch {
 			delete(o.inflight, w.st.Alert.ID)
 			if err != nil {
 				w.err = fmt.Errorf("outbox: store alert %s: %w", w.st.Alert.ID, err)
 				continue
 			}
-			f.live++
+			seg.live++
 		}
 		if err == nil {
 			for _, w := range batch {
-				o.publish(w.st, f)
+				o.publish(w.st, seg)
 			}
+		} else if o.current != nil {
+			// The segment may end in part of this batch: append no more
+			// to it, so that only its end can be torn (see loadSegment).
+			cur := o.current
+			o.current = nil
+			o.retireSegment(cur)
 		}
 		o.mu.Unlock()
 		for _, w := range batch {
 			close(w.done)
 		}
 	}
+}
+
+// createSegment starts a segment of the pending journal, durably named.
+func (o *Outbox) createSegment(seq uint64) (*batchFile, error) {
+	path := o.segmentPath(seq)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := durable.SyncDirs(filepath.Dir(path)); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return &batchFile{path: path, f: f}, nil
+}
+
+// append writes a batch at the end of the segment and fsyncs it.
+func (b *batchFile) append(buf []byte) error {
+	n, err := b.f.Write(buf)
+	b.size += n
+	if err != nil {
+		return err
+	}
+	return b.f.Sync()
+}
+
+// retireSegment closes a segment that is no longer current, and removes
+// it if none of its alerts is pending. Called with o.mu held.
+func (o *Outbox) retireSegment(b *batchFile) {
+	if b == nil {
+		return
+	}
+	if b.f != nil {
+		_ = b.f.Close()
+		b.f = nil
+	}
+	if b.live == 0 {
+		o.removeFile(b)
+	}
+}
+
+func (o *Outbox) removeFile(b *batchFile) {
+	if err := os.Remove(b.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		o.log.Error("outbox: cannot remove a delivered batch", "file", b.path, "err", err)
+		return
+	}
+	b.removed = true
 }
 
 // publish makes a stored alert pending for every sink and tells the
@@ -691,7 +823,7 @@ func (o *Outbox) finish(id string) {
 	p := o.pending[id]
 	delete(o.pending, id)
 	now := o.opts.Now()
-	o.done[id] = now
+	o.done[id] = doneEntry{at: now, file: p.file}
 	var err error
 	if o.doneLog == nil {
 		err = errors.New("done.log is not open")
@@ -705,10 +837,8 @@ func (o *Outbox) finish(id string) {
 		o.log.Error("outbox: cannot retire a delivered alert; it will be delivered again after a restart", "alert", id, "err", err)
 		return
 	}
-	if p.file.live--; p.file.live == 0 {
-		if err := os.Remove(p.file.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			o.log.Error("outbox: cannot remove a delivered batch", "file", p.file.path, "err", err)
-		}
+	if p.file.live--; p.file.live == 0 && p.file != o.current {
+		o.removeFile(p.file)
 	}
 	if len(o.sinks) > 1 {
 		for _, s := range o.sinks {

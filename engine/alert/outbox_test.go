@@ -127,15 +127,15 @@ func TestBatchIsOneFileAndReloads(t *testing.T) {
 		as = append(as, testAlert(i))
 	}
 	enqueueOneBatch(t, o, as)
-	if files := pendingFiles(t, dir); len(files) != 1 || !strings.HasPrefix(files[0], "batch-") || !strings.HasSuffix(files[0], ".jsonl") {
-		t.Fatalf("pending/ holds %v, want one batch file", files)
+	if files := pendingFiles(t, dir); len(files) != 1 || !strings.HasPrefix(files[0], "seg-") || !strings.HasSuffix(files[0], ".jsonl") {
+		t.Fatalf("pending/ holds %v, want one segment", files)
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, "pending", pendingFiles(t, dir)[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Count(string(raw), "\n"); lines != n {
-		t.Errorf("the batch file has %d lines, want %d", lines, n)
+		t.Errorf("the segment has %d lines, want %d", lines, n)
 	}
 	reopened, err := OpenOutbox(dir, sinks, testOptions())
 	if err != nil {
@@ -370,16 +370,23 @@ func TestTornWritesAreIgnoredOnOpen(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pending", ".tmp-123456"), []byte(torn), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A segment whose last batch was cut short: dec-007-0 was written and
+	// fsync'd, the next batch was not.
+	seg := `{"seq":7,"alert":{"id":"dec-007-0","code":"off_hours"}}` + "\n" + torn
+	if err := os.WriteFile(filepath.Join(dir, "pending", "seg-7.jsonl"), []byte(seg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
-	o, err = OpenOutbox(dir, nil, testOptions())
+	g := newGate() // takes nothing: what open loads stays pending
+	o, err = OpenOutbox(dir, []Sink{g}, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Depth() != 0 {
-		t.Errorf("Depth = %d, want 0: the torn batch was never stored", o.Depth())
+	if o.Depth() != 1 || o.pending["dec-007-0"] == nil {
+		t.Errorf("Depth = %d, want 1: dec-007-0 and not the torn batches", o.Depth())
 	}
-	if files := pendingFiles(t, dir); len(files) != 0 {
-		t.Errorf("pending/ holds %v after open", files)
+	if files := pendingFiles(t, dir); len(files) != 1 || files[0] != "seg-7.jsonl" {
+		t.Errorf("pending/ holds %v after open, want seg-7.jsonl", files)
 	}
 	if ok, _ := o.Enqueue(testAlert(1)); ok {
 		t.Error("the line before the torn one was lost")
@@ -387,29 +394,131 @@ func TestTornWritesAreIgnoredOnOpen(t *testing.T) {
 	if ok, err := o.Enqueue(testAlert(2)); err != nil || !ok {
 		t.Fatalf("Enqueue = %v, %v", ok, err)
 	}
-	o, err = OpenOutbox(dir, nil, testOptions())
+	o, err = OpenOutbox(dir, nil, testOptions()) // no sinks: 2 and 7 retire
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, i := range []int{1, 2} {
+	if files := pendingFiles(t, dir); len(files) != 0 {
+		t.Errorf("with nothing pending, pending/ holds %v after open", files)
+	}
+	for _, i := range []int{1, 2, 7} {
 		if ok, _ := o.Enqueue(testAlert(i)); ok {
 			t.Errorf("alert %d, retired around a torn line, was accepted again", i)
 		}
 	}
 }
 
-// TestCorruptBatchFails: a batch file is renamed into place only once
-// complete, so a bad line in one is damage an operator must see, not a
-// torn write to skip.
+// TestCorruptBatchFails: only a segment's last write can be torn (the
+// writer appends no more to a segment after a failed write), so a bad
+// line followed by good ones is damage an operator must see.
 func TestCorruptBatchFails(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "pending"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "pending", "batch-1.jsonl"), []byte("{\"seq\":1,\"alert\":{\"id\":\"dec-001-0\"}}\nnot json\n"), 0o600); err != nil {
+	good := `{"seq":1,"alert":{"id":"dec-001-0","code":"off_hours"}}` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "pending", "seg-1.jsonl"), []byte(good+"not json\n"+good), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenOutbox(dir, nil, testOptions()); err == nil || !strings.Contains(err.Error(), "batch-1.jsonl") {
+	if _, err := OpenOutbox(dir, nil, testOptions()); err == nil || !strings.Contains(err.Error(), "seg-1.jsonl") {
 		t.Errorf("OpenOutbox over a corrupt batch = %v, want an error naming it", err)
+	}
+}
+
+// TestSegmentsRotateAndGo: past segmentSize the writer starts a new
+// segment, and the old one goes once its alerts are delivered, while the
+// daemon runs.
+func TestSegmentsRotateAndGo(t *testing.T) {
+	dir := t.TempDir()
+	g := newGate()
+	o, err := OpenOutbox(dir, []Sink{g}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []Alert
+	var ids []string
+	for i := 0; ; i++ {
+		a := testAlert(i)
+		a.Message = strings.Repeat("m", 1000)
+		first = append(first, a)
+		ids = append(ids, a.ID)
+		if len(first)*1000 > segmentSize {
+			break
+		}
+	}
+	enqueueOneBatch(t, o, first)
+	full := pendingFiles(t, dir)
+	last := testAlert(len(first))
+	if ok, err := o.Enqueue(last); err != nil || !ok {
+		t.Fatalf("Enqueue = %v, %v", ok, err)
+	}
+	files := pendingFiles(t, dir)
+	if len(full) != 1 || len(files) != 2 {
+		t.Fatalf("pending/ holds %v, then %v: want one segment, then two", full, files)
+	}
+	g.let(ids...)
+	run(t, o)
+	poll.Until(t, "the first segment's alerts to be delivered", func() bool { return o.Depth() == 1 })
+	if files := pendingFiles(t, dir); len(files) != 1 || files[0] == full[0] {
+		t.Errorf("after delivering its alerts, pending/ holds %v; want only the current segment, not %s", files, full[0])
+	}
+	g.let(last.ID)
+	poll.Until(t, "the last alert to be delivered", func() bool { return o.Depth() == 0 })
+	if files := pendingFiles(t, dir); len(files) != 1 {
+		t.Errorf("the current segment is kept for the next batches; pending/ holds %v", files)
+	}
+	reopened, err := OpenOutbox(dir, []Sink{g}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files := pendingFiles(t, dir); reopened.Depth() != 0 || len(files) != 0 {
+		t.Errorf("after reopen Depth %d, pending/ %v; want nothing", reopened.Depth(), files)
+	}
+}
+
+// TestRetiredAlertNotRevivedPastRetention: a segment holds alerts already
+// delivered next to one still pending (its sink is down for longer than
+// the retention). The delivered ones' IDs are kept while the segment is
+// there, or a restart would read them as pending and deliver them again.
+func TestRetiredAlertNotRevivedPastRetention(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	opts := testOptions()
+	opts.Retention = time.Hour
+	opts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	g := newGate()
+	o, err := OpenOutbox(dir, []Sink{g}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueueOneBatch(t, o, []Alert{testAlert(1), testAlert(2)})
+	g.let(testAlert(1).ID)
+	stop := run(t, o)
+	poll.Until(t, "alert 1 to be delivered", func() bool { return o.Depth() == 1 })
+	stop()
+	mu.Lock()
+	now = now.Add(3 * time.Hour)
+	mu.Unlock()
+	o.prune()
+	reopened, err := OpenOutbox(dir, []Sink{g}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reopened.Depth() != 1 || reopened.pending[testAlert(2).ID] == nil {
+		t.Errorf("after the retention and a restart Depth = %d, want only alert 2", reopened.Depth())
+	}
+	g.let(testAlert(2).ID)
+	run(t, reopened)
+	poll.Until(t, "alert 2 to be delivered", func() bool { return reopened.Depth() == 0 })
+	if g.got[testAlert(1).ID] != 1 {
+		t.Errorf("alert 1 delivered %d times, want 1", g.got[testAlert(1).ID])
+	}
+	if files := pendingFiles(t, dir); len(files) != 0 {
+		t.Errorf("pending/ holds %v", files)
+	}
+	reopened.prune()
+	if ok, err := reopened.Enqueue(testAlert(1)); err != nil || !ok {
+		t.Errorf("once no file holds it, alert 1 past its retention: Enqueue = %v, %v; want true", ok, err)
 	}
 }
