@@ -56,19 +56,21 @@ type Options struct {
 //   - sent/<sink>/<id> marks a delivery to one of several sinks.
 //   - done.log lists the delivered (retired) alerts, a line each:
 //     "<RFC 3339 time> <id>\n", so that an ID is refused for Retention. It
-//     is appended to and not fsync'd: a line lost in a power cut can only
-//     let an alert that was already delivered be accepted, and so
-//     delivered, again, which at-least-once delivery allows (the older
-//     layout's rename into done/ was not fsync'd either). It is read into
-//     memory at open and rewritten (temporary file, rename, directory
-//     fsync) with only the lines within Retention at open and at every
-//     prune that forgets some; an unreadable line, such as a torn last one,
-//     is skipped.
+//     is appended to and not fsync'd, which would cost a flush per
+//     delivered alert: a line lost in a power cut can only have an alert
+//     that was already delivered delivered again (read back as pending
+//     from a segment still on disk, or accepted again by Enqueue), which
+//     at-least-once delivery allows; the older layout's rename into done/
+//     was not fsync'd either. It is read into memory at open and rewritten
+//     (temporary file, rename, directory fsync) at open when it holds an
+//     unreadable line, such as a torn last one (skipped), and at every
+//     prune that forgets IDs: those past Retention that no file of
+//     pending/ holds any more (see doneEntry).
 //   - created holds when the outbox was made (see Covers).
 //
 // The older layout, one file per alert (pending/<id>.json, done/<id>.json),
 // is still read: such a pending alert is delivered and its file removed
-// as for a batch of one, and done/ is moved into done.log at open.
+// as for a segment of one, and done/ is moved into done.log at open.
 type Outbox struct {
 	dir   string
 	sinks []Sink
@@ -92,22 +94,22 @@ type Outbox struct {
 	done    map[string]doneEntry
 	doneLog *os.File
 	// current is the segment the writer appends to (nil: it starts one).
-	current *batchFile
+	current *pendingFile
 }
 
 type pendingAlert struct {
 	stored
-	// file is where the alert is stored, shared with its batch.
-	file *batchFile
+	// file is where the alert is stored, shared with the other alerts of its segment.
+	file *pendingFile
 	// left holds the sinks still to deliver to, with their retry state.
 	left map[string]*attempt
 }
 
-// batchFile is one file of pending/ and how many of its alerts are not
+// pendingFile is one file of pending/ and how many of its alerts are not
 // retired yet; at zero it is removed, unless it is the current segment.
 // f and size belong to the writer (writeQueued), and are set only on the
 // current segment.
-type batchFile struct {
+type pendingFile struct {
 	path    string
 	live    int
 	removed bool
@@ -121,7 +123,7 @@ type batchFile struct {
 // from it as pending again.
 type doneEntry struct {
 	at   time.Time
-	file *batchFile
+	file *pendingFile
 }
 
 // segmentSize is the size past which the writer starts a new segment, so
@@ -335,7 +337,7 @@ func appendDoneLine(buf []byte, t time.Time, id string) []byte {
 	return append(buf, '\n')
 }
 
-// load reads pending alerts back after a restart: batch files, and the
+// load reads pending alerts back after a restart: segments, and the
 // older layout's one file per alert. Alerts done.log lists as delivered
 // are skipped (the removal of their file had not reached the disk).
 func (o *Outbox) load() error {
@@ -346,7 +348,7 @@ func (o *Outbox) load() error {
 	}
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
-		f := &batchFile{path: path}
+		f := &pendingFile{path: path}
 		if seq, ok := strings.CutPrefix(e.Name(), "seg-"); ok && strings.HasSuffix(seq, ".jsonl") {
 			if err := o.loadSegment(f); err != nil {
 				return err
@@ -383,7 +385,7 @@ func (o *Outbox) load() error {
 // loadSegment reads the alerts of a segment. A torn end (a batch whose
 // write or flush had not finished: its Enqueue never reported success) is
 // skipped; a bad line followed by good ones is damage, reported.
-func (o *Outbox) loadSegment(f *batchFile) error {
+func (o *Outbox) loadSegment(f *pendingFile) error {
 	raw, err := os.ReadFile(f.path)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -413,7 +415,7 @@ func (o *Outbox) loadSegment(f *batchFile) error {
 
 // loadPending makes st, read from f, pending for the sinks that have no
 // mark of its delivery.
-func (o *Outbox) loadPending(st stored, f *batchFile) {
+func (o *Outbox) loadPending(st stored, f *pendingFile) {
 	id := st.Alert.ID
 	o.seq = max(o.seq, st.Seq)
 	if e, ok := o.done[id]; ok {
@@ -588,7 +590,7 @@ func (o *Outbox) writeQueued() {
 }
 
 // createSegment starts a segment of the pending journal, durably named.
-func (o *Outbox) createSegment(seq uint64) (*batchFile, error) {
+func (o *Outbox) createSegment(seq uint64) (*pendingFile, error) {
 	path := o.segmentPath(seq)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -599,11 +601,11 @@ func (o *Outbox) createSegment(seq uint64) (*batchFile, error) {
 		_ = os.Remove(path)
 		return nil, err
 	}
-	return &batchFile{path: path, f: f}, nil
+	return &pendingFile{path: path, f: f}, nil
 }
 
 // append writes a batch at the end of the segment and fsyncs it.
-func (b *batchFile) append(buf []byte) error {
+func (b *pendingFile) append(buf []byte) error {
 	n, err := b.f.Write(buf)
 	b.size += n
 	if err != nil {
@@ -614,7 +616,7 @@ func (b *batchFile) append(buf []byte) error {
 
 // retireSegment closes a segment that is no longer current, and removes
 // it if none of its alerts is pending. Called with o.mu held.
-func (o *Outbox) retireSegment(b *batchFile) {
+func (o *Outbox) retireSegment(b *pendingFile) {
 	if b == nil {
 		return
 	}
@@ -627,9 +629,9 @@ func (o *Outbox) retireSegment(b *batchFile) {
 	}
 }
 
-func (o *Outbox) removeFile(b *batchFile) {
+func (o *Outbox) removeFile(b *pendingFile) {
 	if err := os.Remove(b.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		o.log.Error("outbox: cannot remove a delivered batch", "file", b.path, "err", err)
+		o.log.Error("outbox: cannot remove a delivered segment", "file", b.path, "err", err)
 		return
 	}
 	b.removed = true
@@ -637,7 +639,7 @@ func (o *Outbox) removeFile(b *batchFile) {
 
 // publish makes a stored alert pending for every sink and tells the
 // delivery loops and subscribers. Called with o.mu held.
-func (o *Outbox) publish(st stored, f *batchFile) {
+func (o *Outbox) publish(st stored, f *pendingFile) {
 	p := &pendingAlert{stored: st, file: f, left: map[string]*attempt{}}
 	for _, s := range o.sinks {
 		p.left[s.Name()] = &attempt{}
@@ -817,8 +819,8 @@ func (o *Outbox) record(sink, id string, err error) {
 }
 
 // finish retires a fully delivered alert: done.log remembers its ID, and
-// its batch file goes once none of its alerts is pending. Called with o.mu
-// held.
+// its file of pending/ goes once none of its alerts is pending. Called
+// with o.mu held.
 func (o *Outbox) finish(id string) {
 	p := o.pending[id]
 	delete(o.pending, id)
@@ -828,11 +830,11 @@ func (o *Outbox) finish(id string) {
 	if o.doneLog == nil {
 		err = errors.New("done.log is not open")
 	} else {
-		var line [96 + 128]byte
+		var line [192]byte // a time, a space, an ID (up to 128 bytes), '\n'
 		_, err = o.doneLog.Write(appendDoneLine(line[:0], now, id))
 	}
 	if err != nil {
-		// Its batch file stays: after a restart the alert is delivered
+		// Its file stays: after a restart the alert is delivered
 		// again rather than forgotten.
 		o.log.Error("outbox: cannot retire a delivered alert; it will be delivered again after a restart", "alert", id, "err", err)
 		return
