@@ -353,6 +353,10 @@ func (o *Outbox) load() error {
 			if err := o.loadSegment(f); err != nil {
 				return err
 			}
+			// Even an empty segment's name is taken: number past it.
+			if n, err := strconv.ParseUint(strings.TrimSuffix(seq, ".jsonl"), 10, 64); err == nil {
+				o.seq = max(o.seq, n)
+			}
 		} else if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && idRE.MatchString(id) {
 			raw, err := os.ReadFile(path)
 			if err != nil {
