@@ -1,16 +1,19 @@
 package alert
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,9 +40,37 @@ type Options struct {
 
 // Outbox is the durable queue between alert producers and sinks.
 //
-// On disk (dir): pending/<id>.json holds an alert not yet taken by every
-// sink, sent/<sink>/<id> marks a delivery, done/<id>.json keeps a
-// delivered alert for Retention so that its ID is not accepted twice.
+// On disk (dir):
+//
+//   - pending/seg-<seq>.jsonl is a segment of the pending journal: the
+//     alerts stored, a JSON line each ({"seq":…,"alert":{…}}), <seq> being
+//     the first one's. Each group commit (see Enqueue) appends its batch to
+//     the current segment and fsyncs it: one write and one flush per batch,
+//     where a file per alert cost a create, a rename and a directory flush
+//     each. A new segment starts past segmentSize, after a failed write and
+//     at every open (its creation is made durable with a directory fsync);
+//     a segment other than the current one is removed once its last alert
+//     is retired. Only the last batch of a segment can be torn (a crash
+//     while it was written: its Enqueue had not returned), so open skips
+//     unreadable lines at a segment's end and refuses one anywhere else.
+//   - sent/<sink>/<id> marks a delivery to one of several sinks.
+//   - done.log lists the delivered (retired) alerts, a line each:
+//     "<RFC 3339 time> <id>\n", so that an ID is refused for Retention. It
+//     is appended to and not fsync'd, which would cost a flush per
+//     delivered alert: a line lost in a power cut can only have an alert
+//     that was already delivered delivered again (read back as pending
+//     from a segment still on disk, or accepted again by Enqueue), which
+//     at-least-once delivery allows; the older layout's rename into done/
+//     was not fsync'd either. It is read into memory at open and rewritten
+//     (temporary file, rename, directory fsync) at open when it holds an
+//     unreadable line, such as a torn last one (skipped), and at every
+//     prune that forgets IDs: those past Retention that no file of
+//     pending/ holds any more (see doneEntry).
+//   - created holds when the outbox was made (see Covers).
+//
+// The older layout, one file per alert (pending/<id>.json, done/<id>.json),
+// is still read: such a pending alert is delivered and its file removed
+// as for a segment of one, and done/ is moved into done.log at open.
 type Outbox struct {
 	dir   string
 	sinks []Sink
@@ -58,21 +89,54 @@ type Outbox struct {
 	subs     map[chan Alert]struct{}
 	recent   []Alert
 	created  time.Time
+	// done holds the delivered alerts within Retention, as done.log does
+	// on disk; doneLog is that file, open to append.
+	done    map[string]doneEntry
+	doneLog *os.File
+	// current is the segment the writer appends to (nil: it starts one).
+	current *pendingFile
 }
 
 type pendingAlert struct {
 	stored
+	// file is where the alert is stored, shared with the other alerts of its segment.
+	file *pendingFile
 	// left holds the sinks still to deliver to, with their retry state.
 	left map[string]*attempt
 }
 
+// pendingFile is one file of pending/ and how many of its alerts are not
+// retired yet; at zero it is removed, unless it is the current segment.
+// f and size belong to the writer (writeQueued), and are set only on the
+// current segment.
+type pendingFile struct {
+	path    string
+	live    int
+	removed bool
+	f       *os.File
+	size    int
+}
+
+// doneEntry is when a delivered alert was retired, and the file of
+// pending/ that still holds it (nil or removed: none). Its ID is not
+// forgotten while that file is there: a restart would read the alert
+// from it as pending again.
+type doneEntry struct {
+	at   time.Time
+	file *pendingFile
+}
+
+// segmentSize is the size past which the writer starts a new segment, so
+// that a delivered segment's space comes back while alerts flow.
+const segmentSize = 1 << 20
+
 // write is an alert on its way to pending/; done is closed once err says
-// how it went.
+// how it went. alert is the alert's JSON, marshalled before the lock.
 type write struct {
-	st   stored
-	raw  []byte
-	err  error
-	done chan struct{}
+	st    stored
+	alert []byte
+	err   error
+	done  chan struct{}
 }
 
 type attempt struct {
@@ -116,6 +180,7 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 	o := &Outbox{
 		dir: dir, sinks: sinks, opts: opts, log: opts.Logger,
 		pending: map[string]*pendingAlert{}, inflight: map[string]*write{}, wake: map[string]chan struct{}{}, subs: map[chan Alert]struct{}{},
+		done: map[string]doneEntry{},
 	}
 	seen := map[string]bool{}
 	for _, s := range sinks {
@@ -128,13 +193,19 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 			return nil, fmt.Errorf("outbox: %w", err)
 		}
 	}
-	for _, d := range []string{"pending", "done"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
+	if err := os.MkdirAll(filepath.Join(dir, "pending"), 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if err := o.loadDone(); err != nil {
+		return nil, err
 	}
 	if err := o.load(); err != nil {
 		return nil, err
+	}
+	if err := durable.SyncDirs(filepath.Join(dir, "pending")); err != nil {
+		// The removals of delivered segments must be durable before
+		// prune forgets their IDs.
+		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	o.prune()
 	if err := o.loadCreated(); err != nil {
@@ -167,36 +238,145 @@ func (o *Outbox) Covers(t time.Time) bool {
 	return !t.Before(o.created) && t.After(o.opts.Now().Add(-o.opts.Retention/2))
 }
 
-// load reads pending alerts back after a restart.
-func (o *Outbox) load() error {
-	ents, err := os.ReadDir(filepath.Join(o.dir, "pending"))
-	if err != nil {
+// loadDone reads done.log, and the older layout's done/, into o.done,
+// and opens done.log to append. It rewrites the journal first when it
+// held unreadable lines (appending after a torn one would spoil the next)
+// or done/ had IDs to move in. Expired IDs are left to prune, which
+// knows, once pending/ is read, which ones no file holds any more.
+func (o *Outbox) loadDone() error {
+	rewrite := false
+	raw, err := os.ReadFile(o.donePath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	for len(raw) > 0 {
+		line, rest, complete := bytes.Cut(raw, []byte{'\n'})
+		raw = rest
+		ts, id, ok := strings.Cut(string(line), " ")
+		t, terr := time.Parse(time.RFC3339Nano, ts)
+		if !complete || !ok || terr != nil || !idRE.MatchString(id) {
+			// A line torn by a crash, or garbage a power cut left in the
+			// unsynced tail: that alert's dedup is lost, nothing else.
+			rewrite = true
+			continue
+		}
+		if old, ok := o.done[id]; !ok || t.After(old.at) {
+			o.done[id] = doneEntry{at: t}
+		}
+	}
+	legacy := filepath.Join(o.dir, "done")
+	ents, err := os.ReadDir(legacy)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !idRE.MatchString(id) {
-			// A temporary file of a write that never completed: its
-			// Enqueue returned an error, so nobody relies on it.
-			_ = os.Remove(filepath.Join(o.dir, "pending", e.Name()))
+		fi, ierr := e.Info()
+		if !ok || !idRE.MatchString(id) || ierr != nil {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(o.dir, "pending", e.Name()))
-		if err != nil {
-			return fmt.Errorf("outbox: %w", err)
+		if old, ok := o.done[id]; !ok || fi.ModTime().After(old.at) {
+			o.done[id] = doneEntry{at: fi.ModTime()}
 		}
-		var st stored
-		if err := json.Unmarshal(raw, &st); err != nil || st.Alert.ID != id {
-			return fmt.Errorf("outbox: pending alert %s is corrupt (move it aside to continue): %v", e.Name(), err)
+	}
+	if rewrite || len(ents) > 0 {
+		if err := o.compactDone(); err != nil {
+			return err
 		}
-		p := &pendingAlert{stored: st, left: map[string]*attempt{}}
-		for _, s := range o.sinks {
-			if _, err := os.Stat(o.sentPath(s.Name(), id)); err != nil {
-				p.left[s.Name()] = &attempt{}
+	} else if err := o.openDoneLog(); err != nil {
+		return err
+	}
+	if err == nil {
+		// done/ is in done.log, durably: the older layout can go.
+		for _, e := range ents {
+			_ = os.Remove(filepath.Join(legacy, e.Name()))
+		}
+		if err := os.Remove(legacy); err != nil && !errors.Is(err, os.ErrNotExist) {
+			o.log.Warn("outbox: cannot remove the older layout's done/ (its IDs are in done.log)", "err", err)
+		}
+	}
+	return nil
+}
+
+// compactDone rewrites done.log with o.done, durably, and reopens it to
+// append. Called with o.mu held (or before the outbox is shared).
+func (o *Outbox) compactDone() error {
+	ids := make([]string, 0, len(o.done))
+	for id := range o.done {
+		ids = append(ids, id)
+	}
+	// Oldest first, as appends would have left it: easier to read.
+	slices.SortFunc(ids, func(a, b string) int { return o.done[a].at.Compare(o.done[b].at) })
+	buf := make([]byte, 0, len(ids)*64)
+	for _, id := range ids {
+		buf = appendDoneLine(buf, o.done[id].at, id)
+	}
+	if err := durable.WriteFile(o.donePath(), buf); err != nil {
+		return fmt.Errorf("outbox: rewrite %s: %w", o.donePath(), err)
+	}
+	return o.openDoneLog()
+}
+
+func (o *Outbox) openDoneLog() error {
+	if o.doneLog != nil {
+		_ = o.doneLog.Close()
+		o.doneLog = nil
+	}
+	f, err := os.OpenFile(o.donePath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	o.doneLog = f
+	return nil
+}
+
+func appendDoneLine(buf []byte, t time.Time, id string) []byte {
+	buf = t.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, ' ')
+	buf = append(buf, id...)
+	return append(buf, '\n')
+}
+
+// load reads pending alerts back after a restart: segments, and the
+// older layout's one file per alert. Alerts done.log lists as delivered
+// are skipped (the removal of their file had not reached the disk).
+func (o *Outbox) load() error {
+	dir := filepath.Join(o.dir, "pending")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	for _, e := range ents {
+		path := filepath.Join(dir, e.Name())
+		f := &pendingFile{path: path}
+		if seq, ok := strings.CutPrefix(e.Name(), "seg-"); ok && strings.HasSuffix(seq, ".jsonl") {
+			if err := o.loadSegment(f); err != nil {
+				return err
 			}
+			// Even an empty segment's name is taken: number past it.
+			if n, err := strconv.ParseUint(strings.TrimSuffix(seq, ".jsonl"), 10, 64); err == nil {
+				o.seq = max(o.seq, n)
+			}
+		} else if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && idRE.MatchString(id) {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("outbox: %w", err)
+			}
+			var st stored
+			if err := json.Unmarshal(raw, &st); err != nil || st.Alert.ID != id {
+				return fmt.Errorf("outbox: pending alert %s is corrupt (move it aside to continue): %v", path, err)
+			}
+			o.loadPending(st, f)
+		} else {
+			// A temporary file of a write that never completed: its
+			// Enqueue returned an error, or never returned, so nobody
+			// relies on it.
+			_ = os.Remove(path)
+			continue
 		}
-		o.pending[id] = p
-		o.seq = max(o.seq, st.Seq)
+		if f.live == 0 {
+			o.removeFile(f)
+		}
 	}
 	for id, p := range o.pending {
 		if len(p.left) == 0 {
@@ -206,23 +386,96 @@ func (o *Outbox) load() error {
 	return nil
 }
 
-// prune forgets delivered alerts older than the retention.
-func (o *Outbox) prune() {
-	dir := filepath.Join(o.dir, "done")
-	ents, err := os.ReadDir(dir)
+// loadSegment reads the alerts of a segment. A torn end (a batch whose
+// write or flush had not finished: its Enqueue never reported success) is
+// skipped; a bad line followed by good ones is damage, reported.
+func (o *Outbox) loadSegment(f *pendingFile) error {
+	raw, err := os.ReadFile(f.path)
 	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	var torn, tornAt int
+	for n := 1; len(raw) > 0; n++ {
+		line, rest, complete := bytes.Cut(raw, []byte{'\n'})
+		raw = rest
+		var st stored
+		if err := json.Unmarshal(line, &st); !complete || err != nil || !idRE.MatchString(st.Alert.ID) {
+			if torn == 0 {
+				tornAt = n
+			}
+			torn++
+			continue
+		}
+		if torn > 0 {
+			return fmt.Errorf("outbox: pending segment %s is corrupt at line %d (move it aside to continue)", f.path, tornAt)
+		}
+		o.loadPending(st, f)
+	}
+	if torn > 0 {
+		o.log.Warn("outbox: skipped the torn end of a pending segment (a write a crash interrupted; its alerts had not been reported stored)", "file", f.path, "line", tornAt)
+	}
+	return nil
+}
+
+// loadPending makes st, read from f, pending for the sinks that have no
+// mark of its delivery.
+func (o *Outbox) loadPending(st stored, f *pendingFile) {
+	id := st.Alert.ID
+	o.seq = max(o.seq, st.Seq)
+	if e, ok := o.done[id]; ok {
+		e.file = f
+		o.done[id] = e
 		return
 	}
-	cutoff := o.opts.Now().Add(-o.opts.Retention)
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+	if _, ok := o.pending[id]; ok {
+		return
+	}
+	p := &pendingAlert{stored: st, file: f, left: map[string]*attempt{}}
+	f.live++
+	for _, s := range o.sinks {
+		if _, err := os.Stat(o.sentPath(s.Name(), id)); err != nil {
+			p.left[s.Name()] = &attempt{}
 		}
+	}
+	o.pending[id] = p
+}
+
+// prune forgets delivered alerts older than the retention that no file
+// of pending/ holds any more, and rewrites done.log without them. An idle
+// current segment with nothing pending is closed and removed first, so
+// that a quiet outbox does not keep its IDs past the retention.
+func (o *Outbox) prune() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur := o.current; cur != nil && cur.live == 0 && !o.writing {
+		// No writer runs (o.writing), and the next reads o.current
+		// under o.mu: nobody is appending to it.
+		o.current = nil
+		o.retireSegment(cur)
+	}
+	cutoff := o.opts.Now().Add(-o.opts.Retention)
+	n := len(o.done)
+	maps.DeleteFunc(o.done, func(_ string, e doneEntry) bool {
+		return e.at.Before(cutoff) && (e.file == nil || e.file.removed)
+	})
+	if len(o.done) == n {
+		return
+	}
+	// The files removed since the last prune must stay removed before
+	// their IDs are forgotten.
+	if err := durable.SyncDirs(filepath.Join(o.dir, "pending")); err != nil {
+		o.log.Error("outbox: cannot sync pending/; retrying at the next prune", "err", err)
+		return
+	}
+	if err := o.compactDone(); err != nil {
+		o.log.Error("outbox: cannot compact the delivered alerts' journal; retrying at the next prune", "err", err)
 	}
 }
 
-func (o *Outbox) pendingPath(id string) string { return filepath.Join(o.dir, "pending", id+".json") }
-func (o *Outbox) donePath(id string) string    { return filepath.Join(o.dir, "done", id+".json") }
+func (o *Outbox) segmentPath(seq uint64) string {
+	return filepath.Join(o.dir, "pending", "seg-"+strconv.FormatUint(seq, 10)+".jsonl")
+}
+func (o *Outbox) donePath() string { return filepath.Join(o.dir, "done.log") }
 func (o *Outbox) sentPath(sink, id string) string {
 	return filepath.Join(o.dir, "sent", sink, id)
 }
@@ -242,6 +495,10 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 	if a.Time == "" {
 		a.Time = o.opts.Now().UTC().Format(time.RFC3339Nano)
 	}
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return false, err
+	}
 	o.mu.Lock()
 	if _, ok := o.pending[a.ID]; ok {
 		o.mu.Unlock()
@@ -253,18 +510,12 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 		<-w.done
 		return false, w.err
 	}
-	if _, err := os.Stat(o.donePath(a.ID)); err == nil {
+	if _, ok := o.done[a.ID]; ok {
 		o.mu.Unlock()
 		return false, nil
 	}
 	o.seq++
-	w := &write{st: stored{Seq: o.seq, Alert: a}, done: make(chan struct{})}
-	raw, err := json.Marshal(w.st)
-	if err != nil {
-		o.mu.Unlock()
-		return false, err
-	}
-	w.raw = raw
+	w := &write{st: stored{Seq: o.seq, Alert: a}, alert: raw, done: make(chan struct{})}
 	o.inflight[a.ID] = w
 	o.queue = append(o.queue, w)
 	if !o.writing {
@@ -277,30 +528,63 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 }
 
 // writeQueued writes queued alerts, a batch at a time, until none is left.
+// A batch is one append and one fsync of the current segment (see
+// Outbox), however many alerts it holds.
 func (o *Outbox) writeQueued() {
+	var buf []byte
 	for {
 		o.mu.Lock()
 		batch := o.queue
 		o.queue = nil
+		seg := o.current
 		if len(batch) == 0 {
 			o.writing = false
 			o.mu.Unlock()
 			return
 		}
 		o.mu.Unlock()
-		files := make([]durable.File, len(batch))
-		for i, w := range batch {
-			files[i] = durable.File{Path: o.pendingPath(w.st.Alert.ID), Data: w.raw}
+		buf = buf[:0]
+		for _, w := range batch {
+			// The line json.Marshal(stored) would give, without
+			// marshalling the alert again under the writer.
+			buf = append(buf, `{"seq":`...)
+			buf = strconv.AppendUint(buf, w.st.Seq, 10)
+			buf = append(buf, `,"alert":`...)
+			buf = append(buf, w.alert...)
+			buf = append(buf, "}\n"...)
 		}
-		errs := durable.WriteFiles(files)
+		var err error
+		if seg == nil || seg.size >= segmentSize {
+			seg, err = o.createSegment(batch[0].st.Seq)
+		}
+		if err == nil {
+			err = seg.append(buf)
+		}
 		o.mu.Lock()
-		for i, w := range batch {
+		if seg != nil && seg != o.current {
+			// A new segment (or none, its creation having failed)
+			// replaces the current one.
+			o.retireSegment(o.current)
+			o.current = seg
+		}
+		for _, w := range batch {
 			delete(o.inflight, w.st.Alert.ID)
-			if errs[i] != nil {
-				w.err = fmt.Errorf("outbox: store alert %s: %w", w.st.Alert.ID, errs[i])
+			if err != nil {
+				w.err = fmt.Errorf("outbox: store alert %s: %w", w.st.Alert.ID, err)
 				continue
 			}
-			o.publish(w.st)
+			seg.live++
+		}
+		if err == nil {
+			for _, w := range batch {
+				o.publish(w.st, seg)
+			}
+		} else if o.current != nil {
+			// The segment may end in part of this batch: append no more
+			// to it, so that only its end can be torn (see loadSegment).
+			cur := o.current
+			o.current = nil
+			o.retireSegment(cur)
 		}
 		o.mu.Unlock()
 		for _, w := range batch {
@@ -309,10 +593,58 @@ func (o *Outbox) writeQueued() {
 	}
 }
 
+// createSegment starts a segment of the pending journal, durably named.
+func (o *Outbox) createSegment(seq uint64) (*pendingFile, error) {
+	path := o.segmentPath(seq)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := durable.SyncDirs(filepath.Dir(path)); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return &pendingFile{path: path, f: f}, nil
+}
+
+// append writes a batch at the end of the segment and fsyncs it.
+func (b *pendingFile) append(buf []byte) error {
+	n, err := b.f.Write(buf)
+	b.size += n
+	if err != nil {
+		return err
+	}
+	return b.f.Sync()
+}
+
+// retireSegment closes a segment that is no longer current, and removes
+// it if none of its alerts is pending. Called with o.mu held.
+func (o *Outbox) retireSegment(b *pendingFile) {
+	if b == nil {
+		return
+	}
+	if b.f != nil {
+		_ = b.f.Close()
+		b.f = nil
+	}
+	if b.live == 0 {
+		o.removeFile(b)
+	}
+}
+
+func (o *Outbox) removeFile(b *pendingFile) {
+	if err := os.Remove(b.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		o.log.Error("outbox: cannot remove a delivered segment", "file", b.path, "err", err)
+		return
+	}
+	b.removed = true
+}
+
 // publish makes a stored alert pending for every sink and tells the
 // delivery loops and subscribers. Called with o.mu held.
-func (o *Outbox) publish(st stored) {
-	p := &pendingAlert{stored: st, left: map[string]*attempt{}}
+func (o *Outbox) publish(st stored, f *pendingFile) {
+	p := &pendingAlert{stored: st, file: f, left: map[string]*attempt{}}
 	for _, s := range o.sinks {
 		p.left[s.Name()] = &attempt{}
 	}
@@ -490,14 +822,33 @@ func (o *Outbox) record(sink, id string, err error) {
 	o.log.Warn("alert delivery failed; will retry", "sink", sink, "alert", id, "attempt", at.n, "retry_in", wait.Round(time.Millisecond), "err", err)
 }
 
-// finish moves a fully delivered alert to done/. Called with o.mu held.
+// finish retires a fully delivered alert: done.log remembers its ID, and
+// its file of pending/ goes once none of its alerts is pending. Called
+// with o.mu held.
 func (o *Outbox) finish(id string) {
+	p := o.pending[id]
 	delete(o.pending, id)
-	if err := os.Rename(o.pendingPath(id), o.donePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		o.log.Error("outbox: cannot retire a delivered alert", "alert", id, "err", err)
+	now := o.opts.Now()
+	o.done[id] = doneEntry{at: now, file: p.file}
+	var err error
+	if o.doneLog == nil {
+		err = errors.New("done.log is not open")
+	} else {
+		var line [192]byte // a time, a space, an ID (up to 128 bytes), '\n'
+		_, err = o.doneLog.Write(appendDoneLine(line[:0], now, id))
+	}
+	if err != nil {
+		// Its file stays: after a restart the alert is delivered
+		// again rather than forgotten.
+		o.log.Error("outbox: cannot retire a delivered alert; it will be delivered again after a restart", "alert", id, "err", err)
 		return
 	}
-	for _, s := range o.sinks {
-		_ = os.Remove(o.sentPath(s.Name(), id))
+	if p.file.live--; p.file.live == 0 && p.file != o.current {
+		o.removeFile(p.file)
+	}
+	if len(o.sinks) > 1 {
+		for _, s := range o.sinks {
+			_ = os.Remove(o.sentPath(s.Name(), id))
+		}
 	}
 }
