@@ -126,6 +126,9 @@ func (a *Service) Close() error {
 		a.handing.Wait()
 		a.stop()
 		<-a.done
+		if err := a.outbox.Close(); err != nil {
+			a.cfg.Logger.Warn("alert outbox: closing its files", "err", err)
+		}
 		for _, c := range a.closers {
 			_ = c.Close()
 		}

@@ -95,7 +95,13 @@ type Outbox struct {
 	doneLog *os.File
 	// current is the segment the writer appends to (nil: it starts one).
 	current *pendingFile
+	// closed is set by Close; idle is signalled when a writer stops.
+	closed bool
+	idle   *sync.Cond
 }
+
+// ErrClosed is returned by Enqueue after Close.
+var ErrClosed = errors.New("outbox is closed")
 
 type pendingAlert struct {
 	stored
@@ -182,6 +188,7 @@ func OpenOutbox(dir string, sinks []Sink, opts Options) (*Outbox, error) {
 		pending: map[string]*pendingAlert{}, inflight: map[string]*write{}, wake: map[string]chan struct{}{}, subs: map[chan Alert]struct{}{},
 		done: map[string]doneEntry{},
 	}
+	o.idle = sync.NewCond(&o.mu)
 	seen := map[string]bool{}
 	for _, s := range sinks {
 		if !idRE.MatchString(s.Name()) || seen[s.Name()] {
@@ -500,6 +507,10 @@ func (o *Outbox) Enqueue(a Alert) (bool, error) {
 		return false, err
 	}
 	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false, fmt.Errorf("store alert %s: %w", a.ID, ErrClosed)
+	}
 	if _, ok := o.pending[a.ID]; ok {
 		o.mu.Unlock()
 		return false, nil
@@ -539,6 +550,7 @@ func (o *Outbox) writeQueued() {
 		seg := o.current
 		if len(batch) == 0 {
 			o.writing = false
+			o.idle.Broadcast()
 			o.mu.Unlock()
 			return
 		}
@@ -693,6 +705,28 @@ func (o *Outbox) Subscribe(n int) (recent []Alert, live <-chan Alert, cancel fun
 		defer o.mu.Unlock()
 		delete(o.subs, ch)
 	}
+}
+
+// Close waits for the alerts being written and releases the outbox's
+// files. Call it after Run has returned; Enqueue then fails with
+// ErrClosed. It is safe to call more than once.
+func (o *Outbox) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	for o.writing {
+		o.idle.Wait()
+	}
+	var errs []error
+	if o.current != nil && o.current.f != nil {
+		errs = append(errs, o.current.f.Close())
+		o.current.f = nil
+	}
+	if o.doneLog != nil {
+		errs = append(errs, o.doneLog.Close())
+		o.doneLog = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Run delivers alerts to every sink, and forgets delivered ones once

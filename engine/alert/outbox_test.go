@@ -522,3 +522,55 @@ func TestRetiredAlertNotRevivedPastRetention(t *testing.T) {
 		t.Errorf("once no file holds it, alert 1 past its retention: Enqueue = %v, %v; want true", ok, err)
 	}
 }
+
+// TestCloseWaitsForTheWriter: Close returns only once the batch being
+// written is durable, releases the files, and refuses later alerts; the
+// alert written before it is pending after a reopen.
+func TestCloseWaitsForTheWriter(t *testing.T) {
+	dir := t.TempDir()
+	o, err := OpenOutbox(dir, []Sink{newGate()}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	o.writing = true // hold the writer back
+	o.mu.Unlock()
+	enqueued := make(chan error, 1)
+	go func() {
+		_, err := o.Enqueue(testAlert(1))
+		enqueued <- err
+	}()
+	poll.Until(t, "the alert to be queued", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.queue) == 1
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- o.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) with a batch still to write", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	go o.writeQueued()
+	if err := <-enqueued; err != nil {
+		t.Fatalf("the alert queued before Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Enqueue(testAlert(2)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Enqueue after Close: %v, want ErrClosed", err)
+	}
+	if err := o.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	again, err := OpenOutbox(dir, []Sink{newGate()}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = again.Close() })
+	if n := again.Depth(); n != 1 {
+		t.Errorf("after reopen %d alerts pending, want the one written before Close", n)
+	}
+}
