@@ -216,15 +216,21 @@ func (s *Signer) SignRecord(ctx context.Context, rec decision.Record) (Signed, e
 	if err != nil {
 		return Signed{}, fmt.Errorf("marshal statement: %w", err)
 	}
-	// Every sigstore signer of SHA-256 signs the digest it is given; one
-	// from outside this process (a KMS plugin) is handed the encoding
-	// too, in case it reads the message regardless.
-	digest := paeDigest(payload)
-	var message io.Reader = bytes.NewReader(nil)
-	if !s.InProcess() {
+	// An ECDSA or RSA key held here signs the SHA-256 digest it is given
+	// (a signer set up for another hash refuses its length: no wrong
+	// signature); every other signer — Ed25519, which signs the message
+	// itself, or a KMS client — is given the encoding, as DSSE defines it.
+	var message io.Reader
+	var opts []signature.SignOption
+	if s.signsDigest() {
+		digest := paeDigest(payload)
+		message = bytes.NewReader(nil)
+		opts = []signature.SignOption{options.WithDigest(digest[:]), options.WithContext(ctx)}
+	} else {
 		message = bytes.NewReader(dsse.PAE(PayloadType, payload))
+		opts = []signature.SignOption{options.WithContext(ctx)}
 	}
-	sig, err := s.signer.SignMessage(message, options.WithDigest(digest[:]), options.WithContext(ctx))
+	sig, err := s.signer.SignMessage(message, opts...)
 	if err != nil {
 		return Signed{}, fmt.Errorf("sign decision %s: %w", rec.DecisionID, err)
 	}
@@ -276,6 +282,19 @@ func paeDigest(payload []byte) [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// signsDigest reports whether the signer is an in-process ECDSA or RSA
+// key, which signs a digest handed to it (options.WithDigest) instead of
+// hashing the message.
+func (s *Signer) signsDigest() bool {
+	switch s.signer.(type) {
+	case *signature.ECDSASignerVerifier, *signature.ECDSASigner,
+		*signature.RSAPKCS1v15SignerVerifier, *signature.RSAPKCS1v15Signer,
+		*signature.RSAPSSSignerVerifier, *signature.RSAPSSSigner:
+		return true
+	}
+	return false
 }
 
 // InProcess reports whether the signer holds its key in this process

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -359,5 +361,47 @@ func TestInProcess(t *testing.T) {
 	}
 	if !local.InProcess() || other.InProcess() {
 		t.Errorf("InProcess: loaded key %t (want true), wrapped signer %t (want false)", local.InProcess(), other.InProcess())
+	}
+}
+
+// Every in-process key type signs an envelope its verifier opens: ECDSA
+// and RSA sign the encoding's digest, Ed25519 the encoding itself (a
+// digest handed to it would be ignored, and the empty message signed).
+func TestSignRecordWithEachKeyType(t *testing.T) {
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, err := signature.LoadED25519SignerVerifier(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := signature.LoadRSAPKCS1v15SignerVerifier(rsaKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sv := range map[string]signature.SignerVerifier{"ecdsa": newKey(t), "ed25519": ed, "rsa": rs} {
+		s, err := receipt.NewSigner(sv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := decision.Record{DecisionID: "d-" + name, Kind: decision.KindDecision, Time: "2026-12-07T10:00:00Z",
+			Request: decision.Request{Action: "deploy", Subject: decision.Subject{ID: "alice"}}, Decision: decision.Decision{Allow: true, Reasons: []string{"ok"}}}
+		signed, err := s.SignRecord(context.Background(), rec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		st, err := receipt.Open(signed.Envelope, sv)
+		if err != nil {
+			t.Errorf("%s: the envelope does not verify with its key: %v", name, err)
+			continue
+		}
+		if st.Predicate.DecisionID != rec.DecisionID {
+			t.Errorf("%s: opened statement is about %q", name, st.Predicate.DecisionID)
+		}
 	}
 }
