@@ -303,12 +303,12 @@ func (s *Signer) signsDigest() bool {
 // and may. The Recorder signs in-process keys on the caller's goroutine
 // and runs only the others under a deadline of their own.
 func (s *Signer) InProcess() bool {
+	if s.signsDigest() {
+		return true
+	}
 	switch s.signer.(type) {
-	case *signature.ECDSASignerVerifier, *signature.ECDSASigner,
-		*signature.ED25519SignerVerifier, *signature.ED25519Signer,
-		*signature.ED25519phSignerVerifier, *signature.ED25519phSigner,
-		*signature.RSAPKCS1v15SignerVerifier, *signature.RSAPKCS1v15Signer,
-		*signature.RSAPSSSignerVerifier, *signature.RSAPSSSigner:
+	case *signature.ED25519SignerVerifier, *signature.ED25519Signer,
+		*signature.ED25519phSignerVerifier, *signature.ED25519phSigner:
 		return true
 	}
 	return false
