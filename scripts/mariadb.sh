@@ -59,7 +59,12 @@ launch() {
 		--log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=2 --skip-log-bin \
 		--max-connections=500 </dev/null >/dev/null 2>&1 &
 	echo $! >"$dir/mariadb.pid"
-	for _ in $(seq 1 300); do
+	# Wait as long as the server lives, up to three minutes: after a kill -9
+	# InnoDB's crash recovery on a loaded CI machine can take more than the
+	# thirty seconds a fresh start needs, and a server killed for being slow
+	# starts its recovery over. A server that exits (a port taken) fails at
+	# once.
+	for _ in $(seq 1 1800); do
 		if mariadb --no-defaults -S "$dir/mariadb.sock" -u root -e 'SELECT 1' >/dev/null 2>&1; then
 			return 0
 		fi

@@ -215,7 +215,10 @@ func RestartMariaDB(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Longer than the script's own wait for a recovering server (three
+	// minutes), so that its failure, with the server's log, is what the
+	// test reports.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "bash", filepath.Join(r, "scripts", mariadb.script), "restart", mariadb.dir).CombinedOutput()
 	if err != nil {
