@@ -55,9 +55,14 @@ free_port() {
 launch() {
 	local dir=$1 port=$2
 	"$(mariadbd_bin)" --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$dir/mariadb.sock" \
-		--port="$port" --bind-address=127.0.0.1 --skip-networking=0 --pid-file="$dir/mariadb.pid" \
+		--port="$port" --bind-address=127.0.0.1 --skip-networking=0 --pid-file="$dir/mariadbd.pid" \
 		--log-error="$dir/server.log" --innodb-flush-log-at-trx-commit=2 --skip-log-bin \
 		--max-connections=500 </dev/null >/dev/null 2>&1 &
+	# The script alone writes DIR/mariadb.pid (the server writes its own
+	# copy elsewhere): the server rewrites its pid file while it starts, and
+	# read empty at that moment it looked like a server that had died — the
+	# script then started a second one, which could not lock the data files
+	# and, aborting, took the socket with it.
 	echo $! >"$dir/mariadb.pid"
 	# Wait as long as the server lives, up to three minutes: after a kill -9
 	# InnoDB's crash recovery on a loaded CI machine can take more than the
