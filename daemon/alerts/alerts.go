@@ -73,6 +73,10 @@ type Service struct {
 	handMu     sync.RWMutex
 	handClosed bool
 	bursts     *alert.BurstDetector
+	// counted is the last log index whose deny FromLog counted towards a
+	// burst: rows FromLog failed on come again, and are counted once.
+	// FromLog is called by one catch-up at a time.
+	counted int64
 }
 
 // Open opens the outbox and starts delivering what it holds.
@@ -99,7 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &Service{cfg: cfg, outbox: ob, stop: cancel, done: make(chan struct{}), streamsDone: make(chan struct{}),
-		bursts: alert.NewBurstDetector(cfg.Alerts.Burst())}
+		bursts: alert.NewBurstDetector(cfg.Alerts.Burst()), counted: -1}
 	for _, sk := range sinks {
 		if c, ok := sk.(io.Closer); ok {
 			a.closers = append(a.closers, c)
@@ -217,7 +221,8 @@ func (a *Service) FromLog(rows []index.Row) error {
 		if !a.outbox.Covers(r.Time) {
 			continue
 		}
-		if r.Kind == index.KindDecision && !r.Allow && r.Subject != "" {
+		if r.Kind == index.KindDecision && !r.Allow && r.Subject != "" && r.LogIndex > a.counted {
+			a.counted = r.LogIndex
 			if fire, n := a.bursts.Deny(r.Subject, r.Time); fire {
 				a.denyBurst(r, n)
 			}
